@@ -1,0 +1,229 @@
+"""The backend interface, and ``NumpyBackend``: the built-in ``cpu`` device.
+
+A backend owns an array module ``xp``, a device and a dtype, and the few fused operations where
+fusion pays. The equations in :mod:`fastbp.equations` and the training loop in
+:mod:`fastbp.training` reach arrays only through this interface, so another device (CuPy, any
+Array API namespace, a compiled CPU loop) is a subclass that overrides the hot spots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import ConfigError
+
+Array = Any  # an array of the backend's module (numpy.ndarray, cupy.ndarray, ...)
+
+DTYPES = ("float16", "float32", "float64")
+
+
+def check_dtype(dtype: Any) -> str:
+    """Return the canonical name of a floating dtype, or raise ``ConfigError``."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError as exc:
+        raise ConfigError(f"dtype {dtype!r} is not a NumPy dtype; use one of {DTYPES}") from exc
+    if name not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported; use one of {DTYPES}")
+    return name
+
+
+class Backend:
+    """One device with one array module. Written once against ``self.xp``.
+
+    Subclasses set ``name`` and ``kind`` and override what their module does differently.
+    Every method that takes ``out`` writes its result there and returns it.
+    """
+
+    name = "base"
+    kind = "cpu"
+
+    def __init__(self, xp: Any, dtype: str = "float32", index: int = 0) -> None:
+        self.xp = xp
+        self.dtype = check_dtype(dtype)
+        self.index = index
+
+    # -- identity -----------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """The device string that selects this backend, e.g. ``cpu`` or ``cuda:1``."""
+        return self.name if self.index == 0 else f"{self.name}:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} device={self.device!r} dtype={self.dtype}>"
+
+    def describe(self) -> dict[str, Any]:
+        """What ``fastbp devices`` prints for this backend."""
+        return {"name": self.name, "kind": self.kind, "device": self.device}
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make this backend's device current for the work inside the block."""
+        yield
+
+    # -- moving arrays ------------------------------------------------------------------
+    def asarray(self, a: Any, dtype: str | None = None) -> Array:
+        """``a`` as an array of this backend (copied only if it must be)."""
+        return self.xp.asarray(a, dtype=dtype or self.dtype)
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """``a`` as a NumPy array on the host."""
+        return np.asarray(a)
+
+    def is_native(self, a: Any) -> bool:
+        """Whether ``a`` is already an array of this backend."""
+        return isinstance(a, np.ndarray)
+
+    def empty(self, shape: tuple[int, ...], dtype: str | None = None) -> Array:
+        return self.xp.empty(shape, dtype=dtype or self.dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: str | None = None) -> Array:
+        return self.xp.zeros(shape, dtype=dtype or self.dtype)
+
+    def copy_into(self, dst: Array, src: Any) -> None:
+        """Write host or device data ``src`` into the existing array ``dst``."""
+        dst[...] = self.asarray(src, dtype=str(dst.dtype))
+
+    def synchronize(self) -> None:
+        """Wait until every queued operation on the device has finished."""
+
+    # -- the arithmetic of the equations -----------------------------------------------
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a @ b``."""
+        return self.xp.matmul(a, b, out=out)
+
+    def sigmoid(self, z: Array, out: Array) -> Array:
+        """``out = σ(z) = 1 / (1 + e^{-z})``, written as ``(1 + tanh(z/2)) / 2`` (no overflow)."""
+        xp = self.xp
+        xp.multiply(z, 0.5, out=out)
+        xp.tanh(out, out=out)
+        xp.multiply(out, 0.5, out=out)
+        xp.add(out, 0.5, out=out)
+        return out
+
+    def bias_sigmoid(self, z: Array, b: Array) -> Array:
+        """In place: ``z ← σ(z + b)``; turns ``W a^{l-1}`` into ``a^l``."""
+        self.xp.add(z, b, out=z)
+        return self.sigmoid(z, out=z)
+
+    def sigmoid_prime(self, a: Array, out: Array) -> Array:
+        """``out = σ'(z) = a ⊙ (1 − a)``, from the activation ``a = σ(z)``."""
+        xp = self.xp
+        xp.subtract(1.0, a, out=out)
+        xp.multiply(out, a, out=out)
+        return out
+
+    def mul_sigmoid_prime(self, x: Array, a: Array, scratch: Array) -> Array:
+        """In place: ``x ← x ⊙ σ'(z)`` with ``σ'(z) = a ⊙ (1 − a)`` (the hadamard of BP1/BP2)."""
+        self.sigmoid_prime(a, out=scratch)
+        self.xp.multiply(x, scratch, out=x)
+        return x
+
+    def sum_columns(self, a: Array, out: Array) -> Array:
+        """``out = Σ_j a[:, j]`` as a column ``(n, 1)``."""
+        return self.xp.sum(a, axis=1, keepdims=True, out=out)
+
+    def matmul_nt(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a bᵀ``."""
+        return self.xp.matmul(a, b.T, out=out)
+
+    def matmul_tn(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = aᵀ b``."""
+        return self.xp.matmul(a.T, b, out=out)
+
+    def sgd_weights(
+        self, w: Array, delta: Array, a_prev: Array, alpha: float, beta: float, scratch: Array
+    ) -> None:
+        """BP4 folded into the SGD step: ``W ← β W − α δ (a^{l-1})ᵀ``."""
+        self.matmul_nt(delta, a_prev, out=scratch)
+        if beta != 1.0:
+            self.xp.multiply(w, beta, out=w)
+        scratch *= alpha
+        self.xp.subtract(w, scratch, out=w)
+
+    def sgd_biases(self, b: Array, delta: Array, alpha: float, scratch: Array) -> None:
+        """BP3 folded into the SGD step: ``b ← b − α Σ_j δ_j``."""
+        self.sum_columns(delta, out=scratch)
+        scratch *= alpha
+        self.xp.subtract(b, scratch, out=b)
+
+    def take_rows(self, src: Array, idx: Array, out: Array) -> Array:
+        """Gather rows: ``out[i] = src[idx[i]]`` (mini-batches from a sample-major data set)."""
+        return self.xp.take(src, idx, axis=0, out=out)
+
+    def argmax_columns(self, a: Array) -> Array:
+        """The index of the largest entry of each column."""
+        return self.xp.argmax(a, axis=0)
+
+    def count_equal(self, a: Array, b: Array) -> Array:
+        """How many entries of ``a`` and ``b`` are equal, as a device scalar."""
+        return self.xp.sum(a == b)
+
+    def all_finite(self, a: Array) -> bool:
+        """Whether ``a`` holds no NaN or inf (reads one scalar back from the device)."""
+        return bool(self.xp.all(self.xp.isfinite(a)))
+
+    def index_array(self, order: np.ndarray) -> Array:
+        """A host permutation of sample indices moved to the device."""
+        return self.xp.asarray(order)
+
+    # -- a whole epoch --------------------------------------------------------------------
+    def sgd_epoch(self, state: Any) -> Any:
+        """Run one epoch of mini-batch SGD; see :func:`fastbp.training.sgd_epoch`.
+
+        Backends that compile the whole epoch override this.
+        """
+        from .training import sgd_epoch
+
+        return sgd_epoch(self, state)
+
+
+class NumpyBackend(Backend):
+    """The ``cpu`` device: NumPy, with its BLAS for the products."""
+
+    name = "cpu"
+    kind = "cpu"
+
+    def __init__(self, dtype: str = "float32", index: int = 0) -> None:
+        super().__init__(np, dtype=dtype, index=index)
+        try:  # SciPy's expit is one pass where the tanh form needs four.
+            from scipy.special import expit
+        except ImportError:  # pragma: no cover - SciPy is optional
+            expit = None
+        self._expit = expit
+
+    def sigmoid(self, z: Array, out: Array) -> Array:
+        """``out = σ(z) = 1 / (1 + e^{-z})``."""
+        if self._expit is not None:
+            return self._expit(z, out=out)
+        return super().sigmoid(z, out)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(model=platform.processor() or platform.machine(), numpy=np.__version__)
+        info["blas"] = blas_description()
+        return info
+
+
+def blas_description() -> str:
+    """The BLAS NumPy calls, with its thread count where threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if libs:
+            i = libs[0]
+            return f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
+    except ImportError:
+        pass
+    cfg = getattr(np, "show_config", None)
+    try:
+        info = cfg(mode="dicts")  # type: ignore[misc]
+        blas = info["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # noqa: BLE001 - older NumPy has no dict mode
+        return "unknown"

@@ -1,0 +1,1 @@
+"""Data sets: MNIST's IDX files, found locally or downloaded and verified."""

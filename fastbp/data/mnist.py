@@ -1,0 +1,227 @@
+"""MNIST: find the four IDX files, verify and read them, and split them as the book does.
+
+Search order: ``path``, then ``$FASTBP_DATA``, then the user cache (``~/.cache/fastbp/mnist``, or
+``$XDG_CACHE_HOME/fastbp/mnist``), then a download from public mirrors into the cache. Downloads
+are checked against the SHA-256 of the uncompressed files before use and moved into the cache
+atomically; a file that does not match is deleted and reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import DataError
+from .idx import read_idx
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# SHA-256 of the uncompressed files (their MD5s are the well-known 6bbc9ace..., a25bea73...,
+# 2646ac64..., 27ae3e4e...).
+SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+EXPECTED = {"train": (60_000, 28, 28), "test": (10_000, 28, 28)}
+N_VALIDATION = 10_000
+
+
+@dataclass(frozen=True)
+class Split:
+    """One part of the data: ``images`` ``(N, 784)`` float32 in [0, 1], integer ``labels`` ``(N,)``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def X(self) -> np.ndarray:
+        """The images as ``(784, N)``, one sample per column (a view, no copy)."""
+        return self.images.T
+
+    def one_hot(self, n: int = 10) -> np.ndarray:
+        """The labels as one-hot columns ``(n, N)``."""
+        y = np.zeros((n, len(self.labels)), dtype=self.images.dtype)
+        y[self.labels, np.arange(len(self.labels))] = 1.0
+        return y
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self) -> Iterator[np.ndarray]:  # unpacks as the book's (images, labels)
+        return iter((self.images, self.labels))
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The book's split: 50,000 training, 10,000 validation, 10,000 test images."""
+
+    train: Split
+    validation: Split
+    test: Split
+
+    def __iter__(self) -> Iterator[Split]:
+        return iter((self.train, self.validation, self.test))
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fastbp" / "mnist"
+
+
+def candidate_dirs(path: str | os.PathLike | None = None) -> list[Path]:
+    """Where the loader looks, in order."""
+    dirs = [Path(path)] if path is not None else []
+    if os.environ.get("FASTBP_DATA"):
+        dirs.append(Path(os.environ["FASTBP_DATA"]))
+    dirs.append(cache_dir())
+    return dirs
+
+
+def _find(directory: Path) -> dict[str, Path] | None:
+    found = {}
+    for key, stem in FILES.items():
+        for name in (stem + ".gz", stem):
+            if (directory / name).is_file():
+                found[key] = directory / name
+                break
+        else:
+            return None
+    return found
+
+
+def locate(path: str | os.PathLike | None = None, *, download: bool = True) -> dict[str, Path]:
+    """The paths of the four files; downloads into the cache if no directory has them."""
+    dirs = candidate_dirs(path)
+    for d in dirs:
+        found = _find(d)
+        if found:
+            return found
+    if download:
+        try:
+            return fetch(cache_dir())
+        except DataError as exc:
+            reason = str(exc)
+    else:
+        reason = "downloading was turned off"
+    raise DataError(
+        "MNIST not found; looked in " + ", ".join(str(d) for d in dirs)
+        + f". Download failed: {reason}. Put the four IDX files (gzip or plain) in a directory "
+        "and set FASTBP_DATA=/that/directory, or pass path=..."
+    )
+
+
+def sha256_uncompressed(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    h = hashlib.sha256()
+    try:
+        with opener(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
+    return h.hexdigest()
+
+
+def verify(path: Path, stem: str) -> None:
+    """Raise ``DataError`` unless ``path`` holds the known bytes of ``stem``."""
+    digest = sha256_uncompressed(path)
+    if digest != SHA256[stem]:
+        raise DataError(f"{path}: checksum mismatch (sha256 {digest}, expected {SHA256[stem]})")
+
+
+def fetch(target: Path, mirrors: tuple[str, ...] = MIRRORS) -> dict[str, Path]:
+    """Download the four files into ``target``, verified, each moved in atomically."""
+    try:
+        import pooch
+    except ImportError as exc:
+        raise DataError("pooch is needed to download MNIST: pip install pooch") from exc
+    target.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for key, stem in FILES.items():
+        final = target / (stem + ".gz")
+        if not final.is_file():
+            _download_one(pooch, stem, final, mirrors)
+        out[key] = final
+    return out
+
+
+def _download_one(pooch, stem: str, final: Path, mirrors: tuple[str, ...]) -> None:
+    errors = []
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download-") as tmp:
+        for mirror in mirrors:
+            try:
+                got = Path(pooch.retrieve(mirror + stem + ".gz", known_hash=None, path=tmp,
+                                          fname=stem + ".gz", progressbar=_has_tqdm()))
+            except Exception as exc:  # noqa: BLE001 - network errors come in many types
+                errors.append(f"{mirror}: {exc}")
+                continue
+            try:
+                verify(got, stem)
+            except DataError as exc:
+                got.unlink(missing_ok=True)
+                errors.append(f"{mirror}: {exc} (removed)")
+                continue
+            with open(got, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(got, final)
+            return
+    raise DataError(f"could not download {stem}: " + "; ".join(errors))
+
+
+def _has_tqdm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tqdm") is not None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_raw(files: tuple[tuple[str, Path], ...]) -> dict[str, np.ndarray]:
+    f = dict(files)
+    raw = {k: read_idx(p) for k, p in f.items()}
+    for part in ("train", "test"):
+        images, labels = raw[f"{part}_images"], raw[f"{part}_labels"]
+        if images.shape != EXPECTED[part] or labels.shape != EXPECTED[part][:1]:
+            raise DataError(f"{f[part + '_images']}: MNIST {part} files have shapes "
+                            f"{images.shape} and {labels.shape}, expected {EXPECTED[part]}")
+        if images.dtype != np.uint8 or labels.dtype != np.uint8 or labels.max() > 9:
+            raise DataError(f"{f[part + '_labels']}: not MNIST data (dtype or labels out of 0..9)")
+    return raw
+
+
+def load_mnist(path: str | os.PathLike | None = None, *, dtype: str = "float32",
+               download: bool = True) -> MNIST:
+    """MNIST as the book splits it: the first 50,000 training images, the last 10,000 of the
+    training file as validation, and the 10,000 test images; pixels scaled to [0, 1]."""
+    files = locate(path, download=download)
+    raw = _read_raw(tuple(sorted((k, p.resolve()) for k, p in files.items())))
+
+    def split(images: np.ndarray, labels: np.ndarray) -> Split:
+        x = images.reshape(len(images), -1).astype(dtype)
+        x /= 255.0
+        return Split(x, labels.astype(np.int64))
+
+    n_train = EXPECTED["train"][0] - N_VALIDATION
+    ti, tl = raw["train_images"], raw["train_labels"]
+    return MNIST(
+        train=split(ti[:n_train], tl[:n_train]),
+        validation=split(ti[n_train:], tl[n_train:]),
+        test=split(raw["test_images"], raw["test_labels"]),
+    )

@@ -1,0 +1,132 @@
+"""Choosing a device: the ``FASTBP_DEVICE`` grammar, the backend registry and ``use_device``.
+
+A device string is ``cpu``, ``cuda``, ``cuda:N``, ``auto``, or a plugged-in backend's ``name`` or
+``name:N``. Precedence: an explicit argument, then the innermost ``use_device`` block, then
+``$FASTBP_DEVICE`` (read when a device is first needed, never cached), then ``cpu``.
+
+Backends are registered under the entry-point group ``fastbp.backends``: each entry point loads a
+:class:`~fastbp.backend.Backend` subclass, constructed as ``cls(dtype=..., index=...)``.
+:func:`register_backend` does the same in code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import re
+from importlib import metadata
+from typing import Callable, Iterator
+
+from .backend import Backend, NumpyBackend
+from .errors import DeviceError
+
+log = logging.getLogger("fastbp")
+
+ENTRY_POINT_GROUP = "fastbp.backends"
+ENV_VAR = "FASTBP_DEVICE"
+DEFAULT_DEVICE = "cpu"
+
+# Devices that ship in this repository's backends/ folder: what to install when one is missing.
+SHIPPED_PLUGINS = {
+    "cuda": 'pip install "./backends/cupy[cuda12]"  (or [cuda13]; from a fastbp checkout)',
+    "array-api": 'pip install "./backends/array_api"  (from a fastbp checkout)',
+    "cpu-jit": 'pip install "./backends/numba"  (from a fastbp checkout)',
+}
+
+_GRAMMAR = re.compile(r"^(?P<name>[a-z][a-z0-9_\-]*)(?::(?P<index>\d+))?$")
+_registered: dict[str, Callable[..., Backend]] = {"cpu": NumpyBackend}
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastbp_device", default=None)
+
+
+def register_backend(name: str, factory: Callable[..., Backend]) -> None:
+    """Register ``factory`` (a Backend subclass or callable ``(dtype=, index=)``) as ``name``."""
+    if not _GRAMMAR.match(name) or ":" in name or name == "auto":
+        raise DeviceError(f"backend name {name!r} is not valid: use lowercase letters, digits, - and _")
+    _registered[name] = factory
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def backend_names() -> list[str]:
+    """Every backend name known here: built in, registered in code, or installed as a plugin."""
+    return sorted(set(_registered) | set(_entry_points()))
+
+
+def backend_class(name: str) -> Callable[..., Backend]:
+    """The factory registered as ``name``; loads the plugin's entry point if needed."""
+    if name in _registered:
+        return _registered[name]
+    eps = _entry_points()
+    if name in eps:
+        try:
+            factory = eps[name].load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the core
+            raise DeviceError(f"the backend plugin {name!r} failed to load: {exc}") from exc
+        _registered[name] = factory
+        return factory
+    if name in SHIPPED_PLUGINS:
+        raise DeviceError(
+            f"device {name!r} needs its plugin, which is not installed: {SHIPPED_PLUGINS[name]}"
+        )
+    raise DeviceError(f"unknown device {name!r}; available: {', '.join(backend_names() + ['auto'])}")
+
+
+def parse_device(spec: str) -> tuple[str, int]:
+    """Split ``name[:N]`` into ``(name, N)``; raise ``DeviceError`` on a malformed string."""
+    if not isinstance(spec, str):
+        raise DeviceError(f"a device is a string like 'cpu' or 'cuda:0', not {spec!r}")
+    m = _GRAMMAR.match(spec.strip().lower())
+    if not m:
+        raise DeviceError(
+            f"malformed device string {spec!r}: expected 'cpu', 'cuda', 'cuda:N', 'auto' "
+            "or a plugged-in backend's 'name' / 'name:N'"
+        )
+    return m["name"], int(m["index"] or 0)
+
+
+def requested_device(device: str | None = None) -> str:
+    """The device string in force: argument > ``use_device`` > ``$FASTBP_DEVICE`` > ``cpu``."""
+    for spec in (device, _current.get(), os.environ.get(ENV_VAR) or None):
+        if spec is not None:
+            return spec
+    return DEFAULT_DEVICE
+
+
+def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Backend:
+    """The backend for ``device`` (see :func:`requested_device`) computing in ``dtype``."""
+    if isinstance(device, Backend):
+        return device if device.dtype == dtype else type(device)(dtype=dtype, index=device.index)
+    spec = requested_device(device)
+    name, index = parse_device(spec)
+    if name == "auto":
+        return _auto(dtype)
+    if name == "gpu":
+        raise DeviceError("malformed device string 'gpu': say 'cuda' or 'cuda:N' for an NVIDIA GPU")
+    factory = backend_class(name)
+    return factory(dtype=dtype, index=index)
+
+
+def _auto(dtype: str) -> Backend:
+    """The first GPU that works, else the CPU; says which in one log line."""
+    try:
+        backend = backend_class("cuda")(dtype=dtype, index=0)
+    except DeviceError as exc:
+        log.warning("fastbp: device 'auto' chose cpu (no usable GPU: %s)", exc)
+        return NumpyBackend(dtype=dtype)
+    log.warning("fastbp: device 'auto' chose %s", backend.device)
+    return backend
+
+
+@contextlib.contextmanager
+def use_device(device: str) -> Iterator[str]:
+    """Within the block, ``Network`` and the CLI use ``device`` unless given one explicitly."""
+    parse_device(device)  # fail early on a malformed string
+    token = _current.set(device)
+    try:
+        yield device
+    finally:
+        _current.reset(token)

@@ -1,0 +1,31 @@
+"""The errors fastbp raises: each names the bad value and, where there is one, the fix."""
+
+from __future__ import annotations
+
+
+class FastbpError(Exception):
+    """Base class of every error fastbp raises on purpose."""
+
+
+class ShapeError(FastbpError, ValueError):
+    """An array has the wrong shape (a batch, a label matrix, a weight)."""
+
+
+class ConfigError(FastbpError, ValueError):
+    """A hyperparameter or option is out of range (``eta <= 0``, ``batch_size < 1``, ...)."""
+
+
+class DataError(FastbpError):
+    """A data file is missing, truncated, corrupt or does not match its checksum."""
+
+
+class ModelFormatError(DataError):
+    """A saved model file is not a fastbp model, or is damaged."""
+
+
+class DeviceError(FastbpError, RuntimeError):
+    """A device string is malformed, unknown, or the device cannot run here."""
+
+
+class TrainingDiverged(FastbpError, ArithmeticError):
+    """Training produced NaN or inf in the cost or the parameters."""

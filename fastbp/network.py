@@ -1,0 +1,392 @@
+"""``Network``: a stack of sigmoid layers trained by mini-batch SGD with backprop in matrix form.
+
+``z^l = W^l a^{l-1} + b^l``, ``a^l = σ(z^l)``. The book's API (``SGD``, ``update_mini_batch``,
+``backprop``, ``feedforward``, ``evaluate``, ``cost_derivative``) takes the book's data, a list of
+``(x, y)`` column pairs; ``train`` is the fast path for arrays. Both run the same equations
+(:mod:`fastbp.equations`) on the network's backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from . import devices
+from .backend import Array, Backend
+from .costs import QuadraticCost, get_cost
+from .equations import backpropagate, bp3, bp4, feedforward
+from .errors import ConfigError, ShapeError
+from .training import EpochPlan, Evaluator, Workspace
+from .validate import (
+    check_batch,
+    check_count,
+    check_labels,
+    check_positive,
+    check_sizes,
+    check_targets,
+)
+
+INITS = ("standard", "scaled")
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: mean cost per sample over its mini-batches, test accuracy (with a test set),
+    wall seconds including evaluation, and training samples/s (the SGD steps alone)."""
+
+    epoch: int
+    cost: float
+    accuracy: float | None
+    correct: int | None
+    seconds: float
+    samples_per_s: float
+
+
+class History(list):
+    """The per-epoch records ``train`` returns (a list of :class:`EpochRecord`)."""
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self]
+
+    @property
+    def best_accuracy(self) -> float | None:
+        accs = [r.accuracy for r in self if r.accuracy is not None]
+        return max(accs) if accs else None
+
+
+class ParameterList(Sequence):
+    """``net.weights`` / ``net.biases``: read as NumPy arrays, assign NumPy arrays of the right shape."""
+
+    def __init__(self, net: Network, arrays: list[Array], what: str) -> None:
+        self._net, self._arrays, self._what = net, arrays, what
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._net.backend.to_numpy(a) for a in self._arrays[i]]
+        return self._net.backend.to_numpy(self._arrays[i])
+
+    def __setitem__(self, i: int, value: Any) -> None:
+        target = self._arrays[i]
+        value = np.asarray(value) if not self._net.backend.is_native(value) else value
+        if tuple(value.shape) != tuple(target.shape):
+            layer = i % len(self._arrays) + 2
+            raise ShapeError(
+                f"{self._what}[{i}] (layer {layer}) must have shape {tuple(target.shape)}, "
+                f"got {tuple(value.shape)}"
+            )
+        self._net.backend.copy_into(target, value)
+
+    def __repr__(self) -> str:
+        return f"{self._what}{[tuple(a.shape) for a in self._arrays]}"
+
+
+class Network:
+    """A fully connected sigmoid network; ``sizes[0]`` inputs, ``sizes[-1]`` outputs.
+
+    ``weights[l]`` is ``W^{l+2}`` with shape ``(sizes[l+1], sizes[l])``, ``biases[l]`` is
+    ``b^{l+2}`` with shape ``(sizes[l+1], 1)`` (layer 1 is the input, as in the book).
+    ``init="standard"`` draws both from N(0, 1); ``init="scaled"`` divides the weights by
+    ``sqrt(n_in)`` (the book's chapter 3).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        *,
+        cost: Any = QuadraticCost,
+        device: str | Backend | None = None,
+        dtype: str = "float32",
+        seed: int | None = None,
+        init: str = "standard",
+    ) -> None:
+        self.sizes = check_sizes(sizes)
+        self.num_layers = len(self.sizes)
+        self.cost = get_cost(cost)
+        if init not in INITS:
+            raise ConfigError(f"init must be one of {INITS}, got {init!r}")
+        self.init = init
+        self.backend = devices.resolve(device, dtype)
+        self.rng = np.random.default_rng(seed)
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        biases = [self.rng.standard_normal((n, 1)) for _, n in pairs]
+        scale = (lambda k: 1.0 / np.sqrt(k)) if init == "scaled" else (lambda k: 1.0)
+        weights = [self.rng.standard_normal((n, k)) * scale(k) for k, n in pairs]
+        with self.backend.activate():
+            self._biases = [self.backend.asarray(b) for b in biases]
+            self._weights = [self.backend.asarray(w) for w in weights]
+        self._workspaces: dict[int, Workspace] = {}
+
+    # -- parameters ---------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def dtype(self) -> str:
+        return self.backend.dtype
+
+    @property
+    def weights(self) -> ParameterList:
+        return ParameterList(self, self._weights, "weights")
+
+    @weights.setter
+    def weights(self, values: Iterable[Any]) -> None:
+        self._assign(self.weights, values)
+
+    @property
+    def biases(self) -> ParameterList:
+        return ParameterList(self, self._biases, "biases")
+
+    @biases.setter
+    def biases(self, values: Iterable[Any]) -> None:
+        self._assign(self.biases, values)
+
+    @staticmethod
+    def _assign(target: ParameterList, values: Iterable[Any]) -> None:
+        values = list(values)
+        if len(values) != len(target):
+            raise ShapeError(f"expected {len(target)} arrays for {target._what}, got {len(values)}")
+        for i, v in enumerate(values):
+            target[i] = v
+
+    def __repr__(self) -> str:
+        return (f"Network({self.sizes}, cost={self.cost.__name__}, device={self.device!r}, "
+                f"dtype={self.dtype!r})")
+
+    def to(self, device: str | Backend) -> Network:
+        """This network on another device, with identical parameters and random state."""
+        other = Network.__new__(Network)
+        other.__dict__.update(self.__dict__)
+        other.backend = devices.resolve(device, self.dtype)
+        other.rng = np.random.default_rng()
+        other.rng.bit_generator.state = self.rng.bit_generator.state
+        with other.backend.activate():
+            other._weights = [other.backend.asarray(w) for w in self.weights]
+            other._biases = [other.backend.asarray(b) for b in self.biases]
+        other._workspaces = {}
+        return other
+
+    # -- the matrix form ----------------------------------------------------------------
+    def _input(self, x: Any, name: str = "X") -> Array:
+        x = check_batch(x, self.sizes[0], name)
+        return self.backend.asarray(x)
+
+    def _workspace(self, m: int) -> Workspace:
+        ws = self._workspaces.get(m)
+        if ws is None:
+            ws = self._workspaces[m] = Workspace(self.backend, self.sizes, m)
+        return ws
+
+    def feedforward(self, a: Any) -> np.ndarray:
+        """``a^L`` for a batch ``a`` of shape ``(sizes[0], m)``; ``(sizes[0], 1)`` is one sample."""
+        with self.backend.activate():
+            x = self._input(a, "a")
+            ws = self._workspace(int(x.shape[1]))
+            out = feedforward(self.backend, self._weights, self._biases, x, ws.activations)
+            return self.backend.to_numpy(out).copy()
+
+    def backprop(self, x: Any, y: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(nabla_b, nabla_w)``: ``∂C/∂b^l`` and ``∂C/∂W^l`` summed over the ``m`` columns.
+
+        BP1 and BP2 give every ``δ^l``; BP3 and BP4 turn them into the gradient.
+        """
+        be = self.backend
+        with be.activate():
+            x = self._input(x, "x")
+            m = int(x.shape[1])
+            y = be.asarray(check_targets(y, self.sizes[-1], m, "y"))
+            ws = self._workspace(m)
+            feedforward(be, self._weights, self._biases, x, ws.activations)
+            backpropagate(be, self.cost, self._weights, x, y, ws.activations, ws.deltas,
+                          ws.scratch)
+            inputs = [x, *ws.activations[:-1]]
+            nabla_b = [be.to_numpy(bp3(be, d, out=be.empty((d.shape[0], 1)))) for d in ws.deltas]
+            nabla_w = [be.to_numpy(bp4(be, d, a, out=be.empty(w.shape)))
+                       for d, a, w in zip(ws.deltas, inputs, self._weights)]
+        return nabla_b, nabla_w
+
+    def cost_derivative(self, output_activations: Any, y: Any) -> Any:
+        """``∇_a C_x = a^L − y`` for the quadratic cost (the book's helper)."""
+        return output_activations - y
+
+    def total_cost(self, x: Any, y: Any) -> float:
+        """``C`` summed over the columns of ``x`` (one-hot ``y``), as the cost defines it."""
+        a = self.feedforward(x)
+        return self.cost.fn(a, check_targets(y, self.sizes[-1], a.shape[1]))
+
+    def predict(self, x: Any) -> np.ndarray:
+        """The class of each column of ``x``: ``argmax_j a^L_j``."""
+        return self.feedforward(x).argmax(axis=0)
+
+    # -- the fast path --------------------------------------------------------------------
+    def train(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        epochs: int,
+        batch_size: int,
+        eta: float,
+        test: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        lmbda: float = 0.0,
+        callback: Callable[[EpochRecord, Network], bool | None] | None = None,
+        verbose: bool = False,
+    ) -> History:
+        """Mini-batch SGD on arrays: ``X`` is ``(sizes[0], N)``, ``Y`` one-hot ``(sizes[-1], N)``
+        or ``N`` integer labels; ``test`` is ``(X_test, labels)``.
+
+        The data move to the device once; each mini-batch is gathered there. ``lmbda`` is the L2
+        weight of the book's chapter 3 (``W ← (1 − ηλ/n) W − (η/m) ∂C/∂W``). ``callback(record,
+        net)`` runs after every epoch and stops training when it returns ``False``.
+        Returns the per-epoch :class:`History`.
+        """
+        epochs = check_count("epochs", epochs, low=0)
+        eta = check_positive("eta", eta)
+        lmbda = check_positive("lmbda", lmbda, allow_zero=True)
+        be = self.backend
+        with be.activate():
+            plan, evaluator = self._plan(X, Y, batch_size, eta, lmbda, test)
+            history = History()
+            n = int(plan.xs.shape[0])
+            for epoch in range(epochs):
+                order = self.rng.permutation(n) if shuffle else np.arange(n)
+                plan.order = be.index_array(order)
+                t0 = time.perf_counter()
+                cost = float(be.sgd_epoch(plan)) / n  # reading the cost waits for the device
+                t1 = time.perf_counter()
+                correct = evaluator.correct(self._weights, self._biases) if evaluator else None
+                record = EpochRecord(
+                    epoch=epoch, cost=cost,
+                    accuracy=None if correct is None else correct / evaluator.n,
+                    correct=correct, seconds=time.perf_counter() - t0,
+                    samples_per_s=n / max(t1 - t0, 1e-9),
+                )
+                history.append(record)
+                if verbose:
+                    print(format_record(record, evaluator.n if evaluator else None), flush=True)
+                if callback is not None and callback(record, self) is False:
+                    break
+        return history
+
+    def _plan(self, X: Any, Y: Any, batch_size: int, eta: float, lmbda: float,
+              test: tuple[Any, Any] | None) -> tuple[EpochPlan, Evaluator | None]:
+        """Validate and move the training (and test) data to the device, sample-major."""
+        be = self.backend
+        X = check_batch(X, self.sizes[0], "X")
+        n = int(X.shape[1])
+        batch_size = check_count("batch_size", batch_size, low=1, high=n)
+        xs = self._samples_major(X)
+        ys = self._targets_major(Y, n)
+        evaluator = None
+        if test is not None:
+            if not (isinstance(test, (tuple, list)) and len(test) == 2):
+                raise ConfigError("test must be a pair (X_test, labels)")
+            xt = check_batch(test[0], self.sizes[0], "test X")
+            labels = check_labels(test[1], self.sizes[-1], int(xt.shape[1]), "test labels")
+            evaluator = Evaluator(be, self.sizes, self._samples_major(xt), be.index_array(labels))
+        plan = EpochPlan(self.sizes, self._weights, self._biases, self.cost, xs, ys,
+                         order=None, batch_size=batch_size, eta=eta,
+                         decay=1.0 - eta * lmbda / n, workspaces=self._workspaces)
+        return plan, evaluator
+
+    def _samples_major(self, X: Any) -> Array:
+        """``X`` ``(n_in, N)`` as a C-contiguous ``(N, n_in)`` device array (one copy)."""
+        if self.backend.is_native(X):
+            return self.backend.xp.ascontiguousarray(self.backend.asarray(X.T))
+        return self.backend.asarray(np.ascontiguousarray(np.asarray(X).T))
+
+    def _targets_major(self, Y: Any, n: int) -> Array:
+        """One-hot targets ``(N, n_out)`` from one-hot ``(n_out, N)`` or ``N`` integer labels."""
+        n_out = self.sizes[-1]
+        shape = tuple(getattr(Y, "shape", np.shape(Y)))
+        if shape == (n_out, n):
+            return self._samples_major(check_targets(Y, n_out, n))
+        labels = check_labels(Y, n_out, n, "Y")
+        onehot = np.zeros((n, n_out))
+        onehot[np.arange(n), labels] = 1.0
+        return self.backend.asarray(onehot)
+
+    def accuracy(self, X: Any, labels: Any) -> float:
+        """The fraction of columns of ``X`` classified as ``labels``."""
+        return self.count_correct(X, labels) / int(np.shape(X)[1])
+
+    def count_correct(self, X: Any, labels: Any) -> int:
+        """How many columns of ``X`` the network classifies as ``labels``."""
+        be = self.backend
+        with be.activate():
+            X = check_batch(X, self.sizes[0], "X")
+            lab = check_labels(labels, self.sizes[-1], int(X.shape[1]))
+            ev = Evaluator(be, self.sizes, self._samples_major(X), be.index_array(lab))
+            return ev.correct(self._weights, self._biases)
+
+    # -- the book's API ---------------------------------------------------------------------
+    def SGD(self, training_data: Iterable[tuple[Any, Any]], epochs: int, mini_batch_size: int,
+            eta: float, test_data: Iterable[tuple[Any, Any]] | None = None) -> History:
+        """The book's ``SGD``: lists of ``(x, y)`` column pairs, one line printed per epoch."""
+        X, Y = stack_pairs(training_data, "training_data")
+        test = None
+        if test_data is not None:
+            test = stack_pairs(test_data, "test_data", labels=True)
+        n_test = test[0].shape[1] if test is not None else 0
+
+        def report(record: EpochRecord, net: Network) -> None:
+            if record.correct is not None:
+                print(f"Epoch {record.epoch}: {record.correct} / {n_test}", flush=True)
+            else:
+                print(f"Epoch {record.epoch} complete", flush=True)
+
+        return self.train(X, Y, epochs=epochs, batch_size=mini_batch_size, eta=eta, test=test,
+                          callback=report)
+
+    def update_mini_batch(self, mini_batch: Iterable[tuple[Any, Any]], eta: float) -> None:
+        """One SGD step on a list of ``(x, y)`` pairs: ``W ← W − (η/m) Σ_x ∂C_x/∂W``, same for b."""
+        eta = check_positive("eta", eta)
+        X, Y = stack_pairs(mini_batch, "mini_batch")
+        nabla_b, nabla_w = self.backprop(X, Y)
+        alpha = eta / X.shape[1]
+        self.weights = [w - alpha * nw for w, nw in zip(self.weights, nabla_w)]
+        self.biases = [b - alpha * nb for b, nb in zip(self.biases, nabla_b)]
+
+    def evaluate(self, test_data: Iterable[tuple[Any, Any]]) -> int:
+        """How many ``(x, label)`` pairs the network gets right (the book's ``evaluate``)."""
+        X, labels = stack_pairs(test_data, "test_data", labels=True)
+        return self.count_correct(X, labels)
+
+
+def stack_pairs(pairs: Iterable[tuple[Any, Any]], name: str,
+                labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The book's list of ``(x, y)`` column pairs as matrices ``X (n_in, N)`` and ``Y``.
+
+    With ``labels=True`` each ``y`` is an integer label and ``Y`` is ``(N,)``.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ShapeError(f"{name} is empty")
+    try:
+        xs, ys = zip(*pairs)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} must be a list of (x, y) pairs") from exc
+    try:
+        X = np.hstack([np.asarray(x).reshape(-1, 1) for x in xs])
+        Y = (np.asarray([int(np.asarray(y).reshape(-1)[0]) if np.size(y) == 1 else
+                         int(np.argmax(y)) for y in ys]) if labels
+             else np.hstack([np.asarray(y).reshape(-1, 1) for y in ys]))
+    except ValueError as exc:
+        raise ShapeError(f"the pairs of {name} do not all have the same shapes: {exc}") from exc
+    return X, Y
+
+
+def format_record(record: EpochRecord, n_test: int | None = None) -> str:
+    """One line per epoch: test accuracy, cost, seconds, samples/s."""
+    acc = (f"test {record.correct} / {n_test} ({100 * record.accuracy:.2f} %)"
+           if record.accuracy is not None else "no test set")
+    return (f"Epoch {record.epoch}: {acc}, cost {record.cost:.4f}, "
+            f"{record.seconds:.2f} s, {record.samples_per_s:,.0f} samples/s")

@@ -1,0 +1,69 @@
+"""The oracle: the book's per-sample algorithm as a plain loop (Nielsen's ``network.py``).
+
+For each training sample ``x``: feedforward, output error ``δ^{x,L}`` (BP1), backpropagate the
+error (BP2), output the gradient (BP3, BP4); the mini-batch gradient is the sum over samples.
+NumPy only, column vectors only, no buffers: slow and obviously right. Tests hold the matrix
+path to it; the benchmarks time it as the per-sample baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .costs import QuadraticCost, sigmoid, sigmoid_prime
+
+
+def backprop_sample(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], x: np.ndarray,
+                    y: np.ndarray, cost: Any = QuadraticCost) -> tuple[list, list]:
+    """``(nabla_b, nabla_w)`` for one sample ``x`` ``(n_in, 1)`` with target ``y`` ``(n_out, 1)``."""
+    activation, activations, zs = x, [x], []
+    for b, w in zip(biases, weights):
+        z = w @ activation + b
+        zs.append(z)
+        activation = sigmoid(z)
+        activations.append(activation)
+    nabla_b = [np.zeros_like(b) for b in biases]
+    nabla_w = [np.zeros_like(w) for w in weights]
+    delta = cost.delta(zs[-1], activations[-1], y)  # BP1
+    nabla_b[-1] = delta  # BP3
+    nabla_w[-1] = delta @ activations[-2].T  # BP4
+    for l in range(2, len(weights) + 1):
+        delta = (weights[-l + 1].T @ delta) * sigmoid_prime(zs[-l])  # BP2
+        nabla_b[-l] = delta
+        nabla_w[-l] = delta @ activations[-l - 1].T
+    return nabla_b, nabla_w
+
+
+def backprop_loop(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], X: np.ndarray,
+                  Y: np.ndarray, cost: Any = QuadraticCost) -> tuple[list, list]:
+    """The gradient summed over the columns of ``X``, one sample at a time."""
+    nabla_b = [np.zeros_like(b) for b in biases]
+    nabla_w = [np.zeros_like(w) for w in weights]
+    for j in range(X.shape[1]):
+        db, dw = backprop_sample(weights, biases, X[:, j : j + 1], Y[:, j : j + 1], cost)
+        nabla_b = [nb + d for nb, d in zip(nabla_b, db)]
+        nabla_w = [nw + d for nw, d in zip(nabla_w, dw)]
+    return nabla_b, nabla_w
+
+
+def feedforward(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], a: np.ndarray
+                ) -> np.ndarray:
+    """``a^L`` for one column ``a``."""
+    for b, w in zip(biases, weights):
+        a = sigmoid(w @ a + b)
+    return a
+
+
+def sgd_epoch(weights: list[np.ndarray], biases: list[np.ndarray], X: np.ndarray, Y: np.ndarray,
+              batch_size: int, eta: float, cost: Any = QuadraticCost,
+              order: np.ndarray | None = None) -> None:
+    """One epoch of the book's ``SGD`` in place: ``W ← W − (η/m) Σ_x ∂C_x/∂W`` per mini-batch."""
+    order = np.arange(X.shape[1]) if order is None else order
+    for start in range(0, len(order), batch_size):
+        cols = order[start : start + batch_size]
+        nabla_b, nabla_w = backprop_loop(weights, biases, X[:, cols], Y[:, cols], cost)
+        for l in range(len(weights)):
+            weights[l] -= (eta / len(cols)) * nabla_w[l]
+            biases[l] -= (eta / len(cols)) * nabla_b[l]

@@ -1,0 +1,42 @@
+"""Shared fixtures: MNIST from ``$FASTBP_DATA`` or ``../shared/data/mnist`` beside the checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def mnist_dir() -> Path | None:
+    env = os.environ.get("FASTBP_DATA")
+    for d in (Path(env) if env else None, SHARED):
+        if d is not None and (d / "train-images-idx3-ubyte.gz").exists():
+            return d
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    d = mnist_dir()
+    if d is None:
+        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
+    from fastbp.datasets import load_mnist
+
+    return load_mnist(d, download=False)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def random_batch(rng, sizes, m, dtype="float64"):
+    """A random batch ``X (n_in, m)`` in [0, 1] and one-hot ``Y (n_out, m)``."""
+    X = rng.random((sizes[0], m)).astype(dtype)
+    Y = np.zeros((sizes[-1], m), dtype=dtype)
+    Y[rng.integers(0, sizes[-1], m), np.arange(m)] = 1.0
+    return X, Y

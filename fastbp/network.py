@@ -24,6 +24,7 @@ from .training import EpochPlan, Evaluator, Workspace
 from .validate import (
     check_batch,
     check_count,
+    check_finite,
     check_labels,
     check_positive,
     check_sizes,
@@ -59,7 +60,7 @@ class History(list):
 
 
 class ParameterList(Sequence):
-    """``net.weights`` / ``net.biases``: read as NumPy arrays, assign NumPy arrays of the right shape."""
+    """``net.weights`` / ``net.biases``: read as NumPy copies; assign arrays of the right shape."""
 
     def __init__(self, net: Network, arrays: list[Array], what: str) -> None:
         self._net, self._arrays, self._what = net, arrays, what
@@ -69,19 +70,28 @@ class ParameterList(Sequence):
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
-            return [self._net.backend.to_numpy(a) for a in self._arrays[i]]
-        return self._net.backend.to_numpy(self._arrays[i])
+            return [self._read(a) for a in self._arrays[i]]
+        return self._read(self._arrays[i])
+
+    def _read(self, a: Array) -> np.ndarray:
+        """A host copy, never a view of the live parameter (training must not change it)."""
+        out = self._net.backend.to_numpy(a)
+        return out.copy() if isinstance(a, np.ndarray) else out
 
     def __setitem__(self, i: int, value: Any) -> None:
+        self._net.backend.copy_into(self._arrays[i], self._check(i, value))
+
+    def _check(self, i: int, value: Any) -> Any:
+        """``value`` as an array fit for ``self[i]``: its shape, finite entries, else ShapeError."""
         target = self._arrays[i]
         value = np.asarray(value) if not self._net.backend.is_native(value) else value
+        layer = i % len(self._arrays) + 2
         if tuple(value.shape) != tuple(target.shape):
-            layer = i % len(self._arrays) + 2
             raise ShapeError(
                 f"{self._what}[{i}] (layer {layer}) must have shape {tuple(target.shape)}, "
                 f"got {tuple(value.shape)}"
             )
-        self._net.backend.copy_into(target, value)
+        return check_finite(value, f"{self._what}[{i}] (layer {layer})")
 
     def __repr__(self) -> str:
         return f"{self._what}{[tuple(a.shape) for a in self._arrays]}"
@@ -153,8 +163,9 @@ class Network:
         values = list(values)
         if len(values) != len(target):
             raise ShapeError(f"expected {len(target)} arrays for {target._what}, got {len(values)}")
-        for i, v in enumerate(values):
-            target[i] = v
+        checked = [target._check(i, v) for i, v in enumerate(values)]  # all or nothing
+        for i, v in enumerate(checked):
+            target._net.backend.copy_into(target._arrays[i], v)
 
     def __repr__(self) -> str:
         return (f"Network({self.sizes}, cost={self.cost.__name__}, device={self.device!r}, "

@@ -18,7 +18,8 @@ def check_sizes(sizes: Any) -> list[int]:
         if any(o != s for o, s in zip(out, sizes)):
             raise ValueError
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"sizes must be a list of integers like [784, 30, 10], got {sizes!r}") from exc
+        raise ConfigError(
+            f"sizes must be a list of integers like [784, 30, 10], got {sizes!r}") from exc
     if len(out) < 2:
         raise ConfigError(f"sizes needs at least 2 layers (input and output), got {out}")
     bad = [s for s in out if s < 1]
@@ -59,9 +60,7 @@ def check_batch(x: Any, n_in: int, name: str = "X") -> Any:
         )
     if shape[1] < 1:
         raise ShapeError(f"{name} has no samples (shape {tuple(shape)})")
-    if not _all_finite(x):
-        raise ShapeError(f"{name} contains NaN or inf")
-    return x
+    return check_finite(x, name)
 
 
 def check_targets(y: Any, n_out: int, m: int, name: str = "Y") -> Any:
@@ -72,9 +71,21 @@ def check_targets(y: Any, n_out: int, m: int, name: str = "Y") -> Any:
         shape = y.shape
     if tuple(shape) != (n_out, m):
         raise ShapeError(f"{name} has shape {tuple(shape)}; expected ({n_out}, {m}) to match X")
-    if not _all_finite(y):
+    return check_finite(y, name)
+
+
+def check_finite(a: Any, name: str) -> Any:
+    """``a`` if it holds real numbers and no NaN or inf; an object array becomes float64."""
+    if isinstance(a, np.ndarray) and a.dtype.kind not in "biuf":
+        if a.dtype.kind != "O":
+            raise ShapeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ShapeError(f"{name} must hold real numbers: {exc}") from exc
+    if not _all_finite(a):
         raise ShapeError(f"{name} contains NaN or inf")
-    return y
+    return a
 
 
 def check_labels(labels: Any, n_out: int, m: int, name: str = "labels") -> np.ndarray:
@@ -84,7 +95,8 @@ def check_labels(labels: Any, n_out: int, m: int, name: str = "labels") -> np.nd
         lab = lab.argmax(axis=0)
     lab = lab.reshape(-1) if lab.ndim == 2 and 1 in lab.shape else lab
     if lab.ndim != 1 or lab.shape[0] != m:
-        raise ShapeError(f"{name} has shape {lab.shape}; expected ({m},) integer labels")
+        raise ShapeError(f"{name} has shape {lab.shape}; expected ({m},) integer labels or "
+                         f"({n_out}, {m}) one-hot columns, one per sample")
     if lab.dtype.kind == "f":
         if not np.all(np.isfinite(lab)) or np.any(lab != np.round(lab)):
             raise ShapeError(f"{name} must be integers, got non-integer values")

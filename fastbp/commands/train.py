@@ -9,17 +9,25 @@ from . import add_training_args
 
 def configure(p: argparse.ArgumentParser) -> None:
     add_training_args(p)
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="train on the first N of the 50,000 training images only (quick runs)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets import load_mnist
     from ..network import Network
+    from ..validate import check_count
 
-    data = load_mnist(args.data)
+    # The network first: a bad --device, --sizes or --init fails before MNIST is read.
     net = Network(args.sizes, cost=args.cost, device=args.device, dtype=args.dtype,
                   seed=args.seed, init=args.init)
-    print(f"fastbp: {net} on {len(data.train):,} MNIST training images", flush=True)
-    history = net.train(data.train.X, data.train.labels, epochs=args.epochs,
+    data = load_mnist(args.data)
+    n = len(data.train)
+    if args.limit is not None:
+        n = check_count("--limit", args.limit, low=1, high=n)
+    X, labels = data.train.X[:, :n], data.train.labels[:n]
+    print(f"fastbp: {net} on {n:,} MNIST training images", flush=True)
+    history = net.train(X, labels, epochs=args.epochs,
                         batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
                         test=(data.test.X, data.test.labels), verbose=True)
     if history.best_accuracy is not None:

@@ -3,15 +3,19 @@
 The reader trusts nothing in the header: it checks the magic, the type code and the dimension
 count, computes the size the header claims without overflow, and reads (or decompresses) at most
 that many bytes, so a lying header or a gzip bomb cannot make it allocate more than the file holds.
+A plain file must hold exactly what its header claims; a gzip file can inflate to at most
+``GZIP_MAX_RATIO`` times its size (deflate's limit), so a larger claim is refused before reading.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -19,32 +23,45 @@ from ..errors import DataError
 
 TYPE_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_BYTES = 1 << 32  # 4 GiB: far above any IDX file fastbp reads
+GZIP_MAX_RATIO = 1032  # deflate turns one compressed byte into at most ~1032 bytes
 _CHUNK = 1 << 20
 
 
 def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> np.ndarray:
-    """The array stored in the IDX file ``path`` (gzip-compressed if it ends in ``.gz``)."""
+    """The array stored in the IDX file ``path``, plain or gzip-compressed (told by its content).
+
+    Raises :class:`DataError` for a missing, unreadable, truncated, corrupt or lying file.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as raw:
-            if path.suffix == ".gz" or raw.read(2) == b"\x1f\x8b":
-                raw.seek(0)
-                with gzip.GzipFile(fileobj=raw) as gz:
-                    return _parse(gz, path, max_bytes, None)
-            raw.seek(0)
-            return _parse(raw, path, max_bytes, os.fstat(raw.fileno()).st_size)
-    except (OSError, EOFError, zlib.error) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise DataError(f"{path}: no such file") from exc
-        raise DataError(f"{path}: not a readable IDX file ({exc})") from exc
+            return _load(raw, path, max_bytes, os.fstat(raw.fileno()).st_size)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from exc
 
 
 def parse_idx(data: bytes, name: str = "<bytes>", *, max_bytes: int = MAX_BYTES) -> np.ndarray:
-    """Like :func:`read_idx` for the (uncompressed) bytes of a file."""
-    return _parse(io.BytesIO(data), Path(name), max_bytes, len(data))
+    """Like :func:`read_idx` for the bytes of a file (plain or gzip-compressed)."""
+    return _load(io.BytesIO(data), Path(name), max_bytes, len(data))
 
 
-def _parse(stream: io.RawIOBase, path: Path, max_bytes: int, file_size: int | None) -> np.ndarray:
+def _load(raw: BinaryIO, path: Path, max_bytes: int, file_size: int) -> np.ndarray:
+    """Parse ``raw`` (``file_size`` bytes), inflating it first if it starts with gzip's magic."""
+    try:
+        if raw.read(2) == b"\x1f\x8b":
+            raw.seek(0)
+            with gzip.GzipFile(fileobj=raw) as gz:
+                return _parse(gz, path, max_bytes, None, compressed_size=file_size)
+        raw.seek(0)
+        return _parse(raw, path, max_bytes, file_size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable IDX file ({exc})") from exc
+
+
+def _parse(stream: BinaryIO, path: Path, max_bytes: int, file_size: int | None,
+           compressed_size: int | None = None) -> np.ndarray:
     head = _read_exact(stream, 4, path, "magic number")
     if head[0] != 0 or head[1] != 0:
         raise DataError(f"{path}: bad magic number {head.hex()} (an IDX file starts 0000)")
@@ -53,25 +70,34 @@ def _parse(stream: io.RawIOBase, path: Path, max_bytes: int, file_size: int | No
         raise DataError(f"{path}: unknown IDX type code 0x{code:02x}")
     if ndim == 0:
         raise DataError(f"{path}: IDX header declares 0 dimensions")
-    dims = np.frombuffer(_read_exact(stream, 4 * ndim, path, "dimensions"), dtype=">u4")
+    dims = [int(d) for d in np.frombuffer(_read_exact(stream, 4 * ndim, path, "dimensions"),
+                                          dtype=">u4")]
+    shown = dims if ndim <= 8 else dims[:8] + ["..."]
     dtype = np.dtype(TYPE_CODES[code])
-    size = dtype.itemsize
-    for d in dims:  # Python ints: no overflow
-        size *= int(d)
-        if size > max_bytes:
-            raise DataError(f"{path}: header claims dimensions {dims.tolist()}, more than "
-                            f"{max_bytes} bytes")
-    if file_size is not None and size > file_size - 4 - 4 * ndim:
+    size = dtype.itemsize * math.prod(dims)  # Python ints: no overflow
+    if size > max_bytes:
+        raise DataError(f"{path}: header claims dimensions {shown}, more than {max_bytes} bytes")
+    header = 4 + 4 * ndim
+    if file_size is not None and size > file_size - header:
         raise DataError(f"{path}: truncated: header claims {size} bytes of data, the file holds "
-                        f"{file_size - 4 - 4 * ndim}")
+                        f"{file_size - header}")
+    if compressed_size is not None and size + header > GZIP_MAX_RATIO * compressed_size:
+        raise DataError(f"{path}: header claims {size} bytes of data, more than a gzip file of "
+                        f"{compressed_size} bytes can hold (deflate inflates at most "
+                        f"{GZIP_MAX_RATIO}:1)")
     body = _read_exact(stream, size, path, "data")
     if stream.read(1):
         raise DataError(f"{path}: trailing bytes after the {size} bytes the header declares")
-    return np.frombuffer(body, dtype=dtype).reshape([int(d) for d in dims]).astype(
-        dtype.newbyteorder("="))
+    array = np.frombuffer(body, dtype=dtype)
+    if not dtype.isnative:  # big-endian on disk: swap in place, no second copy
+        array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    try:
+        return array.reshape(dims)
+    except ValueError as exc:  # more dimensions than NumPy supports, or a zero-size monster
+        raise DataError(f"{path}: dimensions {shown} do not form an array here ({exc})") from exc
 
 
-def _read_exact(stream: io.RawIOBase, n: int, path: Path, what: str) -> bytes:
+def _read_exact(stream: BinaryIO, n: int, path: Path, what: str) -> bytearray:
     """Exactly ``n`` bytes, read in chunks so a short stream never costs an ``n``-byte buffer."""
     parts, got = [], 0
     while got < n:
@@ -81,4 +107,4 @@ def _read_exact(stream: io.RawIOBase, n: int, path: Path, what: str) -> bytes:
                             f"({got} of {n} bytes present)")
         parts.append(part)
         got += len(part)
-    return b"".join(parts)
+    return bytearray().join(parts)

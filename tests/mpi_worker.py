@@ -1,0 +1,65 @@
+"""Run under ``mpiexec``: train a small network with :func:`fastbp.distributed.train`.
+
+``python tests/mpi_worker.py OUT.npz SIZES DTYPE BATCH EPOCHS N [LMBDA]``; rank 0 writes the
+trained parameters, the network's random state and the history to ``OUT.npz``.
+``FASTBP_TEST_FAULT=raise:RANK:EPOCH`` raises on ``RANK`` after ``EPOCH``;
+``FASTBP_TEST_FAULT=kill:RANK:SECONDS`` kills ``RANK`` with SIGKILL that many seconds in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+
+from fastbp import Network
+from fastbp.distributed import train, world
+
+
+def data(sizes: list[int], n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """The same random training set on every rank (and in the single-process reference)."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((sizes[0], n))
+    labels = rng.integers(0, sizes[-1], n)
+    return X, labels
+
+
+def main(argv: list[str]) -> int:
+    out, sizes, dtype, batch, epochs, n = argv[:6]
+    lmbda = float(argv[6]) if len(argv) > 6 else 0.0
+    sizes_l = [int(s) for s in sizes.split(",")]
+    comm = world()
+    rank = comm.Get_rank()
+    X, labels = data(sizes_l, int(n))
+    # Only rank 0's seed matters: its parameters and random state are broadcast.
+    net = Network(sizes_l, dtype=dtype, seed=1 if rank == 0 else 100 + rank)
+    fault = os.environ.get("FASTBP_TEST_FAULT", "")
+    callback = None
+    if fault:
+        kind, who, when = fault.split(":")
+        if kind == "kill" and rank == int(who):
+            timer = threading.Timer(float(when), os.kill, (os.getpid(), signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
+        if kind == "raise":
+            def callback(record, net):  # noqa: ANN001
+                if rank == int(who) and record.epoch == int(when):
+                    raise RuntimeError(f"injected failure on rank {rank}")
+    history = train(net, X, labels, epochs=int(epochs), batch_size=int(batch), eta=0.5,
+                    test=(X[:, :50], labels[:50]), lmbda=lmbda, callback=callback)
+    if rank == 0:
+        arrays = {f"w{i}": w for i, w in enumerate(net.weights)}
+        arrays.update({f"b{i}": b for i, b in enumerate(net.biases)})
+        arrays["rng"] = np.frombuffer(json.dumps(net.rng.bit_generator.state).encode(), np.uint8)
+        arrays["history"] = np.frombuffer(json.dumps(history.as_dicts()).encode(), np.uint8)
+        arrays["comm_share"] = np.asarray(history.comm_share)
+        np.savez(out, **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

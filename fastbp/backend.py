@@ -9,12 +9,13 @@ Array API namespace, a compiled CPU loop) is a subclass that overrides the hot s
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DeviceError
 
 Array = Any  # an array of the backend's module (numpy.ndarray, cupy.ndarray, ...)
 
@@ -60,6 +61,15 @@ class Backend:
         """What ``fastbp devices`` prints for this backend."""
         return {"name": self.name, "kind": self.kind, "device": self.device}
 
+    @classmethod
+    def probe(cls) -> list[dict[str, Any]]:
+        """Describe every device of this backend visible here (``fastbp devices``).
+
+        Raises :class:`~fastbp.DeviceError` saying why when none can run here. Backends with
+        several devices (``cuda:0``, ``cuda:1``, ...) override this to list each one.
+        """
+        return [cls(dtype="float32", index=0).describe()]
+
     @contextlib.contextmanager
     def activate(self) -> Iterator[None]:
         """Make this backend's device current for the work inside the block."""
@@ -77,6 +87,25 @@ class Backend:
     def is_native(self, a: Any) -> bool:
         """Whether ``a`` is already an array of this backend."""
         return isinstance(a, np.ndarray)
+
+    def check_device(self, a: Any, name: str = "X", *, host: bool = False) -> Any:
+        """``a`` if this backend can take it: host data (moved later, once) or its own arrays.
+
+        An array that lives on another device (a CuPy array given to a ``cpu`` network, ...)
+        raises :class:`~fastbp.DeviceError` naming both devices and how to move one of them.
+        With ``host=True`` an array of this backend comes back as NumPy (labels are checked
+        on the host).
+        """
+        if self.is_native(a):
+            return self.to_numpy(a) if host else a
+        where = array_device(a)
+        if where is not None:
+            raise DeviceError(
+                f"{name} is a {type(a).__module__.split('.')[0]} array on {where}, but the "
+                f"network is on {self.device!r}: move the network with net.to({where!r}), or "
+                f"the array to the host (for example {_to_host_hint(a)})"
+            )
+        return a
 
     def empty(self, shape: tuple[int, ...], dtype: str | None = None) -> Array:
         return self.xp.empty(shape, dtype=dtype or self.dtype)
@@ -204,9 +233,21 @@ class NumpyBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(model=platform.processor() or platform.machine(), numpy=np.__version__)
+        info.update(model=cpu_model(), cores=os.cpu_count(), numpy=np.__version__)
         info["blas"] = blas_description()
         return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the machine type."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def blas_description() -> str:
@@ -215,6 +256,8 @@ def blas_description() -> str:
         from threadpoolctl import threadpool_info
 
         libs = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        # NumPy's own BLAS first (SciPy may load another one into the same process).
+        libs.sort(key=lambda i: "numpy" not in str(i.get("filepath", "")))
         if libs:
             i = libs[0]
             return f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
@@ -227,3 +270,34 @@ def blas_description() -> str:
         return f"{blas.get('name')} {blas.get('version')}"
     except Exception:  # noqa: BLE001 - older NumPy has no dict mode
         return "unknown"
+
+
+# DLPack device types (dlpack.h), for naming where a foreign array lives.
+_DLPACK_DEVICES = {2: "cuda", 3: "cuda-host", 4: "opencl", 7: "vulkan", 8: "mps", 10: "rocm",
+                   13: "cuda-managed", 14: "oneapi"}
+
+
+def array_device(a: Any) -> str | None:
+    """Where ``a`` lives when that is not the host (``'cuda:0'``, ...), else ``None``.
+
+    Read from the array protocols (``__cuda_array_interface__``, ``__dlpack_device__``), so
+    no array library is imported to recognise its arrays.
+    """
+    if isinstance(a, (np.ndarray, np.generic)):
+        return None
+    try:
+        kind, index = a.__dlpack_device__()
+    except Exception:  # noqa: BLE001 - no protocol, or an array that refuses it
+        kind, index = None, 0
+    if kind is not None and int(kind) != 1:  # 1 is kDLCPU
+        return f"{_DLPACK_DEVICES.get(int(kind), f'device-type-{int(kind)}')}:{int(index)}"
+    if kind is None and hasattr(a, "__cuda_array_interface__"):
+        return "cuda"
+    return None
+
+
+def _to_host_hint(a: Any) -> str:
+    lib = type(a).__module__.split(".")[0]
+    return {"cupy": "cupy.asnumpy(x)", "torch": "x.cpu().numpy()", "jax": "numpy.asarray(x)"
+            }.get(lib, "numpy.from_dlpack(x)")
+

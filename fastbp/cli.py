@@ -12,6 +12,7 @@ from .errors import FastbpError
 
 SUBCOMMANDS = {
     "train": "train a network on MNIST, one line per epoch",
+    "devices": "list every backend and device fastbp can see, and why one cannot run",
 }
 
 

@@ -16,8 +16,9 @@ import contextvars
 import logging
 import os
 import re
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .backend import Backend, NumpyBackend
 from .errors import DeviceError
@@ -43,7 +44,8 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastbp_de
 def register_backend(name: str, factory: Callable[..., Backend]) -> None:
     """Register ``factory`` (a Backend subclass or callable ``(dtype=, index=)``) as ``name``."""
     if not _GRAMMAR.match(name) or ":" in name or name == "auto":
-        raise DeviceError(f"backend name {name!r} is not valid: use lowercase letters, digits, - and _")
+        raise DeviceError(
+            f"backend name {name!r} is not valid: use lowercase letters, digits, - and _")
     _registered[name] = factory
 
 
@@ -72,7 +74,8 @@ def backend_class(name: str) -> Callable[..., Backend]:
         raise DeviceError(
             f"device {name!r} needs its plugin, which is not installed: {SHIPPED_PLUGINS[name]}"
         )
-    raise DeviceError(f"unknown device {name!r}; available: {', '.join(backend_names() + ['auto'])}")
+    available = ", ".join(backend_names() + ["auto"])
+    raise DeviceError(f"unknown device {name!r}; available: {available}")
 
 
 def parse_device(spec: str) -> tuple[str, int]:
@@ -104,8 +107,10 @@ def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Back
     name, index = parse_device(spec)
     if name == "auto":
         return _auto(dtype)
-    if name == "gpu":
+    if name == "gpu" and name not in _registered and name not in _entry_points():
         raise DeviceError("malformed device string 'gpu': say 'cuda' or 'cuda:N' for an NVIDIA GPU")
+    if name == "cpu" and index:
+        raise DeviceError(f"device {spec!r}: the cpu device has no index; say 'cpu'")
     factory = backend_class(name)
     return factory(dtype=dtype, index=index)
 
@@ -130,3 +135,44 @@ def use_device(device: str) -> Iterator[str]:
         yield device
     finally:
         _current.reset(token)
+
+
+@dataclass
+class BackendReport:
+    """What ``fastbp devices`` says about one backend: its devices, or why it cannot run."""
+
+    name: str
+    source: str  # "built in", "registered in code", "plugin <dist> <version>", "not installed"
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _source(name: str, eps: dict[str, metadata.EntryPoint]) -> str:
+    if name in eps:
+        dist = getattr(eps[name], "dist", None)
+        return f"plugin {dist.name} {dist.version}" if dist is not None else "plugin"
+    if name in _registered:
+        return "built in" if _registered[name] is NumpyBackend else "registered in code"
+    return "not installed"
+
+
+def probe_all() -> list[BackendReport]:
+    """Every backend known here, and the shipped plugins that are not installed, each with the
+    devices it can see (``Backend.probe``) or the reason it cannot run here."""
+    eps = _entry_points()
+    names = backend_names()
+    reports = []
+    for name in names + sorted(set(SHIPPED_PLUGINS) - set(names)):
+        report = BackendReport(name, _source(name, eps))
+        try:
+            factory = backend_class(name)
+            probe = getattr(factory, "probe", None)
+            report.devices = (probe() if callable(probe)
+                              else [factory(dtype="float32", index=0).describe()])
+        except DeviceError as exc:
+            report.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not raised
+            report.error = f"the backend failed: {type(exc).__name__}: {exc}"
+        reports.append(report)
+    return reports
+

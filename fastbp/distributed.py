@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -537,3 +538,29 @@ def _apply(be: Backend, net: Network, grads: FlatGradients, alpha: float, decay:
         xp.subtract(w, gw, out=w)
         gb *= alpha
         xp.subtract(b, gb, out=b)
+
+
+# -- the command line: ``mpiexec -n P fastbp train --distributed ...`` -----------------------
+def run_command(run: Callable[[Any], int], args: Any) -> int:
+    """Run the subcommand ``run(args)`` on this rank of ``MPI.COMM_WORLD``.
+
+    ``--device cuda`` becomes this rank's GPU (:func:`rank_device`); ranks other than 0 print
+    nothing on stdout (``args.rank`` tells the command which rank it is, so only rank 0
+    saves); an exception on any rank aborts the job.
+    """
+    with abort_on_error():
+        comm = world()
+        rank, size = comm.Get_rank(), comm.Get_size()
+        args.rank, args.in_mpi = rank, True
+        args.device = rank_device(args.device, comm)
+        if rank != 0:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+        else:
+            print(f"fastbp: {size} rank(s) over MPI ({mpi().Get_library_version().split()[0]}); "
+                  f"gradients summed by {reduction_path(args.device)}", flush=True)
+        return run(args)
+
+
+def trainer(net: Network) -> Callable[..., DistributedHistory]:
+    """:func:`train` bound to ``net``: a drop-in for ``net.train`` in a command."""
+    return functools.partial(train, net)

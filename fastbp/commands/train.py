@@ -11,9 +11,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_training_args(p)
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="train on the first N of the 50,000 training images only (quick runs)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run as `mpiexec -n P fastbp train --distributed`")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.distributed and not getattr(args, "in_mpi", False):
+        from ..distributed import run_command
+        return run_command(run, args)  # this rank's device; stdout and saves on rank 0 only
     from ..datasets import load_mnist
     from ..network import Network
     from ..validate import check_count
@@ -27,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
         n = check_count("--limit", args.limit, low=1, high=n)
     X, labels = data.train.X[:, :n], data.train.labels[:n]
     print(f"fastbp: {net} on {n:,} MNIST training images", flush=True)
-    history = net.train(X, labels, epochs=args.epochs,
+    fit = net.train
+    if args.distributed:
+        from ..distributed import trainer
+        fit = trainer(net)
+    history = fit(X, labels, epochs=args.epochs,
                         batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
                         test=(data.test.X, data.test.labels), verbose=True)
     if history.best_accuracy is not None:

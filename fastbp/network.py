@@ -20,6 +20,7 @@ from .backend import Array, Backend
 from .costs import QuadraticCost, get_cost
 from .equations import backpropagate, bp3, bp4, feedforward
 from .errors import ConfigError, ShapeError
+from .guard import DivergenceGuard
 from .training import EpochPlan, Evaluator, Workspace
 from .validate import (
     check_batch,
@@ -250,6 +251,7 @@ class Network:
         lmbda: float = 0.0,
         callback: Callable[[EpochRecord, Network], bool | None] | None = None,
         verbose: bool = False,
+        on_diverge: str = "raise",
     ) -> History:
         """Mini-batch SGD on arrays: ``X`` is ``(sizes[0], N)``, ``Y`` one-hot ``(sizes[-1], N)``
         or ``N`` integer labels; ``test`` is ``(X_test, labels)``.
@@ -258,12 +260,18 @@ class Network:
         weight of the book's chapter 3 (``W ← (1 − ηλ/n) W − (η/m) ∂C/∂W``). ``callback(record,
         net)`` runs after every epoch and stops training when it returns ``False``.
         Returns the per-epoch :class:`History`.
+
+        After each epoch the cost and the parameters are checked once (:mod:`fastbp.guard`): on
+        NaN or inf the network gets back its last finite parameters and ``TrainingDiverged``
+        names the epoch and layer; ``on_diverge="continue"`` warns and goes on instead.
         """
         epochs = check_count("epochs", epochs, low=0)
         eta = check_positive("eta", eta)
         lmbda = check_positive("lmbda", lmbda, allow_zero=True)
         be = self.backend
         with be.activate():
+            guard = DivergenceGuard(be, self._weights, self._biases, on_diverge=on_diverge,
+                                    eta=eta)
             plan, evaluator = self._plan(X, Y, batch_size, eta, lmbda, test)
             history = History()
             n = int(plan.xs.shape[0])
@@ -273,6 +281,7 @@ class Network:
                 t0 = time.perf_counter()
                 cost = float(be.sgd_epoch(plan)) / n  # reading the cost waits for the device
                 t1 = time.perf_counter()
+                guard.check(epoch, cost)
                 correct = evaluator.correct(self._weights, self._biases) if evaluator else None
                 record = EpochRecord(
                     epoch=epoch, cost=cost,

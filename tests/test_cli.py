@@ -1,0 +1,124 @@
+"""The ``fastbp`` command line: ``fastbp train`` and its errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import mnist_dir
+
+from fastbp import cli
+
+
+@pytest.fixture
+def data_dir():
+    d = mnist_dir()
+    if d is None:
+        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
+    return str(d)
+
+
+@pytest.fixture
+def nowhere(tmp_path, monkeypatch):
+    """No MNIST anywhere and no network: the loader must fail, not download."""
+    pooch = pytest.importorskip("pooch")
+
+    def offline(url, *args, **kwargs):
+        raise ConnectionError("network is unreachable (test)")
+
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    monkeypatch.delenv("FASTBP_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "empty"
+
+
+def test_train_one_epoch(data_dir, capsys):
+    rc = cli.main(["train", "--epochs", "1", "--sizes", "784,30,10", "--limit", "5000",
+                   "--seed", "1", "--data", data_dir])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "Network([784, 30, 10]" in out and "on 5,000 MNIST training images" in out
+    epoch = re.search(r"^Epoch 0: test (\d+) / 10000 \(([\d.]+) %\), cost [\d.]+, [\d.]+ s, "
+                      r"[\d,]+ samples/s$", out, re.M)
+    assert epoch, out
+    assert int(epoch[1]) > 5000  # well above chance (1000) after one epoch on 5,000 images
+    assert f"best test accuracy {epoch[2]} %" in out
+
+
+def test_train_options_reach_the_network(data_dir, capsys):
+    rc = cli.main(["train", "--epochs", "2", "--sizes", "784,20,10", "--limit", "300",
+                   "--batch-size", "30", "--eta", "0.5", "--cost", "cross-entropy",
+                   "--init", "scaled", "--dtype", "float64", "--device", "cpu", "--seed", "2",
+                   "--data", data_dir])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert ("Network([784, 20, 10], cost=CrossEntropyCost, device='cpu', dtype='float64')"
+            in out)
+    assert out.count("Epoch ") == 2
+
+
+def test_train_help_via_python_m():
+    proc = subprocess.run([sys.executable, "-m", "fastbp", "train", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--sizes", "--epochs", "--batch-size", "--eta", "--cost", "--seed",
+                   "--device", "--limit"):
+        assert option in proc.stdout
+
+
+def test_bad_device_is_a_clear_error_before_any_data_is_read(nowhere, capsys):
+    rc = cli.main(["train", "--device", "gpu", "--data", str(nowhere)])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "fastbp: error: malformed device string 'gpu'" in err and "cuda" in err
+    assert "MNIST" not in err and "Traceback" not in err
+
+
+def test_bad_device_via_python_m(tmp_path):
+    env = dict(os.environ, FASTBP_DATA=str(tmp_path), XDG_CACHE_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "fastbp", "train", "--device", "gpu"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2
+    assert "malformed device string 'gpu'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_mnist_says_how_to_fix(nowhere, capsys):
+    rc = cli.main(["train", "--epochs", "1", "--data", str(nowhere)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "MNIST not found; looked in" in err and str(nowhere) in err
+    assert "FASTBP_DATA" in err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--limit", "0"], "--limit must be between 1 and 50000, got 0"),
+    (["--limit", "20", "--batch-size", "30"], "batch_size must be between 1 and 20, got 30"),
+    (["--eta", "0"], "eta must be > 0"),
+    (["--epochs", "-1"], "epochs must be >= 0"),
+])
+def test_bad_training_options(data_dir, capsys, args, says):
+    rc = cli.main(["train", "--data", data_dir, *args])
+    assert rc == 2
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["train", "--sizes", "784,x,10"], "sizes must look like 784,30,10"),
+    (["train", "--cost", "hinge"], "invalid choice: 'hinge'"),
+    ([], "required"),
+])
+def test_malformed_command_lines(args, says, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert info.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_bad_sizes_value(nowhere, capsys):
+    rc = cli.main(["train", "--sizes", "784", "--data", str(nowhere)])
+    assert rc == 2
+    assert "at least 2 layers" in capsys.readouterr().err

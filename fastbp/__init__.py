@@ -6,6 +6,7 @@ with ``SGD``, ``update_mini_batch``, ``backprop``, ``feedforward`` and ``evaluat
 
 from . import datasets, mnist_loader, reference
 from .backend import Backend, NumpyBackend
+from .checkpoint import load
 from .costs import CrossEntropyCost, QuadraticCost, sigmoid, sigmoid_prime
 from .devices import backend_names, register_backend, use_device
 from .errors import (
@@ -13,11 +14,14 @@ from .errors import (
     DataError,
     DeviceError,
     FastbpError,
+    MissingDependency,
     ModelFormatError,
     ShapeError,
     TrainingDiverged,
 )
+from .evaluation import Evaluation, evaluate
 from .gradcheck import gradcheck
+from .monitoring import EarlyStopping, Monitor, Monitoring
 from .network import EpochRecord, History, Network
 
 __version__ = "0.1.0"
@@ -27,4 +31,6 @@ __all__ = [
     "FastbpError", "History", "ModelFormatError", "Network", "NumpyBackend", "QuadraticCost",
     "ShapeError", "TrainingDiverged", "backend_names", "datasets", "gradcheck", "mnist_loader",
     "reference", "register_backend", "sigmoid", "sigmoid_prime", "use_device",
+    "EarlyStopping", "Evaluation", "MissingDependency", "Monitor", "Monitoring", "evaluate",
+    "load",
 ]

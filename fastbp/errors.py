@@ -29,3 +29,7 @@ class DeviceError(FastbpError, RuntimeError):
 
 class TrainingDiverged(FastbpError, ArithmeticError):
     """Training produced NaN or inf in the cost or the parameters."""
+
+
+class MissingDependency(FastbpError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

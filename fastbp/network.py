@@ -21,6 +21,7 @@ from .costs import QuadraticCost, get_cost
 from .equations import backpropagate, bp3, bp4, feedforward
 from .errors import ConfigError, ShapeError
 from .guard import DivergenceGuard
+from .progress import sgd_epoch_in_chunks
 from .training import EpochPlan, Evaluator, Workspace
 from .validate import (
     check_batch,
@@ -133,6 +134,7 @@ class Network:
             self._biases = [self.backend.asarray(b) for b in biases]
             self._weights = [self.backend.asarray(w) for w in weights]
         self._workspaces: dict[int, Workspace] = {}
+        self.history = History()  # every epoch this network has trained, kept by save/load
 
     # -- parameters ---------------------------------------------------------------------
     @property
@@ -183,7 +185,15 @@ class Network:
             other._weights = [other.backend.asarray(w) for w in self.weights]
             other._biases = [other.backend.asarray(b) for b in self.biases]
         other._workspaces = {}
+        other.history = History(self.history)
         return other
+
+    def save(self, path: Any, *, extra: dict[str, Any] | None = None) -> Any:
+        """Write parameters, random state and history to ``path`` atomically; read it back
+        with :func:`fastbp.load`. The format is in :mod:`fastbp.checkpoint`."""
+        from .checkpoint import save
+
+        return save(self, path, extra=extra)
 
     # -- the matrix form ----------------------------------------------------------------
     def _input(self, x: Any, name: str = "X") -> Array:
@@ -251,6 +261,7 @@ class Network:
         lmbda: float = 0.0,
         callback: Callable[[EpochRecord, Network], bool | None] | None = None,
         verbose: bool = False,
+        progress: Callable[[int, float, int], None] | None = None,
         on_diverge: str = "raise",
     ) -> History:
         """Mini-batch SGD on arrays: ``X`` is ``(sizes[0], N)``, ``Y`` one-hot ``(sizes[-1], N)``
@@ -259,7 +270,9 @@ class Network:
         The data move to the device once; each mini-batch is gathered there. ``lmbda`` is the L2
         weight of the book's chapter 3 (``W ← (1 − ηλ/n) W − (η/m) ∂C/∂W``). ``callback(record,
         net)`` runs after every epoch and stops training when it returns ``False``.
-        Returns the per-epoch :class:`History`.
+        ``progress(done, cost_sum, n)`` runs after each of a few slices of every epoch (see
+        :mod:`fastbp.progress`). Epochs are numbered from ``len(self.history)``, which every
+        epoch extends. Returns the per-epoch :class:`History` of this call.
 
         After each epoch the cost and the parameters are checked once (:mod:`fastbp.guard`): on
         NaN or inf the network gets back its last finite parameters and ``TrainingDiverged``
@@ -271,15 +284,18 @@ class Network:
         be = self.backend
         with be.activate():
             guard = DivergenceGuard(be, self._weights, self._biases, on_diverge=on_diverge,
-                                    eta=eta)
+                                    eta=eta, first_epoch=len(self.history))
             plan, evaluator = self._plan(X, Y, batch_size, eta, lmbda, test)
             history = History()
             n = int(plan.xs.shape[0])
-            for epoch in range(epochs):
+            for epoch in range(len(self.history), len(self.history) + epochs):
                 order = self.rng.permutation(n) if shuffle else np.arange(n)
                 plan.order = be.index_array(order)
                 t0 = time.perf_counter()
-                cost = float(be.sgd_epoch(plan)) / n  # reading the cost waits for the device
+                if progress is None:  # reading the cost waits for the device
+                    cost = float(be.sgd_epoch(plan)) / n
+                else:
+                    cost = sgd_epoch_in_chunks(be, plan, order, progress) / n
                 t1 = time.perf_counter()
                 guard.check(epoch, cost)
                 correct = evaluator.correct(self._weights, self._biases) if evaluator else None
@@ -290,6 +306,7 @@ class Network:
                     samples_per_s=n / max(t1 - t0, 1e-9),
                 )
                 history.append(record)
+                self.history.append(record)
                 if verbose:
                     print(format_record(record, evaluator.n if evaluator else None), flush=True)
                 if callback is not None and callback(record, self) is False:
@@ -349,8 +366,33 @@ class Network:
 
     # -- the book's API ---------------------------------------------------------------------
     def SGD(self, training_data: Iterable[tuple[Any, Any]], epochs: int, mini_batch_size: int,
-            eta: float, test_data: Iterable[tuple[Any, Any]] | None = None) -> History:
-        """The book's ``SGD``: lists of ``(x, y)`` column pairs, one line printed per epoch."""
+            eta: float, test_data: Iterable[tuple[Any, Any]] | None = None, *,
+            lmbda: float | None = None, evaluation_data: Any = None,
+            monitor_evaluation_cost: bool = False, monitor_evaluation_accuracy: bool = False,
+            monitor_training_cost: bool = False, monitor_training_accuracy: bool = False,
+            early_stopping_n: int = 0) -> Any:
+        """The book's ``SGD``: lists of ``(x, y)`` column pairs, one line printed per epoch.
+
+        With any of ``network2.py``'s keywords (``lmbda``, ``evaluation_data``, ``monitor_*``,
+        ``early_stopping_n``) it is that chapter's ``SGD`` and returns its four lists
+        ``(evaluation_cost, evaluation_accuracy, training_cost, training_accuracy)``; see
+        :func:`fastbp.monitoring.sgd_network2`.
+        """
+        chapter3 = dict(evaluation_data=evaluation_data,
+                        monitor_evaluation_cost=monitor_evaluation_cost,
+                        monitor_evaluation_accuracy=monitor_evaluation_accuracy,
+                        monitor_training_cost=monitor_training_cost,
+                        monitor_training_accuracy=monitor_training_accuracy,
+                        early_stopping_n=early_stopping_n)
+        flags = [v for k, v in chapter3.items() if k != "evaluation_data"]
+        if lmbda is not None or evaluation_data is not None or any(flags):
+            from .monitoring import sgd_network2
+
+            if test_data is not None:
+                raise ConfigError("test_data belongs to chapter 1's SGD; with network2.py's "
+                                  "keywords pass evaluation_data=... instead")
+            return sgd_network2(self, training_data, epochs, mini_batch_size, eta,
+                                lmbda=0.0 if lmbda is None else lmbda, **chapter3)
         X, Y = stack_pairs(training_data, "training_data")
         test = None
         if test_data is not None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .backend import Array, Backend
 from .equations import backpropagate, feedforward
+from .memory import translate_oom
 
 
 class Workspace:
@@ -19,13 +20,14 @@ class Workspace:
 
     def __init__(self, backend: Backend, sizes: list[int], m: int) -> None:
         self.m = m
-        self.activations = [backend.empty((n, m)) for n in sizes[1:]]
-        self.deltas = [backend.empty((n, m)) for n in sizes[1:]]
-        self.scratch = [backend.empty((n, m)) for n in sizes[1:]]
-        self.xbuf = backend.empty((m, sizes[0]))
-        self.ybuf = backend.empty((m, sizes[-1]))
-        self.grad_w = [backend.empty((n, k)) for k, n in zip(sizes[:-1], sizes[1:])]
-        self.grad_b = [backend.empty((n, 1)) for n in sizes[1:]]
+        with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers
+            self.activations = [backend.empty((n, m)) for n in sizes[1:]]
+            self.deltas = [backend.empty((n, m)) for n in sizes[1:]]
+            self.scratch = [backend.empty((n, m)) for n in sizes[1:]]
+            self.xbuf = backend.empty((m, sizes[0]))
+            self.ybuf = backend.empty((m, sizes[-1]))
+            self.grad_w = [backend.empty((n, k)) for k, n in zip(sizes[:-1], sizes[1:])]
+            self.grad_b = [backend.empty((n, 1)) for n in sizes[1:]]
 
 
 @dataclass
@@ -65,7 +67,7 @@ def sgd_epoch(backend: Backend, plan: EpochPlan) -> Any:
     n = int(plan.order.shape[0])
     total = 0.0
     for start in range(0, n, plan.batch_size):
-        idx = plan.order[start : start + plan.batch_size]
+        idx = plan.order[start : min(start + plan.batch_size, n)]  # in bounds: Array API
         m = int(idx.shape[0])
         ws = plan.workspace(backend, m)
         x = backend.take_rows(plan.xs, idx, out=ws.xbuf).T

@@ -77,7 +77,8 @@ class CrossEntropyCost:
         # −[y ln a + (1 − y) ln(1 − a)] = −ln(1 − |a − y|) for one-hot y; clip keeps it finite.
         xp.abs(out, out=scratch)
         xp.subtract(1.0, scratch, out=scratch)
-        xp.maximum(scratch, _TINY[str(scratch.dtype)], out=scratch)
+        # str(dtype) is "float32", or "array_api_strict.float32" / "torch.float32" elsewhere
+        xp.maximum(scratch, _TINY[str(scratch.dtype).rsplit(".", 1)[-1]], out=scratch)
         xp.log(scratch, out=scratch)
         return -xp.sum(scratch)
 

@@ -96,7 +96,7 @@ class Evaluator:
 
     def outputs(self, weights: list[Array], biases: list[Array], start: int, stop: int) -> Array:
         """``a^L`` for samples ``start:stop`` (one sample per column)."""
-        x = self.xs[start:stop].T
+        x = self.xs[start:stop, :].T
         acts = [a[:, : stop - start] for a in self.activations]
         return feedforward(self.backend, weights, biases, x, acts)
 

@@ -107,7 +107,8 @@ class DivergenceGuard:
         elif self.last_finite is None:
             kept = "the network keeps the parameters it had before training"
         else:
-            kept = f"the network keeps the parameters of epoch {self.last_finite}, the last finite one"
+            kept = (f"the network keeps the parameters of epoch {self.last_finite}, "
+                    "the last finite one")
         fixes = []
         if self.eta is not None:
             fixes.append(f"a smaller eta (it is {self.eta:g})")

@@ -1,0 +1,131 @@
+"""Device faults: out of memory is a ``DeviceError`` saying how much was asked, what is free and
+which batch size would fit; the network is unchanged and still trains afterwards."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import memory
+from fastbp.training import Workspace
+
+SIZES = [20, 8, 4]
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    return rng.random((SIZES[0], 300)), rng.integers(0, SIZES[-1], 300)
+
+
+def fail_big_allocations(monkeypatch: pytest.MonkeyPatch, backend: fastbp.Backend,
+                         limit: int) -> None:
+    """Make ``backend.empty`` raise ``MemoryError`` (as NumPy and CuPy do) above ``limit`` items."""
+    real = backend.empty
+
+    def empty(shape, dtype=None):
+        if int(np.prod(shape)) > limit:
+            raise MemoryError(f"Unable to allocate array with shape {shape}")
+        return real(shape, dtype)
+
+    monkeypatch.setattr(backend, "empty", empty)
+
+
+def numbers(message: str) -> list[int]:
+    return [int(n.replace(",", "")) for n in re.findall(r"\(([\d,]+) bytes\)", message)]
+
+
+def test_forced_failure_in_train_names_asked_free_and_a_batch(data, monkeypatch) -> None:
+    net = fastbp.Network(SIZES, seed=2)
+    before = [*net.weights, *net.biases]
+    fail_big_allocations(monkeypatch, net.backend, limit=SIZES[0] * 100)  # batches above 100 fail
+    with pytest.raises(fastbp.DeviceError) as info:
+        net.train(*data, epochs=1, batch_size=300, eta=1.0)
+    msg = str(info.value)
+    assert "out of memory on cpu" in msg and "a batch of 300 samples" in msg
+    asked = memory.workspace_bytes(SIZES, 300, 4)
+    assert f"({asked:,} bytes)" in msg and "is free" in msg
+    assert re.search(r"smaller batch_size \(about [\d,]+ or less", msg)
+    assert isinstance(info.value.__cause__, MemoryError)
+    for a, b in zip(before, [*net.weights, *net.biases]):
+        np.testing.assert_array_equal(a, b)  # no step was taken
+    history = net.train(*data, epochs=2, batch_size=50, eta=1.0)  # still usable
+    assert len(history) == 2 and np.isfinite(history[-1].cost)
+    assert net.feedforward(data[0][:, :5]).shape == (SIZES[-1], 5)
+
+
+def test_forced_failure_in_feedforward(data, monkeypatch) -> None:
+    net = fastbp.Network(SIZES, seed=2)
+    fail_big_allocations(monkeypatch, net.backend, limit=SIZES[0] * 100)
+    with pytest.raises(fastbp.DeviceError, match="a batch of 300 samples"):
+        net.feedforward(data[0])
+    assert net.feedforward(data[0][:, :100]).shape == (SIZES[-1], 100)
+
+
+def test_a_real_numpy_allocation_failure() -> None:
+    """A batch of 10^11 samples: NumPy itself refuses, the error says how much and what is free."""
+    be = fastbp.NumpyBackend()
+    with pytest.raises(fastbp.DeviceError) as info:
+        Workspace(be, [784, 30, 10], 10**11)
+    asked, free = numbers(str(info.value))
+    assert asked == memory.workspace_bytes([784, 30, 10], 10**11, 4) and asked > 10**14
+    assert 0 < free < asked
+    assert "smaller batch_size" in str(info.value)
+
+
+def test_a_network_too_big_for_what_is_free(monkeypatch) -> None:
+    be = fastbp.NumpyBackend()
+    monkeypatch.setattr(memory, "host_available", lambda: 1000)
+    err = memory.out_of_memory(be, [784, 30, 10], 10)
+    assert "the network itself does not fit" in str(err) and "(1,000 bytes) is free" in str(err)
+
+
+def test_free_memory_reported_by_the_backend_itself() -> None:
+    class Small(fastbp.NumpyBackend):
+        def memory_info(self) -> tuple[int, int]:
+            return 4_000_000, 8_000_000
+
+    err = memory.out_of_memory(Small(), [784, 30, 10], 100_000)
+    asked, free = numbers(str(err))
+    assert free == 4_000_000
+    fit = int((0.8 * 4_000_000 / 4 - memory.fixed_items([784, 30, 10]))
+              // memory.per_sample_items([784, 30, 10]))
+    assert f"at most ~{fit:,} fits" in str(err)
+    ws = Workspace(Small(), [784, 30, 10], fit)  # what it suggests does fit the formula
+    assert memory.workspace_bytes([784, 30, 10], fit, 4) <= 0.8 * 4_000_000 + 1
+    assert ws.m == fit
+
+
+def test_workspace_bytes_matches_the_buffers() -> None:
+    be = fastbp.NumpyBackend(dtype="float64")
+    ws = Workspace(be, [7, 5, 3], 11)
+    arrays = [*ws.activations, *ws.deltas, *ws.scratch, ws.xbuf, ws.ybuf, *ws.grad_w, *ws.grad_b]
+    assert sum(a.nbytes for a in arrays) == memory.workspace_bytes([7, 5, 3], 11, 8)
+
+
+@pytest.mark.gpu
+def test_gpu_out_of_memory_is_a_device_error_and_the_network_survives() -> None:
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as exc:  # noqa: BLE001 - no driver at all
+        pytest.skip(f"no CUDA device ({exc})")
+    try:
+        net = fastbp.Network([1, 100_000, 1], seed=0, device="cuda")
+    except fastbp.DeviceError as exc:
+        pytest.skip(f"the cuda backend is not usable here: {exc}")
+    free = memory.free_bytes(net.backend)
+    m = 100_000  # the work buffers need ~1.2 MB a sample: 120 GB for the batch
+    assert memory.workspace_bytes(net.sizes, m, 4) > free
+    X = np.random.default_rng(0).random((1, m)).astype("float32")
+    y = np.zeros(m, dtype=int)
+    with pytest.raises(fastbp.DeviceError) as info:
+        net.train(X, y, epochs=1, batch_size=m, eta=0.1)
+    msg = str(info.value)
+    assert "out of memory on cuda" in msg and "is free" in msg and "smaller batch_size" in msg
+    history = net.train(X[:, :1000], y[:1000], epochs=1, batch_size=10, eta=0.1)
+    assert np.isfinite(history[-1].cost)

@@ -1,4 +1,4 @@
-"""The book's ``mnist_loader``: ``from fastbp import mnist_loader`` replaces ``import mnist_loader``.
+"""The book's ``mnist_loader``: ``from fastbp import mnist_loader`` for ``import mnist_loader``.
 
 ``load_data()`` gives ``(training_data, validation_data, test_data)`` as tuples of
 ``(images (N, 784), labels (N,))``; ``load_data_wrapper()`` gives lists of ``(x, y)`` pairs of

@@ -17,7 +17,7 @@ from .costs import QuadraticCost, sigmoid, sigmoid_prime
 
 def backprop_sample(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], x: np.ndarray,
                     y: np.ndarray, cost: Any = QuadraticCost) -> tuple[list, list]:
-    """``(nabla_b, nabla_w)`` for one sample ``x`` ``(n_in, 1)`` with target ``y`` ``(n_out, 1)``."""
+    """``(nabla_b, nabla_w)`` for one sample ``x`` ``(n_in, 1)``, target ``y`` ``(n_out, 1)``."""
     activation, activations, zs = x, [x], []
     for b, w in zip(biases, weights):
         z = w @ activation + b

@@ -46,7 +46,7 @@ N_VALIDATION = 10_000
 
 @dataclass(frozen=True)
 class Split:
-    """One part of the data: ``images`` ``(N, 784)`` float32 in [0, 1], integer ``labels`` ``(N,)``."""
+    """One part of the data: ``images`` ``(N, 784)`` in [0, 1], integer ``labels`` ``(N,)``."""
 
     images: np.ndarray
     labels: np.ndarray

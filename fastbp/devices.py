@@ -162,6 +162,7 @@ def probe_all() -> list[BackendReport]:
     eps = _entry_points()
     names = backend_names()
     reports = []
+    names = sorted(names, key=lambda n: (n != DEFAULT_DEVICE, n))
     for name in names + sorted(set(SHIPPED_PLUGINS) - set(names)):
         report = BackendReport(name, _source(name, eps))
         try:

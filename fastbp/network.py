@@ -86,6 +86,7 @@ class ParameterList(Sequence):
     def _check(self, i: int, value: Any) -> Any:
         """``value`` as an array fit for ``self[i]``: its shape, finite entries, else ShapeError."""
         target = self._arrays[i]
+        value = self._net.backend.check_device(value, f"{self._what}[{i}]")
         value = np.asarray(value) if not self._net.backend.is_native(value) else value
         layer = i % len(self._arrays) + 2
         if tuple(value.shape) != tuple(target.shape):
@@ -197,7 +198,8 @@ class Network:
 
     # -- the matrix form ----------------------------------------------------------------
     def _input(self, x: Any, name: str = "X") -> Array:
-        x = check_batch(x, self.sizes[0], name)
+        """A batch on this network's device: host data moved once, other devices refused."""
+        x = check_batch(self.backend.check_device(x, name), self.sizes[0], name)
         return self.backend.asarray(x)
 
     def _workspace(self, m: int) -> Workspace:
@@ -223,7 +225,7 @@ class Network:
         with be.activate():
             x = self._input(x, "x")
             m = int(x.shape[1])
-            y = be.asarray(check_targets(y, self.sizes[-1], m, "y"))
+            y = be.asarray(check_targets(be.check_device(y, "y"), self.sizes[-1], m, "y"))
             ws = self._workspace(m)
             feedforward(be, self._weights, self._biases, x, ws.activations)
             backpropagate(be, self.cost, self._weights, x, y, ws.activations, ws.deltas,
@@ -241,6 +243,7 @@ class Network:
     def total_cost(self, x: Any, y: Any) -> float:
         """``C`` summed over the columns of ``x`` (one-hot ``y``), as the cost defines it."""
         a = self.feedforward(x)
+        y = self.backend.check_device(y, "y", host=True)
         return self.cost.fn(a, check_targets(y, self.sizes[-1], a.shape[1]))
 
     def predict(self, x: Any) -> np.ndarray:
@@ -317,7 +320,7 @@ class Network:
               test: tuple[Any, Any] | None) -> tuple[EpochPlan, Evaluator | None]:
         """Validate and move the training (and test) data to the device, sample-major."""
         be = self.backend
-        X = check_batch(X, self.sizes[0], "X")
+        X = check_batch(be.check_device(X, "X"), self.sizes[0], "X")
         n = int(X.shape[1])
         batch_size = check_count("batch_size", batch_size, low=1, high=n)
         xs = self._samples_major(X)
@@ -326,8 +329,9 @@ class Network:
         if test is not None:
             if not (isinstance(test, (tuple, list)) and len(test) == 2):
                 raise ConfigError("test must be a pair (X_test, labels)")
-            xt = check_batch(test[0], self.sizes[0], "test X")
-            labels = check_labels(test[1], self.sizes[-1], int(xt.shape[1]), "test labels")
+            xt = check_batch(be.check_device(test[0], "test X"), self.sizes[0], "test X")
+            labels = check_labels(be.check_device(test[1], "test labels", host=True),
+                                  self.sizes[-1], int(xt.shape[1]), "test labels")
             evaluator = Evaluator(be, self.sizes, self._samples_major(xt), be.index_array(labels))
         plan = EpochPlan(self.sizes, self._weights, self._biases, self.cost, xs, ys,
                          order=None, batch_size=batch_size, eta=eta,
@@ -343,10 +347,11 @@ class Network:
     def _targets_major(self, Y: Any, n: int) -> Array:
         """One-hot targets ``(N, n_out)`` from one-hot ``(n_out, N)`` or ``N`` integer labels."""
         n_out = self.sizes[-1]
+        Y = self.backend.check_device(Y, "Y")
         shape = tuple(getattr(Y, "shape", np.shape(Y)))
         if shape == (n_out, n):
             return self._samples_major(check_targets(Y, n_out, n))
-        labels = check_labels(Y, n_out, n, "Y")
+        labels = check_labels(self.backend.check_device(Y, "Y", host=True), n_out, n, "Y")
         onehot = np.zeros((n, n_out))
         onehot[np.arange(n), labels] = 1.0
         return self.backend.asarray(onehot)
@@ -359,8 +364,9 @@ class Network:
         """How many columns of ``X`` the network classifies as ``labels``."""
         be = self.backend
         with be.activate():
-            X = check_batch(X, self.sizes[0], "X")
-            lab = check_labels(labels, self.sizes[-1], int(X.shape[1]))
+            X = check_batch(be.check_device(X, "X"), self.sizes[0], "X")
+            lab = check_labels(be.check_device(labels, "labels", host=True), self.sizes[-1],
+                               int(X.shape[1]))
             ev = Evaluator(be, self.sizes, self._samples_major(X), be.index_array(lab))
             return ev.correct(self._weights, self._biases)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,8 @@ def _all_finite(a: Any) -> bool:
         return bool(np.isfinite(a).all())
     try:
         return bool(np.isfinite(np.asarray(a)).all())
-    except TypeError:  # a device array: check it where it lives
-        xp = a.__array_namespace__()
+    except (TypeError, RuntimeError):  # a device array: check it where it lives
+        # (CuPy arrays have no __array_namespace__: their module is the namespace)
+        ns = getattr(a, "__array_namespace__", None)
+        xp = ns() if ns is not None else sys.modules[type(a).__module__.split(".")[0]]
         return bool(xp.all(xp.isfinite(a)))

@@ -13,6 +13,8 @@ from .errors import FastbpError
 SUBCOMMANDS = {
     "train": "train a network on MNIST, one line per epoch",
     "devices": "list every backend and device fastbp can see, and why one cannot run",
+    "evaluate": "score saved models on the MNIST test set: accuracy, confusion matrix, mistakes",
+    "baselines": "random guess, average darkness and a network on the MNIST test set, one table",
 }
 
 

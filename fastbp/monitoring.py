@@ -56,14 +56,16 @@ class Monitor:
 
     ``evaluation`` and ``training`` are ``(X, labels)`` pairs (``X`` one sample per column).
     Costs include the L2 term with ``lmbda`` as in the book; accuracies are counts of correct
-    samples. ``verbose`` prints the book's lines. :meth:`lists` gives the four lists.
+    samples. ``verbose`` prints the book's lines, calling the evaluation data ``evaluation_name``.
+    :meth:`lists` gives the four lists.
     """
 
     def __init__(self, *, evaluation: tuple[Any, Any] | None = None,
                  training: tuple[Any, Any] | None = None, lmbda: float = 0.0,
                  evaluation_cost: bool = False, evaluation_accuracy: bool = False,
                  training_cost: bool = False, training_accuracy: bool = False,
-                 verbose: bool = False, print_fn: Callable[[str], None] = print) -> None:
+                 verbose: bool = False, print_fn: Callable[[str], None] = print,
+                 evaluation_name: str = "evaluation") -> None:
         if (evaluation_cost or evaluation_accuracy) and evaluation is None:
             raise ConfigError("monitoring the evaluation cost or accuracy needs evaluation data")
         if (training_cost or training_accuracy) and training is None:
@@ -74,6 +76,7 @@ class Monitor:
                       "evaluation_accuracy": evaluation_accuracy,
                       "training_cost": training_cost, "training_accuracy": training_accuracy}
         self.verbose, self.print_fn = verbose, print_fn
+        self.names = {"training": "training", "evaluation": evaluation_name}
         self.evaluation_cost: list[float] = []
         self.evaluation_accuracy: list[int] = []
         self.training_cost: list[float] = []
@@ -85,16 +88,16 @@ class Monitor:
 
     def __call__(self, record: EpochRecord, net: Network) -> None:
         say = self.print_fn if self.verbose else (lambda _line: None)
-        say(f"Epoch {record.epoch} training complete")
         for which, data in (("training", self.training), ("evaluation", self.evaluation)):
             if self.flags[f"{which}_cost"]:
                 c = total_cost(net, *data, lmbda=self.lmbda)
                 getattr(self, f"{which}_cost").append(c)
-                say(f"Cost on {which} data: {c}")
+                say(f"Cost on {self.names[which]} data: {c}")
             if self.flags[f"{which}_accuracy"]:
                 hits = net.count_correct(*data)
                 getattr(self, f"{which}_accuracy").append(hits)
-                say(f"Accuracy on {which} data: {hits} / {int(np.shape(data[0])[1])}")
+                say(f"Accuracy on {self.names[which]} data: {hits} / "
+                    f"{int(np.shape(data[0])[1])}")
 
     def lists(self) -> Monitoring:
         """``(evaluation_cost, evaluation_accuracy, training_cost, training_accuracy)``."""
@@ -199,6 +202,10 @@ def sgd_network2(net: Network, training_data: Any, epochs: int, mini_batch_size:
                       training_cost=monitor_training_cost,
                       training_accuracy=monitor_training_accuracy, verbose=True)
     stopper = EarlyStopping(early_stopping_n, data=evaluation) if early_stopping_n else None
+
+    def header(record: EpochRecord, net: Network) -> None:
+        print(f"Epoch {record.epoch} training complete", flush=True)
+
     net.train(X, Y, epochs=epochs, batch_size=mini_batch_size, eta=eta, lmbda=lmbda,
-              callback=chain(monitor, stopper))
+              callback=chain(header, monitor, stopper))
     return monitor.lists()

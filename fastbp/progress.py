@@ -86,8 +86,9 @@ class EpochBar:
     def hook(self, done: int, cost_sum: float, n: int) -> None:
         if done == 0:
             self._close()
-            self.bar = self._tqdm(total=n, desc=f"Epoch {self.epoch}", unit="img", unit_scale=True,
-                                  file=self.stream or sys.stdout, dynamic_ncols=True, leave=True)
+            self.bar = self._tqdm(total=n, desc=f"Epoch {self.epoch}", unit=" samples",
+                                  unit_scale=True, file=self.stream or sys.stdout,
+                                  dynamic_ncols=True, leave=True)
             self._done, self._last = 0, 0.0
             return
         now = time.perf_counter()
@@ -99,7 +100,7 @@ class EpochBar:
 
     def __call__(self, record: EpochRecord, net: Network) -> None:
         if self.bar is not None:
-            text = f"cost {record.cost:.4f}, {record.samples_per_s:,.0f} samples/s"
+            text = f"cost {record.cost:.4f}"
             if record.accuracy is not None:
                 text += f", test {100 * record.accuracy:.2f} %"
             self.bar.set_postfix_str(text, refresh=True)
@@ -116,14 +117,15 @@ class EpochBar:
 
 
 def reporter(*, quiet: bool = False, stream: TextIO | None = None, epochs: int | None = None,
-             first_epoch: int = 0, n_test: int | None = None) -> EpochBar | PlainLines | None:
+             first_epoch: int = 0, n_test: int | None = None,
+             bar: bool = True) -> EpochBar | PlainLines | None:
     """What shows training progress: nothing with ``quiet``; a tqdm bar per epoch on a terminal
-    with tqdm installed; otherwise one plain line per epoch."""
+    with tqdm installed (unless ``bar`` is false); otherwise one plain line per epoch."""
     if quiet:
         return None
     stream = stream or sys.stdout
     isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty() and tqdm_available():
+    if bar and isatty is not None and isatty() and tqdm_available():
         bar = EpochBar(epochs=epochs, n_test=n_test, stream=stream)
         bar.epoch = first_epoch
         return bar

@@ -1,10 +1,12 @@
-"""``fastbp train``: train on MNIST with the book's defaults, one line per epoch."""
+"""``fastbp train``: train on MNIST with the book's defaults, one line (or bar) per epoch; save,
+checkpoint, resume, stop early, monitor and plot (see :mod:`fastbp.commands._keep`)."""
 
 from __future__ import annotations
 
 import argparse
 
 from . import add_training_args
+from ._keep import Session, add_keep_args
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -13,6 +15,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="train on the first N of the 50,000 training images only (quick runs)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI: run as `mpiexec -n P fastbp train --distributed`")
+    add_keep_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,25 +23,25 @@ def run(args: argparse.Namespace) -> int:
         from ..distributed import run_command
         return run_command(run, args)  # this rank's device; stdout and saves on rank 0 only
     from ..datasets import load_mnist
-    from ..network import Network
     from ..validate import check_count
 
-    # The network first: a bad --device, --sizes or --init fails before MNIST is read.
-    net = Network(args.sizes, cost=args.cost, device=args.device, dtype=args.dtype,
-                  seed=args.seed, init=args.init)
+    # The network first (new, or --resume's): a bad --device, --sizes or --init, or a bad
+    # model file, fails before MNIST is read.
+    session = Session(args)
+    net = session.net
     data = load_mnist(args.data)
     n = len(data.train)
     if args.limit is not None:
         n = check_count("--limit", args.limit, low=1, high=n)
     X, labels = data.train.X[:, :n], data.train.labels[:n]
-    print(f"fastbp: {net} on {n:,} MNIST training images", flush=True)
+    session.say(f"fastbp: {net} on {n:,} MNIST training images"
+                + (f", resuming after epoch {len(net.history)}" if args.resume else ""))
     fit = net.train
     if args.distributed:
         from ..distributed import trainer
         fit = trainer(net)
-    history = fit(X, labels, epochs=args.epochs,
-                        batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
-                        test=(data.test.X, data.test.labels), verbose=True)
-    if history.best_accuracy is not None:
-        print(f"best test accuracy {100 * history.best_accuracy:.2f} %")
+    fit(X, labels, epochs=session.epochs_left,
+        batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
+        test=(data.test.X, data.test.labels), **session.train_options(data, X, labels))
+    session.finish(data)  # final save, pictures, best test accuracy
     return 0

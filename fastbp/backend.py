@@ -231,6 +231,15 @@ class NumpyBackend(Backend):
             return self._expit(z, out=out)
         return super().sigmoid(z, out)
 
+    def sgd_epoch(self, state: Any) -> Any:
+        """One epoch: the loop of :mod:`fastbp.numpy_epoch` (SciPy's BLAS, the SGD update folded
+        into the weight-gradient GEMM) where it applies, else the generic one."""
+        from . import numpy_epoch
+
+        if numpy_epoch.applies(state):
+            return numpy_epoch.sgd_epoch(self, state)
+        return super().sgd_epoch(state)
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(model=cpu_model(), cores=os.cpu_count(), numpy=np.__version__)

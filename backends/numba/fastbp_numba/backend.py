@@ -1,0 +1,161 @@
+"""``NumbaBackend``: the ``cpu-jit`` device.
+
+Arrays are NumPy arrays and every operation outside training is the ``cpu`` device's. What
+differs is :meth:`NumbaBackend.sgd_epoch`: the whole epoch (gather, feedforward, BP1, BP2 and the
+folded update, for every mini-batch) runs in one call of a Numba-compiled function
+(:func:`fastbp_numba.kernels.sgd_epoch`), so no step returns to Python. The compiled code is
+cached on disk, so only the first use on a machine compiles (a few seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from fastbp.backend import NumpyBackend
+from fastbp.costs import CrossEntropyCost, QuadraticCost
+from fastbp.errors import ConfigError, MissingDependency
+
+log = logging.getLogger("fastbp")
+
+# Below this many multiply-adds (rows × n_out × n_in) a GEMM runs as compiled loops, above it
+# as one BLAS call: a BLAS call costs about a microsecond whatever its size.
+SMALL_GEMM = 4_096
+
+
+class NumbaBackend(NumpyBackend):
+    """The ``cpu-jit`` device: NumPy arrays, a compiled epoch (float32 or float64)."""
+
+    name = "cpu-jit"
+    kind = "cpu"
+
+    def __init__(self, dtype: str = "float32", index: int = 0) -> None:
+        super().__init__(dtype=dtype, index=index)
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"device 'cpu-jit' computes in float32 or float64, not {self.dtype}; "
+                              "use device 'cpu' for float16")
+        if index != 0:
+            raise ConfigError(f"device 'cpu-jit' has one device, 'cpu-jit' (got index {index})")
+        self._kernels: Any = None
+        self._buffers: dict[tuple, tuple] = {}
+
+    @property
+    def kernels(self) -> Any:
+        """:mod:`fastbp_numba.kernels`, imported (and so Numba loaded) when first needed."""
+        if self._kernels is None:
+            try:
+                from . import kernels
+            except ImportError as exc:
+                raise MissingDependency(
+                    f"device 'cpu-jit' needs Numba and SciPy ({exc}): pip install numba scipy"
+                ) from exc
+            self._kernels = kernels
+        return self._kernels
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        try:
+            import numba
+
+            info["numba"] = numba.__version__
+        except ImportError:  # pragma: no cover - a dependency of this distribution
+            info["numba"] = None
+        info["blas"] = jit_blas_description()
+        return info
+
+    # -- training --------------------------------------------------------------------------
+    def sgd_epoch(self, state: Any) -> Any:
+        """One epoch of mini-batch SGD in one compiled call; the same equations and order of
+        operations as :func:`fastbp.numpy_epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
+
+        A cost other than the two built in runs the ``cpu`` device's loop (its ``output_error``
+        is Python), and says so once in the log.
+        """
+        plan = state
+        code = self._cost_code(plan.cost)
+        if code is None:
+            if not getattr(self, "_warned_cost", False):
+                name = getattr(plan.cost, "__name__", plan.cost)
+                log.warning("fastbp: cpu-jit compiles QuadraticCost and CrossEntropyCost only; "
+                            "%s runs the cpu device's loop", name)
+                self._warned_cost = True
+            return super().sgd_epoch(plan)
+        k = self.kernels
+        m = int(plan.batch_size)
+        xbuf, ybuf, acts, deltas, scal = self._work(plan.sizes, m)
+        weights = tuple(_contiguous(w, self.dtype, "weights") for w in plan.weights)
+        biases = tuple(_contiguous(b, self.dtype, "biases") for b in plan.biases)
+        xs = _contiguous(plan.xs, self.dtype, "training inputs")
+        ys = _contiguous(plan.ys, self.dtype, "training targets")
+        order = np.ascontiguousarray(plan.order, dtype=np.int64)
+        return k.sgd_epoch(weights, biases, xs, ys, order, m, float(plan.eta), float(plan.decay),
+                           code, xbuf, ybuf, acts, deltas, scal, SMALL_GEMM)
+
+    def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,
+                          y: Any, cost: Any = QuadraticCost
+                          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(nabla_b, nabla_w)`` summed over the columns of ``x`` ``(n_in, m)``, computed by the
+        compiled kernels the epoch uses (BP1–BP4), shaped like the book's."""
+        code = self._cost_code(cost)
+        if code is None:
+            raise ConfigError(f"cpu-jit compiles QuadraticCost and CrossEntropyCost, not {cost!r}")
+        dt = self.dtype
+        ws = tuple(np.ascontiguousarray(w, dtype=dt) for w in weights)
+        bs = tuple(np.ascontiguousarray(b, dtype=dt).reshape(-1, 1) for b in biases)
+        rows_x = np.ascontiguousarray(np.asarray(x, dtype=dt).T)
+        rows_y = np.ascontiguousarray(np.asarray(y, dtype=dt).T)
+        m = rows_x.shape[0]
+        acts = tuple(np.empty((m, w.shape[0]), dt) for w in ws)
+        deltas = tuple(np.empty((m, w.shape[0]), dt) for w in ws)
+        grad_w = tuple(np.empty_like(w) for w in ws)
+        grad_b = tuple(np.empty_like(b) for b in bs)
+        self.kernels.backprop(ws, bs, rows_x, rows_y, code, acts, deltas, grad_w, grad_b,
+                              np.empty(4, dt), SMALL_GEMM)
+        return list(grad_b), list(grad_w)
+
+    def _cost_code(self, cost: Any) -> int | None:
+        """The kernels' code for a cost class, or None when they do not compile it."""
+        if cost is QuadraticCost:
+            return self.kernels.QUADRATIC
+        if cost is CrossEntropyCost:
+            return self.kernels.CROSS_ENTROPY
+        return None
+
+    def _work(self, sizes: list[int], m: int) -> tuple:
+        """Sample-major buffers for batches of up to ``m`` rows, made once per shape."""
+        key = (tuple(sizes), m)
+        work = self._buffers.get(key)
+        if work is None:
+            dt = self.dtype
+            work = self._buffers[key] = (
+                np.empty((m, sizes[0]), dt), np.empty((m, sizes[-1]), dt),
+                tuple(np.empty((m, n), dt) for n in sizes[1:]),
+                tuple(np.empty((m, n), dt) for n in sizes[1:]),
+                np.empty(4, dt),
+            )
+        return work
+
+
+def _contiguous(a: Any, dtype: str, what: str) -> np.ndarray:
+    """``a`` itself when it is a C-contiguous NumPy array of ``dtype`` (updated in place)."""
+    if isinstance(a, np.ndarray) and a.flags.c_contiguous and a.dtype == dtype:
+        return a
+    raise ConfigError(f"cpu-jit needs the {what} as C-contiguous {dtype} NumPy arrays, got "
+                      f"{type(a).__name__} {getattr(a, 'dtype', '')}")
+
+
+def jit_blas_description() -> str:
+    """The BLAS the compiled code calls (SciPy's), with its kernel and thread count."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401 - loads the library threadpoolctl looks for
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "SciPy's BLAS (install threadpoolctl to see which)"
+    for info in threadpool_info():
+        if info.get("user_api") == "blas" and "scipy" in os.path.dirname(info["filepath"]):
+            return (f"{info.get('internal_api')} {info.get('version')} "
+                    f"({info.get('architecture')}, {info.get('num_threads')} threads)")
+    return "SciPy's BLAS"

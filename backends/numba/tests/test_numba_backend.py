@@ -1,0 +1,163 @@
+"""The ``cpu-jit`` device against the per-sample oracle, finite differences and ``cpu``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from fastbp_numba import NumbaBackend  # noqa: E402
+from fastbp_numba import backend as jit_backend  # noqa: E402
+
+import fastbp  # noqa: E402
+from fastbp import devices, reference  # noqa: E402
+
+SHAPES = [[6, 4], [8, 5, 3], [12, 7, 6, 4], [10, 9, 7, 5, 3]]  # 2 to 5 layers
+COSTS = [fastbp.QuadraticCost, fastbp.CrossEntropyCost]
+# SMALL_GEMM values that send every product to the compiled loops, or every one to BLAS
+PATHS = {"loops": 10**12, "blas": 0}
+
+
+def batch(rng, sizes, m, dtype="float64"):
+    X = rng.random((sizes[0], m)).astype(dtype)
+    Y = np.zeros((sizes[-1], m), dtype=dtype)
+    Y[rng.integers(0, sizes[-1], m), np.arange(m)] = 1.0
+    return X, Y
+
+
+@pytest.fixture(params=sorted(PATHS))
+def path(request, monkeypatch):
+    monkeypatch.setattr(jit_backend, "SMALL_GEMM", PATHS[request.param])
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(99)
+
+
+def test_device_is_registered_by_its_entry_point():
+    assert "cpu-jit" in devices.backend_names()
+    net = fastbp.Network([4, 3, 2], device="cpu-jit")
+    assert isinstance(net.backend, NumbaBackend)
+    assert net.device == "cpu-jit"
+    info = net.backend.describe()
+    assert info["numba"] and info["blas"]
+
+
+@pytest.mark.parametrize("sizes", SHAPES)
+@pytest.mark.parametrize("m", [1, 7, 64])
+@pytest.mark.parametrize("cost", COSTS)
+def test_compiled_backprop_matches_per_sample_loop(sizes, m, cost, path, rng):
+    net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=3, device="cpu-jit")
+    X, Y = batch(rng, sizes, m)
+    W, B = list(net.weights), list(net.biases)
+    nb, nw = net.backend.compiled_backprop(W, B, X, Y, cost)
+    rb, rw = reference.backprop_loop(W, B, X, Y, cost)
+    for got, want in zip(nb + nw, rb + rw):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
+class CompiledGradient:
+    """A network whose ``backprop`` is the compiled kernels' (for ``fastbp.gradcheck``)."""
+
+    def __init__(self, net):
+        self.net = net
+        self.dtype, self.weights, self.biases = net.dtype, net.weights, net.biases
+        self.total_cost = net.total_cost
+
+    def backprop(self, x, y):
+        return self.net.backend.compiled_backprop(list(self.net.weights), list(self.net.biases),
+                                                  x, y, self.net.cost)
+
+
+@pytest.mark.parametrize("cost", COSTS)
+@pytest.mark.parametrize("sizes", [[5, 4, 3], [7, 6, 5, 4]])
+def test_compiled_gradient_passes_gradcheck(cost, sizes, path, rng):
+    net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=1, device="cpu-jit")
+    X, Y = batch(rng, sizes, 9)
+    assert fastbp.gradcheck(CompiledGradient(net), X, Y) < 1e-6
+
+
+def test_gradcheck_catches_a_broken_compiled_gradient(rng):
+    net = fastbp.Network([5, 4, 3], dtype="float64", seed=1, device="cpu-jit")
+    X, Y = batch(rng, [5, 4, 3], 4)
+    wrapped = CompiledGradient(net)
+    good = wrapped.backprop
+    wrapped.backprop = lambda x, y: (good(x, y)[0], [g * 1.01 for g in good(x, y)[1]])
+    assert fastbp.gradcheck(wrapped, X, Y) > 1e-3
+
+
+@pytest.mark.parametrize("cost", COSTS)
+@pytest.mark.parametrize("batch_size", [1, 7, 50])
+def test_compiled_epoch_matches_reference_sgd(cost, batch_size, path, rng):
+    """One compiled epoch equals the book's per-sample SGD in the same order (float64)."""
+    sizes = [20, 8, 6, 5]
+    X, Y = batch(rng, sizes, 50)
+    net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=5, device="cpu-jit")
+    W, B = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    hist = net.train(X, Y, epochs=1, batch_size=batch_size, eta=0.5, shuffle=False)
+    reference.sgd_epoch(W, B, X, Y, batch_size=batch_size, eta=0.5, cost=cost)
+    for got, want in zip(list(net.weights) + list(net.biases), W + B):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    assert np.isfinite(hist[0].cost)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-4)])
+@pytest.mark.parametrize("cost", COSTS)
+def test_training_matches_the_cpu_device(dtype, tol, cost, rng):
+    """Shuffled epochs with L2 decay and a short last batch: cpu-jit follows cpu."""
+    sizes = [30, 12, 10]
+    X, Y = batch(rng, sizes, 203, dtype)
+    labels = rng.integers(0, 10, 40)
+    Xt = rng.random((30, 40)).astype(dtype)
+    nets = [fastbp.Network(sizes, cost=cost, dtype=dtype, seed=7, device=d)
+            for d in ("cpu", "cpu-jit")]
+    hists = [n.train(X, Y, epochs=3, batch_size=20, eta=0.3, lmbda=0.5, test=(Xt, labels))
+             for n in nets]
+    for a, b in zip(list(nets[0].weights) + list(nets[0].biases),
+                    list(nets[1].weights) + list(nets[1].biases)):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+    for ra, rb in zip(*hists):
+        assert rb.cost == pytest.approx(ra.cost, rel=tol * 10)
+        assert rb.correct == ra.correct
+
+
+def test_same_seed_same_history(rng):
+    X, Y = batch(rng, [16, 8, 4], 64, "float32")
+    runs = [fastbp.Network([16, 8, 4], seed=11, device="cpu-jit").train(
+        X, Y, epochs=2, batch_size=10, eta=1.0) for _ in range(2)]
+    assert [r.cost for r in runs[0]] == [r.cost for r in runs[1]]
+
+
+def test_learns_mnist_shaped_data(rng):
+    """A separable problem of MNIST's shape is learnt in a few epochs (float32, batch 10)."""
+    centres = rng.random((784, 10)).astype("float32")
+    labels = rng.integers(0, 10, 2000)
+    X = np.clip(centres[:, labels] + 0.3 * rng.standard_normal((784, 2000)), 0, 1)
+    net = fastbp.Network([784, 30, 10], seed=0, device="cpu-jit")
+    hist = net.train(X.astype("float32"), labels, epochs=3, batch_size=10, eta=3.0,
+                     test=(X[:, :500].astype("float32"), labels[:500]))
+    assert hist[-1].accuracy > 0.9
+
+
+def test_other_costs_run_the_cpu_loop(rng, caplog):
+    class HalfQuadratic(fastbp.QuadraticCost):
+        """The quadratic cost under another name: not one the kernels compile."""
+
+    X, Y = batch(rng, [6, 5, 3], 20)
+    nets = [fastbp.Network([6, 5, 3], cost=c, dtype="float64", seed=2, device=d)
+            for c, d in ((fastbp.QuadraticCost, "cpu"), (HalfQuadratic, "cpu-jit"))]
+    for n in nets:
+        n.train(X, Y, epochs=1, batch_size=4, eta=0.5, shuffle=False)
+    np.testing.assert_allclose(nets[1].weights[0], nets[0].weights[0], atol=1e-12)
+    assert "runs the cpu device's loop" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs,match", [({"dtype": "float16"}, "float16"),
+                                          ({"index": 1}, "one device")])
+def test_bad_configuration_is_refused(kwargs, match):
+    with pytest.raises(fastbp.FastbpError, match=match):
+        NumbaBackend(**kwargs)

@@ -1,0 +1,415 @@
+"""CPU training throughput of fastbp and its peers, one epoch of MNIST-shaped data, side by side.
+
+Every figure is training samples/s for one epoch of mini-batch SGD (sigmoid layers, quadratic
+cost, ``eta`` 3.0, shuffled order, float32), the best of ``--repeat`` epochs after a warm-up epoch
+(which compiles what needs compiling). Each method runs in its own process, so the thread pools of
+one library do not disturb another. Methods:
+
+- ``loop``: the per-sample loop, :func:`fastbp.reference.sgd_epoch` (the book's ``network.py``)
+- ``numpy``: fastbp's ``cpu`` device (``Network.train``)
+- ``cpu-jit``: fastbp's ``cpu-jit`` device (the Numba plugin, whole epoch compiled)
+- ``torch-eager`` / ``torch-compile``: ``nn.Sequential`` of ``Linear`` + ``Sigmoid`` and
+  ``optim.SGD``, as written eagerly and under ``torch.compile``
+- ``jax-step`` / ``jax-scan``: one ``jax.jit`` step per mini-batch from Python, and the whole epoch
+  as one ``lax.scan`` (the mini-batch gathered inside, as fastbp does)
+
+Slow methods run a subset of the epoch (about ``--seconds`` of work, at least 20 steps); the
+figure is still samples/s. Usage::
+
+    python benchmarks/speed_cpu.py --out benchmarks/results/speed-cpu/after.json
+    python benchmarks/speed_cpu.py --report benchmarks/results/speed-cpu/after.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+ETA = 3.0
+METHODS = ("loop", "numpy", "cpu-jit", "torch-eager", "torch-compile", "jax-step", "jax-scan")
+SMALL = ([784, 30, 10], [784, 100, 10])
+SMALL_BATCHES = (1, 10, 100, 1000)
+BIG = [784, 1024, 1024, 10]
+BIG_BATCHES = (256, 1024)
+BIG_N = 10240
+
+
+# -- what is measured ----------------------------------------------------------------------------
+def gemm_flops(sizes: list[int]) -> int:
+    """GEMM flops of one training sample: feedforward ``2 Σ n_l n_{l-1}``, BP4 the same, BP2
+    ``2 Σ_{l ≥ 3} n_l n_{l-1}`` (no δ is needed for the input layer)."""
+    pairs = [k * n for k, n in zip(sizes[:-1], sizes[1:])]
+    return 4 * sum(pairs) + 2 * sum(pairs[1:])
+
+
+def load_data(n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``n`` MNIST training samples ``(n, 784)`` and one-hot targets ``(n, 10)``, float32.
+
+    Real MNIST from ``$FASTBP_DATA`` when it is there, else uniform random pixels (speed does not
+    depend on the values)."""
+    try:
+        from fastbp.datasets import load_mnist
+
+        train = load_mnist(os.environ.get("FASTBP_DATA"), download=False).train
+        X = np.ascontiguousarray(train.images[:n], dtype=np.float32)
+        labels = train.labels[:n]
+        if len(labels) < n:
+            raise ValueError("fewer samples than asked for")
+        source = "MNIST training set"
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to random data
+        rng = np.random.default_rng(0)
+        X = rng.random((n, 784), dtype=np.float32)
+        labels = rng.integers(0, 10, n)
+        source = f"random (MNIST not loaded: {type(exc).__name__})"
+    Y = np.zeros((n, 10), dtype=np.float32)
+    Y[np.arange(n), labels] = 1.0
+    return X, Y, source
+
+
+def init_params(sizes: list[int], seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``W^l`` ``(n_l, n_{l-1})`` scaled by ``1/sqrt(n_{l-1})`` and ``b^l`` ``(n_l, 1)``."""
+    rng = np.random.default_rng(seed)
+    ws = [(rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+          for k, n in zip(sizes[:-1], sizes[1:])]
+    bs = [rng.standard_normal((n, 1)).astype(np.float32) for n in sizes[1:]]
+    return ws, bs
+
+
+# -- one epoch of each method: setup(sizes, m, X, Y) -> run(order) ------------------------------
+Setup = Callable[[list, int, np.ndarray, np.ndarray], Callable[[np.ndarray], None]]
+
+
+def setup_loop(sizes, m, X, Y):
+    from fastbp import reference
+
+    ws, bs = init_params(sizes)
+    XT, YT = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+
+    def run(order):
+        reference.sgd_epoch(ws, bs, XT, YT, batch_size=m, eta=ETA, order=order)
+    return run
+
+
+def setup_fastbp(device: str) -> Setup:
+    def setup(sizes, m, X, Y):
+        import fastbp
+        from fastbp.training import EpochPlan
+
+        net = fastbp.Network(sizes, device=device, dtype="float32", seed=0, init="scaled")
+        be = net.backend
+        plan = EpochPlan(sizes, net._weights, net._biases, net.cost, be.asarray(X), be.asarray(Y),
+                         order=None, batch_size=m, eta=ETA, workspaces={})
+
+        def run(order):
+            plan.order = be.index_array(order)
+            be.sgd_epoch(plan)
+        return run
+    return setup
+
+
+def _torch_model(sizes, m):
+    import torch
+
+    torch.manual_seed(0)
+    layers: list[Any] = []
+    for k, n in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(k, n), torch.nn.Sigmoid()]
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=ETA)
+    return torch, model, opt
+
+
+def setup_torch(compiled: bool) -> Setup:
+    def setup(sizes, m, X, Y):
+        torch, model, opt = _torch_model(sizes, m)
+        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+
+        def loss_fn(x, y):
+            return 0.5 * ((model(x) - y) ** 2).sum() / x.shape[0]
+
+        def opt_step():
+            opt.step()
+
+        if compiled:
+            loss_fn = torch.compile(loss_fn)
+            opt_step = torch.compile(opt_step)
+
+        def run(order):
+            idx = torch.from_numpy(order)
+            for s in range(0, len(order), m):
+                b = idx[s : s + m]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(Xt.index_select(0, b), Yt.index_select(0, b))
+                loss.backward()
+                opt_step()
+        return run
+    return setup
+
+
+def _jax_step_fn(m):
+    import jax
+    import jax.numpy as jnp
+
+    def loss(params, x, y):
+        a = x
+        for w, b in params:
+            a = jax.nn.sigmoid(a @ w.T + b)
+        return 0.5 * jnp.sum((a - y) ** 2)
+
+    grad = jax.grad(loss)
+
+    def step(params, X, Y, idx):
+        x, y = jnp.take(X, idx, axis=0), jnp.take(Y, idx, axis=0)
+        g = grad(params, x, y)
+        return jax.tree_util.tree_map(lambda p, d: p - (ETA / m) * d, params, g)
+    return jax, jnp, step
+
+
+def _jax_params(jnp, sizes):
+    ws, bs = init_params(sizes)
+    return [(jnp.asarray(w), jnp.asarray(b[:, 0])) for w, b in zip(ws, bs)]
+
+
+def setup_jax_step(sizes, m, X, Y):
+    jax, jnp, step = _jax_step_fn(m)
+    jstep = jax.jit(step, donate_argnums=0)
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    state = {"p": _jax_params(jnp, sizes)}
+
+    def run(order):
+        idx = jnp.asarray(order.astype(np.int32).reshape(-1, m))
+        p = state["p"]
+        for i in range(idx.shape[0]):
+            p = jstep(p, Xj, Yj, idx[i])
+        jax.block_until_ready(p)
+        state["p"] = p
+    return run
+
+
+def setup_jax_scan(sizes, m, X, Y):
+    jax, jnp, step = _jax_step_fn(m)
+
+    def epoch(params, X, Y, batches):
+        return jax.lax.scan(lambda p, idx: (step(p, X, Y, idx), None), params, batches)[0]
+
+    jepoch = jax.jit(epoch, donate_argnums=0)
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    state = {"p": _jax_params(jnp, sizes)}
+
+    def run(order):
+        batches = jnp.asarray(order.astype(np.int32).reshape(-1, m))
+        state["p"] = jax.block_until_ready(jepoch(state["p"], Xj, Yj, batches))
+    return run
+
+
+SETUPS: dict[str, Setup] = {
+    "loop": setup_loop,
+    "numpy": setup_fastbp("cpu"),
+    "cpu-jit": setup_fastbp("cpu-jit"),
+    "torch-eager": setup_torch(False),
+    "torch-compile": setup_torch(True),
+    "jax-step": setup_jax_step,
+    "jax-scan": setup_jax_scan,
+}
+# methods whose per-step cost is large at small batches: they time a subset of the epoch
+SCALED = {"loop", "torch-eager", "torch-compile", "jax-step", "numpy"}
+
+
+def measure(method: str, sizes: list[int], m: int, X: np.ndarray, Y: np.ndarray, repeat: int,
+            seconds: float) -> dict[str, Any]:
+    """Best samples/s of ``repeat`` epochs (after one warm-up) of ``method`` at batch ``m``."""
+    N = X.shape[0] - X.shape[0] % m
+    rng = np.random.default_rng(1)
+    t0 = time.perf_counter()
+    run = SETUPS[method](sizes, m, X[:N], Y[:N])
+    probe = N
+    if method in SCALED:
+        probe = min(N, max(20 * m, 2000 - 2000 % m or m))
+    run(rng.permutation(N)[:probe])  # warm-up: compiles, allocates the buffers
+    warm_s = time.perf_counter() - t0
+    n = N
+    if method in SCALED:
+        t = time.perf_counter()
+        run(rng.permutation(N)[:probe])
+        rate = probe / (time.perf_counter() - t)
+        n = int(min(N, max(20 * m, rate * seconds)))
+        n -= n % m
+    best = 0.0
+    times = []
+    for _ in range(repeat):
+        order = rng.permutation(N)[:n]
+        t = time.perf_counter()
+        run(order)
+        dt = time.perf_counter() - t
+        times.append(dt)
+        best = max(best, n / dt)
+    return {"method": method, "sizes": sizes, "batch": m, "samples": n,
+            "samples_per_s": best, "epoch_s": [round(x, 4) for x in times],
+            "gflops": best * gemm_flops(sizes) / 1e9, "warmup_s": round(warm_s, 3)}
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS (and OpenMP) libraries loaded in this process, with kernel and thread count."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"error": "threadpoolctl not installed"}]
+    keys = ("user_api", "internal_api", "version", "num_threads", "architecture", "prefix")
+    return [{k: i.get(k) for k in keys} for i in threadpool_info()]
+
+
+def sgemm_peak(n: int = 2048, repeat: int = 7) -> dict[str, Any]:
+    """The best float32 GEMM rate NumPy's BLAS reaches on square ``n × n`` matrices."""
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    np.matmul(a, b, out=c)
+    best = min(_timed(lambda: np.matmul(a, b, out=c)) for _ in range(repeat))
+    return {"n": n, "gflops": 2 * n**3 / best / 1e9}
+
+
+def _timed(f: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One method on one network shape, all batch sizes; prints one JSON line per figure."""
+    sizes = [int(s) for s in args.sizes.split(",")]
+    X, Y, source = load_data(args.n)
+    for m in [int(b) for b in args.batches.split(",")]:
+        r = measure(args.method, sizes, m, X, Y, args.repeat, args.seconds)
+        r["data"] = source
+        print(json.dumps(r), flush=True)
+    print(json.dumps({"blas": blas_info(), "method": args.method}), flush=True)
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: CPU, load, libraries, BLAS threads."""
+    import numpy
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "numpy": numpy.__version__, "uptime": _sh("uptime"),
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                "OPENBLAS_CORETYPE", "MKL_NUM_THREADS",
+                                                "NUMBA_NUM_THREADS") if os.environ.get(k)},
+        "blas": blas_info(),
+    }
+    for mod in ("scipy", "numba", "torch", "jax"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _sh(cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def driver(args: argparse.Namespace) -> None:
+    """Run every method on every shape in its own process and write the results as JSON."""
+    methods = args.methods.split(",")
+    jobs = [(s, SMALL_BATCHES) for s in SMALL] + ([(BIG, BIG_BATCHES)] if not args.no_big else [])
+    results: dict[str, Any] = {"machine": machine(), "sgemm_peak": sgemm_peak(),
+                               "figures": [], "blas_by_method": {}, "errors": []}
+    print(f"machine: {results['machine']['uptime']}; sgemm peak "
+          f"{results['sgemm_peak']['gflops']:.1f} GFLOP/s", flush=True)
+    for sizes, batches in jobs:
+        for method in methods:
+            if sizes == BIG and method in ("loop", "torch-compile", "jax-step"):
+                continue  # the big net is GEMM-bound: eager torch and the jax scan suffice
+            n = BIG_N if sizes == BIG else args.n
+            cmd = [sys.executable, __file__, "--worker", "--method", method,
+                   "--sizes", ",".join(map(str, sizes)), "--batches", ",".join(map(str, batches)),
+                   "--n", str(n), "--repeat", str(args.repeat), "--seconds", str(args.seconds)]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            for line in p.stdout.splitlines():
+                rec = json.loads(line)
+                if "blas" in rec:
+                    results["blas_by_method"][method] = rec["blas"]
+                    continue
+                results["figures"].append(rec)
+                print(f"{method:14s} {str(sizes):20s} batch {rec['batch']:5d}: "
+                      f"{rec['samples_per_s']:12,.0f} samples/s  {rec['gflops']:7.1f} GFLOP/s",
+                      flush=True)
+            if p.returncode != 0:
+                err = p.stderr.strip().splitlines()[-1:] or ["?"]
+                results["errors"].append({"method": method, "sizes": sizes, "error": err[0]})
+                print(f"{method}: failed: {err[0]}", flush=True)
+    results["machine"]["uptime_after"] = _sh("uptime")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    print(report(results))
+
+
+def report(results: dict[str, Any]) -> str:
+    """A Markdown table: samples/s of every method per shape and batch."""
+    figs = results["figures"]
+    methods = [m for m in METHODS if any(f["method"] == m for f in figs)]
+    lines = ["| sizes | batch | " + " | ".join(methods) + " |",
+             "|---|---:|" + "---:|" * len(methods)]
+    keys = sorted({(tuple(f["sizes"]), f["batch"]) for f in figs},
+                  key=lambda k: (len(k[0]), k[0][1], k[1]))
+    for sizes, m in keys:
+        row = []
+        for meth in methods:
+            f = [x for x in figs if x["method"] == meth and tuple(x["sizes"]) == sizes
+                 and x["batch"] == m]
+            row.append(f"{f[0]['samples_per_s']:,.0f}" if f else "")
+        lines.append(f"| {list(sizes)} | {m} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--n", type=int, default=50_000, help="samples in one epoch (default 50000)")
+    p.add_argument("--repeat", type=int, default=3, help="timed epochs; the best counts")
+    p.add_argument("--seconds", type=float, default=1.0, help="work per timed subset epoch")
+    p.add_argument("--no-big", action="store_true", help="skip [784,1024,1024,10]")
+    p.add_argument("--out", help="write the results as JSON here")
+    p.add_argument("--report", help="print the table of a results JSON and exit")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--sizes", help=argparse.SUPPRESS)
+    p.add_argument("--batches", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            print(report(json.load(f)))
+    elif args.worker:
+        worker(args)
+    else:
+        driver(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The ``cpu`` device's own epoch loop: NumPy for elementwise passes, SciPy's BLAS for GEMMs.
+
+The same equations as :func:`fastbp.training.sgd_epoch`, with the per-step Python cost cut down:
+the buffers are sample-major (one sample per **row**, so the last, shorter mini-batch is a prefix
+of the same buffers), every GEMM is one BLAS call on Fortran-ordered views (a C-ordered ``(m, n)``
+array is its own transpose in Fortran order, so no copy is made), and the SGD update is folded
+into the weight-gradient GEMM:
+
+- feedforward: ``(Z^l)ᵀ = W^l (A^{l-1})ᵀ``, then ``A^l = σ(Z^l + b^l)`` (SciPy's ``expit``)
+- BP1: ``Δ^L = (A^L − Y) ⊙ A^L ⊙ (1 − A^L)`` (quadratic; other costs via ``output_error``)
+- BP2: ``(Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ``, then ``⊙ A^l ⊙ (1 − A^l)``
+- BP3 + BP4 + SGD: ``(W^l)ᵀ ← decay·(W^l)ᵀ − (η/m) (A^{l-1})ᵀ Δ^l`` (one GEMM, β = decay) and
+  ``b^l ← b^l − (η/m) (Δ^l)ᵀ 1`` (one GEMV)
+
+All GEMMs go to one BLAS (SciPy's), so one thread pool serves the whole step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .costs import QuadraticCost
+
+
+def applies(plan: Any) -> bool:
+    """Whether this loop can run ``plan``: SciPy present, float32 or float64 NumPy arrays, the
+    parameters C-contiguous (their transposes are then the Fortran arrays BLAS updates in place)."""
+    dtype = np.dtype(getattr(plan.xs, "dtype", "O"))
+    if dtype not in (np.float32, np.float64):
+        return False
+    try:
+        import scipy.linalg.blas  # noqa: F401
+        import scipy.special  # noqa: F401
+    except ImportError:
+        return False
+    arrays = [plan.xs, plan.ys, plan.order, *plan.weights, *plan.biases]
+    return all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays) and all(
+        a.dtype == dtype for a in arrays[:2] + arrays[3:])
+
+
+class RowBuffers:
+    """Sample-major work buffers for mini-batches of up to ``m`` rows."""
+
+    def __init__(self, sizes: list[int], m: int, dtype: str) -> None:
+        self.m = m
+        self.x = np.empty((m, sizes[0]), dtype)
+        self.y = np.empty((m, sizes[-1]), dtype)
+        self.a = [np.empty((m, n), dtype) for n in sizes[1:]]
+        self.d = [np.empty((m, n), dtype) for n in sizes[1:]]
+        self.s = [np.empty((m, n), dtype) for n in sizes[1:]]
+        self.ones = np.ones(m, dtype)
+
+    def rows(self, r: int) -> tuple[Any, ...]:
+        """Views of the first ``r`` rows of every buffer: ``x, y, a, d, s, ones``."""
+        return (self.x[:r], self.y[:r], [a[:r] for a in self.a], [d[:r] for d in self.d],
+                [s[:r] for s in self.s], self.ones[:r])
+
+
+def sgd_epoch(backend: Any, plan: Any) -> float:
+    """One pass of mini-batch SGD over ``plan.order`` (see module docstring); returns the summed
+    cost of the batches, each taken before its update."""
+    from scipy.linalg import blas
+    from scipy.special import expit
+
+    dtype = np.dtype(plan.xs.dtype)
+    gemm, gemv = (blas.sgemm, blas.sgemv) if dtype == np.float32 else (blas.dgemm, blas.dgemv)
+    weights, biases, cost = plan.weights, plan.biases, plan.cost
+    quadratic = cost is QuadraticCost
+    xs, ys, order = plan.xs, plan.ys, plan.order
+    n, m, eta, decay = int(order.shape[0]), plan.batch_size, plan.eta, plan.decay
+    buffers = _buffers(backend, plan.sizes, m, dtype.name)
+    take, add, subtract, multiply, vdot = np.take, np.add, np.subtract, np.multiply, np.vdot
+    w_t = [w.T for w in weights]  # Fortran-ordered (n_{l-1}, n_l) views, updated in place
+    b_row = [b.T for b in biases]  # (1, n_l) views for the broadcast add
+    b_vec = [b.reshape(-1) for b in biases]  # (n_l,) views for the GEMV
+    top = len(weights) - 1
+    total = 0.0
+    r = -1
+    for start in range(0, n, m):
+        idx = order[start : start + m]
+        if idx.shape[0] != r:  # the first batch, and a shorter last one
+            r = int(idx.shape[0])
+            x, y, a, d, s, ones = buffers.rows(r)
+            inputs_t = [x.T] + [ai.T for ai in a[:-1]]
+            a_t, d_t = [ai.T for ai in a], [di.T for di in d]
+        take(xs, idx, 0, x, "clip")  # indices are a permutation: no bounds check needed
+        take(ys, idx, 0, y, "clip")
+        # feedforward: (Z^l)ᵀ = W^l (A^{l-1})ᵀ, then A^l = σ(Z^l + b^l)
+        for l in range(top + 1):
+            gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
+            add(a[l], b_row[l], out=a[l])
+            expit(a[l], out=a[l])
+        # BP1
+        if quadratic:
+            subtract(a[top], y, out=d[top])
+            total += 0.5 * float(vdot(d[top], d[top]))
+            _mul_sigmoid_prime(d[top], a[top], s[top], subtract, multiply)
+        else:
+            total += float(cost.output_error(backend, a[top], y, d[top], s[top]))
+        # BP2: (Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ, then the hadamard with σ'(Z^l) = A^l (1 − A^l)
+        for l in range(top - 1, -1, -1):
+            gemm(1.0, w_t[l + 1], d_t[l + 1], 0.0, d_t[l], 0, 0, 1)
+            _mul_sigmoid_prime(d[l], a[l], s[l], subtract, multiply)
+        # BP3 and BP4 folded into the update
+        alpha = -eta / r
+        for l in range(top + 1):
+            gemm(alpha, inputs_t[l], d_t[l], decay, w_t[l], 0, 1, 1)
+            gemv(alpha, d_t[l], ones, 1.0, b_vec[l], 0, 1, 0, 1, 0, 1)
+    return total
+
+
+def _mul_sigmoid_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, subtract: Any,
+                       multiply: Any) -> None:
+    """In place: ``Δ ← Δ ⊙ A ⊙ (1 − A)``."""
+    subtract(1.0, a, out=s)
+    multiply(s, a, out=s)
+    multiply(d, s, out=d)
+
+
+def _buffers(backend: Any, sizes: list[int], m: int, dtype: str) -> RowBuffers:
+    """The backend's cached buffers for this network shape and batch size."""
+    cache = backend.__dict__.setdefault("_row_buffers", {})
+    key = (tuple(sizes), m, dtype)
+    buf = cache.get(key)
+    if buf is None:
+        buf = cache[key] = RowBuffers(list(sizes), m, dtype)
+    return buf

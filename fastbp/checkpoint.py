@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 import numpy as np
 
+from .archive import ZIP_ERRORS, check_npz
 from .errors import DeviceError, FastbpError, ModelFormatError
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise ModelFormatError(
             f"{path}: not a fastbp model (a model is an .npz archive; this file is not a zip "
             "archive, or it is truncated)")
+    check_npz(path)  # sizes and .npy headers checked before NumPy allocates anything
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -180,7 +182,7 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                 f"{path}: holds pickled Python objects; fastbp models never do, and loading "
                 "them could run arbitrary code, so it is refused") from exc
         raise ModelFormatError(f"{path}: damaged archive ({exc})") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except ZIP_ERRORS as exc:
         raise ModelFormatError(f"{path}: truncated or damaged archive ({exc})") from exc
     odd = sorted(name for name, a in arrays.items() if not isinstance(a, np.ndarray))
     if odd:
@@ -198,7 +200,7 @@ def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
         raise ModelFormatError(f"{path}: metadata must be a 1-D uint8 array of UTF-8 JSON")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFormatError(f"{path}: metadata is not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
@@ -260,7 +262,7 @@ def _generator(path: Path, state: Any) -> np.random.Generator:
     bit_generator = getattr(np.random, name)()
     try:
         bit_generator.state = _from_json(state)
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
         raise ModelFormatError(f"{path}: invalid random state ({exc})") from exc
     return np.random.Generator(bit_generator)
 

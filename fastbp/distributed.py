@@ -32,12 +32,14 @@ from . import devices
 from .backend import Array, Backend
 from .equations import backpropagate, bp3, bp4, feedforward
 from .errors import ConfigError, FastbpError
+from .guard import DivergenceGuard
 from .network import EpochRecord, History, Network, format_record
 from .training import Evaluator
 from .validate import check_batch, check_count, check_labels, check_positive
 
 INSTALL_HINT = 'pip install "fastbp[mpi]"  (mpi4py and MPICH from PyPI)'
 REDUCTION_ENV = "FASTBP_MPI_REDUCTION"
+ABORT_GRACE_S = 0.5
 # How the gradients of device arrays are summed, best first; "mpi" is host (NumPy) arrays.
 GPU_PATHS = ("nccl", "cuda-aware-mpi", "host")
 PATHS = ("mpi", *GPU_PATHS, "unavailable")
@@ -92,10 +94,14 @@ def abort_on_error() -> Iterator[None]:
         if comm.Get_size() <= 1:
             raise
         rank, size = comm.Get_rank(), comm.Get_size()
+        text = f"fastbp: rank {rank} of {size} failed: {type(exc).__name__}: {exc}\n"
         if not isinstance(exc, FastbpError):
-            traceback.print_exc(file=sys.stderr)
-        print(f"fastbp: rank {rank} of {size} failed: {type(exc).__name__}: {exc}\n"
-              f"fastbp: aborting all {size} ranks (MPI_Abort)", file=sys.stderr, flush=True)
+            text += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        text += f"fastbp: aborting all {size} ranks (MPI_Abort)\n"
+        with contextlib.suppress(Exception):
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)  # let the launcher forward the message before the teardown
         comm.Abort(1)
         os._exit(1)  # some MPI libraries return from MPI_Abort; never fall back into Python
 
@@ -404,6 +410,7 @@ def train(
     callback: Callable[[EpochRecord, Network], bool | None] | None = None,
     verbose: bool = False,
     profile: bool = False,
+    on_diverge: str = "raise",
 ) -> DistributedHistory:
     """:meth:`fastbp.Network.train` on every rank of ``comm`` (default ``MPI.COMM_WORLD``).
 
@@ -411,21 +418,24 @@ def train(
     share of each mini-batch. Rank 0's parameters and random state are broadcast first; after
     training, every rank holds the parameters one process would have reached with rank 0's
     network. ``verbose`` prints on rank 0 only; ``callback`` runs on every rank and training
-    stops when it returns ``False`` on any rank. ``profile`` synchronises the device around each
-    reduction so ``comm_seconds`` measures it exactly (on the CPU it is exact anyway).
+    stops when it returns ``False`` on any rank. As with ``Network.train``, epochs are numbered
+    from ``len(net.history)``, which every epoch extends, and ``on_diverge`` says what NaN or
+    inf does (the same on every rank, since cost and parameters agree). ``profile``
+    synchronises the device around each reduction so ``comm_seconds`` measures it exactly (on
+    the CPU it is exact anyway).
     An exception on any rank aborts the whole job (see :func:`abort_on_error`).
     """
     with abort_on_error():
         comm = comm if comm is not None else world()
         return _train(net, X, Y, epochs=epochs, batch_size=batch_size, eta=eta, test=test,
                       comm=comm, lmbda=lmbda, shuffle=shuffle, callback=callback,
-                      verbose=verbose, profile=profile)
+                      verbose=verbose, profile=profile, on_diverge=on_diverge)
 
 
 def _train(net: Network, X: Any, Y: Any, *, epochs: int, batch_size: int, eta: float,
            test: tuple[Any, Any] | None, comm: Any, lmbda: float, shuffle: bool,
            callback: Callable[[EpochRecord, Network], bool | None] | None, verbose: bool,
-           profile: bool) -> DistributedHistory:
+           profile: bool, on_diverge: str) -> DistributedHistory:
     MPI = mpi()
     rank, size = comm.Get_rank(), comm.Get_size()
     epochs = check_count("epochs", epochs, low=0)
@@ -452,16 +462,18 @@ def _train(net: Network, X: Any, Y: Any, *, epochs: int, batch_size: int, eta: f
         data_sum = float(xp.sum(xs, dtype=xp.float64)) + float(xp.sum(ys, dtype=xp.float64))
         _agree(comm, "the network, data and options",
                (sizes, net.cost.__name__, be.dtype, n, n_test, data_sum, epochs, batch_size,
-                eta, lmbda, shuffle))
+                eta, lmbda, shuffle, len(net.history)))
 
         broadcast_parameters(net, comm)
         check_parameters(net, comm)
         grads = FlatGradients(be, sizes)
         reduce = make_reducer(comm, be, grads.flat)
         history = DistributedHistory(size, reduce.path)
+        guard = DivergenceGuard(be, net._weights, net._biases, on_diverge=on_diverge, eta=eta,
+                                first_epoch=len(net.history))
         workspaces: dict[int, ShardWorkspace] = {}
         decay = 1.0 - eta * lmbda / n
-        for epoch in range(epochs):
+        for epoch in range(len(net.history), len(net.history) + epochs):
             order = net.rng.permutation(n) if shuffle else np.arange(n)
             idx_all = be.index_array(order)
             t0 = time.perf_counter()
@@ -485,8 +497,9 @@ def _train(net: Network, X: Any, Y: Any, *, epochs: int, batch_size: int, eta: f
                 comm_s += time.perf_counter() - tc
                 _apply(be, net, grads, eta / m, decay)
                 total = total + grads.cost[0]
-            cost = float(total)  # reading the cost waits for the device
+            cost = float(total) / n  # reading the cost waits for the device
             t1 = time.perf_counter()
+            guard.check(epoch, cost)
             correct = evaluator.correct(net._weights, net._biases) if evaluator else 0
             t2 = time.perf_counter()
             sums = np.array([correct, comm_s], dtype=np.float64)
@@ -496,12 +509,13 @@ def _train(net: Network, X: Any, Y: Any, *, epochs: int, batch_size: int, eta: f
             check_parameters(net, comm, epoch)
             hits = int(sums[0]) if evaluator else None
             record = EpochRecord(
-                epoch=epoch, cost=cost / n,
+                epoch=epoch, cost=cost,
                 accuracy=None if hits is None else hits / n_test,
                 correct=hits, seconds=float(times[1]),
                 samples_per_s=n / max(float(times[0]), 1e-9),
             )
             history.append(record)
+            net.history.append(record)
             history.step_seconds.append(float(times[0]))
             history.comm_seconds.append(float(sums[1]) / size)
             if verbose and rank == 0:

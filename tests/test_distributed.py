@@ -1,0 +1,217 @@
+"""Data-parallel training over MPI: ``mpiexec -n 2`` and ``-n 3`` (uneven shares) reach the
+parameters of one process with the same seed; a rank that raises or dies ends the job."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastbp import Network
+from fastbp.distributed import FlatGradients, reduction_path, shard
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "mpi_worker.py"
+sys.path.insert(0, str(HERE))
+from conftest import mnist_dir  # noqa: E402
+from mpi_worker import data  # noqa: E402
+
+
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` beside this Python (the mpich wheel puts it there), else on PATH."""
+    local = Path(sys.executable).parent / "mpiexec"
+    return str(local) if local.exists() else shutil.which("mpiexec")
+
+
+MPIEXEC = find_mpiexec()
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+needs_mpi = pytest.mark.skipif(
+    not (HAVE_MPI4PY and MPIEXEC),
+    reason="needs mpi4py and mpiexec: pip install -e \".[mpi]\"",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def launcher_flags() -> list[str]:
+    """Flags that make a single-machine launch work in a container, by MPI implementation."""
+    try:
+        version = subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True,
+                                 timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    if "HYDRA" in version:  # MPICH: start the ranks here by fork, never over ssh
+        return ["-launcher", "fork"]
+    if "Open MPI" in version or "OpenRTE" in version:  # more ranks than cores, CI runs as root
+        return ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    return []
+
+
+def mpirun(n: int, args: list[str], *, fault: str | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess:
+    """``mpiexec -n n python args...`` with one BLAS thread per rank; the whole process group
+    is killed if it outlives ``timeout``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env.pop("FASTBP_TEST_FAULT", None)
+    if fault:
+        env["FASTBP_TEST_FAULT"] = fault
+    cmd = [MPIEXEC, *launcher_flags(), "-n", str(n), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} still ran after {timeout} s:\n{out}\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def single_process(sizes: list[int], dtype: str, batch: int, epochs: int, n: int,
+                   lmbda: float) -> tuple[Network, list[dict]]:
+    """The reference: ``Network.train`` in this process with rank 0's seed and data."""
+    X, labels = data(sizes, n)
+    net = Network(sizes, dtype=dtype, seed=1)
+    history = net.train(X, labels, epochs=epochs, batch_size=batch, eta=0.5,
+                        test=(X[:, :50], labels[:50]), lmbda=lmbda, shuffle=True)
+    return net, history.as_dicts()
+
+
+# -- without MPI ------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7])
+def test_shards_tile_each_batch_in_rank_order(size):
+    for m in range(0, 23):
+        shares = [shard(m, size, r) for r in range(size)]
+        assert shares[0][0] == 0 and shares[-1][1] == m
+        assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
+        counts = [hi - lo for lo, hi in shares]
+        assert max(counts) - min(counts) <= 1 and counts == sorted(counts, reverse=True)
+
+
+def test_gradients_are_views_of_one_flat_buffer():
+    net = Network([5, 4, 3], dtype="float64")
+    g = FlatGradients(net.backend, net.sizes)
+    assert g.flat.shape == (5 * 4 + 4 + 4 * 3 + 3 + 1,)
+    for a in (*g.grad_w, *g.grad_b, g.cost):
+        assert np.shares_memory(a, g.flat)
+    g.flat[...] = np.arange(g.flat.size)
+    assert g.grad_w[0][0, 0] == 0 and g.grad_b[0][0, 0] == 20 and g.cost[0] == g.flat.size - 1
+
+
+def test_import_fastbp_does_not_import_mpi4py():
+    code = ("import sys, fastbp, fastbp.cli; fastbp.cli.build_parser(); "
+            "assert 'mpi4py' not in sys.modules, 'mpi4py imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
+    from fastbp.distributed import DistributedError, mpi
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(DistributedError, match=r"fastbp\[mpi\]"):
+        mpi()
+    assert reduction_path("cpu") == "unavailable"
+
+
+def test_reduction_path_names_the_path():
+    assert reduction_path("cpu") == ("mpi" if HAVE_MPI4PY else "unavailable")
+    assert reduction_path("no-such-device") == "unavailable"
+
+
+# -- under mpiexec -----------------------------------------------------------------------------
+CASES = [  # ranks, dtype, batch size, epochs, samples, lambda
+    (2, "float64", 10, 3, 95, 0.0),
+    (3, "float64", 10, 3, 95, 0.0),   # 10 = 4 + 3 + 3, last batch 5 = 2 + 2 + 1
+    (3, "float64", 2, 2, 31, 0.0),    # 2 samples for 3 ranks: one rank idles every step
+    (2, "float64", 16, 2, 100, 5.0),  # with L2 weight decay
+    (2, "float32", 10, 3, 95, 0.0),
+    (3, "float32", 7, 2, 60, 0.0),
+]
+
+
+@pytest.mark.mpi
+@needs_mpi
+@pytest.mark.parametrize("ranks,dtype,batch,epochs,n,lmbda", CASES)
+def test_ranks_reach_the_single_process_parameters(tmp_path, ranks, dtype, batch, epochs, n,
+                                                   lmbda):
+    sizes = [20, 7, 3]
+    out = tmp_path / "trained.npz"
+    res = mpirun(ranks, [sys.executable, str(WORKER), str(out), "20,7,3", dtype, str(batch),
+                         str(epochs), str(n), str(lmbda)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = np.load(out)
+    net, history = single_process(sizes, dtype, batch, epochs, n, lmbda)
+    tol = dict(rtol=0, atol=1e-10) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+        np.testing.assert_allclose(got[f"w{i}"], w, **tol)
+        np.testing.assert_allclose(got[f"b{i}"], b, **tol)
+    # The same permutations were drawn: the generators end in the same state.
+    assert json.loads(bytes(got["rng"])) == net.rng.bit_generator.state
+    dist = json.loads(bytes(got["history"]))
+    assert [r["correct"] for r in dist] == [r["correct"] for r in history]
+    np.testing.assert_allclose([r["cost"] for r in dist], [r["cost"] for r in history],
+                               rtol=1e-6 if dtype == "float32" else 1e-12)
+    assert np.all((got["comm_share"] >= 0) & (got["comm_share"] <= 1.01))
+
+
+def long_run(tmp_path: Path) -> list[str]:
+    """A training that would run for minutes: the fault must end it."""
+    return [sys.executable, str(WORKER), str(tmp_path / "never.npz"), "784,30,10", "float64",
+            "10", "100000", "500"]
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_a_rank_that_raises_aborts_the_job(tmp_path):
+    start = time.monotonic()
+    res = mpirun(3, long_run(tmp_path), fault="raise:1:1")
+    assert time.monotonic() - start < 30
+    assert res.returncode != 0
+    assert "rank 1 of 3 failed: RuntimeError: injected failure on rank 1" in res.stderr
+    assert not (tmp_path / "never.npz").exists()
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_a_rank_killed_mid_training_ends_the_job(tmp_path):
+    start = time.monotonic()
+    res = mpirun(2, long_run(tmp_path), fault="kill:1:1.0")
+    assert time.monotonic() - start < 30
+    assert res.returncode != 0
+    # Either the launcher reports the dead rank, or a survivor's failed Allreduce aborts.
+    text = res.stdout + res.stderr
+    assert re.search(r"(?i)killed|signal 9|bad termination|rank 0 of 2 failed", text), text
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_command_line_prints_once_and_matches_one_process():
+    mnist = mnist_dir()
+    if mnist is None:
+        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
+    opts = ["train", "--limit", "300", "--epochs", "2", "--seed", "3", "--dtype", "float64",
+            "--data", str(mnist)]
+    fastbp = [sys.executable, "-m", "fastbp"]
+    res = mpirun(2, [*fastbp, *opts, "--distributed"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    one = subprocess.run([*fastbp, *opts], capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+
+    def epochs(text: str) -> list[str]:  # accuracy and cost, not the timings
+        return [line.split(", ")[0] + line.split(", ")[1] for line in text.splitlines()
+                if line.startswith("Epoch")]
+
+    assert len(epochs(res.stdout)) == 2  # rank 0 alone prints
+    assert epochs(res.stdout) == epochs(one.stdout)
+    assert "2 rank(s) over MPI" in res.stdout and "gradients summed by mpi" in res.stdout

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
+pytest.importorskip("fastbp_numba")
 
 from fastbp_numba import NumbaBackend  # noqa: E402
 from fastbp_numba import backend as jit_backend  # noqa: E402

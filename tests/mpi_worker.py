@@ -4,6 +4,7 @@
 trained parameters, the network's random state and the history to ``OUT.npz``.
 ``FASTBP_TEST_FAULT=raise:RANK:EPOCH`` raises on ``RANK`` after ``EPOCH``;
 ``FASTBP_TEST_FAULT=kill:RANK:SECONDS`` kills ``RANK`` with SIGKILL that many seconds in.
+``FASTBP_TEST_REDUCTION=host|cuda-aware-mpi`` sums NumPy gradients by that GPU path's code.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 
 import numpy as np
 
+import fastbp.distributed
 from fastbp import Network
 from fastbp.distributed import train, world
 
@@ -37,6 +39,9 @@ def main(argv: list[str]) -> int:
     X, labels = data(sizes_l, int(n))
     # Only rank 0's seed matters: its parameters and random state are broadcast.
     net = Network(sizes_l, dtype=dtype, seed=1 if rank == 0 else 100 + rank)
+    forced = os.environ.get("FASTBP_TEST_REDUCTION")
+    if forced:
+        fastbp.distributed._backend_path = lambda backend: forced
     fault = os.environ.get("FASTBP_TEST_FAULT", "")
     callback = None
     if fault:
@@ -57,6 +62,7 @@ def main(argv: list[str]) -> int:
         arrays["rng"] = np.frombuffer(json.dumps(net.rng.bit_generator.state).encode(), np.uint8)
         arrays["history"] = np.frombuffer(json.dumps(history.as_dicts()).encode(), np.uint8)
         arrays["comm_share"] = np.asarray(history.comm_share)
+        arrays["reduction"] = np.frombuffer(history.reduction.encode(), np.uint8)
         np.savez(out, **arrays)
     return 0
 

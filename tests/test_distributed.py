@@ -57,15 +57,18 @@ def launcher_flags() -> list[str]:
     return []
 
 
-def mpirun(n: int, args: list[str], *, fault: str | None = None,
+def mpirun(n: int, args: list[str], *, fault: str | None = None, reduction: str | None = None,
            timeout: float = 60) -> subprocess.CompletedProcess:
     """``mpiexec -n n python args...`` with one BLAS thread per rank; the whole process group
     is killed if it outlives ``timeout``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     env.pop("FASTBP_TEST_FAULT", None)
+    env.pop("FASTBP_TEST_REDUCTION", None)
     if fault:
         env["FASTBP_TEST_FAULT"] = fault
+    if reduction:
+        env["FASTBP_TEST_REDUCTION"] = reduction
     cmd = [MPIEXEC, *launcher_flags(), "-n", str(n), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
@@ -130,27 +133,30 @@ def test_reduction_path_names_the_path():
 
 
 # -- under mpiexec -----------------------------------------------------------------------------
-CASES = [  # ranks, dtype, batch size, epochs, samples, lambda
+CASES = [  # ranks, dtype, batch size, epochs, samples, lambda[, reduction path forced]
     (2, "float64", 10, 3, 95, 0.0),
     (3, "float64", 10, 3, 95, 0.0),   # 10 = 4 + 3 + 3, last batch 5 = 2 + 2 + 1
     (3, "float64", 2, 2, 31, 0.0),    # 2 samples for 3 ranks: one rank idles every step
     (2, "float64", 16, 2, 100, 5.0),  # with L2 weight decay
     (2, "float32", 10, 3, 95, 0.0),
     (3, "float32", 7, 2, 60, 0.0),
+    (2, "float64", 10, 2, 45, 0.0, "host"),            # the GPU paths' code on NumPy arrays
+    (2, "float64", 10, 2, 45, 0.0, "cuda-aware-mpi"),
 ]
 
 
 @pytest.mark.mpi
 @needs_mpi
-@pytest.mark.parametrize("ranks,dtype,batch,epochs,n,lmbda", CASES)
-def test_ranks_reach_the_single_process_parameters(tmp_path, ranks, dtype, batch, epochs, n,
-                                                   lmbda):
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
+def test_ranks_reach_the_single_process_parameters(tmp_path, case):
+    ranks, dtype, batch, epochs, n, lmbda, *forced = case
     sizes = [20, 7, 3]
     out = tmp_path / "trained.npz"
     res = mpirun(ranks, [sys.executable, str(WORKER), str(out), "20,7,3", dtype, str(batch),
-                         str(epochs), str(n), str(lmbda)])
+                         str(epochs), str(n), str(lmbda)], reduction=forced[0] if forced else None)
     assert res.returncode == 0, res.stdout + res.stderr
     got = np.load(out)
+    assert bytes(got["reduction"]).decode() == (forced[0] if forced else "mpi")
     net, history = single_process(sizes, dtype, batch, epochs, n, lmbda)
     tol = dict(rtol=0, atol=1e-10) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     for i, (w, b) in enumerate(zip(net.weights, net.biases)):

@@ -1,0 +1,210 @@
+"""The CUDA kernels of the CuPy backend.
+
+Two families:
+
+* **Fused elementwise kernels** (``cupy.ElementwiseKernel``) for the eager path, where cuBLAS
+  does the products: ``a = σ(z + b)`` (feedforward), ``x ← x ⊙ a ⊙ (1 − a)`` (the hadamard of
+  BP1/BP2, ``σ'(z) = a(1 − a)``), and the SGD update ``p ← β p − α g``.
+* **Raw kernels** (``cupy.RawModule``) for the captured step. cuBLAS cannot be called while a
+  stream is being captured into a CUDA graph, so the captured step does its products with its own
+  small GEMMs whose epilogues fuse the rest of each equation (see ``GEMM_*`` below), gathers its
+  mini-batch through a step counter kept in device memory, and reduces the cost and the bias
+  gradient with its own deterministic kernels (no CUB scratch, no allocation).
+
+The sources are plain strings, so they can be compiled (and checked) without a GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# -- the eager path: fused elementwise kernels ------------------------------------------------
+# Each entry: (in_params, out_params, operation, name). ``T`` is float or double.
+ELEMENTWISE = {
+    # feedforward: a^l = σ(z^l + b^l), in place on z (b broadcasts along the columns)
+    "bias_sigmoid": ("T b", "T z", "z = T(1) / (T(1) + exp(-(z + b)))", "fastbp_bias_sigmoid"),
+    # out = σ(z)
+    "sigmoid": ("T z", "T out", "out = T(1) / (T(1) + exp(-z))", "fastbp_sigmoid"),
+    # out = σ'(z) = a ⊙ (1 − a)
+    "sigmoid_prime": ("T a", "T out", "out = a * (T(1) - a)", "fastbp_sigmoid_prime"),
+    # BP1/BP2 hadamard, in place: x ← x ⊙ a ⊙ (1 − a)
+    "mul_sigmoid_prime": ("T a", "T x", "x = x * a * (T(1) - a)", "fastbp_mul_sigmoid_prime"),
+    # the SGD update where it is not folded into a GEMM: p ← β p − α g
+    "sgd_update": ("T g, T alpha, T beta", "T p", "p = beta * p - alpha * g", "fastbp_sgd_update"),
+}
+
+_elementwise_cache: dict[tuple[int, str], Any] = {}
+
+
+def elementwise(cp: Any, name: str) -> Any:
+    """The ``cupy.ElementwiseKernel`` called ``name`` (built once per CuPy module)."""
+    key = (id(cp), name)
+    kernel = _elementwise_cache.get(key)
+    if kernel is None:
+        in_params, out_params, operation, kname = ELEMENTWISE[name]
+        kernel = cp.ElementwiseKernel(in_params, out_params, operation, kname)
+        _elementwise_cache[key] = kernel
+    return kernel
+
+
+# -- the captured path: raw kernels -----------------------------------------------------------
+GEMM_FORWARD = 0  # C = σ(A B + v_i)                 feedforward, v = b^l (bias column)
+GEMM_BP2 = 1      # C = (A B) ⊙ v ⊙ (1 − v)           BP2, A = (W^{l+1})ᵀ, v = a^l
+GEMM_SGD = 2      # C = β C − α (A B)                 BP4 + SGD, A = δ^l, B = (a^{l-1})ᵀ
+
+COST_QUADRATIC = 0
+COST_CROSS_ENTROPY = 1
+
+TILE = 16           # the tiled GEMM's block is TILE × TILE threads
+DOT_THREADS = 128   # threads per block of the warp-per-output GEMM (4 warps)
+REDUCE_THREADS = 256
+
+RAW_SOURCE = r"""
+// fastbp: kernels of the captured training step. `real` is float or double.
+// A logical matrix M is (pointer, stride of a row step, stride of a column step) in elements:
+// M[i, j] = M[i * s0 + j * s1]. Views (transposes, batches seen column-wise) are just strides.
+
+__device__ __forceinline__ real fastbp_sigma(real z) { return real(1) / (real(1) + exp(-z)); }
+
+__device__ __forceinline__ void fastbp_epilogue(
+        real acc, long long i, long long j, real* C, long long c0, long long c1,
+        const real* v, long long v0, long long v1, int mode, real alpha, real beta) {
+    real* c = C + i * c0 + j * c1;
+    if (mode == 0) {                       // forward: σ(acc + b_i)
+        *c = fastbp_sigma(acc + v[i * v0 + j * v1]);
+    } else if (mode == 1) {                // BP2: acc ⊙ a ⊙ (1 − a)
+        real a = v[i * v0 + j * v1];
+        *c = acc * a * (real(1) - a);
+    } else {                               // SGD: C ← β C − α acc
+        *c = beta * (*c) - alpha * acc;
+    }
+}
+
+// C (M×N) = epilogue(A (M×K) · B (K×N)): TILE×TILE threads per block, one output each.
+extern "C" __global__ void fastbp_gemm_tiled(
+        const real* A, long long a0, long long a1, const real* B, long long b0, long long b1,
+        real* C, long long c0, long long c1, int M, int N, int K,
+        const real* v, long long v0, long long v1, int mode, real alpha, real beta) {
+    __shared__ real As[TILE][TILE + 1];
+    __shared__ real Bs[TILE][TILE + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const long long i = (long long)blockIdx.y * TILE + ty;
+    const long long j = (long long)blockIdx.x * TILE + tx;
+    real acc = 0;
+    for (int p0 = 0; p0 < K; p0 += TILE) {
+        const int pa = p0 + tx, pb = p0 + ty;
+        As[ty][tx] = (i < M && pa < K) ? A[i * a0 + pa * a1] : real(0);
+        Bs[ty][tx] = (pb < K && j < N) ? B[pb * b0 + j * b1] : real(0);
+        __syncthreads();
+        #pragma unroll
+        for (int q = 0; q < TILE; ++q) acc += As[ty][q] * Bs[q][tx];
+        __syncthreads();
+    }
+    if (i < M && j < N) fastbp_epilogue(acc, i, j, C, c0, c1, v, v0, v1, mode, alpha, beta);
+}
+
+// The same product with one warp per output: for few outputs over a long K (the first layer's
+// feedforward, 784 inputs), every lane strides along K and the warp sums with shuffles.
+extern "C" __global__ void fastbp_gemm_dot(
+        const real* A, long long a0, long long a1, const real* B, long long b0, long long b1,
+        real* C, long long c0, long long c1, int M, int N, int K,
+        const real* v, long long v0, long long v1, int mode, real alpha, real beta) {
+    const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (warp >= (long long)M * N) return;   // whole warps leave together
+    const long long i = warp / N, j = warp % N;
+    real acc = 0;
+    for (long long p = lane; p < K; p += 32) acc += A[i * a0 + p * a1] * B[p * b0 + j * b1];
+    #pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+    if (lane == 0) fastbp_epilogue(acc, i, j, C, c0, c1, v, v0, v1, mode, alpha, beta);
+}
+
+// The mini-batch of step *step: x_rows[r, :] = xs[order[*step * m + r], :], same for y.
+extern "C" __global__ void fastbp_gather(
+        const real* xs, const real* ys, const long long* order, const int* step, int m,
+        int n_in, int n_out, real* x_rows, real* y_rows) {
+    const long long base = (long long)(*step) * m;
+    const long long total = (long long)m * (n_in + n_out);
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (long long)gridDim.x * blockDim.x) {
+        if (t < (long long)m * n_in) {
+            const long long r = t / n_in, c = t % n_in;
+            x_rows[t] = xs[order[base + r] * n_in + c];
+        } else {
+            const long long u = t - (long long)m * n_in;
+            const long long r = u / n_out, c = u % n_out;
+            y_rows[u] = ys[order[base + r] * n_out + c];
+        }
+    }
+}
+
+// BP1 and the cost, one block: δ^L = (a − y) ⊙ a(1 − a) and Σ ½(a − y)² (quadratic), or
+// δ^L = a − y and Σ −ln max(1 − |a − y|, tiny) (cross-entropy, one-hot y). a, delta are
+// (n_out, m) row-major; y_rows is (m, n_out). The sum is a tree in shared memory, then one
+// add to *cost: the same order every time, so replays are deterministic.
+extern "C" __global__ void fastbp_output_error(
+        const real* a, const real* y_rows, real* delta, int n_out, int m, int kind, real tiny,
+        double* cost) {
+    __shared__ double part[REDUCE_THREADS];
+    double s = 0;
+    for (int t = threadIdx.x; t < n_out * m; t += blockDim.x) {
+        const int i = t / m, j = t % m;
+        const real av = a[t];
+        const real d = av - y_rows[(long long)j * n_out + i];
+        if (kind == 0) {
+            delta[t] = d * av * (real(1) - av);
+            s += 0.5 * (double)d * (double)d;
+        } else {
+            delta[t] = d;
+            real q = real(1) - fabs(d);
+            q = q > tiny ? q : tiny;
+            s -= (double)log(q);
+        }
+    }
+    part[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *cost += part[0];
+}
+
+// BP3 + SGD for the biases: b_i ← b_i − α Σ_j δ_ij, one thread per row (δ is (n, m)).
+// With advance != 0 the last thread also moves the step counter on (after every read of it).
+extern "C" __global__ void fastbp_bias_update(
+        real* b, const real* delta, int n, int m, real alpha, int* step, int advance) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        real s = 0;
+        for (int j = 0; j < m; ++j) s += delta[(long long)i * m + j];
+        b[i] -= alpha * s;
+    }
+    if (advance && i == 0) *step += 1;
+}
+"""
+
+RAW_KERNELS = ("fastbp_gemm_tiled", "fastbp_gemm_dot", "fastbp_gather", "fastbp_output_error",
+               "fastbp_bias_update")
+
+
+def raw_source(real: str) -> str:
+    """The raw kernels' source for ``real`` = ``float`` or ``double``."""
+    if real not in ("float", "double"):
+        raise ValueError(f"the captured step runs in float or double, not {real}")
+    return (f"typedef {real} real;\n#define TILE {TILE}\n#define REDUCE_THREADS {REDUCE_THREADS}\n"
+            + RAW_SOURCE)
+
+
+_module_cache: dict[tuple[int, str], Any] = {}
+
+
+def raw_module(cp: Any, real: str) -> Any:
+    """The compiled ``cupy.RawModule`` for ``real`` (compiled once per CuPy module)."""
+    key = (id(cp), real)
+    module = _module_cache.get(key)
+    if module is None:
+        module = cp.RawModule(code=raw_source(real), options=("-std=c++17",))
+        _module_cache[key] = module
+    return module

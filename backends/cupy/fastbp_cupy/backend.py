@@ -69,12 +69,12 @@ def device_count(cp: Any) -> int:
         count = int(cp.cuda.runtime.getDeviceCount())
     except Exception as exc:  # noqa: BLE001 - CUDARuntimeError, or a driver that will not load
         raise DeviceError(
-            f"device 'cuda' cannot run here: CuPy {getattr(cp, '__version__', '?')} found no "
+            f"device 'cuda': CuPy {getattr(cp, '__version__', '?')} finds no "
             f"usable GPU{_visible()}. CUDA says: {exc}. Check the NVIDIA driver (nvidia-smi) and "
             "that the CuPy wheel matches it (cupy-cuda12x for a CUDA 12 driver)"
         ) from exc
     if count < 1:
-        raise DeviceError(f"device 'cuda' cannot run here: CUDA sees no GPU{_visible()}")
+        raise DeviceError(f"device 'cuda': CUDA sees no GPU{_visible()}")
     return count
 
 

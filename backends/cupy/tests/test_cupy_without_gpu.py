@@ -89,7 +89,7 @@ def test_cupy_without_a_gpu_keeps_cudas_message(monkeypatch):
     with pytest.raises(fastbp.DeviceError) as err:
         fastbp.Network([3, 2], device="cuda")
     msg = str(err.value)
-    assert "no usable GPU" in msg and NO_DEVICE in msg and "nvidia-smi" in msg
+    assert "finds no usable GPU" in msg and NO_DEVICE in msg and "nvidia-smi" in msg
     assert type(err.value.__cause__).__name__ == "CUDARuntimeError"
 
 

@@ -4,7 +4,8 @@ Layout: everything is sample-major, one sample per **row** (the transpose of the
 so a mini-batch is a C-contiguous block of rows and the last, shorter batch is a prefix of the
 same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l`` ``(n_l, 1)``:
 
-- feedforward: ``Z^l = A^{l-1} (W^l)ᵀ``, ``A^l = σ(Z^l + b^l)`` (bias and σ fused in one pass)
+- feedforward: ``Z^l = A^{l-1} (W^l)ᵀ + b^l`` (the bias enters as the GEMM's ``C`` with ``β = 1``),
+  ``A^l = σ(Z^l)`` (float32: a vectorised ``e^x`` accurate to about 1 ulp)
 - BP1: ``Δ^L = ∇_a C ⊙ A^L ⊙ (1 − A^L)`` (quadratic) or ``Δ^L = A^L − Y`` (cross-entropy)
 - BP2: ``Δ^l = (Δ^{l+1} W^{l+1}) ⊙ A^l ⊙ (1 − A^l)``
 - BP3 + BP4 folded into the SGD step, one GEMM with ``β = decay``:
@@ -71,31 +72,62 @@ def gather(src, order, start, r, out):  # noqa: ANN001
             out[i, j] = src[row, j]
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
-def bias_sigmoid(z, b, r):  # noqa: ANN001
-    """In place on the first ``r`` rows: ``A = σ(Z + b) = 1 / (1 + e^{−(Z + b)})``."""
-    n = z.shape[1]
-    one = z.dtype.type(1.0)
-    for i in range(r):
-        for j in range(n):
-            z[i, j] = one / (one + math.exp(-(z[i, j] + b[j, 0])))
+def sigmoid(z, t):  # noqa: ANN001
+    """In place on a flat array: ``z ← σ(z) = 1 / (1 + e^{−z})`` (``t``: scratch of z's size)."""
+    raise NotImplementedError  # only the compiled overload below runs
+
+
+@overload(sigmoid, jit_options={"cache": True, "fastmath": FLAGS})
+def _sigmoid(z, t):  # noqa: ANN001
+    if z.dtype != types.float32:
+
+        def exact(z, t):  # noqa: ANN001
+            one = z.dtype.type(1.0)
+            for j in range(z.shape[0]):
+                z[j] = one / (one + math.exp(-z[j]))
+
+        return exact
+
+    def vectorised(z, t):  # noqa: ANN001
+        # e^x = 2^n · p(x − n ln 2), n = round(x / ln 2), p of degree 7 (Cephes' expf, 1 ulp);
+        # x is clamped to ±87 so that every e^x and every σ stays a normal float32.
+        f = np.float32
+        one, lo, hi = f(1.0), f(-87.0), f(87.0)
+        log2e, ln2_hi, ln2_lo = f(1.44269504088896341), f(0.693359375), f(-2.12194440e-4)
+        p0, p1, p2 = f(1.9875691500e-4), f(1.3981999507e-3), f(8.3334519073e-3)
+        p3, p4, p5 = f(4.1665795894e-2), f(1.6666665459e-1), f(5.0000001201e-1)
+        zi, ti = z.view(np.int32), t.view(np.int32)
+        for j in range(z.shape[0]):
+            x = min(max(-z[j], lo), hi)
+            n = np.floor(x * log2e + f(0.5))
+            x = x - n * ln2_hi - n * ln2_lo
+            z[j] = (((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5) * (x * x) + x + one
+            ti[j] = np.int32(n) << 23
+        for j in range(z.shape[0]):
+            zi[j] += ti[j]  # p · 2^n: add n to the exponent bits
+        for j in range(z.shape[0]):
+            z[j] = one / (one + z[j])
+
+    return vectorised
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def linear(w, a_prev, r, z, scal, small):  # noqa: ANN001
-    """``Z[:r] = A^{l-1}[:r] Wᵀ`` (``W`` ``(n, k)``, ``A^{l-1}`` ``(m, k)``, ``Z`` ``(m, n)``)."""
+def linear(w, b, a_prev, r, z, scal, small):  # noqa: ANN001
+    """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``."""
     n, k = w.shape
     if r * n * k <= small:
-        zero = z.dtype.type(0.0)
         for i in range(r):
             for j in range(n):
-                s = zero
+                s = b[j, 0]
                 for p in range(k):
                     s += a_prev[i, p] * w[j, p]
                 z[i, j] = s
     else:
-        # column-major view: Zᵀ (n × r) = W (k × n)ᵀ · A^{l-1}ᵀ (k × r)
-        gemm(_T, _N, n, r, k, 1.0, w, k, a_prev, k, 0.0, z, n, scal)
+        for i in range(r):
+            for j in range(n):
+                z[i, j] = b[j, 0]
+        # column-major view: Zᵀ (n × r) = W (k × n)ᵀ · A^{l-1}ᵀ (k × r) + Zᵀ
+        gemm(_T, _N, n, r, k, 1.0, w, k, a_prev, k, 1.0, z, n, scal)
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
@@ -156,34 +188,40 @@ def output_error(a, y, r, d, cost):  # noqa: ANN001
 def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):  # noqa: ANN001
     """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``."""
     n, k = w.shape
+    scal[2] = alpha  # α and decay in the arrays' dtype, so the loops stay in that precision
+    scal[3] = decay
+    a, dec = scal[2], scal[3]
     if r * n * k <= small:
-        for j in range(n):
-            for p in range(k):
-                w[j, p] *= decay
-        for i in range(r):
+        if decay != 1.0:
             for j in range(n):
-                c = alpha * d[i, j]
+                for p in range(k):
+                    w[j, p] *= dec
+        for j in range(n):
+            for i in range(r):
+                c = a * d[i, j]
                 for p in range(k):
                     w[j, p] -= c * a_prev[i, p]
     else:
         # column-major: Wᵀ (k × n) ← decay·Wᵀ − α A^{l-1}ᵀ (k × r) · Δ (r × n)
         gemm(_N, _T, k, n, r, -alpha, a_prev, k, d, n, decay, w, k, scal)
     for j in range(n):
-        s = 0.0
+        s = d[0, j] * 0
         for i in range(r):
             s += d[i, j]
-        b[j, 0] -= alpha * s
+        b[j, 0] -= a * s
 
 
 # -- whole passes ---------------------------------------------------------------------------
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def forward(weights, biases, x, r, acts, scal, small):  # noqa: ANN001
-    """Feedforward of the first ``r`` rows of ``x``; ``acts[l]`` receives ``A^{l+2}``."""
+def forward(weights, biases, x, r, acts, scratch, scal, small):  # noqa: ANN001
+    """Feedforward of the first ``r`` rows of ``x``; ``acts[l]`` receives ``A^{l+2}``
+    (``scratch``: buffers shaped like ``acts``, free during the feedforward)."""
     a_prev = x
     for l in range(len(weights)):
         z = acts[l]
-        linear(weights[l], a_prev, r, z, scal, small)
-        bias_sigmoid(z, biases[l], r)
+        linear(weights[l], biases[l], a_prev, r, z, scal, small)
+        size = r * z.shape[1]
+        sigmoid(z.reshape(z.size)[:size], scratch[l].reshape(z.size)[:size])
         a_prev = z
 
 
@@ -211,7 +249,7 @@ def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, a
         r = min(m, n - start)
         gather(xs, order, start, r, xbuf)
         gather(ys, order, start, r, ybuf)
-        forward(weights, biases, xbuf, r, acts, scal, small)
+        forward(weights, biases, xbuf, r, acts, deltas, scal, small)
         total += deltas_of(weights, ybuf, r, acts, deltas, cost, scal, small)
         alpha = eta / r
         for l in range(len(weights)):
@@ -225,7 +263,7 @@ def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, sm
     """The gradient summed over the rows of ``x``: ``∂C/∂b^l = Σ_i Δ^l_i`` (BP3),
     ``∂C/∂W^l = (Δ^l)ᵀ A^{l-1}`` (BP4), with the same kernels as :func:`sgd_epoch`."""
     r = x.shape[0]
-    forward(weights, biases, x, r, acts, scal, small)
+    forward(weights, biases, x, r, acts, deltas, scal, small)
     c = deltas_of(weights, y, r, acts, deltas, cost, scal, small)
     for l in range(len(weights)):
         a_prev = x if l == 0 else acts[l - 1]

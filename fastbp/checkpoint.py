@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 import numpy as np
 
 from .archive import ZIP_ERRORS, check_npz
-from .errors import DeviceError, FastbpError, ModelFormatError
+from .errors import ConfigError, DeviceError, FastbpError, ModelFormatError
 
 if TYPE_CHECKING:
     from .network import Network
@@ -83,7 +83,7 @@ def save(net: Network, path: str | os.PathLike, *, extra: dict[str, Any] | None 
 
     ``extra`` is any JSON-serialisable dict stored with the model. Returns the path.
     """
-    path = Path(path)
+    path = as_path(path)
     try:
         meta = json.dumps(metadata_of(net, extra), allow_nan=True).encode("utf-8")
     except (TypeError, ValueError) as exc:
@@ -101,6 +101,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     directory = path.parent
     if not directory.is_dir():
         raise ModelFormatError(f"cannot save {path}: directory {directory} does not exist")
+    if path.is_dir():
+        raise ModelFormatError(f"cannot save {path}: it is a directory; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -115,6 +117,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.unlink(tmp)
         raise
     fsync_directory(directory)
+
+
+def as_path(path: Any) -> Path:
+    """``path`` as a ``Path``; ``ConfigError`` if it is not a ``str`` or ``os.PathLike``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"a model path is a str or os.PathLike, got {path!r}")
+    return Path(path)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -143,7 +152,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | None = None) -> Ch
     """Like :func:`load`, also returning the metadata (with the ``extra`` dict)."""
     from .network import Network
 
-    path = Path(path)
+    path = as_path(path)
     meta, arrays = read(path)
     try:
         net = Network(meta["sizes"], cost=meta["cost"], device=device, dtype=meta["dtype"],
@@ -165,7 +174,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | None = None) -> Ch
 
 def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The checked metadata and arrays of a model file, without building a network."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):

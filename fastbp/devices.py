@@ -43,9 +43,12 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastbp_de
 
 def register_backend(name: str, factory: Callable[..., Backend]) -> None:
     """Register ``factory`` (a Backend subclass or callable ``(dtype=, index=)``) as ``name``."""
-    if not _GRAMMAR.match(name) or ":" in name or name == "auto":
+    if not isinstance(name, str) or not _GRAMMAR.match(name) or ":" in name or name == "auto":
         raise DeviceError(
             f"backend name {name!r} is not valid: use lowercase letters, digits, - and _")
+    if not callable(factory):
+        raise DeviceError(f"backend {name!r}: the factory must be a Backend subclass or a "
+                          f"callable (dtype=, index=), got {factory!r}")
     _registered[name] = factory
 
 

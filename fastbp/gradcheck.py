@@ -7,6 +7,13 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .validate import (
+    check_batch,
+    check_count,
+    check_positive,
+    check_seed,
+    check_targets,
+)
 
 
 def gradcheck(net: Any, X: Any, Y: Any, *, eps: float = 1e-4, max_entries: int = 200,
@@ -19,12 +26,20 @@ def gradcheck(net: Any, X: Any, Y: Any, *, eps: float = 1e-4, max_entries: int =
     ``floor`` are held to an absolute ``floor × error``, as finite differences cannot resolve
     them better. Use a ``float64`` network: in float32 the differences drown in rounding.
     """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise ConfigError(f"gradcheck checks a fastbp.Network, got {type(net).__name__}")
+    eps = check_positive("eps", eps)
+    floor = check_positive("floor", floor)
+    max_entries = check_count("max_entries", max_entries, low=1)
+    rng = check_seed(seed)
     if net.dtype != "float64":
         raise ConfigError(f"gradcheck needs a float64 network (this one is {net.dtype}): "
                           "build it with dtype='float64' or use net.to(...) on a float64 copy")
-    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    X = np.asarray(check_batch(X, net.sizes[0], "X"), dtype=np.float64)
+    Y = np.asarray(check_targets(Y, net.sizes[-1], int(X.shape[1]), "Y"), dtype=np.float64)
     nabla_b, nabla_w = net.backprop(X, Y)
-    rng = np.random.default_rng(seed)
     worst = 0.0
     for params, grads in ((net.weights, nabla_w), (net.biases, nabla_b)):
         for l in range(len(params)):

@@ -79,9 +79,10 @@ def human(n: int | None) -> str:
 
 
 def out_of_memory(backend: Any, sizes: Sequence[int], m: int, what: str | None = None,
-                  asked: int | None = None) -> DeviceError:
+                  asked: int | None = None, advice: str | None = None) -> DeviceError:
     """The ``DeviceError`` for a failed allocation of ``what`` (default: the work buffers for a
-    batch of ``m``), ``asked`` bytes (default: :func:`workspace_bytes`)."""
+    batch of ``m``), ``asked`` bytes (default: :func:`workspace_bytes`); ``advice`` replaces the
+    suggested batch size."""
     itemsize = np.dtype(backend.dtype).itemsize
     if asked is None:
         asked = workspace_bytes(sizes, m, itemsize)
@@ -91,7 +92,9 @@ def out_of_memory(backend: Any, sizes: Sequence[int], m: int, what: str | None =
     fit = None
     if free is not None:
         fit = int((0.8 * free / itemsize - fixed_items(sizes)) // per_sample_items(sizes))
-    if fit is not None and fit < 1:
+    if advice is not None:
+        pass
+    elif fit is not None and fit < 1:
         advice = "the network itself does not fit: use fewer or smaller layers, or another device"
     else:
         suggestion = min(fit, m // 2) if fit is not None else m // 2
@@ -105,10 +108,10 @@ def out_of_memory(backend: Any, sizes: Sequence[int], m: int, what: str | None =
 
 @contextlib.contextmanager
 def translate_oom(backend: Any, sizes: Sequence[int], m: int, what: str | None = None,
-                  asked: int | None = None) -> Iterator[None]:
+                  asked: int | None = None, advice: str | None = None) -> Iterator[None]:
     """Turn a ``MemoryError`` (CuPy's ``OutOfMemoryError`` is one) inside the block into the
     ``DeviceError`` of :func:`out_of_memory`."""
     try:
         yield
     except MemoryError as exc:
-        raise out_of_memory(backend, sizes, m, what, asked) from exc
+        raise out_of_memory(backend, sizes, m, what, asked, advice) from exc

@@ -7,9 +7,12 @@ column vectors, ``y`` one-hot ``(10, 1)`` for training and an integer label othe
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .datasets import load_mnist
+from .errors import ConfigError
 
 
 def load_data(path: str | None = None) -> tuple:
@@ -20,6 +23,8 @@ def load_data(path: str | None = None) -> tuple:
 
 def vectorized_result(j: int) -> np.ndarray:
     """A ``(10, 1)`` one-hot column with a 1.0 in position ``j``."""
+    if isinstance(j, bool) or not isinstance(j, numbers.Integral) or not 0 <= j <= 9:
+        raise ConfigError(f"vectorized_result needs a digit 0..9, got {j!r}")
     e = np.zeros((10, 1), dtype=np.float32)
     e[j] = 1.0
     return e

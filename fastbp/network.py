@@ -21,14 +21,18 @@ from .costs import QuadraticCost, get_cost
 from .equations import backpropagate, bp3, bp4, feedforward
 from .errors import ConfigError, ShapeError
 from .guard import DivergenceGuard
+from .memory import translate_oom
 from .progress import sgd_epoch_in_chunks
 from .training import EpochPlan, Evaluator, Workspace
 from .validate import (
     check_batch,
+    check_callable,
     check_count,
     check_finite,
+    check_flag,
     check_labels,
     check_positive,
+    check_seed,
     check_sizes,
     check_targets,
 )
@@ -126,14 +130,18 @@ class Network:
             raise ConfigError(f"init must be one of {INITS}, got {init!r}")
         self.init = init
         self.backend = devices.resolve(device, dtype)
-        self.rng = np.random.default_rng(seed)
+        self.rng = check_seed(seed)
         pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
-        biases = [self.rng.standard_normal((n, 1)) for _, n in pairs]
-        scale = (lambda k: 1.0 / np.sqrt(k)) if init == "scaled" else (lambda k: 1.0)
-        weights = [self.rng.standard_normal((n, k)) * scale(k) for k, n in pairs]
-        with self.backend.activate():
-            self._biases = [self.backend.asarray(b) for b in biases]
-            self._weights = [self.backend.asarray(w) for w in weights]
+        n_params = sum(n * (k + 1) for k, n in pairs)  # drawn in float64, then moved
+        with translate_oom(self.backend, self.sizes, 1, what=f"the {n_params:,} parameters",
+                           asked=n_params * (8 + np.dtype(self.backend.dtype).itemsize),
+                           advice="use fewer or smaller layers, or a device with more memory"):
+            biases = [self.rng.standard_normal((n, 1)) for _, n in pairs]
+            scale = (lambda k: 1.0 / np.sqrt(k)) if init == "scaled" else (lambda k: 1.0)
+            weights = [self.rng.standard_normal((n, k)) * scale(k) for k, n in pairs]
+            with self.backend.activate():
+                self._biases = [self.backend.asarray(b) for b in biases]
+                self._weights = [self.backend.asarray(w) for w in weights]
         self._workspaces: dict[int, Workspace] = {}
         self.history = History()  # every epoch this network has trained, kept by save/load
 
@@ -164,7 +172,11 @@ class Network:
 
     @staticmethod
     def _assign(target: ParameterList, values: Iterable[Any]) -> None:
-        values = list(values)
+        try:
+            values = list(values)
+        except TypeError as exc:
+            raise ShapeError(f"{target._what} must be a list of arrays, got "
+                             f"{type(values).__name__}") from exc
         if len(values) != len(target):
             raise ShapeError(f"expected {len(target)} arrays for {target._what}, got {len(values)}")
         checked = [target._check(i, v) for i, v in enumerate(values)]  # all or nothing
@@ -284,6 +296,8 @@ class Network:
         epochs = check_count("epochs", epochs, low=0)
         eta = check_positive("eta", eta)
         lmbda = check_positive("lmbda", lmbda, allow_zero=True)
+        shuffle, verbose = check_flag("shuffle", shuffle), check_flag("verbose", verbose)
+        check_callable("callback", callback), check_callable("progress", progress)
         be = self.backend
         with be.activate():
             guard = DivergenceGuard(be, self._weights, self._biases, on_diverge=on_diverge,
@@ -435,7 +449,11 @@ def stack_pairs(pairs: Iterable[tuple[Any, Any]], name: str,
 
     With ``labels=True`` each ``y`` is an integer label and ``Y`` is ``(N,)``.
     """
-    pairs = list(pairs)
+    try:
+        pairs = list(pairs)
+    except TypeError as exc:
+        raise ShapeError(f"{name} must be a list of (x, y) pairs, got {type(pairs).__name__}") \
+            from exc
     if not pairs:
         raise ShapeError(f"{name} is empty")
     try:
@@ -444,7 +462,7 @@ def stack_pairs(pairs: Iterable[tuple[Any, Any]], name: str,
         raise ShapeError(f"{name} must be a list of (x, y) pairs") from exc
     try:
         X = np.hstack([np.asarray(x).reshape(-1, 1) for x in xs])
-        Y = (np.asarray([int(np.asarray(y).reshape(-1)[0]) if np.size(y) == 1 else
+        Y = (np.asarray([np.asarray(y).reshape(-1)[0] if np.size(y) == 1 else  # checked later
                          int(np.argmax(y)) for y in ys]) if labels
              else np.hstack([np.asarray(y).reshape(-1, 1) for y in ys]))
     except ValueError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .costs import QuadraticCost
+from .memory import translate_oom
 
 
 def applies(plan: Any) -> bool:
@@ -125,5 +126,6 @@ def _buffers(backend: Any, sizes: list[int], m: int, dtype: str) -> RowBuffers:
     key = (tuple(sizes), m, dtype)
     buf = cache.get(key)
     if buf is None:
-        buf = cache[key] = RowBuffers(list(sizes), m, dtype)
+        with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers
+            buf = cache[key] = RowBuffers(list(sizes), m, dtype)
     return buf

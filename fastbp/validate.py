@@ -122,3 +122,26 @@ def _all_finite(a: Any) -> bool:
         ns = getattr(a, "__array_namespace__", None)
         xp = ns() if ns is not None else sys.modules[type(a).__module__.split(".")[0]]
         return bool(xp.all(xp.isfinite(a)))
+
+
+def check_seed(seed: Any) -> np.random.Generator:
+    """``numpy.random.default_rng(seed)``; ``seed`` is ``None``, an integer >= 0, or a NumPy
+    ``SeedSequence``/``BitGenerator``/``Generator``."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"seed must be None or an integer >= 0, got {seed!r}") from exc
+
+
+def check_callable(name: str, f: Any) -> Any:
+    """``None`` or something callable."""
+    if f is not None and not callable(f):
+        raise ConfigError(f"{name} must be a function or None, got {f!r}")
+    return f
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (a string like ``"no"`` would silently count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import memory
+from fastbp import memory, numpy_epoch
 from fastbp.training import Workspace
 
 SIZES = [20, 8, 4]
@@ -21,27 +21,42 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return rng.random((SIZES[0], 300)), rng.integers(0, SIZES[-1], 300)
 
 
+class FailingNumpy:
+    """NumPy, except that ``empty`` raises ``MemoryError`` (as NumPy does) above ``limit`` items."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def __getattr__(self, name: str):
+        return getattr(np, name)
+
+    def empty(self, shape, dtype=None, *args, **kwargs):
+        if int(np.prod(shape)) > self.limit:
+            raise MemoryError(f"Unable to allocate array with shape {shape}")
+        return np.empty(shape, dtype, *args, **kwargs)
+
+
 def fail_big_allocations(monkeypatch: pytest.MonkeyPatch, backend: fastbp.Backend,
                          limit: int) -> None:
-    """Make ``backend.empty`` raise ``MemoryError`` (as NumPy and CuPy do) above ``limit`` items."""
-    real = backend.empty
-
-    def empty(shape, dtype=None):
-        if int(np.prod(shape)) > limit:
-            raise MemoryError(f"Unable to allocate array with shape {shape}")
-        return real(shape, dtype)
-
-    monkeypatch.setattr(backend, "empty", empty)
+    """Make every work-buffer allocation above ``limit`` items fail: ``backend.empty`` (the
+    generic loop, feedforward) and the cpu device's own epoch loop's buffers."""
+    failing = FailingNumpy(limit)
+    monkeypatch.setattr(backend, "empty", lambda shape, dtype=None: failing.empty(
+        shape, dtype or backend.dtype))
+    monkeypatch.setattr(numpy_epoch, "np", failing)
 
 
 def numbers(message: str) -> list[int]:
     return [int(n.replace(",", "")) for n in re.findall(r"\(([\d,]+) bytes\)", message)]
 
 
-def test_forced_failure_in_train_names_asked_free_and_a_batch(data, monkeypatch) -> None:
+@pytest.mark.parametrize("loop", ["cpu", "generic"])
+def test_forced_failure_in_train_names_asked_free_and_a_batch(data, monkeypatch, loop) -> None:
     net = fastbp.Network(SIZES, seed=2)
+    if loop == "generic":  # the Backend base class's loop over fastbp.training.Workspace
+        monkeypatch.setattr(numpy_epoch, "applies", lambda plan: False)
     before = [*net.weights, *net.biases]
-    fail_big_allocations(monkeypatch, net.backend, limit=SIZES[0] * 100)  # batches above 100 fail
+    fail_big_allocations(monkeypatch, net.backend, limit=SIZES[0] * 100)  # batches > 100 fail
     with pytest.raises(fastbp.DeviceError) as info:
         net.train(*data, epochs=1, batch_size=300, eta=1.0)
     msg = str(info.value)
@@ -74,6 +89,16 @@ def test_a_real_numpy_allocation_failure() -> None:
     assert asked == memory.workspace_bytes([784, 30, 10], 10**11, 4) and asked > 10**14
     assert 0 < free < asked
     assert "smaller batch_size" in str(info.value)
+
+
+def test_a_network_too_big_to_build() -> None:
+    """10^15 weights: more than the address space, so the allocation fails everywhere."""
+    with pytest.raises(fastbp.DeviceError) as info:
+        fastbp.Network([10**15, 1, 1])
+    msg = str(info.value)
+    assert "the 1,000,000,000,000,003 parameters" in msg and "fewer or smaller layers" in msg
+    asked, free = numbers(msg)
+    assert asked == 12 * 1_000_000_000_000_003 and free < asked
 
 
 def test_a_network_too_big_for_what_is_free(monkeypatch) -> None:

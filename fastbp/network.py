@@ -111,6 +111,14 @@ class Network:
     ``b^{l+2}`` with shape ``(sizes[l+1], 1)`` (layer 1 is the input, as in the book).
     ``init="standard"`` draws both from N(0, 1); ``init="scaled"`` divides the weights by
     ``sqrt(n_in)`` (the book's chapter 3).
+
+    Threads: different networks may train, and be read, in different threads at once (even on
+    one shared backend instance); NumPy's BLAS releases the GIL, so they run in parallel. One
+    network is not thread-safe: never train it from two threads at once, and do not call its
+    ``feedforward``/``predict``/``backprop`` from another thread while it trains (they share its
+    work buffers); read its parameters from the training thread (e.g. in ``callback``), since a
+    read from elsewhere may mix two steps. ``use_device`` is per thread (a ``ContextVar``): a
+    block in one thread never changes the device another thread gets.
     """
 
     def __init__(

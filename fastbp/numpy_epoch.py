@@ -71,7 +71,7 @@ def sgd_epoch(backend: Any, plan: Any) -> float:
     quadratic = cost is QuadraticCost
     xs, ys, order = plan.xs, plan.ys, plan.order
     n, m, eta, decay = int(order.shape[0]), plan.batch_size, plan.eta, plan.decay
-    buffers = _buffers(backend, plan.sizes, m, dtype.name)
+    buffers = _buffers(backend, plan.sizes, m, dtype.name, plan.workspaces)
     take, add, subtract, multiply, vdot = np.take, np.add, np.subtract, np.multiply, np.vdot
     w_t = [w.T for w in weights]  # Fortran-ordered (n_{l-1}, n_l) views, updated in place
     b_row = [b.T for b in biases]  # (1, n_l) views for the broadcast add
@@ -120,10 +120,11 @@ def _mul_sigmoid_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, subtract: An
     multiply(d, s, out=d)
 
 
-def _buffers(backend: Any, sizes: list[int], m: int, dtype: str) -> RowBuffers:
-    """The backend's cached buffers for this network shape and batch size."""
-    cache = backend.__dict__.setdefault("_row_buffers", {})
-    key = (tuple(sizes), m, dtype)
+def _buffers(backend: Any, sizes: list[int], m: int, dtype: str, cache: dict) -> RowBuffers:
+    """The network's cached buffers for this shape and batch size. They live in the network's
+    ``plan.workspaces``, not on the backend: networks sharing a backend instance may train in
+    different threads without sharing buffers."""
+    key = ("rows", tuple(sizes), m, dtype)
     buf = cache.get(key)
     if buf is None:
         with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers

@@ -310,3 +310,15 @@ def test_fastbp_devices_without_plugins_says_how_to_install(no_plugins, capsys):
     out = capsys.readouterr().out
     assert 'cuda [not installed]\n  cannot run here: device \'cuda\' needs its plugin' in out
     assert 'pip install "./backends/cupy[cuda12]"' in out
+
+
+@pytest.mark.parametrize("argv,env,want", [
+    (["train", "--device", "gpu", "--epochs", "0"], None, "malformed device string 'gpu'"),
+    (["train", "--epochs", "0"], "cuda:x", "malformed device string 'cuda:x'"),
+    (["train", "--device", "tpu:0", "--epochs", "0"], None, "unknown device 'tpu'"),
+])
+def test_the_command_line_reports_device_errors(monkeypatch, registry, capsys, argv, env, want):
+    if env is not None:
+        monkeypatch.setenv("FASTBP_DEVICE", env)
+    assert main(argv) == 2
+    assert want in capsys.readouterr().err

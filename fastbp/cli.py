@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "devices": "list every backend and device fastbp can see, and why one cannot run",
     "evaluate": "score saved models on the MNIST test set: accuracy, confusion matrix, mistakes",
     "baselines": "random guess, average darkness and a network on the MNIST test set, one table",
+    "bench": "time training throughput per device, batch size and network size; compare runs",
 }
 
 

@@ -1,0 +1,40 @@
+"""Tables and charts from saved benchmark runs (``fastbp bench`` or ``pytest benchmarks/
+--benchmark-json``)::
+
+    python benchmarks/report.py RUN.json                 # the results table
+    python benchmarks/report.py RUN.json --chart out.png # and the chart
+    python benchmarks/report.py A.json B.json            # ratio table B / A (same as
+                                                         # fastbp bench --compare A.json B.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastbp.bench import report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("::")[0].strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="one run (table) or two runs A B (ratio table)")
+    p.add_argument("--markdown", action="store_true", help="Markdown tables")
+    p.add_argument("--chart", default=None, help="also draw the chart of one run to this PNG")
+    args = p.parse_args(argv)
+    if len(args.runs) > 2:
+        p.error("give one run (table) or two runs (comparison)")
+    docs = [report.load(r) for r in args.runs]
+    if len(docs) == 2:
+        print(report.compare(docs[0], docs[1], markdown=args.markdown))
+        return 0
+    rows = report.rows_of(docs[0])
+    print(report.table(rows, markdown=args.markdown))
+    if args.chart and not report.chart(rows, args.chart):
+        print("no chart: matplotlib is not installed (pip install 'fastbp[bench]')",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

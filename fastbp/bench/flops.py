@@ -1,0 +1,81 @@
+"""What one training step costs in floating-point operations, and what the device can do.
+
+The convention (the usual one, and the benchmark issue's): training one sample through a fully
+connected layer with ``W`` weights costs ``2W`` for the feedforward ``W a``, ``2W`` for BP2's
+``Wᵀ δ`` and ``2W`` for BP4's ``δ aᵀ``, so ``6 × (number of weights)``, plus the elementwise work
+counted below. The first layer's ``Wᵀ δ`` (an error for the input itself) is never computed, so
+:func:`needed_flops_per_sample` gives the smaller figure of the work actually needed.
+
+The GEMM peak is the best rate of ``C = A B`` on square matrices in the same dtype, through the
+backend's own ``matmul``: achieved training GFLOP/s over it is the fraction of the machine's limit.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+# Elementwise operations per unit of a non-input layer and per sample: bias add 1, sigmoid 4,
+# σ'(z) = a(1 − a) 2, the hadamard of BP1/BP2 1, BP3's column sum 1.
+ELEMENTWISE_PER_UNIT = 9
+# And per output unit: a − y 1, the quadratic cost ½ (a − y)² 2.
+ELEMENTWISE_PER_OUTPUT = 3
+# The SGD update, once per step: W ← W − (η/m) ∇W is 2 per weight and per bias.
+UPDATE_PER_PARAMETER = 2
+
+
+def weight_count(sizes: Sequence[int]) -> int:
+    """``Σ_l n_l n_{l-1}``: the number of weights (not biases)."""
+    return sum(k * n for k, n in zip(sizes[:-1], sizes[1:]))
+
+
+def parameter_count(sizes: Sequence[int]) -> int:
+    """Weights and biases."""
+    return weight_count(sizes) + sum(sizes[1:])
+
+
+def elementwise_flops_per_sample(sizes: Sequence[int], batch_size: int) -> float:
+    """The non-GEMM work per sample, the SGD update spread over the ``batch_size`` samples."""
+    units = sum(sizes[1:])
+    update = UPDATE_PER_PARAMETER * parameter_count(sizes) / batch_size
+    return ELEMENTWISE_PER_UNIT * units + ELEMENTWISE_PER_OUTPUT * sizes[-1] + update
+
+
+def flops_per_sample(sizes: Sequence[int], batch_size: int) -> float:
+    """Training FLOPs per sample: ``6 × weights`` plus the elementwise work."""
+    return 6.0 * weight_count(sizes) + elementwise_flops_per_sample(sizes, batch_size)
+
+
+def needed_flops_per_sample(sizes: Sequence[int], batch_size: int) -> float:
+    """As :func:`flops_per_sample`, without the first layer's ``Wᵀ δ`` that no one computes."""
+    return flops_per_sample(sizes, batch_size) - 2.0 * sizes[0] * sizes[1]
+
+
+def default_gemm_size(backend: Any) -> int:
+    """A square size that keeps the GEMM busy for tens of milliseconds on this kind of device."""
+    return 2048 if getattr(backend, "kind", "cpu") == "cpu" else 8192
+
+
+def gemm_peak(backend: Any, n: int | None = None, repeats: int = 5) -> dict[str, Any]:
+    """The best GFLOP/s of ``C = A B`` (``n × n``, the backend's dtype) over ``repeats`` runs.
+
+    Runs through ``backend.matmul`` with ``out=``, synchronising the device around each run, so
+    it is the rate the equations can reach. Returns ``{"gflops", "n", "seconds", "dtype"}``.
+    """
+    import numpy as np
+
+    n = n or default_gemm_size(backend)
+    rng = np.random.default_rng(0)
+    with backend.activate():
+        a = backend.asarray(rng.random((n, n)))
+        b = backend.asarray(rng.random((n, n)))
+        c = backend.empty((n, n))
+        backend.matmul(a, b, out=c)  # warm up: threads, kernels, caches
+        backend.synchronize()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            backend.matmul(a, b, out=c)
+            backend.synchronize()
+            best = min(best, time.perf_counter() - t0)
+    return {"gflops": 2.0 * n**3 / best / 1e9, "n": n, "seconds": best, "dtype": backend.dtype}

@@ -1,0 +1,205 @@
+"""Reading saved runs: the results table, the ratio table of two runs, and the chart.
+
+Works on the JSON of ``fastbp bench`` and on pytest-benchmark's ``--benchmark-json`` of the
+``benchmarks/`` suite alike: both carry the case and its throughput in each ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from .workloads import LOOP, MATRIX
+
+KIND_ORDER = {"step": 0, "epoch": 1}
+IMPL_ORDER = {MATRIX: 0, LOOP: 1, "torch-eager": 2, "torch-compile": 3, "jax-jit": 4,
+              "jax-scan": 5}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One timed case of a saved run."""
+
+    kind: str
+    device: str
+    impl: str
+    sizes: str
+    batch_size: int
+    dtype: str
+    samples_per_s: float
+    gflops: float | None
+    pct_peak: float | None
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int, str]:
+        return (self.kind, self.device, self.impl, self.sizes, self.batch_size, self.dtype)
+
+    @property
+    def group_key(self) -> tuple[str, str, int, str]:
+        return (self.kind, self.sizes, self.batch_size, self.dtype)
+
+    @property
+    def line(self) -> str:
+        """The chart's line this row belongs to: device × implementation."""
+        return f"{self.device} {self.impl}"
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """A saved run (JSON)."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def rows_of(doc: dict[str, Any]) -> list[Row]:
+    """The timed cases of a run, in table order."""
+    rows = []
+    for b in doc.get("benchmarks", []):
+        e = b.get("extra_info") or {}
+        if "samples_per_s" not in e:
+            continue
+        rows.append(Row(e["kind"], e["device"], e["impl"], str(e["sizes"]),
+                        int(e["batch_size"]), e["dtype"], float(e["samples_per_s"]),
+                        e.get("gflops"), e.get("pct_gemm_peak")))
+    return sorted(rows, key=_order)
+
+
+def _order(r: Row) -> tuple:
+    weights = sum(a * b for a, b in _pairs(r.sizes))
+    return (KIND_ORDER.get(r.kind, 9), weights, r.batch_size, r.dtype,
+            IMPL_ORDER.get(r.impl, 8), r.impl, r.device)
+
+
+def _pairs(label: str) -> Iterable[tuple[int, int]]:
+    s = [int(x) for x in label.split("-")]
+    return zip(s[:-1], s[1:])
+
+
+def speedups(rows: Sequence[Row]) -> dict[tuple, float]:
+    """Each row's samples/s over the per-sample loop's at the same kind, sizes, batch, dtype."""
+    loop = {r.group_key: r.samples_per_s for r in rows if r.impl == LOOP}
+    return {r.key: r.samples_per_s / loop[r.group_key] for r in rows if r.group_key in loop}
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def fmt_opt(x: float | None, spec: str, suffix: str = "") -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}{suffix}"
+
+
+def table(rows: Sequence[Row], markdown: bool = False) -> str:
+    """The results table: device, implementation, sizes, batch, dtype, samples/s, speed-up over
+    the loop, GFLOP/s and % of the GEMM peak."""
+    ups = speedups(rows)
+    head = ["kind", "device", "impl", "sizes", "batch", "dtype", "samples/s", "× loop",
+            "GFLOP/s", "% peak"]
+    body = [[r.kind, r.device, r.impl, r.sizes, str(r.batch_size), r.dtype,
+             fmt_rate(r.samples_per_s), fmt_opt(ups.get(r.key), ".1f", "×"),
+             fmt_opt(r.gflops, ".2f"), fmt_opt(r.pct_peak, ".1f")] for r in rows]
+    return render(head, body, markdown, right_from=4)
+
+
+def render(head: list[str], body: list[list[str]], markdown: bool, right_from: int) -> str:
+    """Align a table as text, or lay it out as a Markdown table."""
+    if markdown:
+        sep = ["---" if i < right_from else "---:" for i in range(len(head))]
+        lines = [head, sep, *body]
+        return "\n".join("| " + " | ".join(r) + " |" for r in lines)
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i >= right_from else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], markdown: bool = False) -> str:
+    """The ratio table of two runs (B over A) on the cases both timed, and the geometric mean of
+    the ratios per device × implementation."""
+    ra = {r.key: r for r in rows_of(a)}
+    rb = {r.key: r for r in rows_of(b)}
+    common = sorted((k for k in ra if k in rb), key=lambda k: _order(ra[k]))
+    head = ["kind", "device", "impl", "sizes", "batch", "dtype", "A samples/s", "B samples/s",
+            "B / A"]
+    body, logs = [], {}
+    for k in common:
+        ratio = rb[k].samples_per_s / ra[k].samples_per_s
+        logs.setdefault(ra[k].line, []).append(math.log(ratio))
+        body.append([*map(str, k), fmt_rate(ra[k].samples_per_s), fmt_rate(rb[k].samples_per_s),
+                     f"{ratio:.2f}"])
+    out = [render(head, body, markdown, right_from=4)] if body else ["no case in common"]
+    if logs:
+        out.append("")
+        out.append("geometric mean of B / A: " + ", ".join(
+            f"{line} {math.exp(sum(v) / len(v)):.2f} ({len(v)})" for line, v in logs.items()))
+    only_a, only_b = len(set(ra) - set(rb)), len(set(rb) - set(ra))
+    if only_a or only_b:
+        out.append(f"cases only in A: {only_a}, only in B: {only_b}")
+    ma, mb = _cpu(a), _cpu(b)
+    if ma != mb:
+        out.append(f"warning: different machines (A: {ma}; B: {mb}): ratios mix machine and code")
+    return "\n".join(out)
+
+
+def _cpu(doc: dict[str, Any]) -> str:
+    info = doc.get("machine_info", {})
+    fb = info.get("fastbp", {})
+    return str(fb.get("cpu", {}).get("model") or info.get("processor") or "unknown")
+
+
+def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool:
+    """Samples/s against batch size (log-log), one line per device × implementation, one panel
+    per kind × sizes; float32 solid, float64 dashed. Returns ``False`` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    kinds = sorted({r.kind for r in rows}, key=lambda k: KIND_ORDER.get(k, 9))
+    sizes = sorted({r.sizes for r in rows}, key=lambda s: sum(a * b for a, b in _pairs(s)))
+    if not rows:
+        return False
+    lines = sorted({r.line for r in rows},
+                   key=lambda s: (IMPL_ORDER.get(s.split()[1], 8), s))
+    colors = {ln: plt.get_cmap("tab10")(i % 10) for i, ln in enumerate(lines)}
+    fig, axes = plt.subplots(len(kinds), len(sizes), squeeze=False,
+                             figsize=(4.2 * len(sizes), 3.4 * len(kinds)))
+    for i, kind in enumerate(kinds):
+        for j, size in enumerate(sizes):
+            ax = axes[i][j]
+            for ln in lines:
+                for dtype, style in (("float32", "-"), ("float64", "--")):
+                    pts = sorted((r.batch_size, r.samples_per_s) for r in rows
+                                 if r.kind == kind and r.sizes == size and r.line == ln
+                                 and r.dtype == dtype)
+                    if pts:
+                        ax.plot(*zip(*pts), style, marker="o", ms=3, color=colors[ln],
+                                label=f"{ln} {dtype}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{kind}, [{size.replace('-', ',')}]", fontsize=9)
+            ax.set_xlabel("batch size", fontsize=8)
+            ax.set_ylabel("samples/s", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, which="both", alpha=0.3)
+    handles, labels = {}, {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+            labels[lab] = lab
+    fig.legend(list(handles.values()), list(labels), loc="lower center", fontsize=7,
+               ncol=min(4, max(1, len(handles))), frameon=False)
+    n_rows = math.ceil(len(handles) / 4)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.035 * n_rows + 0.02, 1, 0.96 if title else 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -38,6 +38,7 @@ from .validate import (
 )
 
 INITS = ("standard", "scaled")
+MOVE_LESS = "train on fewer samples per call (slices of X), or use a device with more memory"
 
 
 @dataclass
@@ -345,8 +346,11 @@ class Network:
         X = check_batch(be.check_device(X, "X"), self.sizes[0], "X")
         n = int(X.shape[1])
         batch_size = check_count("batch_size", batch_size, low=1, high=n)
-        xs = self._samples_major(X)
-        ys = self._targets_major(Y, n)
+        itemsize, sizes = np.dtype(be.dtype).itemsize, self.sizes
+        with translate_oom(be, sizes, batch_size, what=f"the training set ({n:,} samples)",
+                           asked=n * (sizes[0] + sizes[-1]) * itemsize, advice=MOVE_LESS):
+            xs = self._samples_major(X)
+            ys = self._targets_major(Y, n)
         evaluator = None
         if test is not None:
             if not (isinstance(test, (tuple, list)) and len(test) == 2):
@@ -354,7 +358,10 @@ class Network:
             xt = check_batch(be.check_device(test[0], "test X"), self.sizes[0], "test X")
             labels = check_labels(be.check_device(test[1], "test labels", host=True),
                                   self.sizes[-1], int(xt.shape[1]), "test labels")
-            evaluator = Evaluator(be, self.sizes, self._samples_major(xt), be.index_array(labels))
+            n_test = int(xt.shape[1])
+            with translate_oom(be, sizes, batch_size, what=f"the test set ({n_test:,} samples)",
+                               asked=n_test * sizes[0] * itemsize, advice=MOVE_LESS):
+                evaluator = Evaluator(be, sizes, self._samples_major(xt), be.index_array(labels))
         plan = EpochPlan(self.sizes, self._weights, self._biases, self.cost, xs, ys,
                          order=None, batch_size=batch_size, eta=eta,
                          decay=1.0 - eta * lmbda / n, workspaces=self._workspaces)

@@ -72,6 +72,52 @@ def test_forced_failure_in_train_names_asked_free_and_a_batch(data, monkeypatch,
     assert net.feedforward(data[0][:, :5]).shape == (SIZES[-1], 5)
 
 
+class OutOfMemoryError(MemoryError):
+    """Like ``cupy.cuda.memory.OutOfMemoryError``, which is a ``MemoryError`` too."""
+
+    def __init__(self, size: int, total: int) -> None:
+        super().__init__(f"Out of memory allocating {size:,} bytes (allocated so far: {total:,} "
+                         "bytes).")
+
+
+def test_cupys_out_of_memory_error_is_translated(data, monkeypatch) -> None:
+    """What the cuda device raises when a batch does not fit: the same DeviceError."""
+    net = fastbp.Network(SIZES, seed=2)
+    real = net.backend.empty
+
+    def empty(shape, dtype=None):
+        if int(np.prod(shape)) > SIZES[0] * 100:
+            raise OutOfMemoryError(int(np.prod(shape)) * 4, 123_456)
+        return real(shape, dtype)
+
+    monkeypatch.setattr(numpy_epoch, "applies", lambda plan: False)
+    monkeypatch.setattr(net.backend, "empty", empty)
+    with pytest.raises(fastbp.DeviceError, match="a batch of 300 samples.*smaller batch_size"):
+        net.train(*data, epochs=1, batch_size=300, eta=1.0)
+    assert len(net.train(*data, epochs=1, batch_size=100, eta=1.0)) == 1
+
+
+@pytest.mark.parametrize("which", ["training", "test"])
+def test_forced_failure_moving_the_data(data, monkeypatch, which: str) -> None:
+    net = fastbp.Network(SIZES, seed=2)
+    X, labels = data
+    Xt = X[:, :250]
+    real = net.backend.asarray
+
+    def asarray(a, dtype=None):
+        if np.shape(a) == ((300, SIZES[0]) if which == "training" else (250, SIZES[0])):
+            raise MemoryError("Unable to allocate")
+        return real(a, dtype)
+
+    monkeypatch.setattr(net.backend, "asarray", asarray)
+    n = 300 if which == "training" else 250
+    with pytest.raises(fastbp.DeviceError, match=f"the {which} set \\({n} samples\\).*fewer "
+                                                 "samples per call"):
+        net.train(X, labels, epochs=1, batch_size=10, eta=1.0, test=(Xt, labels[:250]))
+    monkeypatch.undo()
+    assert len(net.train(X, labels, epochs=1, batch_size=10, eta=1.0)) == 1
+
+
 def test_forced_failure_in_feedforward(data, monkeypatch) -> None:
     net = fastbp.Network(SIZES, seed=2)
     fail_big_allocations(monkeypatch, net.backend, limit=SIZES[0] * 100)

@@ -22,6 +22,7 @@ off, and a capture that fails falls back to the eager step with one warning.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 from collections import OrderedDict
@@ -78,6 +79,24 @@ def device_count(cp: Any) -> int:
     return count
 
 
+def cuda_libraries(cp: Any) -> Any:
+    """CuPy's cuBLAS module, after checking that cuBLAS and NVRTC (which compiles the fused
+    kernels) load; a ``DeviceError`` naming the missing library and how to install it if not.
+
+    CuPy wheels take these libraries from a local CUDA toolkit or from PyPI (``[ctk]``).
+    """
+    try:
+        cublas = getattr(cp, "cublas", None) or importlib.import_module("cupy.cublas")
+        cp.cuda.nvrtc.getVersion()
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the loader's own error
+        raise DeviceError(
+            f"device 'cuda': CuPy {getattr(cp, '__version__', '?')} cannot load a CUDA library "
+            f"it needs ({exc}). Install the CUDA toolkit, or its libraries from PyPI: "
+            'pip install "cupy-cuda12x[ctk]" (what "./backends/cupy[cuda12]" installs)'
+        ) from exc
+    return cublas
+
+
 def cuda_version(v: int) -> str:
     """CUDA's integer version ``12090`` as ``12.9``."""
     v = int(v)
@@ -112,6 +131,7 @@ class CuPyBackend(Backend):
             )
         super().__init__(cp, dtype=dtype, index=index)
         self.cp = cp
+        self._cublas = cuda_libraries(cp)
         self._device = cp.cuda.Device(index)
         self._graphs_flag = graphs
         self._captured: OrderedDict[tuple, CapturedEpoch] = OrderedDict()
@@ -206,7 +226,7 @@ class CuPyBackend(Backend):
     def _gemm(self, ta: str, tb: str, a: Array, b: Array, out: Array, alpha: float = 1.0,
               beta: float = 0.0) -> Array:
         """``out = alpha op(a) op(b) + beta out`` on cuBLAS (any C/F-contiguous layout)."""
-        return self.cp.cublas.gemm(ta, tb, a, b, out=out, alpha=alpha, beta=beta)
+        return self._cublas.gemm(ta, tb, a, b, out=out, alpha=alpha, beta=beta)
 
     def matmul(self, a: Array, b: Array, out: Array) -> Array:
         """``out = a b``."""

@@ -61,7 +61,8 @@ class FakeCuPy(types.ModuleType):
                 getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0,
                                                "totalGlobalMem": 80 * 2**30},
                 runtimeGetVersion=lambda: 12090, driverGetVersion=lambda: 12080),
-            Device=FakeDevice, Stream=lambda non_blocking=False: FakeStream(fake))
+            Device=FakeDevice, Stream=lambda non_blocking=False: FakeStream(fake),
+            nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)))
         self.cublas = types.SimpleNamespace(gemm=self._gemm)
 
         class ElementwiseKernel(FakeElementwise):

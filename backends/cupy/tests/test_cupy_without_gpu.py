@@ -100,6 +100,20 @@ def test_cuda_visible_devices_is_shown_when_set(monkeypatch):
         fastbp.Network([3, 2], device="cuda:0")
 
 
+def test_missing_cuda_libraries_say_how_to_install_them(monkeypatch):
+    fake = install(monkeypatch)
+
+    def missing():
+        raise ImportError('Failure finding "libnvrtc.so.12": No such file')
+
+    fake.cuda.nvrtc.getVersion = missing
+    with pytest.raises(fastbp.DeviceError) as err:
+        fastbp.Network([3, 2], device="cuda")
+    msg = str(err.value)
+    assert "cannot load a CUDA library" in msg and "libnvrtc.so.12" in msg
+    assert 'pip install "cupy-cuda12x[ctk]"' in msg
+
+
 @pytest.mark.parametrize("n_gpus,spec,want", [
     (1, "cuda:1", "'cuda:1' is out of range: 1 GPU visible here, so use cuda:0"),
     (2, "cuda:7", "'cuda:7' is out of range: 2 GPUs visible here, so use cuda:0 to cuda:1"),

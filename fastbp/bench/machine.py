@@ -70,8 +70,11 @@ def blas_info() -> list[dict[str, Any]]:
         pass
     try:
         from threadpoolctl import threadpool_info
-    except ImportError:
-        return []
+    except ImportError:  # NumPy's build information at least names the library
+        from ..backend import blas_description
+
+        return [{"user_api": "blas", "internal_api": blas_description(), "shipped_by": "numpy",
+                 "num_threads": "? (threadpoolctl not installed)"}]
     keep = ("user_api", "internal_api", "version", "num_threads", "architecture",
             "threading_layer", "prefix")
     out = []

@@ -160,14 +160,19 @@ def machine_load() -> list[float] | None:
 
 def _header(machine: dict, peaks: object) -> str:
     cpu = machine["cpu"]
-    blas = ", ".join(f"{b.get('shipped_by')}: {b.get('internal_api')} {b.get('version', '')} "
-                     f"{b.get('architecture', '')}, {b.get('num_threads')} threads"
-                     for b in machine["blas"] if b.get("user_api") == "blas") or "unknown"
+    blas = "; ".join(_blas_line(b) for b in machine["blas"]
+                     if b.get("user_api") == "blas") or "unknown"
     peak = "; ".join(f"{p['device']} {p['dtype']} {p['gflops']:.1f} GFLOP/s"
                      for p in peaks.all())  # type: ignore[attr-defined]
     load = machine.get("load_average")
     return (f"{cpu['model']}, {cpu['usable_cores']} cores; BLAS: {blas}\n"
             f"GEMM peak: {peak or 'not measured'}; load average {load}\n")
+
+
+def _blas_line(b: dict) -> str:
+    """``numpy: openblas 0.3.31 SkylakeX, 2 threads``."""
+    name = " ".join(str(b[k]) for k in ("internal_api", "version", "architecture") if b.get(k))
+    return f"{b.get('shipped_by', '?')}: {name}, {b.get('num_threads', '?')} threads"
 
 
 def _reasons(skipped: list[dict]) -> list[tuple[str, int]]:

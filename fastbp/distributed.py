@@ -460,6 +460,7 @@ def _train(net: Network, X: Any, Y: Any, *, epochs: int, batch_size: int, eta: f
                                   be.index_array(np.asarray(labels)[lo:hi]))
         xp = be.xp
         data_sum = float(xp.sum(xs, dtype=xp.float64)) + float(xp.sum(ys, dtype=xp.float64))
+        data_sum = float(f"{data_sum:.10e}")  # other data differ by far more than rounding
         _agree(comm, "the network, data and options",
                (sizes, net.cost.__name__, be.dtype, n, n_test, data_sum, epochs, batch_size,
                 eta, lmbda, shuffle, len(net.history)))

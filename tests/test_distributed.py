@@ -112,6 +112,36 @@ def test_gradients_are_views_of_one_flat_buffer():
     assert g.grad_w[0][0, 0] == 0 and g.grad_b[0][0, 0] == 20 and g.cost[0] == g.flat.size - 1
 
 
+class FakeComm:
+    """``allgather`` as if the other ranks had reported ``others``."""
+
+    def __init__(self, others: list) -> None:
+        self.others = others
+
+    def allgather(self, value):
+        return [value, *self.others]
+
+
+def test_a_parameter_checksum_mismatch_is_a_clear_error():
+    from fastbp.distributed import DistributedError, check_parameters, parameter_checksum
+
+    net = Network([5, 4, 3], dtype="float64", seed=0)
+    total = parameter_checksum(net)
+    assert total == pytest.approx(sum(w.sum() for w in net.weights) + sum(b.sum() for b in
+                                                                           net.biases))
+    check_parameters(net, FakeComm([total, total]), epoch=3)  # agreement passes
+    with pytest.raises(DistributedError, match=r"differ between ranks after epoch 3.*\[2\]"):
+        check_parameters(net, FakeComm([total, total + 1e-12]), epoch=3)
+
+
+def test_ranks_that_disagree_on_data_or_options_are_told_which():
+    from fastbp.distributed import DistributedError, _agree
+
+    _agree(FakeComm([(1, 2)]), "options", (1, 2))
+    with pytest.raises(DistributedError, match=r"disagree on options.*rank\(s\) \[1\]"):
+        _agree(FakeComm([(1, 3), (1, 2)]), "options", (1, 2))
+
+
 def test_import_fastbp_does_not_import_mpi4py():
     code = ("import sys, fastbp, fastbp.cli; fastbp.cli.build_parser(); "
             "assert 'mpi4py' not in sys.modules, 'mpi4py imported'")

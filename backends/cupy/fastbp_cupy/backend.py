@@ -40,7 +40,7 @@ from .graph import CapturedEpoch, NotCapturable, StepProgram
 log = logging.getLogger("fastbp")
 
 INSTALL = ('pip install "./backends/cupy[cuda12]" from a fastbp checkout (use [cuda13] with a '
-           "CUDA 13 driver), or pip install cupy-cuda12x")
+           'CUDA 13 driver), or pip install "cupy-cuda12x[ctk]"')
 GRAPHS_ENV = "FASTBP_CUDA_GRAPHS"
 
 

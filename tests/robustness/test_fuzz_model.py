@@ -175,9 +175,11 @@ def test_lying_metadata(workdir: Path, saved: dict[str, bytes], data: st.DataObj
                                   min_size=1, max_size=3, unique=True)):
         how = data.draw(st.sampled_from(["delete", "random", "plausible"]))
         if key == "rng.state":
-            meta["rng"]["state"] = data.draw(json_values)
+            if isinstance(meta.get("rng"), dict):
+                meta["rng"]["state"] = data.draw(json_values)
         elif key == "history.0":
-            meta["history"][0] = data.draw(json_values)
+            if isinstance(meta.get("history"), list) and meta["history"]:
+                meta["history"][0] = data.draw(json_values)
         elif how == "delete":
             meta.pop(key, None)
         elif how == "plausible" and key in plausible:

@@ -113,8 +113,10 @@ class Network:
     ``init="standard"`` draws both from N(0, 1); ``init="scaled"`` divides the weights by
     ``sqrt(n_in)`` (the book's chapter 3).
 
-    Threads: different networks may train, and be read, in different threads at once (even on
-    one shared backend instance); NumPy's BLAS releases the GIL, so they run in parallel. One
+    Threads: different networks may train, and be read, in different threads at once; NumPy's
+    BLAS releases the GIL, so they run in parallel. A device string gives each network its own
+    backend; share one backend instance (``device=backend``) between threads only on ``cpu``, as
+    a plugin may keep work buffers on the instance. One
     network is not thread-safe: never train it from two threads at once, and do not call its
     ``feedforward``/``predict``/``backprop`` from another thread while it trains (they share its
     work buffers); read its parameters from the training thread (e.g. in ``callback``), since a

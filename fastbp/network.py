@@ -116,12 +116,12 @@ class Network:
     Threads: different networks may train, and be read, in different threads at once; NumPy's
     BLAS releases the GIL, so they run in parallel. A device string gives each network its own
     backend; share one backend instance (``device=backend``) between threads only on ``cpu``, as
-    a plugin may keep work buffers on the instance. One
-    network is not thread-safe: never train it from two threads at once, and do not call its
-    ``feedforward``/``predict``/``backprop`` from another thread while it trains (they share its
-    work buffers); read its parameters from the training thread (e.g. in ``callback``), since a
-    read from elsewhere may mix two steps. ``use_device`` is per thread (a ``ContextVar``): a
-    block in one thread never changes the device another thread gets.
+    a plugin may keep work buffers on the instance. One network is not thread-safe: never train
+    it from two threads at once, and do not call its ``feedforward``/``predict``/``backprop``
+    from another thread while it trains (they share its work buffers); read its parameters from
+    the training thread (e.g. in ``callback``), since a read from elsewhere may mix two steps.
+    ``use_device`` is per thread (a ``ContextVar``): a block in one thread never changes the
+    device another thread gets.
     """
 
     def __init__(

@@ -21,9 +21,8 @@ from fastbp.errors import ConfigError, MissingDependency
 
 log = logging.getLogger("fastbp")
 
-# Below this many multiply-adds (rows × n_out × n_in) a GEMM runs as compiled loops, above it
-# as one BLAS call: a BLAS call costs about a microsecond whatever its size.
-SMALL_GEMM = 4_096
+# Mini-batches of at most this many rows run compiled loops, larger ones BLAS (see kernels).
+SMALL_ROWS = 1
 
 
 class NumbaBackend(NumpyBackend):
@@ -92,7 +91,7 @@ class NumbaBackend(NumpyBackend):
         ys = _contiguous(plan.ys, self.dtype, "training targets")
         order = np.ascontiguousarray(plan.order, dtype=np.int64)
         return k.sgd_epoch(weights, biases, xs, ys, order, m, float(plan.eta), float(plan.decay),
-                           code, xbuf, ybuf, acts, deltas, scal, SMALL_GEMM)
+                           code, xbuf, ybuf, acts, deltas, scal, SMALL_ROWS)
 
     def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,
                           y: Any, cost: Any = QuadraticCost
@@ -113,7 +112,7 @@ class NumbaBackend(NumpyBackend):
         grad_w = tuple(np.empty_like(w) for w in ws)
         grad_b = tuple(np.empty_like(b) for b in bs)
         self.kernels.backprop(ws, bs, rows_x, rows_y, code, acts, deltas, grad_w, grad_b,
-                              np.empty(4, dt), SMALL_GEMM)
+                              np.empty(4, dt), SMALL_ROWS)
         return list(grad_b), list(grad_w)
 
     def _cost_code(self, cost: Any) -> int | None:

@@ -16,8 +16,8 @@ from fastbp import devices, reference  # noqa: E402
 
 SHAPES = [[6, 4], [8, 5, 3], [12, 7, 6, 4], [10, 9, 7, 5, 3]]  # 2 to 5 layers
 COSTS = [fastbp.QuadraticCost, fastbp.CrossEntropyCost]
-# SMALL_GEMM values that send every product to the compiled loops, or every one to BLAS
-PATHS = {"loops": 10**12, "blas": 0}
+# SMALL_ROWS values that send every product to the compiled loops, or every one to BLAS
+PATHS = {"loops": 10**9, "blas": 0}
 
 
 def batch(rng, sizes, m, dtype="float64"):
@@ -29,7 +29,7 @@ def batch(rng, sizes, m, dtype="float64"):
 
 @pytest.fixture(params=sorted(PATHS))
 def path(request, monkeypatch):
-    monkeypatch.setattr(jit_backend, "SMALL_GEMM", PATHS[request.param])
+    monkeypatch.setattr(jit_backend, "SMALL_ROWS", PATHS[request.param])
     return request.param
 
 

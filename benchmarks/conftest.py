@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import pytest
 
 from fastbp.bench import workloads as wl
+from fastbp.bench.machine import load_average
 from fastbp.bench.peers import load_peers
 from fastbp.bench.suite import PeakCache
 
@@ -97,7 +98,8 @@ def pytest_configure(config: pytest.Config) -> None:
         devices=devices, peers=peers, cases=cases, order={c.name: i for i, (c, _) in
                                                           enumerate(cases)},
         data=wl.data_source("synthetic"), peaks=PeakCache(devices),
-        target_s=float(_opt(config, "target-s") or 1.0), skipped=[])
+        target_s=float(_opt(config, "target-s") or 1.0), skipped=[],
+        load_before=load_average())
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +150,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
     env = config._fastbp_bench
     info = describe_machine([d.name for d in env.devices])
+    info["load_average"], info["load_average_after"] = env.load_before, load_average()
     info["gemm_peaks"] = env.peaks.all()
     machine_info["fastbp"] = info
 

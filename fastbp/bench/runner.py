@@ -76,13 +76,13 @@ def throughput_info(case: Any, seconds: float, peak: dict[str, Any] | None) -> d
     """``extra_info`` of a case timed at ``seconds`` per call: samples/s, GFLOP/s, % of peak."""
     rate = case.samples / seconds
     fps = flops_per_sample(case.sizes, case.batch_size)
+    needed = needed_flops_per_sample(case.sizes, case.batch_size)
     gflops = rate * fps / 1e9
     info: dict[str, Any] = {
         **case.params, "device_kind": case.device_kind, "samples": case.samples,
         "seconds": seconds, "samples_per_s": rate, "gflops": gflops,
-        "flops_per_sample": fps,
-        "needed_flops_per_sample": needed_flops_per_sample(case.sizes, case.batch_size),
-        "rate_basis": "fastest round",
+        "flops_per_sample": fps, "needed_flops_per_sample": needed,
+        "needed_gflops": rate * needed / 1e9, "rate_basis": "fastest round",
     }
     if peak:
         info["gemm_peak_gflops"] = peak["gflops"]

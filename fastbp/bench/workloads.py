@@ -147,7 +147,8 @@ def skip_reason(case: Case, epoch_samples: int = EPOCH_SAMPLES) -> str | None:
                     "every batch size; batches above 100 only take longer to time")
     if on_cpu and case.kind == "epoch" and w > BIG_WEIGHTS and case.batch_size <= 10:
         return (f"an epoch of {case.samples} samples of {case.sizes_label} at batch "
-                f"{case.batch_size} takes tens of seconds on a CPU; the step benchmark shows it")
+                f"{case.batch_size} takes seconds per call on a CPU, too long for the suite's "
+                "time for every implementation; the step benchmark shows it")
     if on_cpu and case.kind == "epoch" and w > BIG_WEIGHTS and case.batch_size >= epoch_samples:
         return (f"an epoch of {case.samples} samples at batch {case.batch_size} is a single "
                 "step of seconds on a CPU; the step benchmark shows it")
@@ -159,17 +160,20 @@ def make_case(kind: str, device: Device | str, impl: str, sizes: Sequence[int], 
     """A :class:`Case`; the loop and peers run on the device's kind (``cpu`` / ``cuda``)."""
     dev = device if isinstance(device, Device) else Device(device)
     label = dev.name if impl == MATRIX else dev.peer_kind
-    samples = batch_size if kind == "step" else epoch_size(batch_size, epoch_samples)
+    samples = (batch_size if kind == "step" else
+               epoch_size(batch_size, epoch_samples, sizes, dev.peer_kind))
     return Case(kind, label, impl, tuple(int(s) for s in sizes), int(batch_size), dtype, samples,
                 dev.peer_kind)
 
 
-def epoch_size(batch_size: int, epoch_samples: int = EPOCH_SAMPLES) -> int:
-    """Samples in one epoch: ``epoch_samples``, fewer at batch 1 (same for every
-    implementation, so their figures stay comparable)."""
-    if batch_size == 1:
-        return min(epoch_samples, SMALL_BATCH_EPOCH_SAMPLES)
-    return max(epoch_samples, batch_size)
+def epoch_size(batch_size: int, epoch_samples: int = EPOCH_SAMPLES,
+               sizes: Sequence[int] = (784, 30, 10), device_kind: str = "cpu") -> int:
+    """Samples in one epoch: ``epoch_samples``, but 2,000 at batch 1 and for big networks on a
+    CPU (the same for every implementation, so their figures stay comparable)."""
+    n = epoch_samples
+    if batch_size == 1 or (device_kind == "cpu" and weight_count(sizes) > BIG_WEIGHTS):
+        n = min(n, SMALL_BATCH_EPOCH_SAMPLES)
+    return max(n, batch_size)
 
 
 # -- data ---------------------------------------------------------------------------------------

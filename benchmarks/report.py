@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", help="one run (table) or two runs A B (ratio table)")
     p.add_argument("--markdown", action="store_true", help="Markdown tables")
     p.add_argument("--chart", default=None, help="also draw the chart of one run to this PNG")
+    p.add_argument("--pivot", action="store_true",
+                   help="one table per kind × sizes × dtype: batch sizes down, implementations "
+                   "across (samples/s), and the same as % of the GEMM peak")
     args = p.parse_args(argv)
     if len(args.runs) > 2:
         p.error("give one run (table) or two runs (comparison)")
@@ -29,7 +32,15 @@ def main(argv: list[str] | None = None) -> int:
         print(report.compare(docs[0], docs[1], markdown=args.markdown))
         return 0
     rows = report.rows_of(docs[0])
-    print(report.table(rows, markdown=args.markdown))
+    if args.pivot:
+        seen = dict.fromkeys((r.kind, r.sizes, r.dtype) for r in rows)
+        for kind, sizes, dtype in seen:
+            for peak in (False, True):
+                what = "% of GEMM peak" if peak else "samples/s"
+                print(f"\n{kind}, [{sizes.replace('-', ',')}], {dtype}, {what}\n")
+                print(report.pivot(rows, kind, sizes, dtype, args.markdown, peak))
+    else:
+        print(report.table(rows, markdown=args.markdown))
     if args.chart and not report.chart(rows, args.chart):
         print("no chart: matplotlib is not installed (pip install 'fastbp[bench]')",
               file=sys.stderr)

@@ -211,3 +211,16 @@ def test_installed_peers_match_fastbp_and_run(dtype):
             prepared = wl.prepare(case, data, peers)  # runs the gradient check
             assert prepared.info["gradient_check_rel_err"] <= 2e-3
             prepared.run()
+
+
+def test_a_gpu_gets_the_big_network_and_no_per_sample_loop():
+    devices = [wl.Device("cpu"), wl.Device("cuda", "gpu")]
+    cases = wl.plan_cases(devices, kinds=["step"], sizes=[(784, 30, 10), (784, 4096, 4096, 10)],
+                          batch_sizes=[10], dtypes=["float32"])
+    reasons = {(c.device, c.impl, c.sizes_label): r for c, r in cases}
+    assert reasons[("cuda", "matrix", "784-4096-4096-10")] is None
+    assert "for GPUs" in reasons[("cpu", "matrix", "784-4096-4096-10")]
+    assert "CPU only" in reasons[("cuda", "loop", "784-30-10")]
+    assert reasons[("cpu", "loop", "784-30-10")] is None
+    epoch = wl.make_case("epoch", devices[1], "matrix", (784, 1024, 1024, 10), 100, "float32")
+    assert epoch.samples == wl.EPOCH_SAMPLES  # a GPU gets full epochs even for big networks

@@ -118,6 +118,26 @@ def render(head: list[str], body: list[list[str]], markdown: bool, right_from: i
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
 
 
+def pivot(rows: Sequence[Row], kind: str, sizes: str, dtype: str, markdown: bool = True,
+          peak: bool = False) -> str:
+    """Samples/s (or % of GEMM peak) of one kind, sizes and dtype: a row per batch size, a
+    column per device × implementation."""
+    sel = [r for r in rows if r.kind == kind and r.sizes == sizes and r.dtype == dtype]
+    lines = sorted({r.line for r in sel},
+                   key=lambda s: (IMPL_ORDER.get(s.split()[1], 8), s))
+    batches = sorted({r.batch_size for r in sel})
+    cell = {(r.batch_size, r.line): r for r in sel}
+
+    def fmt(r: Row | None) -> str:
+        if r is None:
+            return "—"
+        return fmt_opt(r.pct_peak, ".0f", " %") if peak else fmt_rate(r.samples_per_s)
+
+    head = ["batch", *lines]
+    body = [[str(b), *(fmt(cell.get((b, ln))) for ln in lines)] for b in batches]
+    return render(head, body, markdown, right_from=0)
+
+
 def compare(a: dict[str, Any], b: dict[str, Any], markdown: bool = False) -> str:
     """The ratio table of two runs (B over A) on the cases both timed, and the geometric mean of
     the ratios per device × implementation."""
@@ -168,9 +188,10 @@ def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool
         return False
     lines = sorted({r.line for r in rows},
                    key=lambda s: (IMPL_ORDER.get(s.split()[1], 8), s))
-    colors = {ln: plt.get_cmap("tab10")(i % 10) for i, ln in enumerate(lines)}
+    cmap = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
+    colors = {ln: cmap(i % cmap.N) for i, ln in enumerate(lines)}
     fig, axes = plt.subplots(len(kinds), len(sizes), squeeze=False,
-                             figsize=(4.2 * len(sizes), 3.4 * len(kinds)))
+                             figsize=(4.0 * len(sizes) + 2.6, 3.3 * len(kinds) + 0.4))
     for i, kind in enumerate(kinds):
         for j, size in enumerate(sizes):
             ax = axes[i][j]
@@ -180,8 +201,7 @@ def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool
                                  if r.kind == kind and r.sizes == size and r.line == ln
                                  and r.dtype == dtype)
                     if pts:
-                        ax.plot(*zip(*pts), style, marker="o", ms=3, color=colors[ln],
-                                label=f"{ln} {dtype}")
+                        ax.plot(*zip(*pts), style, marker="o", ms=3, color=colors[ln])
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_title(f"{kind}, [{size.replace('-', ',')}]", fontsize=9)
@@ -189,17 +209,21 @@ def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool
             ax.set_ylabel("samples/s", fontsize=8)
             ax.tick_params(labelsize=7)
             ax.grid(True, which="both", alpha=0.3)
-    handles, labels = {}, {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lab, h)
-            labels[lab] = lab
-    fig.legend(list(handles.values()), list(labels), loc="lower center", fontsize=7,
-               ncol=min(4, max(1, len(handles))), frameon=False)
-    n_rows = math.ceil(len(handles) / 4)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[ln], marker="o", ms=3) for ln in lines]
+    labels = list(lines)
+    dtypes = sorted({r.dtype for r in rows})
+    if len(dtypes) > 1:
+        handles += [Line2D([], [], color="gray", ls="-"), Line2D([], [], color="gray", ls="--")]
+        labels += ["float32", "float64"]
+    else:
+        labels = [f"{ln} ({dtypes[0]})" for ln in labels]
+    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.035 * n_rows + 0.02, 1, 0.96 if title else 1))
+    right = 1 - 2.4 / (4.0 * len(sizes) + 2.6)
+    fig.tight_layout(rect=(0, 0, right, 0.97 if title else 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

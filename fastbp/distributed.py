@@ -173,16 +173,19 @@ def _backend_path(backend: Backend) -> str:
     """The reduction path for arrays of ``backend`` (before the ranks agree on one)."""
     if backend.xp is np:
         return "mpi"
+    if getattr(backend.xp, "__name__", "") != "cupy":
+        raise DistributedError(
+            f"distributed training runs on NumPy or CuPy arrays (devices cpu, cpu-jit, cuda); "
+            f"device {backend.device!r} computes with {getattr(backend.xp, '__name__', '?')}")
     forced = os.environ.get(REDUCTION_ENV)
     if forced:
         if forced not in GPU_PATHS:
             raise DistributedError(f"{REDUCTION_ENV}={forced!r}: use one of {', '.join(GPU_PATHS)}")
         return forced
-    if getattr(backend.xp, "__name__", "") == "cupy":
-        if _nccl_available():
-            return "nccl"
-        if cuda_aware_mpi():
-            return "cuda-aware-mpi"
+    if _nccl_available():
+        return "nccl"
+    if cuda_aware_mpi():
+        return "cuda-aware-mpi"
     return "host"
 
 
@@ -192,7 +195,8 @@ def reduction_path(device: str | None = "cpu") -> str:
     ``mpi``: host (NumPy) arrays, one ``MPI.Allreduce``; ``nccl``: CuPy arrays with
     ``cupy.cuda.nccl``; ``cuda-aware-mpi``: CuPy arrays handed to a CUDA-aware MPI;
     ``host``: device arrays copied to host buffers around an ``MPI.Allreduce``;
-    ``unavailable``: mpi4py is not installed or the device cannot run here.
+    ``unavailable``: mpi4py is not installed, the device cannot run here, or its arrays are
+    neither NumPy nor CuPy.
     ``$FASTBP_MPI_REDUCTION`` forces one of the GPU paths.
     """
     try:
@@ -442,6 +446,7 @@ def _train(net: Network, X: Any, Y: Any, *, epochs: int, batch_size: int, eta: f
     eta = check_positive("eta", eta)
     lmbda = check_positive("lmbda", lmbda, allow_zero=True)
     be, sizes = net.backend, net.sizes
+    _backend_path(be)  # NumPy or CuPy arrays, else a clear error before any buffer is made
     with be.activate():
         X = check_batch(X, sizes[0], "X")
         n = int(X.shape[1])

@@ -157,6 +157,17 @@ def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
     assert reduction_path("cpu") == "unavailable"
 
 
+def test_arrays_other_than_numpy_or_cupy_are_refused_by_name():
+    import types
+
+    from fastbp.backend import Backend
+    from fastbp.distributed import DistributedError, _backend_path
+
+    other = Backend(types.SimpleNamespace(__name__="array_api_strict"), dtype="float64")
+    with pytest.raises(DistributedError, match="NumPy or CuPy.*array_api_strict"):
+        _backend_path(other)
+
+
 def test_reduction_path_names_the_path():
     assert reduction_path("cpu") == ("mpi" if HAVE_MPI4PY else "unavailable")
     assert reduction_path("no-such-device") == "unavailable"

@@ -16,6 +16,10 @@ The GEMMs call the BLAS SciPy ships (the one Numba's own ``np.dot`` uses) throug
 rows (one sample, by default) run compiled loops instead: there a product is a matrix-vector
 one, bound by reading ``W`` from cache, and a BLAS call would only add its overhead (and, for
 a large ``W``, wake BLAS threads for a few microseconds of work).
+
+The epoch runs with the thread's flush-to-zero mode on, and errors below the smallest normal
+float are flushed to 0 (:func:`flush`): a saturated sigmoid layer otherwise fills ``Δ`` with
+subnormals, which x86 multiplies through a slow microcode path.
 """
 
 from __future__ import annotations
@@ -47,17 +51,17 @@ def _xxgemm(dtype: types.Type) -> types.ExternalFunction:
     return types.ExternalFunction("numba_xxgemm", sig)
 
 
-def gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):  # noqa: ANN001
+def gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):
     """Column-major BLAS GEMM: ``C ← α op(A) op(B) + β C`` (``scal`` holds α and β)."""
     raise NotImplementedError  # only the compiled overload below runs
 
 
 @overload(gemm, jit_options={"cache": True})
-def _gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):  # noqa: ANN001
+def _gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):
     fn = _xxgemm(a.dtype)
     kind = ord("s") if a.dtype == types.float32 else ord("d")
 
-    def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):  # noqa: ANN001
+    def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):
         scal[0] = alpha
         scal[1] = beta
         fn(kind, transa, transb, m, n, k, scal[0:].ctypes, a.ctypes, lda, b.ctypes, ldb,
@@ -71,16 +75,16 @@ FTZ_DAZ = 0x8040  # MXCSR bits: flush subnormal results to zero, treat subnormal
 
 if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
 
-    def _mxcsr_call(builder, name, ptr):  # noqa: ANN001, ANN202
+    def _mxcsr_call(builder, name, ptr):
         fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()])
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
         builder.call(fn, [builder.bitcast(ptr, ir.IntType(8).as_pointer())])
 
     @intrinsic
-    def get_mxcsr(typingctx):  # noqa: ANN001, ANN201
+    def get_mxcsr(typingctx):
         """The SSE control and status register of this thread."""
 
-        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        def codegen(context, builder, sig, args):
             ptr = cgutils.alloca_once(builder, ir.IntType(32))
             _mxcsr_call(builder, "llvm.x86.sse.stmxcsr", ptr)
             return builder.load(ptr)
@@ -88,10 +92,10 @@ if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
         return types.uint32(), codegen
 
     @intrinsic
-    def set_mxcsr(typingctx, value):  # noqa: ANN001, ANN201
+    def set_mxcsr(typingctx, value):
         """Load ``value`` into the SSE control and status register of this thread."""
 
-        def codegen(context, builder, sig, args):  # noqa: ANN001, ANN202
+        def codegen(context, builder, sig, args):
             ptr = cgutils.alloca_once(builder, ir.IntType(32))
             builder.store(builder.trunc(args[0], ir.IntType(32)) if args[0].type.width > 32
                           else args[0], ptr)
@@ -103,17 +107,17 @@ if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
 else:  # other CPUs: no control register to set; flush() alone keeps subnormals out
 
     @njit(cache=True)
-    def get_mxcsr():  # noqa: ANN201
+    def get_mxcsr():
         return np.uint32(0)
 
     @njit(cache=True)
-    def set_mxcsr(value):  # noqa: ANN001, ANN201
+    def set_mxcsr(value):
         pass
 
 
 # -- the pieces of one step ---------------------------------------------------------------
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def gather(src, order, start, r, out):  # noqa: ANN001
+def gather(src, order, start, r, out):
     """``out[i] = src[order[start + i]]`` for ``i < r`` (a mini-batch of rows)."""
     k = src.shape[1]
     for i in range(r):
@@ -122,23 +126,23 @@ def gather(src, order, start, r, out):  # noqa: ANN001
             out[i, j] = src[row, j]
 
 
-def sigmoid(z, t):  # noqa: ANN001
+def sigmoid(z, t):
     """In place on a flat array: ``z ← σ(z) = 1 / (1 + e^{−z})`` (``t``: scratch of z's size)."""
     raise NotImplementedError  # only the compiled overload below runs
 
 
 @overload(sigmoid, jit_options={"cache": True, "fastmath": FLAGS})
-def _sigmoid(z, t):  # noqa: ANN001
+def _sigmoid(z, t):
     if z.dtype != types.float32:
 
-        def exact(z, t):  # noqa: ANN001
+        def exact(z, t):
             one = z.dtype.type(1.0)
             for j in range(z.shape[0]):
                 z[j] = one / (one + math.exp(-z[j]))
 
         return exact
 
-    def vectorised(z, t):  # noqa: ANN001
+    def vectorised(z, t):
         # e^x = 2^n · p(x − n ln 2), n = round(x / ln 2), p of degree 7 (Cephes' expf, 1 ulp);
         # x is clamped to ±87 so that every e^x and every σ stays a normal float32.
         f = np.float32
@@ -162,7 +166,7 @@ def _sigmoid(z, t):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def linear(w, b, a_prev, r, z, scal, small):  # noqa: ANN001
+def linear(w, b, a_prev, r, z, scal, small):
     """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``."""
     n, k = w.shape
     if r <= small:
@@ -181,7 +185,7 @@ def linear(w, b, a_prev, r, z, scal, small):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def back(w_next, d_next, r, d, scal, small):  # noqa: ANN001
+def back(w_next, d_next, r, d, scal, small):
     """``Δ^l[:r] = Δ^{l+1}[:r] W^{l+1}`` (the product of BP2, before the hadamard)."""
     n_next, n = w_next.shape
     if r <= small:
@@ -199,7 +203,7 @@ def back(w_next, d_next, r, d, scal, small):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def mul_sigmoid_prime(d, a, r):  # noqa: ANN001
+def mul_sigmoid_prime(d, a, r):
     """BP2's hadamard, in place: ``Δ ← Δ ⊙ σ'(Z) = Δ ⊙ A ⊙ (1 − A)``.
 
     Entries below the smallest normal float become 0 (see :func:`flush`)."""
@@ -212,7 +216,7 @@ def mul_sigmoid_prime(d, a, r):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS, inline="always")
-def flush(v, tiny):  # noqa: ANN001
+def flush(v, tiny):
     """``v``, or 0 where ``|v|`` is subnormal.
 
     A saturated sigmoid layer makes ``σ'(z) = a(1 − a)`` tiny, and its errors ``δ`` subnormal;
@@ -223,7 +227,7 @@ def flush(v, tiny):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def output_error(a, y, r, d, cost):  # noqa: ANN001
+def output_error(a, y, r, d, cost):
     """BP1 into ``d``; returns the summed cost of the ``r`` rows.
 
     Quadratic: ``Δ = (A − Y) ⊙ A ⊙ (1 − A)``, ``C = ½ Σ (A − Y)²``. Cross-entropy (one-hot
@@ -249,7 +253,7 @@ def output_error(a, y, r, d, cost):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):  # noqa: ANN001
+def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):
     """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``."""
     n, k = w.shape
     scal[2] = alpha  # α and decay in the arrays' dtype, so the loops stay in that precision
@@ -277,7 +281,7 @@ def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):  # noqa: ANN001
 
 # -- whole passes ---------------------------------------------------------------------------
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def forward(weights, biases, x, r, acts, scratch, scal, small):  # noqa: ANN001
+def forward(weights, biases, x, r, acts, scratch, scal, small):
     """Feedforward of the first ``r`` rows of ``x``; ``acts[l]`` receives ``A^{l+2}``
     (``scratch``: buffers shaped like ``acts``, free during the feedforward)."""
     a_prev = x
@@ -290,7 +294,7 @@ def forward(weights, biases, x, r, acts, scratch, scal, small):  # noqa: ANN001
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def deltas_of(weights, y, r, acts, deltas, cost, scal, small):  # noqa: ANN001
+def deltas_of(weights, y, r, acts, deltas, cost, scal, small):
     """BP1 then BP2 down to layer 2; ``deltas[l]`` receives ``Δ^{l+2}``. Returns the cost."""
     top = len(weights) - 1
     c = output_error(acts[top], y, r, deltas[top], cost)
@@ -302,7 +306,7 @@ def deltas_of(weights, y, r, acts, deltas, cost, scal, small):  # noqa: ANN001
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
 def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, acts, deltas,
-              scal, small):  # noqa: ANN001
+              scal, small):
     """Every mini-batch of ``order`` in turn: gather, feedforward, BP1, BP2, update.
 
     Returns the summed cost of the epoch's batches (each before its update). Runs with this
@@ -327,7 +331,7 @@ def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, a
 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS)
-def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, small):  # noqa: ANN001
+def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, small):
     """The gradient summed over the rows of ``x``: ``∂C/∂b^l = Σ_i Δ^l_i`` (BP3),
     ``∂C/∂W^l = (Δ^l)ᵀ A^{l-1}`` (BP4), with the same kernels as :func:`sgd_epoch`."""
     r = x.shape[0]

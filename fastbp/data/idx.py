@@ -24,7 +24,7 @@ from ..errors import DataError
 TYPE_CODES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_BYTES = 1 << 32  # 4 GiB: far above any IDX file fastbp reads
 GZIP_MAX_RATIO = 1032  # deflate turns one compressed byte into at most ~1032 bytes
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # a read allocates its full size up front, even when less is left
 
 
 def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> np.ndarray:

@@ -265,8 +265,14 @@ def blas_info() -> list[dict[str, Any]]:
     return [{k: i.get(k) for k in keys} for i in threadpool_info()]
 
 
-def sgemm_peak(n: int = 2048, repeat: int = 7) -> dict[str, Any]:
-    """The best float32 GEMM rate NumPy's BLAS reaches on square ``n × n`` matrices."""
+def sgemm_peak(threads: int | None = None, n: int = 2048, repeat: int = 7) -> dict[str, Any]:
+    """The best float32 GEMM rate NumPy's BLAS reaches on square ``n × n`` matrices (with at
+    most ``threads`` threads)."""
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads, user_api="blas"):
+            return sgemm_peak(None, n, repeat)
     rng = np.random.default_rng(0)
     a = rng.random((n, n), dtype=np.float32)
     b = rng.random((n, n), dtype=np.float32)
@@ -335,11 +341,26 @@ def _sh(cmd: str) -> str:
         return ""
 
 
+def thread_env(threads: int | None) -> dict[str, str]:
+    """Environment that limits every library of a worker to ``threads`` threads (BLAS, OpenMP,
+    MKL, Numba, XLA's Eigen pool); nothing when ``threads`` is None (each library's default)."""
+    if not threads:
+        return {}
+    n = str(threads)
+    env = {k: n for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                          "NUMBA_NUM_THREADS")}
+    if threads == 1:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return env
+
+
 def driver(args: argparse.Namespace) -> None:
     """Run every method on every shape in its own process and write the results as JSON."""
     methods = args.methods.split(",")
     jobs = [(s, SMALL_BATCHES) for s in SMALL] + ([(BIG, BIG_BATCHES)] if not args.no_big else [])
-    results: dict[str, Any] = {"machine": machine(), "sgemm_peak": sgemm_peak(),
+    os.environ.update(thread_env(args.threads))  # the book's runs too
+    results: dict[str, Any] = {"machine": machine(), "sgemm_peak": sgemm_peak(args.threads),
+                               "threads": args.threads or "library defaults",
                                "figures": [], "blas_by_method": {}, "errors": []}
     print(f"machine: {results['machine']['uptime']}; sgemm peak "
           f"{results['sgemm_peak']['gflops']:.1f} GFLOP/s", flush=True)
@@ -351,7 +372,7 @@ def driver(args: argparse.Namespace) -> None:
             cmd = [sys.executable, __file__, "--worker", "--method", method,
                    "--sizes", ",".join(map(str, sizes)), "--batches", ",".join(map(str, batches)),
                    "--n", str(n), "--repeat", str(args.repeat), "--seconds", str(args.seconds)]
-            env = dict(os.environ)
+            env = dict(os.environ, **thread_env(args.threads))
             if method == "numpy-before":
                 if not args.before:
                     continue
@@ -497,6 +518,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=1.0, help="work per timed subset epoch")
     p.add_argument("--no-big", action="store_true", help="skip [784,1024,1024,10]")
     p.add_argument("--book", help="also time the book's run on these devices (e.g. cpu,cpu-jit)")
+    p.add_argument("--threads", type=int, help="limit every library to N threads "
+                   "(default: each library's own setting)")
     p.add_argument("--before", help="a directory holding an older fastbp package (numpy-before)")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--report", help="print the table of a results JSON and exit")

@@ -18,6 +18,7 @@ import numpy as np
 from fastbp.backend import NumpyBackend
 from fastbp.costs import CrossEntropyCost, QuadraticCost
 from fastbp.errors import ConfigError, MissingDependency
+from fastbp.memory import translate_oom
 
 log = logging.getLogger("fastbp")
 
@@ -39,7 +40,6 @@ class NumbaBackend(NumpyBackend):
         if index != 0:
             raise ConfigError(f"device 'cpu-jit' has one device, 'cpu-jit' (got index {index})")
         self._kernels: Any = None
-        self._buffers: dict[tuple, tuple] = {}
 
     @property
     def kernels(self) -> Any:
@@ -84,7 +84,7 @@ class NumbaBackend(NumpyBackend):
             return super().sgd_epoch(plan)
         k = self.kernels
         m = int(plan.batch_size)
-        xbuf, ybuf, acts, deltas, scal = self._work(plan.sizes, m)
+        xbuf, ybuf, acts, deltas, scal = self._work(plan.sizes, m, plan.workspaces)
         weights = tuple(_contiguous(w, self.dtype, "weights") for w in plan.weights)
         biases = tuple(_contiguous(b, self.dtype, "biases") for b in plan.biases)
         xs = _contiguous(plan.xs, self.dtype, "training inputs")
@@ -123,18 +123,21 @@ class NumbaBackend(NumpyBackend):
             return self.kernels.CROSS_ENTROPY
         return None
 
-    def _work(self, sizes: list[int], m: int) -> tuple:
-        """Sample-major buffers for batches of up to ``m`` rows, made once per shape."""
-        key = (tuple(sizes), m)
-        work = self._buffers.get(key)
+    def _work(self, sizes: list[int], m: int, cache: dict) -> tuple:
+        """Sample-major buffers for batches of up to ``m`` rows, made once per shape. They live
+        in the network's ``plan.workspaces`` (not on this backend), so networks sharing one
+        backend instance can train in different threads."""
+        key = ("cpu-jit rows", tuple(sizes), m, self.dtype)
+        work = cache.get(key)
         if work is None:
             dt = self.dtype
-            work = self._buffers[key] = (
-                np.empty((m, sizes[0]), dt), np.empty((m, sizes[-1]), dt),
-                tuple(np.empty((m, n), dt) for n in sizes[1:]),
-                tuple(np.empty((m, n), dt) for n in sizes[1:]),
-                np.empty(4, dt),
-            )
+            with translate_oom(self, sizes, m):
+                work = cache[key] = (
+                    np.empty((m, sizes[0]), dt), np.empty((m, sizes[-1]), dt),
+                    tuple(np.empty((m, n), dt) for n in sizes[1:]),
+                    tuple(np.empty((m, n), dt) for n in sizes[1:]),
+                    np.empty(4, dt),
+                )
         return work
 
 

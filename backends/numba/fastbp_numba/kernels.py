@@ -38,9 +38,13 @@ ensure_blas()
 
 _N = ord("N")
 _T = ord("T")
+CHUNK = 4096  # elements the sigmoid works on at a time
 QUADRATIC = 0
 CROSS_ENTROPY = 1
 FLAGS = {"reassoc", "contract"}  # vectorised sums and FMAs; NaN and inf keep their meaning
+# NumPy's error model: x / 0 is inf (as in NumPy) rather than a check before every division,
+# which would keep the loops from being vectorised
+JIT = {"cache": True, "nogil": True, "fastmath": FLAGS, "error_model": "numpy"}
 
 
 def _xxgemm(dtype: types.Type) -> types.ExternalFunction:
@@ -116,7 +120,7 @@ else:  # other CPUs: no control register to set; flush() alone keeps subnormals 
 
 
 # -- the pieces of one step ---------------------------------------------------------------
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def gather(src, order, start, r, out):
     """``out[i] = src[order[start + i]]`` for ``i < r`` (a mini-batch of rows)."""
     k = src.shape[1]
@@ -131,7 +135,7 @@ def sigmoid(z, t):
     raise NotImplementedError  # only the compiled overload below runs
 
 
-@overload(sigmoid, jit_options={"cache": True, "fastmath": FLAGS})
+@overload(sigmoid, jit_options=JIT)
 def _sigmoid(z, t):
     if z.dtype != types.float32:
 
@@ -165,7 +169,7 @@ def _sigmoid(z, t):
     return vectorised
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def linear(w, b, a_prev, r, z, scal, small):
     """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``."""
     n, k = w.shape
@@ -184,7 +188,7 @@ def linear(w, b, a_prev, r, z, scal, small):
         gemm(_T, _N, n, r, k, 1.0, w, k, a_prev, k, 1.0, z, n, scal)
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def back(w_next, d_next, r, d, scal, small):
     """``Δ^l[:r] = Δ^{l+1}[:r] W^{l+1}`` (the product of BP2, before the hadamard)."""
     n_next, n = w_next.shape
@@ -202,7 +206,7 @@ def back(w_next, d_next, r, d, scal, small):
         gemm(_N, _N, n, r, n_next, 1.0, w_next, n, d_next, n_next, 0.0, d, n, scal)
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def mul_sigmoid_prime(d, a, r):
     """BP2's hadamard, in place: ``Δ ← Δ ⊙ σ'(Z) = Δ ⊙ A ⊙ (1 − A)``.
 
@@ -215,7 +219,7 @@ def mul_sigmoid_prime(d, a, r):
             d[i, j] = flush(d[i, j] * x * (one - x), tiny)
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS, inline="always")
+@njit(inline="always", **JIT)
 def flush(v, tiny):
     """``v``, or 0 where ``|v|`` is subnormal.
 
@@ -226,7 +230,7 @@ def flush(v, tiny):
     return v if abs(v) >= tiny else v * 0
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def output_error(a, y, r, d, cost):
     """BP1 into ``d``; returns the summed cost of the ``r`` rows.
 
@@ -252,9 +256,11 @@ def output_error(a, y, r, d, cost):
     return total
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):
-    """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``."""
+    """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``.
+
+    Overwrites the first row of ``Δ`` (with the column sums)."""
     n, k = w.shape
     scal[2] = alpha  # α and decay in the arrays' dtype, so the loops stay in that precision
     scal[3] = decay
@@ -272,15 +278,16 @@ def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):
     else:
         # column-major: Wᵀ (k × n) ← decay·Wᵀ − α A^{l-1}ᵀ (k × r) · Δ (r × n)
         gemm(_N, _T, k, n, r, -alpha, a_prev, k, d, n, decay, w, k, scal)
+    # Σ_i Δ_i row by row into Δ's first row (contiguous reads; Δ is not needed any more)
+    for i in range(1, r):
+        for j in range(n):
+            d[0, j] += d[i, j]
     for j in range(n):
-        s = d[0, j] * 0
-        for i in range(r):
-            s += d[i, j]
-        b[j, 0] -= a * s
+        b[j, 0] -= a * d[0, j]
 
 
 # -- whole passes ---------------------------------------------------------------------------
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def forward(weights, biases, x, r, acts, scratch, scal, small):
     """Feedforward of the first ``r`` rows of ``x``; ``acts[l]`` receives ``A^{l+2}``
     (``scratch``: buffers shaped like ``acts``, free during the feedforward)."""
@@ -288,12 +295,15 @@ def forward(weights, biases, x, r, acts, scratch, scal, small):
     for l in range(len(weights)):
         z = acts[l]
         linear(weights[l], biases[l], a_prev, r, z, scal, small)
+        zf, tf = z.reshape(z.size), scratch[l].reshape(z.size)
         size = r * z.shape[1]
-        sigmoid(z.reshape(z.size)[:size], scratch[l].reshape(z.size)[:size])
+        for c in range(0, size, CHUNK):  # its passes stay in the L1 cache
+            e = min(c + CHUNK, size)
+            sigmoid(zf[c:e], tf[c:e])
         a_prev = z
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def deltas_of(weights, y, r, acts, deltas, cost, scal, small):
     """BP1 then BP2 down to layer 2; ``deltas[l]`` receives ``Δ^{l+2}``. Returns the cost."""
     top = len(weights) - 1
@@ -304,7 +314,7 @@ def deltas_of(weights, y, r, acts, deltas, cost, scal, small):
     return c
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, acts, deltas,
               scal, small):
     """Every mini-batch of ``order`` in turn: gather, feedforward, BP1, BP2, update.
@@ -330,7 +340,7 @@ def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, a
     return total
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS)
+@njit(**JIT)
 def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, small):
     """The gradient summed over the rows of ``x``: ``∂C/∂b^l = Σ_i Δ^l_i`` (BP3),
     ``∂C/∂W^l = (Δ^l)ᵀ A^{l-1}`` (BP4), with the same kernels as :func:`sgd_epoch`."""

@@ -159,3 +159,31 @@ def test_other_costs_run_the_cpu_loop(rng, caplog):
 def test_bad_configuration_is_refused(kwargs, match):
     with pytest.raises(fastbp.FastbpError, match=match):
         NumbaBackend(**kwargs)
+
+
+def test_networks_sharing_a_backend_train_in_threads(rng):
+    """The compiled epoch releases the GIL and keeps its buffers in each network's workspaces:
+    two networks on one backend instance, trained at once in two threads, end as if in turn."""
+    import threading
+
+    X, Y = batch(rng, [12, 8, 4], 300)
+    shared = NumbaBackend("float64")
+
+    def make():
+        return [fastbp.Network([12, 8, 4], dtype="float64", seed=s, device=shared)
+                for s in (1, 2)]
+
+    alone = make()
+    for net in alone:
+        net.train(X, Y, epochs=3, batch_size=5, eta=0.5)
+    together = make()
+    threads = [threading.Thread(target=n.train, args=(X, Y),
+                                kwargs={"epochs": 3, "batch_size": 5, "eta": 0.5})
+               for n in together]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, together):
+        for wa, wb in zip(list(a.weights) + list(a.biases), list(b.weights) + list(b.biases)):
+            np.testing.assert_array_equal(wa, wb)

@@ -10,7 +10,8 @@ one library do not disturb another. Methods:
 - ``numpy-before``: the same, from the fastbp sources in ``--before`` (an older checkout)
 - ``cpu-jit``: fastbp's ``cpu-jit`` device (the Numba plugin, whole epoch compiled)
 - ``torch-eager`` / ``torch-compile``: ``nn.Sequential`` of ``Linear`` + ``Sigmoid`` and
-  ``optim.SGD``, as written eagerly and under ``torch.compile``
+  ``optim.SGD``, as written eagerly and under ``torch.compile`` (forward and backward), with
+  ``torch.set_flush_denormal(True)``
 - ``jax-step`` / ``jax-scan``: one ``jax.jit`` step per mini-batch from Python, and the whole epoch
   as one ``lax.scan`` (the mini-batch gathered inside, as fastbp does)
 
@@ -121,6 +122,9 @@ def _torch_model(sizes, m):
     import torch
 
     torch.manual_seed(0)
+    # subnormals flushed, as XLA and fastbp's cpu-jit do: a saturated sigmoid layer otherwise
+    # makes torch's steps 10-100x slower on x86, which would not be a fair peer
+    torch.set_flush_denormal(True)
     layers: list[Any] = []
     for k, n in zip(sizes[:-1], sizes[1:]):
         layers += [torch.nn.Linear(k, n), torch.nn.Sigmoid()]

@@ -3,9 +3,11 @@
 Ring Allreduce of ``S`` bytes over ``p`` ranks: ``2(p−1)/p · S / B + 2(p−1) · α`` (reduce-scatter
 then all-gather, ``p−1`` steps each; ``B`` the bandwidth of one rank's link, ``α`` the latency
 of one step). fastbp reduces once per step, after the backward pass, so a step takes
-``t_compute(b) + t_allreduce(p) + t_update`` and ``p`` ranks of ``b`` samples each train
-``p·b / step`` samples/s. Run: ``python benchmarks/distributed/scaling_model.py [results.jsonl]``
-(the measured rows of this machine are printed first when the file is given).
+``t_compute(b) + t_allreduce(p) + t_update + t_overhead`` and ``p`` ranks of ``b`` samples
+each train ``p·b / step`` samples/s.
+
+Run: ``python benchmarks/distributed/scaling_model.py [results.jsonl]`` (with the file, the
+measured rows of this machine are printed first).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ SIZES = [784, 4096, 4096, 10]
 # Assumptions (estimates, not measurements): see SCALING.md for where each comes from.
 GPU_FLOPS = 25e12        # FP32 SGEMM rate one H100 keeps up on these shapes (peak 67e12)
 HBM_BYTES_S = 2.5e12     # H100 memory bandwidth reached by the update (peak ~3.35e12)
+STEP_OVERHEAD_S = 0.2e-3  # Python and ~40 kernel launches per step, per GPU
 LINKS = {
     "8 GPUs, NVLink (one node)": dict(p=8, bandwidth=350e9, latency=5e-6),
     "64 nodes, InfiniBand HDR 200 Gb/s": dict(p=64, bandwidth=22e9, latency=5e-6),
@@ -47,10 +50,10 @@ def main(argv: list[str]) -> None:
     w, b = parameters(SIZES)
     grad_bytes = (w + b + 1) * 4  # float32, with the cost slot
     fps = flops_per_sample(SIZES)
-    update_s = 3 * grad_bytes / HBM_BYTES_S  # read W and ΣdC/dW, write W
+    update_s = 3 * grad_bytes / HBM_BYTES_S + STEP_OVERHEAD_S  # read W, ΣdC/dW; write W
     print(f"{SIZES}: {w:,} weights + {b:,} biases; gradient buffer {grad_bytes:,} B "
           f"({grad_bytes / 1e6:.2f} MB, float32); {fps / 1e6:.2f} MFLOP per sample; "
-          f"update {update_s * 1e3:.3f} ms\n")
+          f"update and per-step overhead {update_s * 1e3:.3f} ms\n")
     if len(argv) > 1:
         rows = [json.loads(line) for line in open(argv[1])]
         for r in rows:

@@ -168,6 +168,17 @@ def test_arrays_other_than_numpy_or_cupy_are_refused_by_name():
         _backend_path(other)
 
 
+def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    import fastbp.distributed as dist
+
+    monkeypatch.setattr(dist, "local_rank", lambda comm=None: 6)
+    monkeypatch.setattr(dist, "gpu_count", lambda: 4)
+    assert dist.rank_device("cuda") == "cuda:2" and dist.rank_device("auto") == "cuda:2"
+    assert dist.rank_device("cuda:3") == "cuda:3" and dist.rank_device("cpu") == "cpu"
+    monkeypatch.setattr(dist, "gpu_count", lambda: 0)
+    assert dist.rank_device("cuda") == "cuda"  # and the Network says why it cannot run
+
+
 def test_reduction_path_names_the_path():
     assert reduction_path("cpu") == ("mpi" if HAVE_MPI4PY else "unavailable")
     assert reduction_path("no-such-device") == "unavailable"

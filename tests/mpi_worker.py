@@ -56,6 +56,10 @@ def main(argv: list[str]) -> int:
                     raise RuntimeError(f"injected failure on rank {rank}")
     history = train(net, X, labels, epochs=int(epochs), batch_size=int(batch), eta=0.5,
                     test=(X[:, :50], labels[:50]), lmbda=lmbda, callback=callback)
+    # The history is computed once for all ranks: every rank returns the same records.
+    records = comm.allgather(history.as_dicts())
+    if any(r != records[0] for r in records):
+        raise AssertionError(f"the ranks' histories differ: {records}")
     if rank == 0:
         arrays = {f"w{i}": w for i, w in enumerate(net.weights)}
         arrays.update({f"b{i}": b for i, b in enumerate(net.biases)})

@@ -70,8 +70,8 @@ def mpirun(n: int, args: list[str], *, fault: str | None = None, reduction: str 
     if reduction:
         env["FASTBP_TEST_REDUCTION"] = reduction
     cmd = [MPIEXEC, *launcher_flags(), "-n", str(n), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

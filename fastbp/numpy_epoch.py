@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .blas_threads import step_threads
 from .costs import QuadraticCost
 from .memory import translate_oom
 
@@ -61,7 +62,13 @@ class RowBuffers:
 
 def sgd_epoch(backend: Any, plan: Any) -> float:
     """One pass of mini-batch SGD over ``plan.order`` (see module docstring); returns the summed
-    cost of the batches, each taken before its update."""
+    cost of the batches, each taken before its update. BLAS threads: see
+    :mod:`fastbp.blas_threads` (one thread where a step is too small for more to pay)."""
+    with step_threads(plan.sizes, plan.batch_size):
+        return _sgd_epoch(backend, plan)
+
+
+def _sgd_epoch(backend: Any, plan: Any) -> float:
     from scipy.linalg import blas
     from scipy.special import expit
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fastbp.backend import NumpyBackend
+from fastbp.blas_threads import step_threads
 from fastbp.costs import CrossEntropyCost, QuadraticCost
 from fastbp.errors import ConfigError, MissingDependency
 from fastbp.memory import translate_oom
@@ -90,8 +91,9 @@ class NumbaBackend(NumpyBackend):
         xs = _contiguous(plan.xs, self.dtype, "training inputs")
         ys = _contiguous(plan.ys, self.dtype, "training targets")
         order = np.ascontiguousarray(plan.order, dtype=np.int64)
-        return k.sgd_epoch(weights, biases, xs, ys, order, m, float(plan.eta), float(plan.decay),
-                           code, xbuf, ybuf, acts, deltas, scal, SMALL_ROWS)
+        with step_threads(plan.sizes, m):  # one BLAS thread where a step is small
+            return k.sgd_epoch(weights, biases, xs, ys, order, m, float(plan.eta),
+                               float(plan.decay), code, xbuf, ybuf, acts, deltas, scal, SMALL_ROWS)
 
     def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,
                           y: Any, cost: Any = QuadraticCost

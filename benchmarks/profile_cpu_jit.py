@@ -1,0 +1,98 @@
+"""Where a step of the ``cpu-jit`` epoch spends its time: gather, feedforward GEMMs, sigmoid,
+BP1 + BP2, update (BP3 + BP4 + SGD), per mini-batch, in microseconds.
+
+Each stage is timed as the difference between two compiled epochs that stop after it, so the
+figures add up to the whole step. Usage::
+
+    python benchmarks/profile_cpu_jit.py --sizes 784,30,10 --batches 1,10,100,1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from fastbp_numba import kernels as K
+from numba import njit
+
+STAGES = ("gather", "feedforward GEMMs", "sigmoid", "BP1 + BP2", "update")
+
+
+@njit(nogil=True)
+def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, deltas, scal, stage):
+    """:func:`fastbp_numba.kernels.sgd_epoch` (quadratic cost) stopped after ``stage``."""
+    saved = K.get_mxcsr()
+    K.set_mxcsr(saved | np.uint32(K.FTZ_DAZ))
+    n = order.shape[0]
+    total = 0.0
+    for start in range(0, n, m):
+        r = min(m, n - start)
+        K.gather(xs, order, start, r, xbuf)
+        K.gather(ys, order, start, r, ybuf)
+        if stage == 0:
+            continue
+        if stage == 1:
+            for l in range(len(weights)):
+                a_prev = xbuf if l == 0 else acts[l - 1]
+                K.linear(weights[l], biases[l], a_prev, r, acts[l], scal, 1)
+            continue
+        K.forward(weights, biases, xbuf, r, acts, deltas, scal, 1)
+        if stage == 2:
+            continue
+        total += K.deltas_of(weights, ybuf, r, acts, deltas, K.QUADRATIC, scal, 1)
+        if stage == 3:
+            continue
+        for l in range(len(weights)):
+            a_prev = xbuf if l == 0 else acts[l - 1]
+            K.sgd_update(weights[l], biases[l], deltas[l], a_prev, r, eta / r, 1.0, scal, 1)
+    K.set_mxcsr(saved)
+    return total
+
+
+def profile(sizes: list[int], m: int, X: np.ndarray, Y: np.ndarray, repeat: int) -> list[float]:
+    """Microseconds per step spent in each of :data:`STAGES` (best of ``repeat``)."""
+    rng = np.random.default_rng(0)
+    dt = np.float32
+    n = X.shape[0]
+    ends = []
+    for stage in range(len(STAGES)):
+        ws = tuple((rng.standard_normal((k2, k1)) / np.sqrt(k1)).astype(dt)
+                   for k1, k2 in zip(sizes[:-1], sizes[1:]))
+        bs = tuple(rng.standard_normal((k, 1)).astype(dt) for k in sizes[1:])
+        bufs = (np.empty((m, sizes[0]), dt), np.empty((m, sizes[-1]), dt),
+                tuple(np.empty((m, k), dt) for k in sizes[1:]),
+                tuple(np.empty((m, k), dt) for k in sizes[1:]), np.empty(4, dt))
+        best = float("inf")
+        for _ in range(repeat + 1):  # the first one compiles
+            order = rng.permutation(n)
+            t = time.perf_counter()
+            partial_epoch(ws, bs, X, Y, order, m, 3.0, *bufs, stage)
+            best = min(best, time.perf_counter() - t)
+        ends.append(best / (n / m) * 1e6)
+    return [ends[0]] + [b - a for a, b in zip(ends, ends[1:])]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="784,30,10")
+    p.add_argument("--batches", default="1,10,100,1000")
+    p.add_argument("--n", type=int, default=50_000)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    from speed_cpu import load_data
+
+    X, Y, source = load_data(args.n)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"{sizes}, {source}; µs per step")
+    print("| batch | " + " | ".join(STAGES) + " | step | samples/s |")
+    print("|---:|" + "---:|" * (len(STAGES) + 2))
+    for m in (int(b) for b in args.batches.split(",")):
+        parts = profile(sizes, m, X, Y, args.repeat)
+        step = sum(parts)
+        print(f"| {m} | " + " | ".join(f"{x:.1f}" for x in parts)
+              + f" | {step:.1f} | {m / step * 1e6:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

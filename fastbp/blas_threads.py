@@ -1,0 +1,74 @@
+"""How many BLAS threads a training step gets: the BLAS library's setting, or one thread where
+a step is too small for threads to pay.
+
+OpenBLAS splits any GEMM above about 0.3 M multiply-adds between its threads, statically: every
+call waits for each thread's share. For the few-microsecond GEMMs of a small network that wait
+costs more than the second core gives (at most ~15 % on a quiet 2-core machine), and when
+another process holds a core it costs everything: the step waits for a descheduled thread, and
+training runs 10–100× slower (measured: ``benchmarks/results/speed-cpu``). So, as XLA decides
+per operation whether to use its thread pool, the ``cpu`` and ``cpu-jit`` epochs run BLAS on one
+thread when a step does fewer than :data:`THREADED_WORK` multiply-adds (``m · Σ n_l n_{l-1}``),
+and with the library's own setting (``OPENBLAS_NUM_THREADS``, threadpoolctl, ...) above it. The
+limit only ever lowers the thread count, and is restored when the epoch ends.
+``FASTBP_THREADED_WORK=0`` turns it off (the library's setting everywhere).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+ENV_VAR = "FASTBP_THREADED_WORK"
+THREADED_WORK = 50_000_000  # multiply-adds per step: about half a millisecond of one core
+
+_controller: Any = None
+
+
+def step_work(sizes: Sequence[int], m: int) -> int:
+    """Multiply-adds of one step's feedforward GEMMs, ``m · Σ_l n_l n_{l-1}`` (BP2 and BP4 add
+    about twice as many again, in the same proportion)."""
+    return m * sum(k * n for k, n in zip(sizes[:-1], sizes[1:]))
+
+
+def threaded_work() -> int:
+    """The threshold in force: ``$FASTBP_THREADED_WORK`` (read each time) or the default."""
+    value = os.environ.get(ENV_VAR)
+    if value is None or not value.strip():
+        return THREADED_WORK
+    try:
+        return max(0, int(float(value)))
+    except ValueError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{ENV_VAR}={value!r} is not a number of multiply-adds "
+                          "(e.g. 50000000; 0 keeps the BLAS library's thread setting)") from None
+
+
+@contextlib.contextmanager
+def step_threads(sizes: Sequence[int], m: int) -> Iterator[None]:
+    """Within the block, BLAS runs on one thread if a step of batch ``m`` is below the threshold,
+    else as configured. Without threadpoolctl the block changes nothing."""
+    if step_work(sizes, m) >= threaded_work():
+        yield
+        return
+    controller = _blas_controller()
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        yield
+
+
+def _blas_controller() -> Any:
+    """A threadpoolctl controller of the BLAS libraries loaded now (SciPy's included), made once."""
+    global _controller
+    if _controller is None:
+        try:
+            import scipy.linalg.blas  # noqa: F401 - load SciPy's BLAS before looking for it
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return None
+        _controller = ThreadpoolController()
+    return _controller

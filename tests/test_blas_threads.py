@@ -1,0 +1,66 @@
+"""The BLAS thread policy of the cpu epochs: one thread for small steps, the library's otherwise."""
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import blas_threads
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def blas_threads_now():
+    return max(i["num_threads"] for i in threadpoolctl.threadpool_info()
+               if i["user_api"] == "blas")
+
+
+def test_step_work_counts_the_feedforward_products():
+    assert blas_threads.step_work([784, 30, 10], 10) == 10 * (784 * 30 + 30 * 10)
+
+
+@pytest.mark.parametrize("value,want", [(None, blas_threads.THREADED_WORK), ("0", 0),
+                                        ("1e6", 1_000_000)])
+def test_threshold_from_the_environment(monkeypatch, value, want):
+    if value is None:
+        monkeypatch.delenv(blas_threads.ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(blas_threads.ENV_VAR, value)
+    assert blas_threads.threaded_work() == want
+
+
+def test_a_bad_threshold_is_a_config_error(monkeypatch):
+    monkeypatch.setenv(blas_threads.ENV_VAR, "many")
+    with pytest.raises(fastbp.FastbpError, match="FASTBP_THREADED_WORK"):
+        blas_threads.threaded_work()
+
+
+def test_small_steps_run_on_one_thread_and_the_setting_comes_back(monkeypatch):
+    monkeypatch.delenv(blas_threads.ENV_VAR, raising=False)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads_now()
+        with blas_threads.step_threads([784, 30, 10], 10):
+            assert blas_threads_now() == 1
+        assert blas_threads_now() == before
+        with blas_threads.step_threads([784, 1024, 1024, 10], 256):  # large: left alone
+            assert blas_threads_now() == before
+
+
+def test_off_leaves_the_library_setting(monkeypatch):
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads_now()
+        with blas_threads.step_threads([4, 3, 2], 1):
+            assert blas_threads_now() == before
+
+
+def test_training_under_the_policy_equals_training_without(monkeypatch, rng):
+    X = rng.random((20, 60))
+    Y = np.eye(5)[:, rng.integers(0, 5, 60)]
+    runs = []
+    for value in ("0", "1e12"):
+        monkeypatch.setenv(blas_threads.ENV_VAR, value)
+        net = fastbp.Network([20, 8, 5], dtype="float64", seed=4)
+        net.train(X, Y, epochs=2, batch_size=7, eta=0.5)
+        runs.append(list(net.weights))
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, atol=1e-12)

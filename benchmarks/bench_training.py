@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from fastbp.bench.contention import OtherLoad, wait_for_quiet
 from fastbp.bench.peers import PeerUnavailable
 from fastbp.bench.runner import calibrate, throughput_info
 from fastbp.bench.workloads import prepare
@@ -27,9 +28,13 @@ def _measure(case, benchmark, bench) -> None:  # noqa: ANN001
         benchmark.pedantic(prepared.run, rounds=1, iterations=1)
         return
     rounds, iterations, _ = calibrate(prepared.run, bench.target_s)
-    benchmark.pedantic(prepared.run, rounds=rounds, iterations=iterations, warmup_rounds=0)
+    if bench.wait_quiet_s > 0:
+        wait_for_quiet(bench.wait_quiet_s)
+    with OtherLoad() as load:
+        benchmark.pedantic(prepared.run, rounds=rounds, iterations=iterations, warmup_rounds=0)
     extra = throughput_info(case, benchmark.stats.stats.min, bench.peaks.get(case))
     extra["gemm_peak_device"] = bench.peaks.device_for(case)
+    extra["other_cores"] = load.cores  # cores other processes used during the timed rounds
     benchmark.extra_info.update(extra)
     benchmark.extra_info.update(prepared.info)
 

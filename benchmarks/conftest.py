@@ -15,7 +15,10 @@ Narrow it with options or the matching environment variables:
 - ``--bench-dtypes float32`` / ``FASTBP_BENCH_DTYPES``;
 - ``--bench-peers none|all|torch-eager,jax-scan`` / ``FASTBP_BENCH_PEERS`` (default all);
 - ``--bench-samples N`` / ``FASTBP_BENCH_SAMPLES``: samples per epoch (default 10,000);
-- ``--bench-target-s S`` / ``FASTBP_BENCH_TARGET_S``: seconds of timed rounds per case.
+- ``--bench-target-s S`` / ``FASTBP_BENCH_TARGET_S``: seconds of timed rounds per case;
+- ``--bench-wait-quiet S`` / ``FASTBP_BENCH_WAIT_QUIET``: before each case wait up to ``S``
+  seconds for other processes to leave the cores (each result's ``other_cores`` says how many
+  cores others used while it was timed).
 
 With ``--benchmark-json=DIR/bench.json`` the run also writes ``DIR/machine.json``,
 ``DIR/table.md`` and ``DIR/chart.png`` (with matplotlib), and lists the skipped cases with their
@@ -48,6 +51,8 @@ OPTIONS = {  # option: (environment variable, help)
     "peers": ("FASTBP_BENCH_PEERS", "none, all, or comma-separated peer names"),
     "samples": ("FASTBP_BENCH_SAMPLES", "samples per epoch"),
     "target-s": ("FASTBP_BENCH_TARGET_S", "seconds of timed rounds per case"),
+    "wait-quiet": ("FASTBP_BENCH_WAIT_QUIET", "before each case, wait up to this many seconds "
+                   "for other processes to leave the cores"),
 }
 
 
@@ -99,6 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                                           enumerate(cases)},
         data=wl.data_source("synthetic"), peaks=PeakCache(devices),
         target_s=float(_opt(config, "target-s") or 1.0), skipped=[],
+        wait_quiet_s=float(_opt(config, "wait-quiet") or 0.0),
         load_before=load_average())
 
 

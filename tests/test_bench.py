@@ -40,7 +40,7 @@ def test_gemm_peak_is_positive_and_says_its_size():
 @pytest.mark.parametrize("kind,device_kind,impl,sizes,batch,says", [
     ("step", "cpu", "matrix", (784, 4096, 4096, 10), 100, "for GPUs"),
     ("step", "cuda", "loop", (784, 30, 10), 10, "CPU only"),
-    ("epoch", "cpu", "loop", (784, 1024, 1024, 10), 100, "minutes per epoch"),
+    ("epoch", "cpu", "loop", (784, 1024, 1024, 10), 100, "seconds per epoch"),
     ("step", "cpu", "loop", (784, 1024, 1024, 10), 1000, "same per sample"),
     ("epoch", "cpu", "matrix", (784, 1024, 1024, 10), 1, "seconds per call"),
     ("epoch", "cpu", "matrix", (784, 30, 10), 20000, "larger than the epoch"),
@@ -127,6 +127,7 @@ def test_bench_quick_writes_json_machine_table_and_chart(tmp_path, capsys):
     for b in doc["benchmarks"]:
         e = b["extra_info"]
         assert e["samples_per_s"] > 0 and e["gflops"] > 0 and e["pct_gemm_peak"] > 0
+        assert "other_cores" in e
         assert b["stats"]["rounds"] >= 1 and len(b["stats"]["data"]) == b["stats"]["rounds"]
     machine = json.loads((out / "machine.json").read_text())
     assert machine["cpu"]["usable_cores"] >= 1 and "numpy" in machine["versions"]
@@ -224,3 +225,12 @@ def test_a_gpu_gets_the_big_network_and_no_per_sample_loop():
     assert reasons[("cpu", "loop", "784-30-10")] is None
     epoch = wl.make_case("epoch", devices[1], "matrix", (784, 1024, 1024, 10), 100, "float32")
     assert epoch.samples == wl.EPOCH_SAMPLES  # a GPU gets full epochs even for big networks
+
+
+def test_other_load_is_measured_and_waiting_is_bounded():
+    from fastbp.bench.contention import OtherLoad, wait_for_quiet
+
+    with OtherLoad() as load:
+        sum(range(100_000))
+    assert load.cores is None or load.cores >= 0.0
+    assert wait_for_quiet(0.0) < 0.5

@@ -32,6 +32,7 @@ class Row:
     samples_per_s: float
     gflops: float | None
     pct_peak: float | None
+    other_cores: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str, int, str]:
@@ -62,7 +63,7 @@ def rows_of(doc: dict[str, Any]) -> list[Row]:
             continue
         rows.append(Row(e["kind"], e["device"], e["impl"], str(e["sizes"]),
                         int(e["batch_size"]), e["dtype"], float(e["samples_per_s"]),
-                        e.get("gflops"), e.get("pct_gemm_peak")))
+                        e.get("gflops"), e.get("pct_gemm_peak"), e.get("other_cores")))
     return sorted(rows, key=_order)
 
 
@@ -93,13 +94,14 @@ def fmt_opt(x: float | None, spec: str, suffix: str = "") -> str:
 
 def table(rows: Sequence[Row], markdown: bool = False) -> str:
     """The results table: device, implementation, sizes, batch, dtype, samples/s, speed-up over
-    the loop, GFLOP/s and % of the GEMM peak."""
+    the loop, GFLOP/s, % of the GEMM peak, and the cores other processes took meanwhile."""
     ups = speedups(rows)
     head = ["kind", "device", "impl", "sizes", "batch", "dtype", "samples/s", "× loop",
-            "GFLOP/s", "% peak"]
+            "GFLOP/s", "% peak", "others"]
     body = [[r.kind, r.device, r.impl, r.sizes, str(r.batch_size), r.dtype,
              fmt_rate(r.samples_per_s), fmt_opt(ups.get(r.key), ".1f", "×"),
-             fmt_opt(r.gflops, ".2f"), fmt_opt(r.pct_peak, ".1f")] for r in rows]
+             fmt_opt(r.gflops, ".2f"), fmt_opt(r.pct_peak, ".1f"),
+             fmt_opt(r.other_cores, ".2f")] for r in rows]
     return render(head, body, markdown, right_from=4)
 
 

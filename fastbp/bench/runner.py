@@ -25,10 +25,14 @@ def calibrate(run: Callable[[], Any], target_s: float = 1.0, min_round_s: float 
     """Warm ``run`` up (compiles, caches, thread pools), time one call, and choose
     ``(rounds, iterations, seconds_per_call)`` so the rounds take about ``target_s`` and each
     round at least ``min_round_s``; slow calls get at least 2 rounds, others ``min_rounds``."""
-    run()  # warm-up: not timed
     t0 = time.perf_counter()
-    run()
-    t = max(time.perf_counter() - t0, 1e-7)
+    run()  # warm-up: not timed
+    t = time.perf_counter() - t0
+    if t <= target_s:  # a slow call (or one that compiled) is its own estimate: saves a call
+        t0 = time.perf_counter()
+        run()
+        t = time.perf_counter() - t0
+    t = max(t, 1e-7)
     iterations = max(1, math.ceil(min_round_s / t))
     floor = 2 if t > target_s else min_rounds
     rounds = max(floor, min(max_rounds, int(target_s / (t * iterations))))

@@ -140,8 +140,8 @@ def skip_reason(case: Case, epoch_samples: int = EPOCH_SAMPLES) -> str | None:
         if not on_cpu:
             return "the per-sample loop is NumPy code: it runs on the CPU only"
         if w > BIG_WEIGHTS and case.kind == "epoch":
-            return (f"the per-sample loop at {case.sizes_label} needs minutes per epoch of "
-                    f"{case.samples} samples; the step benchmark shows it")
+            return (f"the per-sample loop at {case.sizes_label} takes several seconds per epoch "
+                    f"of {case.samples} samples; the step benchmark shows it")
         if w > BIG_WEIGHTS and case.batch_size > 100:
             return (f"the per-sample loop at {case.sizes_label} costs the same per sample at "
                     "every batch size; batches above 100 only take longer to time")

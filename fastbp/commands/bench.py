@@ -60,6 +60,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="samples per epoch (default 10,000)")
     p.add_argument("--target-s", type=float, default=None,
                    help="seconds of timed rounds per case (default 1.0, 0.4 with --quick)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                   help="before each case wait up to S seconds for other processes to leave "
+                   "the cores (on a shared machine)")
     p.add_argument("--out", default=None,
                    help="directory for bench.json, machine.json, table.md and chart.png "
                    "(default fastbp-bench/<date-time>); 'none' writes nothing")
@@ -123,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     machine = describe_machine([d.name for d in devices])
-    records, skipped = run_cases(cases, data, peers, peaks, target_s=target_s, out=sys.stderr)
+    records, skipped = run_cases(cases, data, peers, peaks, target_s=target_s,
+                                 wait_quiet_s=args.wait_quiet, out=sys.stderr)
     machine["load_average_after"] = machine_load()
     machine["gemm_peaks"] = peaks.all()
     settings = {"quick": args.quick, "data": args.data, "epoch_samples": samples,

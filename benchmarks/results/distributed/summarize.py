@@ -15,7 +15,8 @@ def main(path: str) -> None:
           "1-minute load average at each run's start: "
           + ", ".join(f"{r['label']}: {r['load_avg_1min']:.1f}"
                       for r in {x['label']: x for x in train}.values()) + ".\n")
-    print("samples/s: best of 2 epochs of 10,000 images after a warm-up epoch. comm share: "
+    print("samples/s: best of 2 epochs of 10,000 images after a warm-up epoch ([784,4096,4096,10]: "
+          "one epoch of 384 images, 6 steps, after a warm-up epoch). comm share: "
           "time a rank spends in the gradient Allreduce / time of the SGD steps (it includes "
           "waiting for the slower rank). allreduce: the Allreduce of the gradient alone, after "
           "a Barrier (median).\n")

@@ -295,6 +295,20 @@ def test_fastbp_devices_lists_backends_and_why_one_cannot_run(monkeypatch, regis
     assert "cannot run here" in cuda.splitlines()[2] or "  cuda:0  gpu  " in cuda
 
 
+def test_fastbp_devices_says_how_distributed_training_sums_gradients(monkeypatch, capsys):
+    import importlib.util
+
+    from fastbp.commands import devices as cmd
+
+    assert main(["devices"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cpu = lines.index("cpu [built in]")
+    want = "mpi" if importlib.util.find_spec("mpi4py") else "unavailable (mpi4py not installed"
+    assert lines[cpu + 2].startswith(f"    distributed gradient sum: {want}")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert cmd.distributed_path("cpu").startswith("unavailable (mpi4py not installed: pip install")
+
+
 def test_fastbp_devices_json(registry, capsys):
     import json
 

@@ -58,6 +58,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.name} [{r.source}]")
         for info in r.devices:
             print(f"  {format_device(info)}")
+            if r.error is None and "device" in info:
+                print(f"    distributed gradient sum: {distributed_path(str(info['device']))}")
         if r.error is not None:
             print(f"  cannot run here: {r.error}")
     return 0
+
+
+def distributed_path(device: str) -> str:
+    """How ``fastbp train --distributed`` would sum gradients on ``device`` (see
+    :func:`fastbp.distributed.reduction_path`), or how to make it possible."""
+    import importlib.util
+
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'unavailable (mpi4py not installed: pip install -e ".[mpi]")'
+    from ..distributed import reduction_path
+
+    return reduction_path(device)

@@ -24,6 +24,8 @@ DTYPES = ("float16", "float32", "float64")
 
 def check_dtype(dtype: Any) -> str:
     """Return the canonical name of a floating dtype, or raise ``ConfigError``."""
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise ConfigError(f"dtype must be one of {DTYPES}, got None")
     try:
         name = np.dtype(dtype).name
     except TypeError as exc:

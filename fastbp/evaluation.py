@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ShapeError
-from .validate import check_batch, check_labels
+from .errors import ConfigError, ShapeError
+from .validate import check_batch, check_count, check_labels
 
 if TYPE_CHECKING:
     from .network import Network
@@ -100,6 +100,11 @@ def evaluate(net: Network, X: Any, labels: Any, *, chunk: int = 10_000) -> Evalu
     ``labels`` are ``N`` integers or one-hot columns ``(sizes[-1], N)``. The data move to the
     network's device once and are fed forward ``chunk`` columns at a time.
     """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise ConfigError(f"evaluate needs a fastbp.Network, got {type(net).__name__}")
+    chunk = check_count("chunk", chunk)
     return score(guesses(net, X, chunk=chunk),
                  check_labels(labels, net.sizes[-1], int(np.shape(X)[1])), net.sizes[-1])
 

@@ -16,7 +16,7 @@ def check_sizes(sizes: Any) -> list[int]:
     """Layer sizes: at least two layers, each a positive integer."""
     try:
         out = [int(s) for s in sizes]
-        if any(o != s for o, s in zip(out, sizes)):
+        if any(isinstance(s, bool) or o != s for o, s in zip(out, sizes)):
             raise ValueError
     except (TypeError, ValueError) as exc:
         raise ConfigError(

@@ -219,3 +219,23 @@ def test_checks_run_once_per_call_not_per_step(monkeypatch: pytest.MonkeyPatch) 
         net().train(Xb, lab, epochs=epochs, batch_size=batch_size, eta=0.5, test=(Xb, lab))
         counts.append(calls["n"])
     assert counts[0] == counts[1] and counts[0] > 0
+
+
+def test_evaluate_refuses_what_is_not_a_network_and_a_bad_chunk():
+    X = np.zeros((4, 3))
+    with pytest.raises(fastbp.ConfigError, match="needs a fastbp.Network, got NoneType"):
+        fastbp.evaluate(None, X, [0, 1, 0])
+    net = fastbp.Network([4, 2])
+    with pytest.raises(fastbp.ConfigError, match="chunk must be >= 1, got 0"):
+        fastbp.evaluate(net, X, [0, 1, 0], chunk=0)
+
+
+@pytest.mark.parametrize("sizes", [[True, 2], [784, False, 10]])
+def test_booleans_are_not_layer_sizes(sizes):
+    with pytest.raises(fastbp.ConfigError, match="list of integers"):
+        fastbp.Network(sizes)
+
+
+def test_dtype_none_is_refused_not_float64():
+    with pytest.raises(fastbp.ConfigError, match="dtype must be one of .* got None"):
+        fastbp.Network([4, 2], dtype=None)

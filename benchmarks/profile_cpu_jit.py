@@ -2,7 +2,8 @@
 BP1 + BP2, update (BP3 + BP4 + SGD), per mini-batch, in microseconds.
 
 Each stage is timed as the difference between two compiled epochs that stop after it, so the
-figures add up to the whole step. Usage::
+figures add up to the whole step (on a busy machine a difference can come out negative: take
+the best of several runs). BLAS gets the threads the epoch would get. Usage::
 
     python benchmarks/profile_cpu_jit.py --sizes 784,30,10 --batches 1,10,100,1000
 """
@@ -15,6 +16,8 @@ import time
 import numpy as np
 from fastbp_numba import kernels as K
 from numba import njit
+
+from fastbp.blas_threads import step_threads
 
 STAGES = ("gather", "feedforward GEMMs", "sigmoid", "BP1 + BP2", "update")
 
@@ -88,7 +91,8 @@ def main() -> None:
     print("| batch | " + " | ".join(STAGES) + " | step | samples/s |")
     print("|---:|" + "---:|" * (len(STAGES) + 2))
     for m in (int(b) for b in args.batches.split(",")):
-        parts = profile(sizes, m, X, Y, args.repeat)
+        with step_threads(sizes, m):  # the BLAS threads the epoch itself would get
+            parts = profile(sizes, m, X, Y, args.repeat)
         step = sum(parts)
         print(f"| {m} | " + " | ".join(f"{x:.1f}" for x in parts)
               + f" | {step:.1f} | {m / step * 1e6:,.0f} |")

@@ -178,7 +178,10 @@ def test_load_onto_an_unknown_device(tmp_path: Path) -> None:
         fastbp.load(path, device="tpu")
 
 
-def test_load_mnist_from_a_directory_without_it(tmp_path: Path) -> None:
+def test_load_mnist_from_a_directory_without_it(tmp_path: Path, monkeypatch) -> None:
+    # path, then $FASTBP_DATA, then the cache: none of them may hold MNIST here
+    monkeypatch.delenv("FASTBP_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(DataError, match=re.escape(str(tmp_path))):
         load_mnist(tmp_path, download=False)
 

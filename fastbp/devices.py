@@ -119,13 +119,20 @@ def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Back
 
 
 def _auto(dtype: str) -> Backend:
-    """The first GPU that works, else the CPU; says which in one log line."""
+    """The first GPU that works, else the compiled CPU device ``cpu-jit`` when its plugin is
+    installed, else ``cpu``; says which, and why not a GPU, in one log line."""
     try:
         backend = backend_class("cuda")(dtype=dtype, index=0)
     except DeviceError as exc:
-        log.warning("fastbp: device 'auto' chose cpu (no usable GPU: %s)", exc)
-        return NumpyBackend(dtype=dtype)
-    log.warning("fastbp: device 'auto' chose %s", backend.device)
+        no_gpu = exc
+    else:
+        log.warning("fastbp: device 'auto' chose %s", backend.device)
+        return backend
+    try:
+        backend = backend_class("cpu-jit")(dtype=dtype, index=0)
+    except Exception:  # noqa: BLE001 - not installed or broken: the built-in CPU device
+        backend = NumpyBackend(dtype=dtype)
+    log.warning("fastbp: device 'auto' chose %s (no usable GPU: %s)", backend.device, no_gpu)
     return backend
 
 

@@ -192,6 +192,15 @@ def test_auto_falls_back_to_the_cpu_and_says_so(no_plugins, caplog):
     assert len(lines) == 1 and "chose cpu" in lines[0] and "backends/cupy" in lines[0]
 
 
+def test_auto_prefers_the_compiled_cpu_device_without_a_gpu(no_plugins, caplog):
+    fastbp.register_backend("cpu-jit", named("cpu-jit"))
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        net = fastbp.Network([2, 2], device="auto")
+    assert net.device == "cpu-jit"
+    lines = [r.getMessage() for r in caplog.records if "auto" in r.getMessage()]
+    assert len(lines) == 1 and "chose cpu-jit (no usable GPU" in lines[0]
+
+
 def test_auto_takes_a_working_gpu(registry, caplog):
     fastbp.register_backend("cuda", named("cuda"))
     with caplog.at_level(logging.WARNING, logger="fastbp"):

@@ -27,7 +27,6 @@ reasons in the JSON.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -172,19 +171,13 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list,
         fb["gemm_peaks"] = env.peaks.all()
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Beside ``--benchmark-json``: ``machine.json``, ``table.md`` and ``chart.png``."""
-    target = session.config.getoption("--benchmark-json", default=None)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Beside ``--benchmark-json`` (written when the session finished): ``machine.json``,
+    ``table.md`` and ``chart.png``."""
+    target = config.getoption("--benchmark-json", default=None)
     path = Path(getattr(target, "name", target) or "")
     if not target or not path.is_file():
         return
-    from fastbp.bench import report
+    from fastbp.bench.report import write_companions
 
-    doc = report.load(path)
-    out = path.parent
-    machine = doc.get("machine_info", {}).get("fastbp", {})
-    (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
-    rows = report.rows_of(doc)
-    (out / "table.md").write_text(report.table(rows, markdown=True) + "\n")
-    report.chart(rows, out / "chart.png", title=machine.get("cpu", {}).get("model", ""))
+    write_companions(path)

@@ -81,8 +81,9 @@ def blas_info() -> list[dict[str, Any]]:
     for info in threadpool_info():
         entry = {k: info.get(k) for k in keep if info.get(k) is not None}
         # .../site-packages/numpy.libs/libscipy_openblas64_...so → shipped by numpy
-        parent = os.path.basename(os.path.dirname(info.get("filepath", "")))
-        entry["shipped_by"] = parent.removesuffix(".libs").removesuffix("/lib") or "system"
+        parts = os.path.dirname(info.get("filepath", "")).split(os.sep)
+        owner = parts[-2] if len(parts) > 1 and parts[-1] == "lib" else parts[-1]
+        entry["shipped_by"] = owner.removesuffix(".libs") or "system"
         out.append(entry)
     return out
 

@@ -175,8 +175,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Beside ``--benchmark-json`` (written when the session finished): ``machine.json``,
     ``table.md`` and ``chart.png``."""
     target = config.getoption("--benchmark-json", default=None)
-    path = Path(getattr(target, "name", target) or "")
-    if not target or not path.is_file():
+    if not target:
+        return
+    path = Path(target if isinstance(target, (str, os.PathLike)) else target.name)
+    if not path.is_file():
         return
     from fastbp.bench.report import write_companions
 

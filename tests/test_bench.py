@@ -234,3 +234,28 @@ def test_other_load_is_measured_and_waiting_is_bounded():
         sum(range(100_000))
     assert load.cores is None or load.cores >= 0.0
     assert wait_for_quiet(0.0) < 0.5
+
+
+def _doc(cores_by_name, rate=100.0, peak=None):
+    benches = []
+    for name, cores in cores_by_name.items():
+        e = {"kind": "step", "device": "cpu", "impl": name, "sizes": "4-3-2", "batch_size": 10,
+             "dtype": "float32", "samples_per_s": rate, "gflops": 1.0, "other_cores": cores}
+        if peak:
+            e.update(gemm_peak_gflops=peak, pct_gemm_peak=100.0 / peak)
+        benches.append({"name": name, "extra_info": e})
+    return {"benchmarks": benches}
+
+
+def test_merge_replaces_only_disturbed_cases_by_less_disturbed_retimings():
+    from fastbp.bench.report import merge, rows_of
+
+    base = _doc({"quiet": 0.0, "busy": 1.0, "busier-again": 0.6}, rate=100.0, peak=10.0)
+    again = _doc({"quiet": 0.0, "busy": 0.02, "busier-again": 0.9}, rate=300.0, peak=20.0)
+    merged, replaced = merge(base, again)
+    assert replaced == ["busy"] and merged["retimed"] == ["busy"]
+    rates = {r.impl: r.samples_per_s for r in rows_of(merged)}
+    assert rates == {"quiet": 100.0, "busy": 300.0, "busier-again": 100.0}
+    busy = next(b for b in merged["benchmarks"] if b["name"] == "busy")["extra_info"]
+    assert busy["gemm_peak_gflops"] == 10.0 and busy["pct_gemm_peak"] == 10.0  # base's peak
+    assert base["benchmarks"][1]["extra_info"]["other_cores"] == 1.0  # base left untouched

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Iterable
 
+from ..backend import cpu_model
+
 # Distributions whose versions matter to the figures (reported only where installed).
 PACKAGES = ("fastbp", "fastbp-cupy", "fastbp-numba", "fastbp-array-api", "numpy", "scipy",
             "numba", "cupy-cuda12x", "cupy-cuda13x", "torch", "jax", "jaxlib",
@@ -21,18 +23,6 @@ PACKAGES = ("fastbp", "fastbp-cupy", "fastbp-numba", "fastbp-array-api", "numpy"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "OPENBLAS_CORETYPE", "NUMBA_NUM_THREADS", "FASTBP_DEVICE", "CUDA_VISIBLE_DEVICES",
                "XLA_FLAGS")
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from ``/proc/cpuinfo`` (else what ``platform`` says)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list[str]:

@@ -57,16 +57,16 @@ class EpochPlan:
         return ws
 
 
-def sgd_epoch(backend: Backend, plan: EpochPlan) -> Any:
-    """One pass of mini-batch SGD over ``plan.order``; returns the summed cost of the batches.
+def sgd_epoch(backend: Backend, plan: EpochPlan, first: int = 0, total: Any = 0.0) -> Any:
+    """One pass of mini-batch SGD over ``plan.order[first:]``; returns ``total`` plus the summed
+    cost of the batches (a backend may pass a device scalar as ``total`` to keep it there).
 
     Each step: gather the batch, feedforward, BP1 and BP2, then the update with BP3 and BP4
     folded in: ``W^l ← (1 − ηλ/n) W^l − (η/m) δ^l (a^{l-1})ᵀ``, ``b^l ← b^l − (η/m) Σ_j δ^l_j``.
     """
     weights, biases, cost = plan.weights, plan.biases, plan.cost
     n = int(plan.order.shape[0])
-    total = 0.0
-    for start in range(0, n, plan.batch_size):
+    for start in range(first, n, plan.batch_size):
         idx = plan.order[start : min(start + plan.batch_size, n)]  # in bounds: Array API
         m = int(idx.shape[0])
         ws = plan.workspace(backend, m)

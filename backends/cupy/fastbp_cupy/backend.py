@@ -30,8 +30,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from fastbp import training
 from fastbp.backend import Array, Backend
-from fastbp.equations import backpropagate, feedforward
 from fastbp.errors import DeviceError
 
 from . import kernels as K
@@ -349,22 +349,6 @@ class CuPyBackend(Backend):
         return captured
 
     def _eager_steps(self, plan: Any, start: int) -> Array:
-        """The steps over ``plan.order[start:]``, eagerly; the summed cost on the device."""
-        cp, weights, biases = self.cp, plan.weights, plan.biases
-        n, m_max = int(plan.order.shape[0]), int(plan.batch_size)
-        total = cp.zeros((), dtype=cp.float64)
-        for s in range(start, n, m_max):
-            idx = plan.order[s: min(s + m_max, n)]
-            m = int(idx.shape[0])
-            ws = plan.workspace(self, m)
-            x = self.take_rows(plan.xs, idx, out=ws.xbuf).T
-            y = self.take_rows(plan.ys, idx, out=ws.ybuf).T
-            feedforward(self, weights, biases, x, ws.activations)
-            total += backpropagate(self, plan.cost, weights, x, y, ws.activations, ws.deltas,
-                                   ws.scratch)
-            alpha = plan.eta / m
-            inputs = [x, *ws.activations[:-1]]
-            for l, (w, b) in enumerate(zip(weights, biases)):
-                self.sgd_weights(w, ws.deltas[l], inputs[l], alpha, plan.decay, ws.grad_w[l])
-                self.sgd_biases(b, ws.deltas[l], alpha, ws.grad_b[l])
-        return total
+        """The steps over ``plan.order[start:]``, eagerly (the generic loop on this backend's
+        fused ops); the summed cost stays on the device as a float64 scalar."""
+        return training.sgd_epoch(self, plan, start, self.cp.zeros((), dtype=self.cp.float64))

@@ -9,6 +9,7 @@ one library do not disturb another. Methods:
 - ``numpy``: fastbp's ``cpu`` device (its ``sgd_epoch``, as ``Network.train`` runs it)
 - ``numpy-before``: the same, from the fastbp sources in ``--before`` (an older checkout)
 - ``cpu-jit``: fastbp's ``cpu-jit`` device (the Numba plugin, whole epoch compiled)
+- ``cpu-jit-before``: the same, from ``--before`` (which then also holds ``fastbp_numba``)
 - ``torch-eager`` / ``torch-compile``: ``nn.Sequential`` of ``Linear`` + ``Sigmoid`` and
   ``optim.SGD``, as written eagerly and under ``torch.compile`` (forward and backward), with
   ``torch.set_flush_denormal(True)``
@@ -36,8 +37,9 @@ from typing import Any, Callable
 import numpy as np
 
 ETA = 3.0
-METHODS = ("loop", "numpy-before", "numpy", "cpu-jit", "torch-eager", "torch-compile",
-           "jax-step", "jax-scan")
+METHODS = ("loop", "numpy-before", "numpy", "cpu-jit-before", "cpu-jit", "torch-eager",
+           "torch-compile", "jax-step", "jax-scan")
+BEFORE = ("numpy-before", "cpu-jit-before")  # run from the sources in --before
 SMALL = ([784, 30, 10], [784, 100, 10])
 SMALL_BATCHES = (1, 10, 100, 1000)
 BIG = [784, 1024, 1024, 10]
@@ -217,6 +219,7 @@ SETUPS: dict[str, Setup] = {
     "numpy": setup_fastbp("cpu"),
     "numpy-before": setup_fastbp("cpu"),
     "cpu-jit": setup_fastbp("cpu-jit"),
+    "cpu-jit-before": setup_fastbp("cpu-jit"),
     "torch-eager": setup_torch(False),
     "torch-compile": setup_torch(True),
     "jax-step": setup_jax_step,
@@ -270,8 +273,9 @@ def blas_info() -> list[dict[str, Any]]:
 
 
 def sgemm_peak(threads: int | None = None, n: int = 2048, repeat: int = 7) -> dict[str, Any]:
-    """The best float32 GEMM rate NumPy's BLAS reaches on square ``n × n`` matrices (with at
-    most ``threads`` threads)."""
+    """The best float32 GEMM rate this machine reaches on square ``n × n`` matrices (with at
+    most ``threads`` threads): NumPy's BLAS, and the one fastbp calls directly when that is
+    another (MKL); ``gflops`` is the higher."""
     if threads:
         from threadpoolctl import threadpool_limits
 
@@ -281,9 +285,21 @@ def sgemm_peak(threads: int | None = None, n: int = 2048, repeat: int = 7) -> di
     a = rng.random((n, n), dtype=np.float32)
     b = rng.random((n, n), dtype=np.float32)
     c = np.empty((n, n), dtype=np.float32)
-    np.matmul(a, b, out=c)
-    best = min(_timed(lambda: np.matmul(a, b, out=c)) for _ in range(repeat))
-    return {"n": n, "gflops": 2 * n**3 / best / 1e9}
+    runs = {"numpy": lambda: np.matmul(a, b, out=c)}
+    try:
+        from fastbp import cblas
+
+        lib = cblas.find()
+        if lib is not None and lib.name == "mkl":
+            gemm = cblas.FortranGemm(lib, "float32")
+            runs["mkl"] = lambda: gemm(1.0, a.T, b.T, 0.0, c.T)
+    except ImportError:
+        pass
+    peaks = {}
+    for name, run in runs.items():
+        run()
+        peaks[name] = 2 * n**3 / min(_timed(run) for _ in range(repeat)) / 1e9
+    return {"n": n, "gflops": max(peaks.values()), "by_library": peaks}
 
 
 def _timed(f: Callable[[], Any]) -> float:
@@ -299,10 +315,16 @@ def worker(args: argparse.Namespace) -> None:
     for m in [int(b) for b in args.batches.split(",")]:
         r = measure(args.method, sizes, m, X, Y, args.repeat, args.seconds)
         r["data"] = source
-        if args.method in ("numpy", "numpy-before", "cpu-jit"):
+        if args.method in ("numpy", "cpu-jit", *BEFORE):
             import fastbp
 
             r["fastbp_from"] = os.path.dirname(fastbp.__file__)
+            try:
+                from fastbp import cblas
+
+                r["gemm"] = cblas.description()
+            except ImportError:  # an older fastbp: SciPy's BLAS
+                r["gemm"] = "SciPy's BLAS"
         print(json.dumps(r), flush=True)
     print(json.dumps({"blas": blas_info(), "method": args.method}), flush=True)
 
@@ -354,6 +376,7 @@ def thread_env(threads: int | None) -> dict[str, str]:
     env = {k: n for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                           "NUMBA_NUM_THREADS")}
     if threads == 1:
+        env["FASTBP_PREFETCH"] = "0"  # no helper thread gathering rows
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     return env
 
@@ -377,7 +400,7 @@ def driver(args: argparse.Namespace) -> None:
                    "--sizes", ",".join(map(str, sizes)), "--batches", ",".join(map(str, batches)),
                    "--n", str(n), "--repeat", str(args.repeat), "--seconds", str(args.seconds)]
             env = dict(os.environ, **thread_env(args.threads))
-            if method == "numpy-before":
+            if method in BEFORE:
                 if not args.before:
                     continue
                 env["PYTHONPATH"] = os.path.abspath(args.before)

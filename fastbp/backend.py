@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from . import cblas
 from .errors import ConfigError, DeviceError
 
 Array = Any  # an array of the backend's module (numpy.ndarray, cupy.ndarray, ...)
@@ -246,6 +247,7 @@ class NumpyBackend(Backend):
         info = super().describe()
         info.update(model=cpu_model(), cores=os.cpu_count(), numpy=np.__version__)
         info["blas"] = blas_description()
+        info["gemm"] = cblas.description()  # what training's GEMMs call (fastbp.cblas)
         return info
 
 

@@ -1,5 +1,5 @@
 """How many BLAS threads a training step gets: the BLAS library's setting, or one thread where
-a step is too small for threads to pay.
+threads do not pay.
 
 OpenBLAS splits any GEMM above about 0.3 M multiply-adds between its threads, statically: every
 call waits for each thread's share. For the few-microsecond GEMMs of a small network that wait
@@ -7,10 +7,16 @@ costs more than the second core gives (at most ~15 % on a quiet 2-core machine),
 another process holds a core it costs everything: the step waits for a descheduled thread, and
 training runs 10–100× slower (measured: ``benchmarks/results/speed-cpu``). So, as XLA decides
 per operation whether to use its thread pool, the ``cpu`` and ``cpu-jit`` epochs run BLAS on one
-thread when a step does fewer than :data:`THREADED_WORK` multiply-adds (``m · Σ n_l n_{l-1}``),
-and with the library's own setting (``OPENBLAS_NUM_THREADS``, threadpoolctl, ...) above it. The
-limit only ever lowers the thread count, and is restored when the epoch ends.
-``FASTBP_THREADED_WORK=0`` turns it off (the library's setting everywhere).
+thread when a step does fewer than :func:`threaded_work` multiply-adds (``m · Σ n_l n_{l-1}``):
+:data:`THREADED_WORK` for OpenBLAS, :data:`THREADED_WORK_MKL` for MKL, whose threads pay from
+smaller products on. A *narrow* network, one doing fewer than :data:`NARROW_WORK` multiply-adds
+per input value (``Σ n_l n_{l-1} < 64 n_0``: a first hidden layer below ~64 units), keeps one
+thread at any batch size: its products are too skinny for threads, and its step is as much
+gathering rows as arithmetic, so the other core gathers the next rows instead
+(:mod:`fastbp.prefetch`). Above those lines the library's own setting (``OPENBLAS_NUM_THREADS``,
+``MKL_NUM_THREADS``, threadpoolctl, ...) holds. The limit only ever lowers the thread count, and
+is restored when the epoch ends. ``FASTBP_THREADED_WORK=N`` sets the threshold (``0``: the
+library's setting everywhere, for every network).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 
 ENV_VAR = "FASTBP_THREADED_WORK"
 THREADED_WORK = 50_000_000  # multiply-adds per step: about half a millisecond of one core
+THREADED_WORK_MKL = 5_000_000  # MKL: [784,100,10] at batch 100 is 1.3x faster on 2 threads
+NARROW_WORK = 64  # multiply-adds per input value below which a network stays on one thread
 
 _controller: Any = None
 
@@ -33,10 +41,14 @@ def step_work(sizes: Sequence[int], m: int) -> int:
 
 
 def threaded_work() -> int:
-    """The threshold in force: ``$FASTBP_THREADED_WORK`` (read each time) or the default."""
+    """The threshold in force: ``$FASTBP_THREADED_WORK`` (read each time), else the default of
+    the BLAS the epochs call (:mod:`fastbp.cblas`)."""
     value = os.environ.get(ENV_VAR)
     if value is None or not value.strip():
-        return THREADED_WORK
+        from .cblas import find
+
+        lib = find()
+        return THREADED_WORK_MKL if lib is not None and lib.name == "mkl" else THREADED_WORK
     try:
         return max(0, int(float(value)))
     except ValueError:
@@ -46,11 +58,20 @@ def threaded_work() -> int:
                           "(e.g. 50000000; 0 keeps the BLAS library's thread setting)") from None
 
 
+def threaded(sizes: Sequence[int], m: int) -> bool:
+    """Whether a step of batch ``m`` runs BLAS with the library's threads (else one thread)."""
+    limit = threaded_work()
+    if limit == 0:
+        return True
+    work = step_work(sizes, m)
+    return work >= limit and work >= NARROW_WORK * m * sizes[0]
+
+
 @contextlib.contextmanager
 def step_threads(sizes: Sequence[int], m: int) -> Iterator[None]:
-    """Within the block, BLAS runs on one thread if a step of batch ``m`` is below the threshold,
-    else as configured. Without threadpoolctl the block changes nothing."""
-    if step_work(sizes, m) >= threaded_work():
+    """Within the block, BLAS runs on one thread unless :func:`threaded` says a step of batch
+    ``m`` pays for more, else as configured. Without threadpoolctl the block changes nothing."""
+    if threaded(sizes, m):
         yield
         return
     controller = _blas_controller()
@@ -68,6 +89,10 @@ def _blas_controller() -> Any:
         try:
             import scipy.linalg.blas  # noqa: F401 - load SciPy's BLAS before looking for it
             from threadpoolctl import ThreadpoolController
+
+            from .cblas import find
+
+            find()  # and the one the epochs call directly
         except ImportError:
             return None
         _controller = ThreadpoolController()

@@ -6,7 +6,7 @@ of the same buffers), every GEMM is one BLAS call on Fortran-ordered views (a C-
 array is its own transpose in Fortran order, so no copy is made), and the SGD update is folded
 into the weight-gradient GEMM:
 
-- feedforward: ``(Z^l)ᵀ = W^l (A^{l-1})ᵀ``, then ``A^l = σ(Z^l + b^l)`` (SciPy's ``expit``)
+- feedforward: ``(Z^l)ᵀ = W^l (A^{l-1})ᵀ``, then ``A^l = σ(Z^l + b^l)`` (:func:`sigmoid`)
 - BP1: ``Δ^L = (A^L − Y) ⊙ A^L ⊙ (1 − A^L)`` (quadratic; other costs via ``output_error``)
 - BP2: ``(Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ``, then ``⊙ A^l ⊙ (1 − A^l)``
 - BP3 + BP4 + SGD: ``(W^l)ᵀ ← decay·(W^l)ᵀ − (η/m) (A^{l-1})ᵀ Δ^l`` (one GEMM, β = decay) and
@@ -17,13 +17,21 @@ All GEMMs go to one BLAS (SciPy's), so one thread pool serves the whole step.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .blas_threads import step_threads
+from . import cblas, prefetch
+from .blas_threads import step_threads, step_work
 from .costs import QuadraticCost
 from .memory import translate_oom
+
+# Steps of at least this many multiply-adds call CBLAS directly (fastbp.cblas); below it the
+# few microseconds a ctypes call costs outweigh the faster library, and SciPy's wrappers run.
+DIRECT_WORK = 1_000_000
+SIMD_SIGMOID = 4096  # elements from which sigmoid() runs as four vectorised passes
 
 
 def applies(plan: Any) -> bool:
@@ -74,32 +82,33 @@ def _sgd_epoch(backend: Any, plan: Any) -> float:
 
     dtype = np.dtype(plan.xs.dtype)
     gemm, gemv = (blas.sgemm, blas.sgemv) if dtype == np.float32 else (blas.dgemm, blas.dgemv)
+    lib = cblas.find()
+    if lib is not None and step_work(plan.sizes, plan.batch_size) >= DIRECT_WORK:
+        gemm = cblas.FortranGemm(lib, dtype)  # MKL or NumPy's OpenBLAS: faster, skinny products
     weights, biases, cost = plan.weights, plan.biases, plan.cost
     quadratic = cost is QuadraticCost
-    xs, ys, order = plan.xs, plan.ys, plan.order
-    n, m, eta, decay = int(order.shape[0]), plan.batch_size, plan.eta, plan.decay
+    m, eta, decay = plan.batch_size, plan.eta, plan.decay
     buffers = _buffers(backend, plan.sizes, m, dtype.name, plan.workspaces)
-    take, add, subtract, multiply, vdot = np.take, np.add, np.subtract, np.multiply, np.vdot
+    add, subtract, multiply, vdot = np.add, np.subtract, np.multiply, np.vdot
     w_t = [w.T for w in weights]  # Fortran-ordered (n_{l-1}, n_l) views, updated in place
     b_row = [b.T for b in biases]  # (1, n_l) views for the broadcast add
     b_vec = [b.reshape(-1) for b in biases]  # (n_l,) views for the GEMV
     top = len(weights) - 1
     total = 0.0
     r = -1
-    for start in range(0, n, m):
-        idx = order[start : start + m]
-        if idx.shape[0] != r:  # the first batch, and a shorter last one
-            r = int(idx.shape[0])
-            x, y, a, d, s, ones = buffers.rows(r)
+    for x, y in _batches(backend, plan, buffers):
+        if x.shape[0] != r:  # the first batch, and a shorter last one
+            r = int(x.shape[0])
+            _, _, a, d, s, ones = buffers.rows(r)
             inputs_t = [x.T] + [ai.T for ai in a[:-1]]
             a_t, d_t = [ai.T for ai in a], [di.T for di in d]
-        take(xs, idx, 0, x, "clip")  # indices are a permutation: no bounds check needed
-        take(ys, idx, 0, y, "clip")
+        else:
+            inputs_t[0] = x.T
         # feedforward: (Z^l)ᵀ = W^l (A^{l-1})ᵀ, then A^l = σ(Z^l + b^l)
         for l in range(top + 1):
             gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
             add(a[l], b_row[l], out=a[l])
-            expit(a[l], out=a[l])
+            sigmoid(a[l], expit)
         # BP1
         if quadratic:
             subtract(a[top], y, out=d[top])
@@ -117,6 +126,48 @@ def _sgd_epoch(backend: Any, plan: Any) -> float:
             gemm(alpha, inputs_t[l], d_t[l], decay, w_t[l], 0, 1, 1)
             gemv(alpha, d_t[l], ones, 1.0, b_vec[l], 0, 1, 0, 1, 0, 1)
     return total
+
+
+def _batches(backend: Any, plan: Any, buffers: RowBuffers) -> Iterator[tuple[np.ndarray, ...]]:
+    """The epoch's mini-batches as ``(X rows, Y rows)``: gathered ahead by another core
+    (:mod:`fastbp.prefetch`) where that pays, else gathered here, one batch at a time."""
+    xs, ys, order, m = plan.xs, plan.ys, plan.order, plan.batch_size
+    gathering = prefetch.mode(plan.sizes, m)
+    if gathering is None:
+        for start in range(0, int(order.shape[0]), m):
+            idx = order[start : start + m]
+            x, y = buffers.x[: idx.shape[0]], buffers.y[: idx.shape[0]]
+            np.take(xs, idx, 0, x, "clip")  # indices are a permutation: no bounds check needed
+            np.take(ys, idx, 0, y, "clip")
+            yield x, y
+        return
+    key = ("chunks", tuple(plan.sizes), m, xs.dtype.name)
+    if key not in plan.workspaces:
+        with translate_oom(backend, plan.sizes, m):
+            plan.workspaces[key] = prefetch.ChunkBuffers(prefetch.chunk_rows(m), plan.sizes[0],
+                                                         plan.sizes[-1], xs.dtype)
+    chunks = prefetch.chunks(xs, ys, order, plan.workspaces[key], gathering == "parallel")
+    with contextlib.closing(chunks):  # an error waits for the gather in flight
+        for x, y in chunks:
+            for start in range(0, x.shape[0], m):
+                yield x[start : start + m], y[start : start + m]
+
+
+def sigmoid(z: np.ndarray, expit: Any) -> None:
+    """In place: ``z ← σ(z) = 1 / (1 + e^{−z})``.
+
+    Large arrays take four passes of NumPy's vectorised ufuncs (``e^x`` in SIMD: 4–5× faster
+    than SciPy's ``expit``, which computes one element at a time); small ones one call of
+    ``expit`` (fewer calls). ``e^{−z}`` overflows to inf for ``z < −88`` (float32), where σ is
+    0 either way."""
+    if z.size < SIMD_SIGMOID:
+        expit(z, out=z)
+        return
+    np.negative(z, out=z)
+    with np.errstate(over="ignore"):
+        np.exp(z, out=z)
+    np.add(z, 1.0, out=z)
+    np.reciprocal(z, out=z)
 
 
 def _mul_sigmoid_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, subtract: Any,

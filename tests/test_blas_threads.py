@@ -21,6 +21,7 @@ def test_step_work_counts_the_feedforward_products():
 @pytest.mark.parametrize("value,want", [(None, blas_threads.THREADED_WORK), ("0", 0),
                                         ("1e6", 1_000_000)])
 def test_threshold_from_the_environment(monkeypatch, value, want):
+    monkeypatch.setenv("FASTBP_BLAS", "openblas")
     if value is None:
         monkeypatch.delenv(blas_threads.ENV_VAR, raising=False)
     else:
@@ -43,6 +44,15 @@ def test_small_steps_run_on_one_thread_and_the_setting_comes_back(monkeypatch):
         assert blas_threads_now() == before
         with blas_threads.step_threads([784, 1024, 1024, 10], 256):  # large: left alone
             assert blas_threads_now() == before
+
+
+def test_narrow_networks_keep_one_thread_at_any_batch(monkeypatch):
+    monkeypatch.setenv(blas_threads.ENV_VAR, "1e6")
+    assert not blas_threads.threaded([784, 30, 10], 10_000)  # 30 multiply-adds per input
+    assert blas_threads.threaded([784, 100, 10], 100)  # 101 per input, 7.9 M per step
+    assert not blas_threads.threaded([784, 100, 10], 10)  # below the threshold
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
+    assert blas_threads.threaded([784, 30, 10], 1)  # 0: the library's setting everywhere
 
 
 def test_off_leaves_the_library_setting(monkeypatch):

@@ -9,12 +9,13 @@ cached on disk, so only the first use on a machine compiles (a few seconds).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from typing import Any
 
 import numpy as np
 
+from fastbp import cblas, prefetch
 from fastbp.backend import NumpyBackend
 from fastbp.blas_threads import step_threads
 from fastbp.costs import CrossEntropyCost, QuadraticCost
@@ -63,7 +64,6 @@ class NumbaBackend(NumpyBackend):
             info["numba"] = numba.__version__
         except ImportError:  # pragma: no cover - a dependency of this distribution
             info["numba"] = None
-        info["blas"] = jit_blas_description()
         return info
 
     # -- training --------------------------------------------------------------------------
@@ -91,9 +91,35 @@ class NumbaBackend(NumpyBackend):
         xs = _contiguous(plan.xs, self.dtype, "training inputs")
         ys = _contiguous(plan.ys, self.dtype, "training targets")
         order = np.ascontiguousarray(plan.order, dtype=np.int64)
+        eta, decay, blas = float(plan.eta), float(plan.decay), self.gemm_pointer()
         with step_threads(plan.sizes, m):  # one BLAS thread where a step is small
-            return k.sgd_epoch(weights, biases, xs, ys, order, m, float(plan.eta),
-                               float(plan.decay), code, xbuf, ybuf, acts, deltas, scal, SMALL_ROWS)
+            gathering = prefetch.mode(plan.sizes, m)
+            if gathering is None:
+                return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
+                                   ybuf, acts, deltas, scal, SMALL_ROWS, blas)
+            total = 0.0  # the same steps, on rows gathered ahead (fastbp.prefetch)
+            chunks = prefetch.chunks(xs, ys, order, self._chunks(plan, m),
+                                     parallel=gathering == "parallel")
+            with contextlib.closing(chunks):  # an error waits for the gather in flight
+                for x, y in chunks:
+                    total = k.sgd_rows(weights, biases, x, y, x.shape[0], m, eta, decay, code,
+                                       acts, deltas, scal, SMALL_ROWS, blas, total)
+            return total
+
+    def gemm_pointer(self) -> Any:
+        """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.cblas.find`), or None for
+        SciPy's BLAS."""
+        lib = cblas.find()
+        return None if lib is None else lib.gemm_for(self.dtype)
+
+    def _chunks(self, plan: Any, m: int) -> prefetch.ChunkBuffers:
+        key = ("cpu-jit chunks", tuple(plan.sizes), m, self.dtype)
+        buffers = plan.workspaces.get(key)
+        if buffers is None:
+            with translate_oom(self, plan.sizes, m):
+                buffers = plan.workspaces[key] = prefetch.ChunkBuffers(
+                    prefetch.chunk_rows(m), plan.sizes[0], plan.sizes[-1], self.dtype)
+        return buffers
 
     def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,
                           y: Any, cost: Any = QuadraticCost
@@ -114,7 +140,7 @@ class NumbaBackend(NumpyBackend):
         grad_w = tuple(np.empty_like(w) for w in ws)
         grad_b = tuple(np.empty_like(b) for b in bs)
         self.kernels.backprop(ws, bs, rows_x, rows_y, code, acts, deltas, grad_w, grad_b,
-                              np.empty(4, dt), SMALL_ROWS)
+                              np.empty(4, dt), SMALL_ROWS, self.gemm_pointer())
         return list(grad_b), list(grad_w)
 
     def _cost_code(self, cost: Any) -> int | None:
@@ -149,17 +175,3 @@ def _contiguous(a: Any, dtype: str, what: str) -> np.ndarray:
         return a
     raise ConfigError(f"cpu-jit needs the {what} as C-contiguous {dtype} NumPy arrays, got "
                       f"{type(a).__name__} {getattr(a, 'dtype', '')}")
-
-
-def jit_blas_description() -> str:
-    """The BLAS the compiled code calls (SciPy's), with its kernel and thread count."""
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401 - loads the library threadpoolctl looks for
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "SciPy's BLAS (install threadpoolctl to see which)"
-    for info in threadpool_info():
-        if info.get("user_api") == "blas" and "scipy" in os.path.dirname(info["filepath"]):
-            return (f"{info.get('internal_api')} {info.get('version')} "
-                    f"({info.get('architecture')}, {info.get('num_threads')} threads)")
-    return "SciPy's BLAS"

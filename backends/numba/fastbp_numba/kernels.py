@@ -11,11 +11,12 @@ same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l``
 - BP3 + BP4 folded into the SGD step, one GEMM with ``β = decay``:
   ``W^l ← decay · W^l − (η/m) (Δ^l)ᵀ A^{l-1}``, ``b^l ← b^l − (η/m) Σ_rows Δ^l``
 
-The GEMMs call the BLAS SciPy ships (the one Numba's own ``np.dot`` uses) through Numba's
-``numba_xxgemm`` helper, with ``alpha``/``beta`` and no temporary. Batches of at most ``small``
-rows (one sample, by default) run compiled loops instead: there a product is a matrix-vector
-one, bound by reading ``W`` from cache, and a BLAS call would only add its overhead (and, for
-a large ``W``, wake BLAS threads for a few microseconds of work).
+The GEMMs call CBLAS through the function pointer :mod:`fastbp.cblas` finds (MKL when
+installed, else NumPy's OpenBLAS), or, when it finds none, the BLAS SciPy ships through
+Numba's ``numba_xxgemm`` helper; always with ``alpha``/``beta`` and no temporary. Batches of at
+most ``small`` rows (one sample, by default) run compiled loops instead: there a product is a
+matrix-vector one, bound by reading ``W`` from cache, and a BLAS call would only add its
+overhead (and, for a large ``W``, wake BLAS threads for a few microseconds of work).
 
 The epoch runs with the thread's flush-to-zero mode on, and errors below the smallest normal
 float are flushed to 0 (:func:`flush`): a saturated sigmoid layer otherwise fills ``Δ`` with
@@ -38,6 +39,7 @@ ensure_blas()
 
 _N = ord("N")
 _T = ord("T")
+_COL_MAJOR, _NO_TRANS, _TRANS = 102, 111, 112  # CBLAS enumerations
 CHUNK = 4096  # elements the sigmoid works on at a time
 QUADRATIC = 0
 CROSS_ENTROPY = 1
@@ -55,17 +57,28 @@ def _xxgemm(dtype: types.Type) -> types.ExternalFunction:
     return types.ExternalFunction("numba_xxgemm", sig)
 
 
-def gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):
-    """Column-major BLAS GEMM: ``C ← α op(A) op(B) + β C`` (``scal`` holds α and β)."""
+def gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, blas):
+    """Column-major BLAS GEMM: ``C ← α op(A) op(B) + β C`` (``scal`` holds α and β).
+
+    ``blas`` is a CBLAS ``?gemm`` function pointer (:mod:`fastbp.cblas`: MKL or NumPy's
+    OpenBLAS), or None for the BLAS SciPy ships."""
     raise NotImplementedError  # only the compiled overload below runs
 
 
 @overload(gemm, jit_options={"cache": True})
-def _gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):
+def _gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, blas):
+    if not isinstance(blas, types.NoneType):
+
+        def direct(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, blas):
+            blas(_COL_MAJOR, _NO_TRANS if transa == _N else _TRANS,
+                 _NO_TRANS if transb == _N else _TRANS, m, n, k, alpha, a.ctypes, lda,
+                 b.ctypes, ldb, beta, c.ctypes, ldc)
+
+        return direct
     fn = _xxgemm(a.dtype)
     kind = ord("s") if a.dtype == types.float32 else ord("d")
 
-    def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal):
+    def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, blas):
         scal[0] = alpha
         scal[1] = beta
         fn(kind, transa, transb, m, n, k, scal[0:].ctypes, a.ctypes, lda, b.ctypes, ldb,
@@ -170,7 +183,7 @@ def _sigmoid(z, t):
 
 
 @njit(**JIT)
-def linear(w, b, a_prev, r, z, scal, small):
+def linear(w, b, a_prev, r, z, scal, small, blas):
     """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``."""
     n, k = w.shape
     if r <= small:
@@ -185,11 +198,11 @@ def linear(w, b, a_prev, r, z, scal, small):
             for j in range(n):
                 z[i, j] = b[j, 0]
         # column-major view: Zᵀ (n × r) = W (k × n)ᵀ · A^{l-1}ᵀ (k × r) + Zᵀ
-        gemm(_T, _N, n, r, k, 1.0, w, k, a_prev, k, 1.0, z, n, scal)
+        gemm(_T, _N, n, r, k, 1.0, w, k, a_prev, k, 1.0, z, n, scal, blas)
 
 
 @njit(**JIT)
-def back(w_next, d_next, r, d, scal, small):
+def back(w_next, d_next, r, d, scal, small, blas):
     """``Δ^l[:r] = Δ^{l+1}[:r] W^{l+1}`` (the product of BP2, before the hadamard)."""
     n_next, n = w_next.shape
     if r <= small:
@@ -203,7 +216,7 @@ def back(w_next, d_next, r, d, scal, small):
                     d[i, j] += c * w_next[q, j]
     else:
         # column-major: Δᵀ (n × r) = W^{l+1}ᵀ (n × n_next) · Δ^{l+1}ᵀ (n_next × r)
-        gemm(_N, _N, n, r, n_next, 1.0, w_next, n, d_next, n_next, 0.0, d, n, scal)
+        gemm(_N, _N, n, r, n_next, 1.0, w_next, n, d_next, n_next, 0.0, d, n, scal, blas)
 
 
 @njit(**JIT)
@@ -257,7 +270,7 @@ def output_error(a, y, r, d, cost):
 
 
 @njit(**JIT)
-def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):
+def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small, blas):
     """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``.
 
     Overwrites the first row of ``Δ`` (with the column sums)."""
@@ -277,7 +290,7 @@ def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):
                     w[j, p] -= c * a_prev[i, p]
     else:
         # column-major: Wᵀ (k × n) ← decay·Wᵀ − α A^{l-1}ᵀ (k × r) · Δ (r × n)
-        gemm(_N, _T, k, n, r, -alpha, a_prev, k, d, n, decay, w, k, scal)
+        gemm(_N, _T, k, n, r, -alpha, a_prev, k, d, n, decay, w, k, scal, blas)
     # Σ_i Δ_i row by row into Δ's first row (contiguous reads; Δ is not needed any more)
     for i in range(1, r):
         for j in range(n):
@@ -288,13 +301,13 @@ def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small):
 
 # -- whole passes ---------------------------------------------------------------------------
 @njit(**JIT)
-def forward(weights, biases, x, r, acts, scratch, scal, small):
+def forward(weights, biases, x, r, acts, scratch, scal, small, blas):
     """Feedforward of the first ``r`` rows of ``x``; ``acts[l]`` receives ``A^{l+2}``
     (``scratch``: buffers shaped like ``acts``, free during the feedforward)."""
     a_prev = x
     for l in range(len(weights)):
         z = acts[l]
-        linear(weights[l], biases[l], a_prev, r, z, scal, small)
+        linear(weights[l], biases[l], a_prev, r, z, scal, small, blas)
         zf, tf = z.reshape(z.size), scratch[l].reshape(z.size)
         size = r * z.shape[1]
         for c in range(0, size, CHUNK):  # its passes stay in the L1 cache
@@ -304,20 +317,33 @@ def forward(weights, biases, x, r, acts, scratch, scal, small):
 
 
 @njit(**JIT)
-def deltas_of(weights, y, r, acts, deltas, cost, scal, small):
+def deltas_of(weights, y, r, acts, deltas, cost, scal, small, blas):
     """BP1 then BP2 down to layer 2; ``deltas[l]`` receives ``Δ^{l+2}``. Returns the cost."""
     top = len(weights) - 1
     c = output_error(acts[top], y, r, deltas[top], cost)
     for l in range(top - 1, -1, -1):
-        back(weights[l + 1], deltas[l + 1], r, deltas[l], scal, small)
+        back(weights[l + 1], deltas[l + 1], r, deltas[l], scal, small, blas)
         mul_sigmoid_prime(deltas[l], acts[l], r)
     return c
 
 
 @njit(**JIT)
+def step(weights, biases, x, y, r, eta, decay, cost, acts, deltas, scal, small, blas):
+    """One SGD step on the first ``r`` rows of ``x``/``y``: feedforward, BP1, BP2, then BP3 and
+    BP4 folded into the update. Returns the batch's summed cost (before the update)."""
+    forward(weights, biases, x, r, acts, deltas, scal, small, blas)
+    total = deltas_of(weights, y, r, acts, deltas, cost, scal, small, blas)
+    alpha = eta / r
+    for l in range(len(weights)):
+        a_prev = x if l == 0 else acts[l - 1]
+        sgd_update(weights[l], biases[l], deltas[l], a_prev, r, alpha, decay, scal, small, blas)
+    return total
+
+
+@njit(**JIT)
 def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, acts, deltas,
-              scal, small):
-    """Every mini-batch of ``order`` in turn: gather, feedforward, BP1, BP2, update.
+              scal, small, blas):
+    """Every mini-batch of ``order`` in turn: gather its rows, then :func:`step`.
 
     Returns the summed cost of the epoch's batches (each before its update). Runs with this
     thread's flush-to-zero mode on (restored on return), as XLA does: see :func:`flush`.
@@ -330,28 +356,41 @@ def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, a
         r = min(m, n - start)
         gather(xs, order, start, r, xbuf)
         gather(ys, order, start, r, ybuf)
-        forward(weights, biases, xbuf, r, acts, deltas, scal, small)
-        total += deltas_of(weights, ybuf, r, acts, deltas, cost, scal, small)
-        alpha = eta / r
-        for l in range(len(weights)):
-            a_prev = xbuf if l == 0 else acts[l - 1]
-            sgd_update(weights[l], biases[l], deltas[l], a_prev, r, alpha, decay, scal, small)
+        total += step(weights, biases, xbuf, ybuf, r, eta, decay, cost, acts, deltas, scal,
+                      small, blas)
     set_mxcsr(saved)
     return total
 
 
 @njit(**JIT)
-def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, small):
+def sgd_rows(weights, biases, x, y, rows, m, eta, decay, cost, acts, deltas, scal, small, blas,
+             total):
+    """:func:`step` on consecutive mini-batches of ``m`` rows of ``x``/``y`` (rows already
+    gathered in the epoch's order: :mod:`fastbp.prefetch`), the first ``rows`` rows. Returns
+    ``total`` plus their summed cost (added in the order :func:`sgd_epoch` adds it);
+    flush-to-zero as in :func:`sgd_epoch`."""
+    saved = get_mxcsr()
+    set_mxcsr(saved | np.uint32(FTZ_DAZ))
+    for start in range(0, rows, m):
+        r = min(m, rows - start)
+        total += step(weights, biases, x[start:], y[start:], r, eta, decay, cost, acts, deltas,
+                      scal, small, blas)
+    set_mxcsr(saved)
+    return total
+
+
+@njit(**JIT)
+def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, small, blas):
     """The gradient summed over the rows of ``x``: ``∂C/∂b^l = Σ_i Δ^l_i`` (BP3),
     ``∂C/∂W^l = (Δ^l)ᵀ A^{l-1}`` (BP4), with the same kernels as :func:`sgd_epoch`."""
     r = x.shape[0]
-    forward(weights, biases, x, r, acts, deltas, scal, small)
-    c = deltas_of(weights, y, r, acts, deltas, cost, scal, small)
+    forward(weights, biases, x, r, acts, deltas, scal, small, blas)
+    c = deltas_of(weights, y, r, acts, deltas, cost, scal, small, blas)
     for l in range(len(weights)):
         a_prev = x if l == 0 else acts[l - 1]
         gw, gb = grad_w[l], grad_b[l]
         gw[:] = 0.0
         gb[:] = 0.0
         # the update with W = 0, decay = 0 and α = −1 leaves +Δᵀ A^{l-1} and +Σ_i Δ_i
-        sgd_update(gw, gb, deltas[l], a_prev, r, -1.0, 0.0, scal, small)
+        sgd_update(gw, gb, deltas[l], a_prev, r, -1.0, 0.0, scal, small, blas)
     return c

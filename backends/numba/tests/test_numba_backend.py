@@ -187,3 +187,23 @@ def test_networks_sharing_a_backend_train_in_threads(rng):
     for a, b in zip(alone, together):
         for wa, wb in zip(list(a.weights) + list(a.biases), list(b.weights) + list(b.biases)):
             np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("library", ["mkl", "openblas", "scipy"])
+@pytest.mark.parametrize("cost", COSTS)
+def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkeypatch, rng):
+    """The kernels call MKL, NumPy's OpenBLAS (function pointers) or SciPy's BLAS alike."""
+    from fastbp import cblas
+
+    if library != "scipy" and cblas._load(library) is None:
+        pytest.skip(f"{library} is not installed here")
+    monkeypatch.setenv(cblas.ENV_VAR, library)
+    monkeypatch.setattr(jit_backend, "SMALL_ROWS", 0)  # every product through BLAS
+    sizes = [20, 8, 6, 5]
+    X, Y = batch(rng, sizes, 50)
+    net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=5, device="cpu-jit")
+    W, B = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    net.train(X, Y, epochs=1, batch_size=7, eta=0.5, shuffle=False)
+    reference.sgd_epoch(W, B, X, Y, batch_size=7, eta=0.5, cost=cost)
+    for got, want in zip(list(net.weights) + list(net.biases), W + B):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)

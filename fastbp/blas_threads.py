@@ -9,14 +9,13 @@ training runs 10–100× slower (measured: ``benchmarks/results/speed-cpu``). So
 per operation whether to use its thread pool, the ``cpu`` and ``cpu-jit`` epochs run BLAS on one
 thread when a step does fewer than :func:`threaded_work` multiply-adds (``m · Σ n_l n_{l-1}``):
 :data:`THREADED_WORK` for OpenBLAS, :data:`THREADED_WORK_MKL` for MKL, whose threads pay from
-smaller products on. A *narrow* network, one doing fewer than :data:`NARROW_WORK` multiply-adds
-per input value (``Σ n_l n_{l-1} < 64 n_0``: a first hidden layer below ~64 units), keeps one
-thread at any batch size: its products are too skinny for threads, and its step is as much
-gathering rows as arithmetic, so the other core gathers the next rows instead
-(:mod:`fastbp.prefetch`). Above those lines the library's own setting (``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS``, threadpoolctl, ...) holds. The limit only ever lowers the thread count, and
-is restored when the epoch ends. ``FASTBP_THREADED_WORK=N`` sets the threshold (``0``: the
-library's setting everywhere, for every network).
+smaller products on (the ``cpu`` device also keeps a :func:`narrow` network on one thread).
+Above that line the library's own setting (``OPENBLAS_NUM_THREADS``,
+``MKL_NUM_THREADS``, threadpoolctl, ...) holds, and the ``cpu-jit`` device uses two cores its
+own way when the library allows more than one thread (``fastbp_numba``: each thread half of
+every step, BLAS on one thread each). The limit only ever lowers the thread count, and is
+restored when the epoch ends. ``FASTBP_THREADED_WORK=N`` sets the threshold (``0``: the
+library's setting everywhere).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import Any
 ENV_VAR = "FASTBP_THREADED_WORK"
 THREADED_WORK = 50_000_000  # multiply-adds per step: about half a millisecond of one core
 THREADED_WORK_MKL = 5_000_000  # MKL: [784,100,10] at batch 100 is 1.3x faster on 2 threads
-NARROW_WORK = 64  # multiply-adds per input value below which a network stays on one thread
+NARROW_WORK = 64  # multiply-adds per input value: below, see narrow()
 
 _controller: Any = None
 
@@ -59,21 +58,43 @@ def threaded_work() -> int:
 
 
 def threaded(sizes: Sequence[int], m: int) -> bool:
-    """Whether a step of batch ``m`` runs BLAS with the library's threads (else one thread)."""
-    limit = threaded_work()
-    if limit == 0:
-        return True
-    work = step_work(sizes, m)
-    return work >= limit and work >= NARROW_WORK * m * sizes[0]
+    """Whether a step of batch ``m`` is worth more than one thread (else BLAS runs on one)."""
+    return step_work(sizes, m) >= threaded_work()
+
+
+def narrow(sizes: Sequence[int]) -> bool:
+    """Whether a network's products are too skinny for BLAS threads: fewer than
+    :data:`NARROW_WORK` multiply-adds per input value (``Σ n_l n_{l-1} < 64 n_0``, a first
+    hidden layer below ~64 units). The ``cpu`` device keeps such a network on one BLAS thread
+    and gathers rows on the other core instead (2-core machine, MKL, ``[784,30,10]`` at batch
+    1000: 1.05 M samples/s so against 0.87 M with BLAS threads)."""
+    return sum(k * n for k, n in zip(sizes[:-1], sizes[1:])) < NARROW_WORK * sizes[0]
+
+
+def library_threads() -> int:
+    """The most threads the loaded BLAS libraries are set to use now (1 without
+    threadpoolctl: then nothing here starts threads of its own)."""
+    controller = _blas_controller()
+    if controller is None:
+        return 1
+    info = [lib.num_threads for lib in controller.select(user_api="blas").lib_controllers]
+    return max(info, default=1)
 
 
 @contextlib.contextmanager
-def step_threads(sizes: Sequence[int], m: int) -> Iterator[None]:
-    """Within the block, BLAS runs on one thread unless :func:`threaded` says a step of batch
-    ``m`` pays for more, else as configured. Without threadpoolctl the block changes nothing."""
-    if threaded(sizes, m):
+def step_threads(sizes: Sequence[int], m: int, threads: bool | None = None) -> Iterator[None]:
+    """Within the block, BLAS runs on one thread unless ``threads`` (default: :func:`threaded`
+    for a step of batch ``m``), else as configured. Without threadpoolctl it changes nothing."""
+    if threaded(sizes, m) if threads is None else threads:
         yield
         return
+    with one_thread():
+        yield
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Within the block, the BLAS libraries run on one thread (their setting comes back after)."""
     controller = _blas_controller()
     if controller is None:
         yield

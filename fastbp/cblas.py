@@ -15,11 +15,13 @@ with, so fastbp finds the C entry point ``cblas_?gemm`` itself and calls it thro
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,21 @@ class Cblas:
 
     def describe(self) -> str:
         return f"{self.name} {self.version} ({os.path.basename(self.path)}, direct CBLAS calls)"
+
+    @contextlib.contextmanager
+    def one_thread_here(self) -> Iterator[None]:
+        """Within the block, this thread's calls run on one thread. MKL keeps a setting per
+        thread (``mkl_set_num_threads_local``); OpenBLAS has only its global one, which the
+        caller limits (threadpoolctl)."""
+        if self.name != "mkl":
+            yield
+            return
+        lib = ctypes.CDLL(self.path)
+        previous = lib.MKL_Set_Num_Threads_Local(1)
+        try:
+            yield
+        finally:
+            lib.MKL_Set_Num_Threads_Local(previous)
 
 
 def choice() -> str:

@@ -1,4 +1,4 @@
-"""The ``cpu`` device's own epoch loop: NumPy for elementwise passes, SciPy's BLAS for GEMMs.
+"""The ``cpu`` device's own epoch loop: NumPy for elementwise passes, BLAS for GEMMs.
 
 The same equations as :func:`fastbp.training.sgd_epoch`, with the per-step Python cost cut down:
 the buffers are sample-major (one sample per **row**, so the last, shorter mini-batch is a prefix
@@ -12,7 +12,9 @@ into the weight-gradient GEMM:
 - BP3 + BP4 + SGD: ``(W^l)ᵀ ← decay·(W^l)ᵀ − (η/m) (A^{l-1})ᵀ Δ^l`` (one GEMM, β = decay) and
   ``b^l ← b^l − (η/m) (Δ^l)ᵀ 1`` (one GEMV)
 
-All GEMMs go to one BLAS (SciPy's), so one thread pool serves the whole step.
+Steps of at least :data:`DIRECT_WORK` multiply-adds call MKL or NumPy's OpenBLAS directly
+(:mod:`fastbp.cblas`); smaller ones SciPy's BLAS wrappers, which cost less per call. Rows are
+gathered ahead by another core where BLAS runs on one thread (:mod:`fastbp.prefetch`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import cblas, prefetch
-from .blas_threads import step_threads, step_work
+from .blas_threads import narrow, step_threads, step_work, threaded
 from .costs import QuadraticCost
 from .memory import translate_oom
 
@@ -71,12 +73,13 @@ class RowBuffers:
 def sgd_epoch(backend: Any, plan: Any) -> float:
     """One pass of mini-batch SGD over ``plan.order`` (see module docstring); returns the summed
     cost of the batches, each taken before its update. BLAS threads: see
-    :mod:`fastbp.blas_threads` (one thread where a step is too small for more to pay)."""
-    with step_threads(plan.sizes, plan.batch_size):
-        return _sgd_epoch(backend, plan)
+    :mod:`fastbp.blas_threads` (one thread where a step is too small or a network too narrow)."""
+    threads = threaded(plan.sizes, plan.batch_size) and not narrow(plan.sizes)
+    with step_threads(plan.sizes, plan.batch_size, threads):
+        return _sgd_epoch(backend, plan, threads)
 
 
-def _sgd_epoch(backend: Any, plan: Any) -> float:
+def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
     from scipy.linalg import blas
     from scipy.special import expit
 
@@ -96,7 +99,7 @@ def _sgd_epoch(backend: Any, plan: Any) -> float:
     top = len(weights) - 1
     total = 0.0
     r = -1
-    for x, y in _batches(backend, plan, buffers):
+    for x, y in _batches(backend, plan, buffers, threads):
         if x.shape[0] != r:  # the first batch, and a shorter last one
             r = int(x.shape[0])
             _, _, a, d, s, ones = buffers.rows(r)
@@ -128,11 +131,12 @@ def _sgd_epoch(backend: Any, plan: Any) -> float:
     return total
 
 
-def _batches(backend: Any, plan: Any, buffers: RowBuffers) -> Iterator[tuple[np.ndarray, ...]]:
+def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
+             ) -> Iterator[tuple[np.ndarray, ...]]:
     """The epoch's mini-batches as ``(X rows, Y rows)``: gathered ahead by another core
     (:mod:`fastbp.prefetch`) where that pays, else gathered here, one batch at a time."""
     xs, ys, order, m = plan.xs, plan.ys, plan.order, plan.batch_size
-    gathering = prefetch.mode(plan.sizes, m)
+    gathering = prefetch.mode(plan.sizes, m, threads)
     if gathering is None:
         for start in range(0, int(order.shape[0]), m):
             idx = order[start : start + m]

@@ -41,14 +41,15 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def mode(sizes: Sequence[int], m: int) -> str | None:
+def mode(sizes: Sequence[int], m: int, threads: bool | None = None) -> str | None:
     """How an epoch of batch ``m`` gathers: ``"overlap"`` (the helper gathers the next chunk
     while BLAS, on one thread, trains this one), ``"parallel"`` (BLAS is threaded, so both
     threads gather a chunk, then it trains), or None (one core, or ``$FASTBP_PREFETCH=0``:
-    each batch is gathered when it is needed)."""
+    each batch is gathered when it is needed). ``threads``: whether BLAS runs threaded in this
+    epoch (default: :func:`fastbp.blas_threads.threaded`)."""
     if os.environ.get(ENV_VAR, "").strip() == "0" or cores() < 2:
         return None
-    return "parallel" if threaded(sizes, m) else "overlap"
+    return "parallel" if (threaded(sizes, m) if threads is None else threads) else "overlap"
 
 
 def chunk_rows(m: int) -> int:

@@ -46,13 +46,17 @@ def test_small_steps_run_on_one_thread_and_the_setting_comes_back(monkeypatch):
             assert blas_threads_now() == before
 
 
-def test_narrow_networks_keep_one_thread_at_any_batch(monkeypatch):
+def test_threaded_is_the_step_against_the_threshold(monkeypatch):
     monkeypatch.setenv(blas_threads.ENV_VAR, "1e6")
-    assert not blas_threads.threaded([784, 30, 10], 10_000)  # 30 multiply-adds per input
-    assert blas_threads.threaded([784, 100, 10], 100)  # 101 per input, 7.9 M per step
-    assert not blas_threads.threaded([784, 100, 10], 10)  # below the threshold
+    assert blas_threads.threaded([784, 30, 10], 100)  # 2.4 M multiply-adds
+    assert not blas_threads.threaded([784, 30, 10], 10)  # 0.24 M
     monkeypatch.setenv(blas_threads.ENV_VAR, "0")
-    assert blas_threads.threaded([784, 30, 10], 1)  # 0: the library's setting everywhere
+    assert blas_threads.threaded([4, 3, 2], 1)  # 0: the library's setting everywhere
+
+
+def test_library_threads_reads_the_setting():
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        assert blas_threads.library_threads() == 1
 
 
 def test_off_leaves_the_library_setting(monkeypatch):

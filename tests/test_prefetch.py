@@ -72,7 +72,9 @@ def devices():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_training_gathered_ahead_equals_training_without(device, dtype, monkeypatch, rng):
     """Three epochs, a short last batch and a short last chunk: no prefetch, the helper
-    gathering ahead (one BLAS thread), and both threads gathering (threaded BLAS) agree."""
+    gathering ahead (one BLAS thread), and both threads gathering (threaded BLAS) agree; on
+    ``cpu-jit`` the threaded case is its two-thread epoch, which adds the cost in another order
+    (and may round a product differently), so there it agrees to rounding."""
     monkeypatch.setattr(prefetch, "cores", lambda: 2)
     monkeypatch.setattr(prefetch, "CHUNK_ROWS", 64)
     X = rng.random((30, 203)).astype(dtype)
@@ -84,7 +86,12 @@ def test_training_gathered_ahead_equals_training_without(device, dtype, monkeypa
         net = fastbp.Network([30, 12, 10], dtype=dtype, seed=7, device=device)
         hist = net.train(X, Y, epochs=3, batch_size=20, eta=0.3)
         runs.append((list(net.weights) + list(net.biases), [r.cost for r in hist]))
-    for params, costs in runs[1:]:
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for i, (params, costs) in enumerate(runs[1:]):
+        exact = device == "cpu" or i == 0
         for a, b in zip(runs[0][0], params):
-            np.testing.assert_array_equal(a, b)
-        assert costs == runs[0][1]
+            if exact:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+        assert costs == (runs[0][1] if exact else pytest.approx(runs[0][1], rel=tol))

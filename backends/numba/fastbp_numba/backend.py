@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Any
 
 import numpy as np
 
 from fastbp import cblas, prefetch
 from fastbp.backend import NumpyBackend
-from fastbp.blas_threads import step_threads
+from fastbp.blas_threads import library_threads, one_thread, step_threads, threaded
 from fastbp.costs import CrossEntropyCost, QuadraticCost
 from fastbp.errors import ConfigError, MissingDependency
 from fastbp.memory import translate_oom
@@ -92,6 +93,10 @@ class NumbaBackend(NumpyBackend):
         ys = _contiguous(plan.ys, self.dtype, "training targets")
         order = np.ascontiguousarray(plan.order, dtype=np.int64)
         eta, decay, blas = float(plan.eta), float(plan.decay), self.gemm_pointer()
+        if threaded(plan.sizes, m) and prefetch.cores() >= 2 and library_threads() >= 2:
+            with one_thread():  # BLAS on one thread in each of the two
+                return self._two_threads(k, weights, biases, xs, ys, order, m, eta, decay, code,
+                                         plan)
         with step_threads(plan.sizes, m):  # one BLAS thread where a step is small
             gathering = prefetch.mode(plan.sizes, m)
             if gathering is None:
@@ -105,6 +110,42 @@ class NumbaBackend(NumpyBackend):
                     total = k.sgd_rows(weights, biases, x, y, x.shape[0], m, eta, decay, code,
                                        acts, deltas, scal, SMALL_ROWS, blas, total)
             return total
+
+    def _two_threads(self, k: Any, weights: tuple, biases: tuple, xs: np.ndarray,
+                     ys: np.ndarray, order: np.ndarray, m: int, eta: float, decay: float,
+                     code: int, plan: Any) -> float:
+        """The epoch on two threads (:func:`fastbp_numba.kernels.sgd_epoch_half`): this one
+        and a helper, each with half of every step and BLAS on one thread."""
+        xbuf, ybuf, acts, deltas, _ = self._work(plan.sizes, m, plan.workspaces)
+        h = (m + 1) // 2
+        halves = [(xbuf[rows], ybuf[rows], tuple(a[rows] for a in acts),
+                   tuple(d[rows] for d in deltas)) for rows in (slice(0, h), slice(h, m))]
+        lib = cblas.find()
+        blas = None if lib is None else lib.gemm_for(self.dtype)
+        sync = np.zeros(1, np.int64)  # arrivals at the barrier
+        totals = [0.0, 0.0]
+        errors: list[BaseException] = []
+
+        def run(t: int) -> None:
+            try:
+                with lib.one_thread_here() if lib else contextlib.nullcontext():
+                    totals[t] = k.sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta,
+                                                 decay, code, xbuf, acts, deltas, halves[t],
+                                                 np.empty(4, self.dtype), SMALL_ROWS, blas,
+                                                 sync)
+            except BaseException as exc:  # the other thread must not wait for this one
+                errors.append(exc)
+                sync[0] = 1 << 62
+
+        helper = threading.Thread(target=run, args=(1,), name="fastbp-half", daemon=True)
+        helper.start()
+        try:
+            run(0)
+        finally:
+            helper.join()
+        if errors:
+            raise errors[0]
+        return totals[0] + totals[1]
 
     def gemm_pointer(self) -> Any:
         """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.cblas.find`), or None for

@@ -379,6 +379,112 @@ def sgd_rows(weights, biases, x, y, rows, m, eta, decay, cost, acts, deltas, sca
     return total
 
 
+# -- two threads, one epoch ---------------------------------------------------------------
+@intrinsic
+def atomic_add(typingctx, ary, value):
+    """``ary[0] += value`` as one atomic read-modify-write (int64 array); returns the old value."""
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.gep(arr.data, [ir.Constant(ir.IntType(64), 0)])
+        return builder.atomic_rmw("add", ptr, args[1], "seq_cst")
+
+    return types.int64(ary, types.int64), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, ary):
+    """``ary[0]``, read atomically (int64 array): another thread's latest store."""
+
+    def codegen(context, builder, sig, args):
+        arr = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.gep(arr.data, [ir.Constant(ir.IntType(64), 0)])
+        return builder.load_atomic(ptr, "seq_cst", 8)
+
+    return types.int64(ary), codegen
+
+
+@njit(**JIT)
+def barrier(sync, threads, count):
+    """Wait until ``threads`` threads have each arrived ``count`` times (``sync[0]`` counts
+    every arrival, and never goes back)."""
+    atomic_add(sync, np.int64(1))
+    target = threads * count
+    while atomic_load(sync) < target:
+        pass
+
+
+@njit(**JIT)
+def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, acts, deltas,
+                   half, scal, small, blas, sync):
+    """Thread ``t``'s part (0 or 1) of one epoch that two threads run at once, each calling BLAS
+    on one thread; the two meet at a barrier twice a step. Returns its rows' summed cost.
+
+    1. Rows ``[0, h)`` or ``[h, r)`` of the batch (``h = ⌈m/2⌉``): gather, feedforward, BP1,
+       BP2 (``half``: this thread's views of the rows of ``xbuf``, ``ybuf``, ``acts``,
+       ``deltas``).
+    2. BP3, BP4 and SGD split by units: the columns (inputs) of each ``W`` and the entries of
+       each ``b`` in this thread's half, over the whole batch:
+       ``W[:, c] ← decay·W[:, c] − α Δᵀ A^{l-1}[:, c]``, ``b_j ← b_j − α Σ_i Δ_ij``.
+
+    Both halves gather and compute side by side, and no thread waits inside a BLAS call.
+    """
+    saved = get_mxcsr()
+    set_mxcsr(saved | np.uint32(FTZ_DAZ))
+    n = order.shape[0]
+    h = (m + 1) // 2
+    x, y, acts_t, deltas_t = half
+    total = 0.0
+    meetings = 0
+    for start in range(0, n, m):
+        r = min(m, n - start)
+        lo = 0 if t == 0 else h
+        rows = min(h, r) if t == 0 else r - h
+        if rows > 0:
+            gather(xs, order, start + lo, rows, x)
+            gather(ys, order, start + lo, rows, y)
+            forward(weights, biases, x, rows, acts_t, deltas_t, scal, small, blas)
+            total += deltas_of(weights, y, rows, acts_t, deltas_t, cost, scal, small, blas)
+        meetings += 1
+        barrier(sync, 2, meetings)  # every Δ of the batch is known
+        alpha = eta / r
+        for l in range(len(weights)):
+            w, b, d = weights[l], biases[l], deltas[l]
+            nl, k = w.shape
+            c0, c1 = (0, k // 2) if t == 0 else (k // 2, k)
+            a_prev = xbuf if l == 0 else acts[l - 1]
+            if c1 > c0:
+                update_columns(w, d, a_prev, r, c0, c1, alpha, decay, scal, blas)
+            j0, j1 = (0, nl // 2) if t == 0 else (nl // 2, nl)
+            bias_step(b, d, r, j0, j1, alpha)
+        meetings += 1
+        barrier(sync, 2, meetings)  # every parameter is updated
+    set_mxcsr(saved)
+    return total
+
+
+@njit(**JIT)
+def update_columns(w, d, a_prev, r, c0, c1, alpha, decay, scal, blas):
+    """Columns ``c0:c1`` of BP4 folded into SGD: ``W[:, c0:c1] ← decay·W[:, c0:c1] − α Δᵀ
+    A^{l-1}[:, c0:c1]`` (one GEMM on the column block, over the ``r`` rows of the batch)."""
+    n, k = w.shape
+    # column-major: rows c0:c1 of Wᵀ (k × n) ← decay·Wᵀ − α (A^{l-1}ᵀ)[c0:c1] (· × r) · Δ (r × n)
+    gemm(_N, _T, c1 - c0, n, r, -alpha, a_prev[0:, c0:], k, d, n, decay, w[0:, c0:], k, scal,
+         blas)
+
+
+@njit(**JIT)
+def bias_step(b, d, r, j0, j1, alpha):
+    """BP3 folded into SGD for entries ``j0:j1``: ``b_j ← b_j − α Σ_i Δ_ij`` (``Δ`` is read
+    only: the other thread may be reading it too)."""
+    a = b.dtype.type(alpha)
+    for j in range(j0, j1):
+        s = d.dtype.type(0.0)
+        for i in range(r):
+            s += d[i, j]
+        b[j, 0] -= a * s
+
+
 @njit(**JIT)
 def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, small, blas):
     """The gradient summed over the rows of ``x``: ``∂C/∂b^l = Σ_i Δ^l_i`` (BP3),

@@ -207,3 +207,63 @@ def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkey
     reference.sgd_epoch(W, B, X, Y, batch_size=7, eta=0.5, cost=cost)
     for got, want in zip(list(net.weights) + list(net.biases), W + B):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("cost", COSTS)
+@pytest.mark.parametrize("batch_size,n", [(1, 9), (7, 50), (8, 50), (20, 43), (50, 50)])
+def test_two_thread_epoch_matches_reference_sgd(cost, batch_size, n, monkeypatch, rng):
+    """The epoch split over two threads (each half of every batch, then half of every layer's
+    units; the last batch of 43 = 2·20 + 3 leaves the second thread no rows) is the book's SGD."""
+    from fastbp import blas_threads, prefetch
+
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")  # every step on two threads
+    monkeypatch.setattr(prefetch, "cores", lambda: 2)
+    monkeypatch.setattr(jit_backend, "library_threads", lambda: 2)
+    calls = []
+    real = jit_backend.NumbaBackend._two_threads
+    monkeypatch.setattr(jit_backend.NumbaBackend, "_two_threads",
+                        lambda self, *a: calls.append(1) or real(self, *a))
+    sizes = [20, 8, 6, 5]
+    X, Y = batch(rng, sizes, n)
+    net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=5, device="cpu-jit")
+    W, B = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    hist = net.train(X, Y, epochs=1, batch_size=batch_size, eta=0.5, shuffle=False)
+    reference.sgd_epoch(W, B, X, Y, batch_size=batch_size, eta=0.5, cost=cost)
+    assert calls, "the two-thread epoch did not run"
+    for got, want in zip(list(net.weights) + list(net.biases), W + B):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    assert np.isfinite(hist[0].cost)
+
+
+def test_one_blas_thread_set_by_the_user_keeps_the_epoch_on_one_thread(monkeypatch, rng):
+    from fastbp import blas_threads, prefetch
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
+    monkeypatch.setattr(prefetch, "cores", lambda: 2)
+    monkeypatch.setattr(jit_backend.NumbaBackend, "_two_threads",
+                        lambda self, *a: pytest.fail("two threads despite the user's limit"))
+    X, Y = batch(rng, [6, 5, 3], 20)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        fastbp.Network([6, 5, 3], device="cpu-jit").train(X, Y, epochs=1, batch_size=4, eta=0.5)
+
+
+def test_an_error_in_one_thread_does_not_hang_the_other(monkeypatch, rng):
+    from fastbp import blas_threads, prefetch
+
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
+    monkeypatch.setattr(prefetch, "cores", lambda: 2)
+    monkeypatch.setattr(jit_backend, "library_threads", lambda: 2)
+    net = fastbp.Network([6, 5, 3], dtype="float64", device="cpu-jit")
+    kernels = net.backend.kernels
+    real = kernels.sgd_epoch_half
+
+    def failing(t, *args):
+        if t == 1:
+            raise RuntimeError("thread 1 failed")
+        return real(t, *args)
+
+    monkeypatch.setattr(kernels, "sgd_epoch_half", failing)
+    X, Y = batch(rng, [6, 5, 3], 40)
+    with pytest.raises(RuntimeError, match="thread 1 failed"):
+        net.train(X, Y, epochs=1, batch_size=8, eta=0.5)

@@ -86,8 +86,12 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
     dtype = np.dtype(plan.xs.dtype)
     gemm, gemv = (blas.sgemm, blas.sgemv) if dtype == np.float32 else (blas.dgemm, blas.dgemv)
     lib = cblas.find()
-    if lib is not None and step_work(plan.sizes, plan.batch_size) >= DIRECT_WORK:
-        gemm = cblas.FortranGemm(lib, dtype)  # MKL or NumPy's OpenBLAS: faster, skinny products
+    direct = lib is not None and step_work(plan.sizes, plan.batch_size) >= DIRECT_WORK
+    if direct:  # MKL or NumPy's OpenBLAS: faster on skinny products
+        gemm = cblas.FortranGemm(lib, dtype)
+        # the bias step as a GEMM too (b is an (n_l, 1) column), so that one library and one
+        # thread pool run the whole step: two pools would spin against each other
+        gemv = _gemv_as_gemm(gemm)
     weights, biases, cost = plan.weights, plan.biases, plan.cost
     quadratic = cost is QuadraticCost
     m, eta, decay = plan.batch_size, plan.eta, plan.decay
@@ -155,6 +159,16 @@ def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
         for x, y in chunks:
             for start in range(0, x.shape[0], m):
                 yield x[start : start + m], y[start : start + m]
+
+
+def _gemv_as_gemm(gemm: Any) -> Any:
+    """SciPy's ``gemv(alpha, a, x, beta, y, ...)`` (``y ← α a x + β y``, the calls below) as one
+    call of ``gemm`` on ``x`` and ``y`` seen as columns."""
+
+    def gemv(alpha: float, a: Any, x: Any, beta: float, y: Any, *flags: Any) -> Any:
+        return gemm(alpha, a, x.reshape(-1, 1), beta, y.reshape(-1, 1), 0, 0, 1)
+
+    return gemv
 
 
 def sigmoid(z: np.ndarray, expit: Any) -> None:

@@ -11,11 +11,11 @@ thread when a step does fewer than :func:`threaded_work` multiply-adds (``m Â· Î
 :data:`THREADED_WORK` for OpenBLAS, :data:`THREADED_WORK_MKL` for MKL, whose threads pay from
 smaller products on (the ``cpu`` device also keeps a :func:`narrow` network on one thread).
 Above that line the library's own setting (``OPENBLAS_NUM_THREADS``,
-``MKL_NUM_THREADS``, threadpoolctl, ...) holds, and the ``cpu-jit`` device uses two cores its
-own way when the library allows more than one thread (``fastbp_numba``: each thread half of
-every step, BLAS on one thread each). The limit only ever lowers the thread count, and is
-restored when the epoch ends. ``FASTBP_THREADED_WORK=N`` sets the threshold (``0``: the
-library's setting everywhere).
+``MKL_NUM_THREADS``, threadpoolctl, ...) holds, and for a network of few weights the ``cpu-jit``
+device uses two cores its own way when the library allows more than one thread
+(``fastbp_numba``: each thread half of every step, BLAS on one thread each). The limit only
+ever lowers the thread count, and is restored when the epoch ends. ``FASTBP_THREADED_WORK=N``
+sets the threshold (``0``: the library's setting everywhere).
 """
 
 from __future__ import annotations

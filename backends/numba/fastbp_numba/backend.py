@@ -27,12 +27,14 @@ log = logging.getLogger("fastbp")
 
 # Mini-batches of at most this many rows run compiled loops, larger ones BLAS (see kernels).
 SMALL_ROWS = 1
-# Threaded steps below this many multiply-adds run as two threads of the epoch's own, each with
-# half of every step (kernels.sgd_epoch_half); above it the BLAS library's threads split each
-# product as well or better. 2-core machine, MKL, samples/s: [784,100,10] at batch 1000 0.62 M
-# (0.55 M with MKL's threads); [784,1024,1024,10] at batch 256 / 1024 28.7k / 26.5k (29.7k /
-# 32.7k with MKL's threads).
-TWO_THREADS_BELOW = 200_000_000
+# Threaded steps of a network with fewer weights than this run as two threads of the epoch's
+# own, each with half of every step (kernels.sgd_epoch_half): its products are skinny, and split
+# better by rows of the batch. Wider networks use the BLAS library's threads, which split each
+# of their large products as well or better. 2-core machine, MKL, samples/s, two threads of
+# our own against MKL's: [784,30,10] batch 10000 1.36 M / 0.92 M; [784,100,10] batch 1000
+# 0.62 M / 0.55 M, batch 10000 0.58 M / 0.49 M; [784,1024,1024,10] batch 256 / 1024 28.7k /
+# 26.5k against 29.7k / 32.7k.
+TWO_THREADS_WEIGHTS = 400_000
 
 
 class NumbaBackend(NumpyBackend):
@@ -99,7 +101,7 @@ class NumbaBackend(NumpyBackend):
         ys = _contiguous(plan.ys, self.dtype, "training targets")
         order = np.ascontiguousarray(plan.order, dtype=np.int64)
         eta, decay, blas = float(plan.eta), float(plan.decay), self.gemm_pointer()
-        if (threaded(plan.sizes, m) and step_work(plan.sizes, m) < TWO_THREADS_BELOW
+        if (threaded(plan.sizes, m) and step_work(plan.sizes, 1) < TWO_THREADS_WEIGHTS
                 and prefetch.cores() >= 2 and library_threads() >= 2):
             with one_thread():  # BLAS on one thread in each of the two
                 return self._two_threads(k, weights, biases, xs, ys, order, m, eta, decay, code,

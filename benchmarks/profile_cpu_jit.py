@@ -3,7 +3,9 @@ BP1 + BP2, update (BP3 + BP4 + SGD), per mini-batch, in microseconds.
 
 Each stage is timed as the difference between two compiled epochs that stop after it, so the
 figures add up to the whole step (on a busy machine a difference can come out negative: take
-the best of several runs). BLAS gets the threads the epoch would get. Usage::
+the best of several runs). This is the epoch's one-thread form, with the gather inline and BLAS
+on one thread (the BLAS :mod:`fastbp.cblas` picks): what each core does when the epoch gathers
+ahead on another core or splits its steps between two threads. Usage::
 
     python benchmarks/profile_cpu_jit.py --sizes 784,30,10 --batches 1,10,100,1000
 """
@@ -17,13 +19,15 @@ import numpy as np
 from fastbp_numba import kernels as K
 from numba import njit
 
-from fastbp.blas_threads import step_threads
+from fastbp import cblas
+from fastbp.blas_threads import one_thread
 
 STAGES = ("gather", "feedforward GEMMs", "sigmoid", "BP1 + BP2", "update")
 
 
 @njit(nogil=True)
-def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, deltas, scal, stage):
+def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, deltas, scal, stage,
+                  blas):
     """:func:`fastbp_numba.kernels.sgd_epoch` (quadratic cost) stopped after ``stage``."""
     saved = K.get_mxcsr()
     K.set_mxcsr(saved | np.uint32(K.FTZ_DAZ))
@@ -38,17 +42,18 @@ def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, delt
         if stage == 1:
             for l in range(len(weights)):
                 a_prev = xbuf if l == 0 else acts[l - 1]
-                K.linear(weights[l], biases[l], a_prev, r, acts[l], scal, 1)
+                K.linear(weights[l], biases[l], a_prev, r, acts[l], scal, 1, blas)
             continue
-        K.forward(weights, biases, xbuf, r, acts, deltas, scal, 1)
+        K.forward(weights, biases, xbuf, r, acts, deltas, scal, 1, blas)
         if stage == 2:
             continue
-        total += K.deltas_of(weights, ybuf, r, acts, deltas, K.QUADRATIC, scal, 1)
+        total += K.deltas_of(weights, ybuf, r, acts, deltas, K.QUADRATIC, scal, 1, blas)
         if stage == 3:
             continue
         for l in range(len(weights)):
             a_prev = xbuf if l == 0 else acts[l - 1]
-            K.sgd_update(weights[l], biases[l], deltas[l], a_prev, r, eta / r, 1.0, scal, 1)
+            K.sgd_update(weights[l], biases[l], deltas[l], a_prev, r, eta / r, 1.0, scal, 1,
+                         blas)
     K.set_mxcsr(saved)
     return total
 
@@ -58,6 +63,8 @@ def profile(sizes: list[int], m: int, X: np.ndarray, Y: np.ndarray, repeat: int)
     rng = np.random.default_rng(0)
     dt = np.float32
     n = X.shape[0]
+    lib = cblas.find()
+    blas = None if lib is None else lib.gemm_for("float32")
     ends = []
     for stage in range(len(STAGES)):
         ws = tuple((rng.standard_normal((k2, k1)) / np.sqrt(k1)).astype(dt)
@@ -70,7 +77,7 @@ def profile(sizes: list[int], m: int, X: np.ndarray, Y: np.ndarray, repeat: int)
         for _ in range(repeat + 1):  # the first one compiles
             order = rng.permutation(n)
             t = time.perf_counter()
-            partial_epoch(ws, bs, X, Y, order, m, 3.0, *bufs, stage)
+            partial_epoch(ws, bs, X, Y, order, m, 3.0, *bufs, stage, blas)
             best = min(best, time.perf_counter() - t)
         ends.append(best / (n / m) * 1e6)
     return [ends[0]] + [b - a for a, b in zip(ends, ends[1:])]
@@ -87,11 +94,11 @@ def main() -> None:
 
     X, Y, source = load_data(args.n)
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"{sizes}, {source}; µs per step")
+    print(f"{sizes}, {source}; BLAS {cblas.description()}; µs per step")
     print("| batch | " + " | ".join(STAGES) + " | step | samples/s |")
     print("|---:|" + "---:|" * (len(STAGES) + 2))
     for m in (int(b) for b in args.batches.split(",")):
-        with step_threads(sizes, m):  # the BLAS threads the epoch itself would get
+        with one_thread():
             parts = profile(sizes, m, X, Y, args.repeat)
         step = sum(parts)
         print(f"| {m} | " + " | ".join(f"{x:.1f}" for x in parts)

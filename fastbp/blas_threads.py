@@ -31,6 +31,7 @@ THREADED_WORK_MKL = 5_000_000  # MKL: [784,100,10] at batch 100 is 1.3x faster o
 NARROW_WORK = 64  # multiply-adds per input value: below, see narrow()
 
 _controller: Any = None
+_controller_for: set[str | None] = set()  # the libraries it was made with
 
 
 def step_work(sizes: Sequence[int], m: int) -> int:
@@ -104,17 +105,19 @@ def one_thread() -> Iterator[None]:
 
 
 def _blas_controller() -> Any:
-    """A threadpoolctl controller of the BLAS libraries loaded now (SciPy's included), made once."""
-    global _controller
-    if _controller is None:
-        try:
-            import scipy.linalg.blas  # noqa: F401 - load SciPy's BLAS before looking for it
-            from threadpoolctl import ThreadpoolController
+    """A threadpoolctl controller of the BLAS libraries loaded now: SciPy's, and the one
+    :mod:`fastbp.cblas` calls (made again when that choice loads another library)."""
+    global _controller, _controller_for
+    try:
+        import scipy.linalg.blas  # noqa: F401 - load SciPy's BLAS before looking for it
+        from threadpoolctl import ThreadpoolController
 
-            from .cblas import find
-
-            find()  # and the one the epochs call directly
-        except ImportError:
-            return None
+        from .cblas import find
+    except ImportError:
+        return None
+    lib = find()
+    key = None if lib is None else lib.path
+    if _controller is None or key not in _controller_for:
         _controller = ThreadpoolController()
+        _controller_for = {key, *(c.filepath for c in _controller.lib_controllers)}
     return _controller

@@ -13,8 +13,8 @@ into the weight-gradient GEMM:
   ``b^l ← b^l − (η/m) (Δ^l)ᵀ 1`` (one GEMV)
 
 Steps of at least :data:`DIRECT_WORK` multiply-adds call MKL or NumPy's OpenBLAS directly
-(:mod:`fastbp.cblas`); smaller ones SciPy's BLAS wrappers, which cost less per call. Rows are
-gathered ahead by another core where BLAS runs on one thread (:mod:`fastbp.prefetch`).
+(:mod:`fastbp.cblas`) and take their rows from chunks gathered ahead (:mod:`fastbp.prefetch`);
+smaller ones call SciPy's BLAS wrappers, which cost less per call, and gather their own rows.
 """
 
 from __future__ import annotations
@@ -137,10 +137,14 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
 
 def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
              ) -> Iterator[tuple[np.ndarray, ...]]:
-    """The epoch's mini-batches as ``(X rows, Y rows)``: gathered ahead by another core
-    (:mod:`fastbp.prefetch`) where that pays, else gathered here, one batch at a time."""
+    """The epoch's mini-batches as ``(X rows, Y rows)``: for steps of at least
+    :data:`DIRECT_WORK` multiply-adds gathered ahead by another core (:mod:`fastbp.prefetch`),
+    else gathered here, one batch at a time (a small batch costs less to gather than to hand
+    over)."""
     xs, ys, order, m = plan.xs, plan.ys, plan.order, plan.batch_size
-    gathering = prefetch.mode(plan.sizes, m, threads)
+    gathering = None
+    if step_work(plan.sizes, m) >= DIRECT_WORK:
+        gathering = prefetch.mode(plan.sizes, m, threads)
     if gathering is None:
         for start in range(0, int(order.shape[0]), m):
             idx = order[start : start + m]

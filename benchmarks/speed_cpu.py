@@ -319,11 +319,11 @@ def worker(args: argparse.Namespace) -> None:
             import fastbp
 
             r["fastbp_from"] = os.path.dirname(fastbp.__file__)
-            try:
+            if os.path.exists(os.path.join(os.path.dirname(fastbp.__file__), "cblas.py")):
                 from fastbp import cblas
 
                 r["gemm"] = cblas.description()
-            except ImportError:  # an older fastbp: SciPy's BLAS
+            else:  # an older fastbp (an import could find this checkout's module instead)
                 r["gemm"] = "SciPy's BLAS"
         print(json.dumps(r), flush=True)
     print(json.dumps({"blas": blas_info(), "method": args.method}), flush=True)

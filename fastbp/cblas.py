@@ -64,7 +64,7 @@ class Cblas:
         if self.name != "mkl":
             yield
             return
-        lib = ctypes.CDLL(self.path)
+        lib = _dll(self.path)
         previous = lib.MKL_Set_Num_Threads_Local(1)
         try:
             yield
@@ -99,11 +99,16 @@ def find() -> Cblas | None:
 
 
 @functools.cache
+def _dll(path: str) -> Any:
+    """The loaded library at ``path`` (loaded once)."""
+    return ctypes.CDLL(path)
+
+
+@functools.cache
 def _load(name: str) -> Cblas | None:
     for path in _candidates(name):
         try:
-            lib = ctypes.CDLL(path)
-            return _wrap(name, path, lib)
+            return _wrap(name, path, _dll(path))
         except (OSError, AttributeError):
             continue
     return None

@@ -144,7 +144,7 @@ def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
     xs, ys, order, m = plan.xs, plan.ys, plan.order, plan.batch_size
     gathering = None
     if step_work(plan.sizes, m) >= DIRECT_WORK:
-        gathering = prefetch.mode(plan.sizes, m, threads)
+        gathering = prefetch.mode(plan.sizes, m, threads, int(order.shape[0]))
     if gathering is None:
         for start in range(0, int(order.shape[0]), m):
             idx = order[start : start + m]

@@ -41,13 +41,17 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def mode(sizes: Sequence[int], m: int, threads: bool | None = None) -> str | None:
+def mode(sizes: Sequence[int], m: int, threads: bool | None = None, rows: int | None = None
+         ) -> str | None:
     """How an epoch of batch ``m`` gathers: ``"overlap"`` (the helper gathers the next chunk
     while BLAS, on one thread, trains this one), ``"parallel"`` (BLAS is threaded, so both
     threads gather a chunk, then it trains), or None (one core, or ``$FASTBP_PREFETCH=0``:
-    each batch is gathered when it is needed). ``threads``: whether BLAS runs threaded in this
-    epoch (default: :func:`fastbp.blas_threads.threaded`)."""
+    each batch is gathered when it is needed; also for an epoch of ``rows`` samples that fits
+    in one chunk, where there is nothing to overlap). ``threads``: whether BLAS runs threaded in
+    this epoch (default: :func:`fastbp.blas_threads.threaded`)."""
     if os.environ.get(ENV_VAR, "").strip() == "0" or cores() < 2:
+        return None
+    if rows is not None and rows <= chunk_rows(m):
         return None
     return "parallel" if (threaded(sizes, m) if threads is None else threads) else "overlap"
 

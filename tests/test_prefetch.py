@@ -59,6 +59,9 @@ def test_mode(monkeypatch):
     monkeypatch.delenv(prefetch.ENV_VAR)
     monkeypatch.setattr(prefetch, "cores", lambda: 1)
     assert prefetch.mode([784, 30, 10], 100) is None
+    monkeypatch.setattr(prefetch, "cores", lambda: 2)
+    assert prefetch.mode([784, 30, 10], 100, rows=prefetch.chunk_rows(100)) is None  # one chunk
+    assert prefetch.mode([784, 30, 10], 100, rows=prefetch.chunk_rows(100) + 1) is not None
 
 
 def devices():

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -107,7 +109,7 @@ class NumbaBackend(NumpyBackend):
                 return self._two_threads(k, weights, biases, xs, ys, order, m, eta, decay, code,
                                          plan)
         with step_threads(plan.sizes, m):  # one BLAS thread where a step is small
-            gathering = prefetch.mode(plan.sizes, m)
+            gathering = prefetch.mode(plan.sizes, m, rows=int(order.shape[0]))
             if gathering is None:
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
@@ -146,12 +148,12 @@ class NumbaBackend(NumpyBackend):
                 errors.append(exc)
                 sync[0] = 1 << 62
 
-        helper = threading.Thread(target=run, args=(1,), name="fastbp-half", daemon=True)
-        helper.start()
-        try:
-            run(0)
-        finally:
-            helper.join()
+        with _helper() as start:
+            done = start(run, 1)
+            try:
+                run(0)
+            finally:
+                done()
         if errors:
             raise errors[0]
         return totals[0] + totals[1]
@@ -217,6 +219,38 @@ class NumbaBackend(NumpyBackend):
                     np.empty(4, dt),
                 )
         return work
+
+
+_HALF_POOL: ThreadPoolExecutor | None = None
+_HALF_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _helper() -> Iterator[Callable[..., Callable[[], None]]]:
+    """``start(fn, *args)`` runs ``fn`` on another thread and returns a wait for it: the one
+    thread kept for two-thread epochs (starting one costs about 0.1 ms an epoch) or, while
+    another network's epoch holds that one, a new thread."""
+    global _HALF_POOL
+    if _HALF_LOCK.acquire(blocking=False):
+        try:
+            if _HALF_POOL is None:
+                _HALF_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastbp-half")
+            pool = _HALF_POOL
+
+            def start_pooled(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
+                return pool.submit(fn, *args).result
+
+            yield start_pooled
+        finally:
+            _HALF_LOCK.release()
+        return
+
+    def start_thread(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
+        thread = threading.Thread(target=fn, args=args, name="fastbp-half", daemon=True)
+        thread.start()
+        return thread.join
+
+    yield start_thread
 
 
 def _contiguous(a: Any, dtype: str, what: str) -> np.ndarray:

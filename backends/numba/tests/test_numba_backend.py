@@ -273,3 +273,35 @@ def test_an_error_in_one_thread_does_not_hang_the_other(monkeypatch, rng):
     X, Y = batch(rng, [6, 5, 3], 40)
     with pytest.raises(RuntimeError, match="thread 1 failed"):
         net.train(X, Y, epochs=1, batch_size=8, eta=0.5)
+
+
+def test_two_thread_epochs_of_two_networks_at_once(monkeypatch, rng):
+    """Two networks in two threads, each epoch on two threads of its own (one takes the kept
+    helper, the other a new one): both end as if trained in turn."""
+    import threading
+
+    from fastbp import blas_threads, prefetch
+
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
+    monkeypatch.setattr(prefetch, "cores", lambda: 2)
+    monkeypatch.setattr(jit_backend, "library_threads", lambda: 2)
+    X, Y = batch(rng, [12, 8, 4], 300)
+
+    def make():
+        return [fastbp.Network([12, 8, 4], dtype="float64", seed=s, device="cpu-jit")
+                for s in (1, 2)]
+
+    alone = make()
+    for net in alone:
+        net.train(X, Y, epochs=4, batch_size=6, eta=0.5)
+    together = make()
+    threads = [threading.Thread(target=n.train, args=(X, Y),
+                                kwargs={"epochs": 4, "batch_size": 6, "eta": 0.5})
+               for n in together]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, together):
+        for wa, wb in zip(list(a.weights) + list(a.biases), list(b.weights) + list(b.biases)):
+            np.testing.assert_array_equal(wa, wb)

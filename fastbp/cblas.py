@@ -189,8 +189,8 @@ def description() -> str:
 
 class FortranGemm:
     """``gemm(alpha, a, b, beta, c, trans_a, trans_b)``: ``c ← α op(a) op(b) + β c`` in place, on
-    Fortran-ordered NumPy arrays, the call signature of SciPy's ``?gemm`` (``overwrite_c``
-    always), made by one direct CBLAS call."""
+    Fortran-ordered NumPy arrays or column blocks of them, the call signature of SciPy's
+    ``?gemm`` (``overwrite_c`` always), made by one direct CBLAS call."""
 
     def __init__(self, lib: Cblas, dtype: Any) -> None:
         self.fn = lib.gemm_for(dtype)
@@ -200,6 +200,14 @@ class FortranGemm:
         m, n = c.shape
         k = a.shape[0] if trans_a else a.shape[1]
         self.fn(COL_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
-                m, n, k, alpha, a.ctypes.data, a.shape[0], b.ctypes.data, b.shape[0], beta,
-                c.ctypes.data, m)
+                m, n, k, alpha, a.ctypes.data, _ld(a), b.ctypes.data, _ld(b), beta,
+                c.ctypes.data, _ld(c))
         return c
+
+
+def _ld(a: Any) -> int:
+    """The leading dimension of a column-major array (unit stride down a column): a block of
+    columns of a larger Fortran array keeps the larger array's."""
+    if a.shape[0] > 1 and a.shape[1] > 1 and a.strides[0] != a.itemsize:
+        raise ValueError(f"not a column-major block: strides {a.strides}, shape {a.shape}")
+    return max(a.strides[1] // a.itemsize, 1) if a.shape[1] > 1 else max(1, a.shape[0])

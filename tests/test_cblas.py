@@ -98,3 +98,16 @@ def test_devices_say_which_library_runs_the_gemms(library):
     info = fastbp.Network([4, 3, 2]).backend.describe()
     name = {"mkl": "mkl", "openblas": "openblas", "scipy": "openblas"}[library]
     assert name in info["gemm"].lower() or "SciPy" in info["gemm"]
+
+
+def test_a_column_block_keeps_its_leading_dimension(rng):
+    lib = cblas.find()
+    if lib is None:
+        pytest.skip("no CBLAS to call directly here")
+    big = np.asfortranarray(rng.random((9, 6)))
+    b = np.asfortranarray(rng.random((6, 3)))
+    c = np.asfortranarray(np.zeros((4, 3)))
+    cblas.FortranGemm(lib, "float64")(1.0, big[2:6], b, 0.0, c)  # rows 2:6: ld stays 9
+    np.testing.assert_allclose(c, big[2:6] @ b, atol=1e-12)
+    with pytest.raises(ValueError, match="column-major"):
+        cblas.FortranGemm(lib, "float64")(1.0, np.ones((3, 4))[:, ::2], b[:2], 0.0, c[:3])

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from fastbp import cblas, prefetch
+from fastbp import cblas, halves, prefetch
 from fastbp.backend import NumpyBackend
 from fastbp.blas_threads import library_threads, one_thread, step_threads, step_work, threaded
 from fastbp.costs import CrossEntropyCost, QuadraticCost
@@ -129,8 +126,8 @@ class NumbaBackend(NumpyBackend):
         and a helper, each with half of every step and BLAS on one thread."""
         xbuf, ybuf, acts, deltas, _ = self._work(plan.sizes, m, plan.workspaces)
         h = (m + 1) // 2
-        halves = [(xbuf[rows], ybuf[rows], tuple(a[rows] for a in acts),
-                   tuple(d[rows] for d in deltas)) for rows in (slice(0, h), slice(h, m))]
+        views = [(xbuf[rows], ybuf[rows], tuple(a[rows] for a in acts),
+                  tuple(d[rows] for d in deltas)) for rows in (slice(0, h), slice(h, m))]
         lib = cblas.find()
         blas = None if lib is None else lib.gemm_for(self.dtype)
         sync = np.zeros(1, np.int64)  # arrivals at the barrier
@@ -141,14 +138,14 @@ class NumbaBackend(NumpyBackend):
             try:
                 with lib.one_thread_here() if lib else contextlib.nullcontext():
                     totals[t] = k.sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta,
-                                                 decay, code, xbuf, acts, deltas, halves[t],
+                                                 decay, code, xbuf, acts, deltas, views[t],
                                                  np.empty(4, self.dtype), SMALL_ROWS, blas,
                                                  sync)
             except BaseException as exc:  # the other thread must not wait for this one
                 errors.append(exc)
                 sync[0] = 1 << 62
 
-        with _helper() as start:
+        with halves.helper() as start:
             done = start(run, 1)
             try:
                 run(0)
@@ -219,38 +216,6 @@ class NumbaBackend(NumpyBackend):
                     np.empty(4, dt),
                 )
         return work
-
-
-_HALF_POOL: ThreadPoolExecutor | None = None
-_HALF_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _helper() -> Iterator[Callable[..., Callable[[], None]]]:
-    """``start(fn, *args)`` runs ``fn`` on another thread and returns a wait for it: the one
-    thread kept for two-thread epochs (starting one costs about 0.1 ms an epoch) or, while
-    another network's epoch holds that one, a new thread."""
-    global _HALF_POOL
-    if _HALF_LOCK.acquire(blocking=False):
-        try:
-            if _HALF_POOL is None:
-                _HALF_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastbp-half")
-            pool = _HALF_POOL
-
-            def start_pooled(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
-                return pool.submit(fn, *args).result
-
-            yield start_pooled
-        finally:
-            _HALF_LOCK.release()
-        return
-
-    def start_thread(fn: Callable[..., None], *args: Any) -> Callable[[], None]:
-        thread = threading.Thread(target=fn, args=args, name="fastbp-half", daemon=True)
-        thread.start()
-        return thread.join
-
-    yield start_thread
 
 
 def _contiguous(a: Any, dtype: str, what: str) -> np.ndarray:

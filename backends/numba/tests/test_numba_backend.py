@@ -38,6 +38,16 @@ def rng():
     return np.random.default_rng(99)
 
 
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Every epoch on the kernels' two threads, whatever the machine and the step size."""
+    from fastbp import blas_threads, prefetch
+
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
+    monkeypatch.setattr(prefetch, "cores", lambda: 2)
+    monkeypatch.setattr(jit_backend, "library_threads", lambda: 2)
+
+
 def test_device_is_registered_by_its_entry_point():
     assert "cpu-jit" in devices.backend_names()
     net = fastbp.Network([4, 3, 2], device="cpu-jit")
@@ -164,22 +174,24 @@ def test_bad_configuration_is_refused(kwargs, match):
 def test_networks_sharing_a_backend_train_in_threads(rng):
     """The compiled epoch releases the GIL and keeps its buffers in each network's workspaces:
     two networks on one backend instance, trained at once in two threads, end as if in turn."""
+    shared = NumbaBackend("float64")
+    X, Y = batch(rng, [12, 8, 4], 300)
+    assert_threads_train_as_in_turn(shared, X, Y, epochs=3, batch_size=5, eta=0.5)
+
+
+def assert_threads_train_as_in_turn(device, X, Y, **train):
+    """Two networks trained at once in two threads end as the same two trained in turn."""
     import threading
 
-    X, Y = batch(rng, [12, 8, 4], 300)
-    shared = NumbaBackend("float64")
-
     def make():
-        return [fastbp.Network([12, 8, 4], dtype="float64", seed=s, device=shared)
+        return [fastbp.Network([12, 8, 4], dtype="float64", seed=s, device=device)
                 for s in (1, 2)]
 
     alone = make()
     for net in alone:
-        net.train(X, Y, epochs=3, batch_size=5, eta=0.5)
+        net.train(X, Y, **train)
     together = make()
-    threads = [threading.Thread(target=n.train, args=(X, Y),
-                                kwargs={"epochs": 3, "batch_size": 5, "eta": 0.5})
-               for n in together]
+    threads = [threading.Thread(target=n.train, args=(X, Y), kwargs=train) for n in together]
     for t in threads:
         t.start()
     for t in threads:
@@ -212,19 +224,17 @@ def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkey
 @pytest.mark.parametrize("library", ["mkl", "openblas", "scipy"])
 @pytest.mark.parametrize("cost", COSTS)
 @pytest.mark.parametrize("batch_size,n", [(1, 9), (7, 50), (8, 50), (20, 43), (50, 50)])
-def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, monkeypatch, rng):
+def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, two_threads,
+                                                monkeypatch, rng):
     """The epoch split over two threads (each half of every batch, then half of every layer's
     units; the last batch of 43 = 2·20 + 3 leaves the second thread no rows) is the book's SGD,
     on every BLAS the kernels can call."""
-    from fastbp import blas_threads, cblas, prefetch
+    from fastbp import cblas
 
     if library != "scipy" and cblas._load(library) is None:
         pytest.skip(f"{library} is not installed here")
     monkeypatch.setenv(cblas.ENV_VAR, library)
 
-    monkeypatch.setenv(blas_threads.ENV_VAR, "0")  # every step on two threads
-    monkeypatch.setattr(prefetch, "cores", lambda: 2)
-    monkeypatch.setattr(jit_backend, "library_threads", lambda: 2)
     calls = []
     real = jit_backend.NumbaBackend._two_threads
     monkeypatch.setattr(jit_backend.NumbaBackend, "_two_threads",
@@ -254,12 +264,7 @@ def test_one_blas_thread_set_by_the_user_keeps_the_epoch_on_one_thread(monkeypat
         fastbp.Network([6, 5, 3], device="cpu-jit").train(X, Y, epochs=1, batch_size=4, eta=0.5)
 
 
-def test_an_error_in_one_thread_does_not_hang_the_other(monkeypatch, rng):
-    from fastbp import blas_threads, prefetch
-
-    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
-    monkeypatch.setattr(prefetch, "cores", lambda: 2)
-    monkeypatch.setattr(jit_backend, "library_threads", lambda: 2)
+def test_an_error_in_one_thread_does_not_hang_the_other(two_threads, monkeypatch, rng):
     net = fastbp.Network([6, 5, 3], dtype="float64", device="cpu-jit")
     kernels = net.backend.kernels
     real = kernels.sgd_epoch_half
@@ -275,33 +280,8 @@ def test_an_error_in_one_thread_does_not_hang_the_other(monkeypatch, rng):
         net.train(X, Y, epochs=1, batch_size=8, eta=0.5)
 
 
-def test_two_thread_epochs_of_two_networks_at_once(monkeypatch, rng):
+def test_two_thread_epochs_of_two_networks_at_once(two_threads, rng):
     """Two networks in two threads, each epoch on two threads of its own (one takes the kept
     helper, the other a new one): both end as if trained in turn."""
-    import threading
-
-    from fastbp import blas_threads, prefetch
-
-    monkeypatch.setenv(blas_threads.ENV_VAR, "0")
-    monkeypatch.setattr(prefetch, "cores", lambda: 2)
-    monkeypatch.setattr(jit_backend, "library_threads", lambda: 2)
     X, Y = batch(rng, [12, 8, 4], 300)
-
-    def make():
-        return [fastbp.Network([12, 8, 4], dtype="float64", seed=s, device="cpu-jit")
-                for s in (1, 2)]
-
-    alone = make()
-    for net in alone:
-        net.train(X, Y, epochs=4, batch_size=6, eta=0.5)
-    together = make()
-    threads = [threading.Thread(target=n.train, args=(X, Y),
-                                kwargs={"epochs": 4, "batch_size": 6, "eta": 0.5})
-               for n in together]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for a, b in zip(alone, together):
-        for wa, wb in zip(list(a.weights) + list(a.biases), list(b.weights) + list(b.biases)):
-            np.testing.assert_array_equal(wa, wb)
+    assert_threads_train_as_in_turn("cpu-jit", X, Y, epochs=4, batch_size=6, eta=0.5)

@@ -153,12 +153,8 @@ def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
             np.take(ys, idx, 0, y, "clip")
             yield x, y
         return
-    key = ("chunks", tuple(plan.sizes), m, xs.dtype.name)
-    if key not in plan.workspaces:
-        with translate_oom(backend, plan.sizes, m):
-            plan.workspaces[key] = prefetch.ChunkBuffers(prefetch.chunk_rows(m), plan.sizes[0],
-                                                         plan.sizes[-1], xs.dtype)
-    chunks = prefetch.chunks(xs, ys, order, plan.workspaces[key], gathering == "parallel")
+    chunks = prefetch.chunks(xs, ys, order, prefetch.chunk_buffers(backend, plan),
+                             gathering == "parallel")
     with contextlib.closing(chunks):  # an error waits for the gather in flight
         for x, y in chunks:
             for start in range(0, x.shape[0], m):

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .blas_threads import threaded
+from .memory import translate_oom
 
 ENV_VAR = "FASTBP_PREFETCH"
 CHUNK_ROWS = 2048  # rows per chunk (rounded down to whole batches): 6 MB of MNIST float32
@@ -69,6 +70,19 @@ class ChunkBuffers:
         self.rows = rows
         self.x = [np.empty((rows, n_in), dtype) for _ in range(2)]
         self.y = [np.empty((rows, n_out), dtype) for _ in range(2)]
+
+
+def chunk_buffers(backend: Any, plan: Any) -> ChunkBuffers:
+    """The network's chunk buffers for ``plan``'s shape, batch size and dtype, made once and kept
+    in its ``plan.workspaces`` (a MemoryError becomes a DeviceError with the numbers)."""
+    m, dtype = plan.batch_size, np.dtype(plan.xs.dtype)
+    key = ("chunks", tuple(plan.sizes), m, dtype.name)
+    buffers = plan.workspaces.get(key)
+    if buffers is None:
+        with translate_oom(backend, plan.sizes, m):
+            buffers = plan.workspaces[key] = ChunkBuffers(chunk_rows(m), plan.sizes[0],
+                                                          plan.sizes[-1], dtype)
+    return buffers
 
 
 def chunks(xs: np.ndarray, ys: np.ndarray, order: np.ndarray, buffers: ChunkBuffers,

@@ -104,14 +104,14 @@ class NumbaBackend(NumpyBackend):
                 and prefetch.cores() >= 2 and library_threads() >= 2):
             with one_thread():  # BLAS on one thread in each of the two
                 return self._two_threads(k, weights, biases, xs, ys, order, m, eta, decay, code,
-                                         plan)
+                                         (xbuf, ybuf, acts, deltas), blas)
         with step_threads(plan.sizes, m):  # one BLAS thread where a step is small
             gathering = prefetch.mode(plan.sizes, m, rows=int(order.shape[0]))
             if gathering is None:
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
             total = 0.0  # the same steps, on rows gathered ahead (fastbp.prefetch)
-            chunks = prefetch.chunks(xs, ys, order, self._chunks(plan, m),
+            chunks = prefetch.chunks(xs, ys, order, prefetch.chunk_buffers(self, plan),
                                      parallel=gathering == "parallel")
             with contextlib.closing(chunks):  # an error waits for the gather in flight
                 for x, y in chunks:
@@ -121,15 +121,15 @@ class NumbaBackend(NumpyBackend):
 
     def _two_threads(self, k: Any, weights: tuple, biases: tuple, xs: np.ndarray,
                      ys: np.ndarray, order: np.ndarray, m: int, eta: float, decay: float,
-                     code: int, plan: Any) -> float:
+                     code: int, work: tuple, blas: Any) -> float:
         """The epoch on two threads (:func:`fastbp_numba.kernels.sgd_epoch_half`): this one
-        and a helper, each with half of every step and BLAS on one thread."""
-        xbuf, ybuf, acts, deltas, _ = self._work(plan.sizes, m, plan.workspaces)
+        and a helper, each with half of every step and BLAS on one thread. ``work``: the
+        epoch's row buffers; ``blas``: :meth:`gemm_pointer`."""
+        xbuf, ybuf, acts, deltas = work
         h = (m + 1) // 2
         views = [(xbuf[rows], ybuf[rows], tuple(a[rows] for a in acts),
                   tuple(d[rows] for d in deltas)) for rows in (slice(0, h), slice(h, m))]
-        lib = cblas.find()
-        blas = None if lib is None else lib.gemm_for(self.dtype)
+        lib = cblas.find()  # for its per-thread setting
         sync = np.zeros(1, np.int64)  # arrivals at the barrier
         totals = [0.0, 0.0]
         errors: list[BaseException] = []
@@ -160,15 +160,6 @@ class NumbaBackend(NumpyBackend):
         SciPy's BLAS."""
         lib = cblas.find()
         return None if lib is None else lib.gemm_for(self.dtype)
-
-    def _chunks(self, plan: Any, m: int) -> prefetch.ChunkBuffers:
-        key = ("cpu-jit chunks", tuple(plan.sizes), m, self.dtype)
-        buffers = plan.workspaces.get(key)
-        if buffers is None:
-            with translate_oom(self, plan.sizes, m):
-                buffers = plan.workspaces[key] = prefetch.ChunkBuffers(
-                    prefetch.chunk_rows(m), plan.sizes[0], plan.sizes[-1], self.dtype)
-        return buffers
 
     def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,
                           y: Any, cost: Any = QuadraticCost

@@ -289,8 +289,7 @@ def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small, blas):
                 for p in range(k):
                     w[j, p] -= c * a_prev[i, p]
     else:
-        # column-major: Wᵀ (k × n) ← decay·Wᵀ − α A^{l-1}ᵀ (k × r) · Δ (r × n)
-        gemm(_N, _T, k, n, r, -alpha, a_prev, k, d, n, decay, w, k, scal, blas)
+        update_columns(w, d, a_prev, r, 0, k, alpha, decay, scal, blas)  # every column
     # Σ_i Δ_i row by row into Δ's first row (contiguous reads; Δ is not needed any more)
     for i in range(1, r):
         for j in range(n):

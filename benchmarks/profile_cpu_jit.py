@@ -19,8 +19,8 @@ import numpy as np
 from fastbp_numba import kernels as K
 from numba import njit
 
-from fastbp import cblas
-from fastbp.blas_threads import one_thread
+from fastbp.devices.cpu import cblas
+from fastbp.devices.cpu.blas_threads import one_thread
 
 STAGES = ("gather", "feedforward GEMMs", "sigmoid", "BP1 + BP2", "update")
 

@@ -93,7 +93,7 @@ Setup = Callable[[list, int, np.ndarray, np.ndarray], Callable[[np.ndarray], Non
 
 
 def setup_loop(sizes, m, X, Y):
-    from fastbp import reference
+    from fastbp.core import reference
 
     ws, bs = init_params(sizes)
     XT, YT = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
@@ -106,7 +106,8 @@ def setup_loop(sizes, m, X, Y):
 def setup_fastbp(device: str) -> Setup:
     def setup(sizes, m, X, Y):
         import fastbp
-        from fastbp.training import EpochPlan
+        from fastbp.core.epoch import run_epoch
+        from fastbp.core.plan import EpochPlan
 
         net = fastbp.Network(sizes, device=device, dtype="float32", seed=0, init="scaled")
         be = net.backend
@@ -115,7 +116,7 @@ def setup_fastbp(device: str) -> Setup:
 
         def run(order):
             plan.order = be.index_array(order)
-            be.sgd_epoch(plan)
+            run_epoch(be, plan)
         return run
     return setup
 
@@ -287,7 +288,7 @@ def sgemm_peak(threads: int | None = None, n: int = 2048, repeat: int = 7) -> di
     c = np.empty((n, n), dtype=np.float32)
     runs = {"numpy": lambda: np.matmul(a, b, out=c)}
     try:
-        from fastbp import cblas
+        from fastbp.devices.cpu import cblas
 
         lib = cblas.find()
         if lib is not None and lib.name == "mkl":
@@ -320,7 +321,7 @@ def worker(args: argparse.Namespace) -> None:
 
             r["fastbp_from"] = os.path.dirname(fastbp.__file__)
             if os.path.exists(os.path.join(os.path.dirname(fastbp.__file__), "cblas.py")):
-                from fastbp import cblas
+                from fastbp.devices.cpu import cblas
 
                 r["gemm"] = cblas.description()
             else:  # an older fastbp (an import could find this checkout's module instead)

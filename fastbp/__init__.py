@@ -2,13 +2,18 @@
 
 ``import fastbp as network`` runs the book's chapter 1 code unchanged: ``network.Network(sizes)``
 with ``SGD``, ``update_mini_batch``, ``backprop``, ``feedforward`` and ``evaluate``.
+
+The package is layered (``docs/ARCHITECTURE.md``): :mod:`fastbp.core` (the equations, costs,
+the epoch loop), :mod:`fastbp.devices` (backends and the registry), :mod:`fastbp.io` and
+:mod:`fastbp.data` (files), :mod:`fastbp.model` (``Network`` and its training),
+:mod:`fastbp.parallel` (MPI) and :mod:`fastbp.cli`. This module only re-exports.
 """
 
-from . import datasets, mnist_loader, reference
-from .backend import Backend, NumpyBackend
-from .checkpoint import load
-from .costs import CrossEntropyCost, QuadraticCost, sigmoid, sigmoid_prime
-from .devices import backend_names, register_backend, use_device
+from . import datasets, mnist_loader
+from .core import reference
+from .core.costs import CrossEntropyCost, QuadraticCost, sigmoid, sigmoid_prime
+from .core.records import EpochRecord, Evaluation, History
+from .devices import Backend, NumpyBackend, backend_names, register_backend, use_device
 from .errors import (
     ConfigError,
     DataError,
@@ -19,12 +24,12 @@ from .errors import (
     ShapeError,
     TrainingDiverged,
 )
-from .evaluation import Evaluation, evaluate
-from .gradcheck import gradcheck
-from .monitoring import EarlyStopping, Monitor, Monitoring
-from .network import EpochRecord, History, Network
-
-__version__ = "0.1.0"
+from .model.evaluation import evaluate
+from .model.gradcheck import gradcheck
+from .model.monitoring import EarlyStopping, Monitor, Monitoring
+from .model.network import Network
+from .model.persist import load
+from .version import __version__
 
 __all__ = [
     "Backend", "ConfigError", "CrossEntropyCost", "DataError", "DeviceError", "EpochRecord",
@@ -32,5 +37,5 @@ __all__ = [
     "ShapeError", "TrainingDiverged", "backend_names", "datasets", "gradcheck", "mnist_loader",
     "reference", "register_backend", "sigmoid", "sigmoid_prime", "use_device",
     "EarlyStopping", "Evaluation", "MissingDependency", "Monitor", "Monitoring", "evaluate",
-    "load",
+    "load", "__version__",
 ]

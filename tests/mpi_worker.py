@@ -1,4 +1,4 @@
-"""Run under ``mpiexec``: train a small network with :func:`fastbp.distributed.train`.
+"""Run under ``mpiexec``: train a small network with :func:`fastbp.parallel.distributed.train`.
 
 ``python tests/mpi_worker.py OUT.npz SIZES DTYPE BATCH EPOCHS N [LMBDA]``; rank 0 writes the
 trained parameters, the network's random state and the history to ``OUT.npz``.
@@ -17,9 +17,9 @@ import threading
 
 import numpy as np
 
-import fastbp.distributed
+import fastbp.parallel.distributed
 from fastbp import Network
-from fastbp.distributed import train, world
+from fastbp.parallel.distributed import train, world
 
 
 def data(sizes: list[int], n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     net = Network(sizes_l, dtype=dtype, seed=1 if rank == 0 else 100 + rank)
     forced = os.environ.get("FASTBP_TEST_REDUCTION")
     if forced:
-        fastbp.distributed._backend_path = lambda backend: forced
+        fastbp.parallel.distributed._backend_path = lambda backend: forced
     fault = os.environ.get("FASTBP_TEST_FAULT", "")
     callback = None
     if fault:

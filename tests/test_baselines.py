@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import baselines
 from fastbp.datasets import Split
+from fastbp.model import baselines
 
 
 def test_average_darkness_by_hand():

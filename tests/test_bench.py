@@ -31,7 +31,7 @@ def test_flops_count_six_per_weight_plus_elementwise():
 
 
 def test_gemm_peak_is_positive_and_says_its_size():
-    from fastbp.backend import NumpyBackend
+    from fastbp.devices.cpu.backend import NumpyBackend
 
     peak = flops.gemm_peak(NumpyBackend("float64"), n=64, repeats=2)
     assert peak["gflops"] > 0 and peak["n"] == 64 and peak["dtype"] == "float64"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import blas_threads
+from fastbp.devices.cpu import blas_threads
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 

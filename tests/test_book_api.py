@@ -9,7 +9,7 @@ import pytest
 from conftest import mnist_dir, random_batch
 
 import fastbp
-from fastbp import reference
+from fastbp.core import reference
 
 
 def book_pairs(rng, sizes, n, labels=False):
@@ -27,7 +27,7 @@ def test_the_books_chapter_1_session_runs_unchanged(monkeypatch, capsys):
     monkeypatch.setenv("FASTBP_DATA", str(mnist_dir()))
 
     # The book's session with its two imports swapped; a subset keeps the test quick.
-    from fastbp import mnist_loader
+    from fastbp.data import mnist_loader
     training_data, validation_data, test_data = mnist_loader.load_data_wrapper()
     training_data, test_data = training_data[:5000], test_data[:1000]
     import fastbp as network

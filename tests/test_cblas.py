@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import blas_threads, cblas, numpy_epoch, reference
+from fastbp.core import reference
+from fastbp.devices.cpu import blas_threads, cblas
+from fastbp.devices.cpu import epoch as numpy_epoch
 
 LIBRARIES = ["mkl", "openblas", "scipy"]
 

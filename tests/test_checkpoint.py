@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import checkpoint
 from fastbp.errors import ModelFormatError
+from fastbp.io import checkpoint
+from fastbp.model import persist
 
 SIZES = [12, 9, 7, 10]
 
@@ -80,7 +81,7 @@ def test_the_file_is_a_plain_documented_npz(rng, tmp_path):
 def test_extra_metadata_round_trips_and_must_be_json(rng, tmp_path):
     net, _ = trained(rng, tmp_path)
     path = net.save(tmp_path / "x.npz", extra={"train": {"eta": 0.7, "note": "é"}})
-    assert checkpoint.load_checkpoint(path).extra == {"train": {"eta": 0.7, "note": "é"}}
+    assert persist.load_checkpoint(path).extra == {"train": {"eta": 0.7, "note": "é"}}
     with pytest.raises(ModelFormatError, match="not JSON"):
         net.save(tmp_path / "y.npz", extra={"bad": object()})
     assert not (tmp_path / "y.npz").exists()
@@ -154,7 +155,7 @@ CHILD = textwrap.dedent("""
     import os, sys, time
     import numpy as np
     import fastbp
-    from fastbp import checkpoint
+    from fastbp.io import checkpoint
 
     path, mode = sys.argv[1], sys.argv[2]
     rng = np.random.default_rng(0)

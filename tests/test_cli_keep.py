@@ -14,7 +14,9 @@ import pytest
 from conftest import mnist_dir
 
 import fastbp
-from fastbp import checkpoint, cli
+from fastbp import cli
+from fastbp.io import checkpoint
+from fastbp.model import persist
 
 QUICK = ["--limit", "1000", "--dtype", "float64", "--seed", "3", "--batch-size", "10"]
 
@@ -56,8 +58,8 @@ def test_resume_continues_bit_for_bit(data_dir, tmp_path, capsys):
     resumed_out = capsys.readouterr().out
     assert "resuming after epoch 2" in resumed_out
 
-    a = checkpoint.load_checkpoint(tmp_path / "straight.npz")
-    b = checkpoint.load_checkpoint(tmp_path / "resumed.npz")
+    a = persist.load_checkpoint(tmp_path / "straight.npz")
+    b = persist.load_checkpoint(tmp_path / "resumed.npz")
     assert same_params(a.network, b.network)  # float64, exact
     assert a.network.rng.bit_generator.state == b.network.rng.bit_generator.state
     key = lambda h: [(r.epoch, r.cost, r.correct) for r in h]  # noqa: E731
@@ -103,7 +105,7 @@ def test_checkpoint_every_saves_every_n_epochs_and_at_the_end(data_dir, tmp_path
                  "2") == 0
     assert saved == [2, 4, 5]
     assert f"saved {tmp_path / 'm.npz'} (5 epochs)" in capsys.readouterr().out
-    meta = checkpoint.load_checkpoint(tmp_path / "m.npz").extra["train"]
+    meta = persist.load_checkpoint(tmp_path / "m.npz").extra["train"]
     assert meta["epochs"] == 5 and meta["checkpoint_every"] == 2 and meta["limit"] == 1000
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import devices
-from fastbp.backend import NumpyBackend, array_device
 from fastbp.cli import main
+from fastbp.devices import registry as devices
+from fastbp.devices.backend import array_device
+from fastbp.devices.cpu.backend import NumpyBackend
 
 
 def named(name: str) -> type[NumpyBackend]:
@@ -307,7 +308,7 @@ def test_fastbp_devices_lists_backends_and_why_one_cannot_run(monkeypatch, regis
 def test_fastbp_devices_says_how_distributed_training_sums_gradients(monkeypatch, capsys):
     import importlib.util
 
-    from fastbp.commands import devices as cmd
+    from fastbp.cli import devices as cmd
 
     assert main(["devices"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from fastbp import Network
-from fastbp.distributed import FlatGradients, reduction_path, shard
+from fastbp.parallel.distributed import FlatGradients, reduction_path, shard
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "mpi_worker.py"
@@ -123,7 +123,7 @@ class FakeComm:
 
 
 def test_a_parameter_checksum_mismatch_is_a_clear_error():
-    from fastbp.distributed import DistributedError, check_parameters, parameter_checksum
+    from fastbp.parallel.distributed import DistributedError, check_parameters, parameter_checksum
 
     net = Network([5, 4, 3], dtype="float64", seed=0)
     total = parameter_checksum(net)
@@ -135,7 +135,7 @@ def test_a_parameter_checksum_mismatch_is_a_clear_error():
 
 
 def test_ranks_that_disagree_on_data_or_options_are_told_which():
-    from fastbp.distributed import DistributedError, _agree
+    from fastbp.parallel.distributed import DistributedError, _agree
 
     _agree(FakeComm([(1, 2)]), "options", (1, 2))
     with pytest.raises(DistributedError, match=r"disagree on options.*rank\(s\) \[1\]"):
@@ -149,7 +149,7 @@ def test_import_fastbp_does_not_import_mpi4py():
 
 
 def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
-    from fastbp.distributed import DistributedError, mpi
+    from fastbp.parallel.distributed import DistributedError, mpi
 
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     with pytest.raises(DistributedError, match=r"fastbp\[mpi\]"):
@@ -160,8 +160,8 @@ def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
 def test_arrays_other_than_numpy_or_cupy_are_refused_by_name():
     import types
 
-    from fastbp.backend import Backend
-    from fastbp.distributed import DistributedError, _backend_path
+    from fastbp.devices.backend import Backend
+    from fastbp.parallel.distributed import DistributedError, _backend_path
 
     other = Backend(types.SimpleNamespace(__name__="array_api_strict"), dtype="float64")
     with pytest.raises(DistributedError, match="NumPy or CuPy.*array_api_strict"):
@@ -169,7 +169,7 @@ def test_arrays_other_than_numpy_or_cupy_are_refused_by_name():
 
 
 def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
-    import fastbp.distributed as dist
+    import fastbp.parallel.distributed as dist
 
     monkeypatch.setattr(dist, "local_rank", lambda comm=None: 6)
     monkeypatch.setattr(dist, "gpu_count", lambda: 4)

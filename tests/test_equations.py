@@ -5,7 +5,7 @@ import pytest
 from conftest import random_batch
 
 import fastbp
-from fastbp import reference
+from fastbp.core import reference
 
 SHAPES = [[6, 4], [8, 5, 3], [12, 7, 6, 4], [10, 9, 7, 5, 3]]  # 2 to 5 layers
 COSTS = [fastbp.QuadraticCost, fastbp.CrossEntropyCost]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.evaluation import score
+from fastbp.model.evaluation import score
 
 SIZES = [16, 12, 10]
 

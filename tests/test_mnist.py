@@ -14,8 +14,9 @@ import pytest
 from conftest import mnist_dir
 from idxfiles import idx_bytes, write_idx
 
-from fastbp import DataError, mnist_loader
+from fastbp import DataError
 from fastbp.data import mnist as mnistmod
+from fastbp.data import mnist_loader
 from fastbp.data.idx import parse_idx, read_idx
 from fastbp.datasets import load_mnist
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import random_batch
 
 import fastbp
-from fastbp import reference
-from fastbp.monitoring import EarlyStopping, Monitor, chain, total_cost
+from fastbp.core import reference
+from fastbp.model.monitoring import EarlyStopping, Monitor, chain, total_cost
 
 SIZES = [8, 6, 4]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.evaluation import score
+from fastbp.model.evaluation import score
 
 pytest.importorskip("matplotlib")
-from fastbp import plots  # noqa: E402
+from fastbp.io import plots  # noqa: E402
 
 
 def png_size(path):

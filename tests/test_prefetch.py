@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import blas_threads, numpy_epoch, prefetch
+from fastbp.devices.cpu import blas_threads, prefetch
+from fastbp.devices.cpu import epoch as numpy_epoch
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from conftest import random_batch
 
 import fastbp
-from fastbp import progress
+from fastbp.model import progress
 
 SIZES = [10, 8, 5]
 
@@ -78,6 +78,6 @@ def test_plain_lines_are_the_verbose_lines(rng):
     net = fastbp.Network(SIZES, seed=1)
     history = net.train(X, Y, epochs=2, batch_size=5, eta=0.5, test=(X, Y.argmax(0)),
                         callback=lines)
-    from fastbp.network import format_record
+    from fastbp.core.records import format_record
 
     assert out.getvalue().splitlines() == [format_record(r, 40) for r in history]

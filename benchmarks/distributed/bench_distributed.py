@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fastbp import Network
-from fastbp.distributed import train, world
+from fastbp.parallel.distributed import train, world
 
 NETS = ([784, 30, 10], [784, 100, 10])
 BATCHES = (10, 100, 1000)

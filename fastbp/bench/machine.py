@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Iterable
 
-from ..backend import cpu_model
+from ..devices.cpu.backend import cpu_model
 
 # Distributions whose versions matter to the figures (reported only where installed).
 PACKAGES = ("fastbp", "fastbp-cupy", "fastbp-numba", "fastbp-array-api", "numpy", "scipy",
@@ -61,7 +61,7 @@ def blas_info() -> list[dict[str, Any]]:
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # NumPy's build information at least names the library
-        from ..backend import blas_description
+        from ..devices.cpu.backend import blas_description
 
         return [{"user_api": "blas", "internal_api": blas_description(), "shipped_by": "numpy",
                  "num_threads": "? (threadpoolctl not installed)"}]

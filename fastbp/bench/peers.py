@@ -104,7 +104,7 @@ def check_gradients(name: str, model: Any, sizes: Sequence[int], weights: list[n
                     biases: list[np.ndarray], X: np.ndarray, Y: np.ndarray, dtype: str) -> float:
     """Compare ``model.gradients(X, Y)`` with fastbp's ``Network.backprop`` of the same
     parameters; return the worst relative error, or raise :class:`PeerCheckFailed`."""
-    from ..network import Network
+    from ..model.network import Network
 
     net = Network(list(sizes), dtype=dtype, device="cpu")
     net.weights, net.biases = weights, biases

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..core.epoch import run_epoch
 from ..errors import FastbpError
 
 ETA = 3.0
@@ -197,7 +198,7 @@ def mnist_data(n: int, dtype: str = "float32", path: str | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first ``n`` MNIST training images (repeated when ``n`` exceeds 50,000), as
     :func:`synthetic_mnist` returns them."""
-    from ..datasets import load_mnist
+    from ..data.mnist import load_mnist
 
     train = load_mnist(path).train
     idx = np.arange(n) % len(train)
@@ -271,7 +272,7 @@ def prepare(case: Case, data: DataSource, peers: dict[str, Any] | None = None) -
 
 
 def _network(case: Case, weights: list, biases: list) -> Any:
-    from ..network import Network
+    from ..model.network import Network
 
     net = Network(list(case.sizes), device=case.device, dtype=case.dtype, seed=SEED)
     net.weights, net.biases = weights, biases
@@ -303,12 +304,12 @@ def matrix_step(net: Any, X: Any, labels: Any, eta: float) -> Callable[[], None]
     be = net.backend
     m = int(np.shape(X)[1])
     with be.activate():
-        plan, _ = net._plan(X, labels, m, eta, 0.0, None)
+        plan = net.epoch_plan(X, labels, batch_size=m, eta=eta)
         plan.order = be.index_array(np.arange(m))
 
     def step() -> None:
         with be.activate():
-            be.sgd_epoch(plan)
+            run_epoch(be, plan)
             be.synchronize()
 
     return step
@@ -316,7 +317,7 @@ def matrix_step(net: Any, X: Any, labels: Any, eta: float) -> Callable[[], None]
 
 def _prepare_loop(case: Case, X: np.ndarray, Y: np.ndarray, weights: list,
                   biases: list) -> Prepared:
-    from .. import reference
+    from ..core import reference
 
     X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
     rng = np.random.default_rng(SEED)

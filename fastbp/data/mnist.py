@@ -210,7 +210,7 @@ def load_mnist(path: str | os.PathLike | None = None, *, dtype: str = "float32",
                download: bool = True) -> MNIST:
     """MNIST as the book splits it: the first 50,000 training images, the last 10,000 of the
     training file as validation, and the 10,000 test images; pixels scaled to [0, 1]."""
-    from ..backend import check_dtype
+    from ..core.ops import check_dtype
     from ..errors import ConfigError
 
     dtype = check_dtype(dtype)

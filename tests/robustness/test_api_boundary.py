@@ -16,17 +16,11 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import (
-    ConfigError,
-    DataError,
-    DeviceError,
-    ModelFormatError,
-    ShapeError,
-    devices,
-    validate,
-)
+from fastbp import ConfigError, DataError, DeviceError, ModelFormatError, ShapeError
+from fastbp.core import validate
+from fastbp.data.mnist_loader import vectorized_result
 from fastbp.datasets import load_mnist
-from fastbp.mnist_loader import vectorized_result
+from fastbp.devices import registry as devices
 
 SIZES = [4, 3, 2]
 X = np.random.default_rng(0).random((4, 6))
@@ -202,7 +196,7 @@ def test_a_refused_registration_registers_nothing(registry) -> None:
 
 def test_checks_run_once_per_call_not_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """The argument checks cost the same for 1 epoch of 3 steps as for 6 epochs of 60 steps."""
-    import fastbp.network as network
+    import fastbp.model.network as network
 
     calls = {"n": 0}
     for name in ("check_batch", "check_labels", "check_targets", "check_positive", "check_count",

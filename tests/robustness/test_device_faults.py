@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import memory, numpy_epoch
-from fastbp.training import Workspace
+from fastbp.core import memory
+from fastbp.core.plan import Workspace
+from fastbp.devices.cpu import epoch as numpy_epoch
 
 SIZES = [20, 8, 4]
 
@@ -156,8 +157,8 @@ def test_a_network_too_big_for_what_is_free(monkeypatch) -> None:
 
 def test_free_memory_reported_by_the_backend_itself() -> None:
     class Small(fastbp.NumpyBackend):
-        def memory_info(self) -> tuple[int, int]:
-            return 4_000_000, 8_000_000
+        def free_bytes(self) -> int:
+            return 4_000_000
 
     err = memory.out_of_memory(Small(), [784, 30, 10], 100_000)
     asked, free = numbers(str(err))

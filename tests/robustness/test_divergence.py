@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import devices
-from fastbp.costs import CrossEntropyCost
-from fastbp.guard import DivergenceWarning
+from fastbp.core.costs import CrossEntropyCost
+from fastbp.core.guard import DivergenceWarning
+from fastbp.devices import registry as devices
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning:fastbp")
 

@@ -23,8 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastbp
-from fastbp.checkpoint import _TOP_KEYS
 from fastbp.errors import ModelFormatError
+from fastbp.io.checkpoint import _TOP_KEYS
 
 from ._support import FUZZ, TIME_LIMIT_S, measured
 

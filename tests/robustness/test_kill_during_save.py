@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp.checkpoint import load_checkpoint
+from fastbp.model.persist import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
 

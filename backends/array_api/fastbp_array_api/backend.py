@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fastbp.backend import Array, Backend
+from fastbp.devices.backend import Array, Backend
 from fastbp.errors import DeviceError
 
 ENV_VAR = "FASTBP_ARRAY_API"

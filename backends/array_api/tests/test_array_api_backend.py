@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import reference
+from fastbp.core import reference
 
 xp = pytest.importorskip("array_api_strict")
 fastbp_array_api = pytest.importorskip("fastbp_array_api")

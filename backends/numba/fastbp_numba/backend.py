@@ -15,12 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from fastbp import cblas, halves, prefetch
-from fastbp.backend import NumpyBackend
-from fastbp.blas_threads import library_threads, one_thread, step_threads, step_work, threaded
-from fastbp.costs import CrossEntropyCost, QuadraticCost
+from fastbp.core.costs import CrossEntropyCost, QuadraticCost
+from fastbp.core.memory import translate_oom
+from fastbp.devices.cpu import cblas, halves, prefetch
+from fastbp.devices.cpu.backend import NumpyBackend
+from fastbp.devices.cpu.blas_threads import (
+    library_threads,
+    one_thread,
+    step_threads,
+    step_work,
+    threaded,
+)
 from fastbp.errors import ConfigError, MissingDependency
-from fastbp.memory import translate_oom
 
 log = logging.getLogger("fastbp")
 

@@ -12,7 +12,8 @@ from fastbp_numba import NumbaBackend  # noqa: E402
 from fastbp_numba import backend as jit_backend  # noqa: E402
 
 import fastbp  # noqa: E402
-from fastbp import devices, reference  # noqa: E402
+from fastbp.core import reference  # noqa: E402
+from fastbp.devices import registry as devices
 
 SHAPES = [[6, 4], [8, 5, 3], [12, 7, 6, 4], [10, 9, 7, 5, 3]]  # 2 to 5 layers
 COSTS = [fastbp.QuadraticCost, fastbp.CrossEntropyCost]
@@ -41,7 +42,7 @@ def rng():
 @pytest.fixture
 def two_threads(monkeypatch):
     """Every epoch on the kernels' two threads, whatever the machine and the step size."""
-    from fastbp import blas_threads, prefetch
+    from fastbp.devices.cpu import blas_threads, prefetch
 
     monkeypatch.setenv(blas_threads.ENV_VAR, "0")
     monkeypatch.setattr(prefetch, "cores", lambda: 2)
@@ -205,7 +206,7 @@ def assert_threads_train_as_in_turn(device, X, Y, **train):
 @pytest.mark.parametrize("cost", COSTS)
 def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkeypatch, rng):
     """The kernels call MKL, NumPy's OpenBLAS (function pointers) or SciPy's BLAS alike."""
-    from fastbp import cblas
+    from fastbp.devices.cpu import cblas
 
     if library != "scipy" and cblas._load(library) is None:
         pytest.skip(f"{library} is not installed here")
@@ -229,7 +230,7 @@ def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, tw
     """The epoch split over two threads (each half of every batch, then half of every layer's
     units; the last batch of 43 = 2·20 + 3 leaves the second thread no rows) is the book's SGD,
     on every BLAS the kernels can call."""
-    from fastbp import cblas
+    from fastbp.devices.cpu import cblas
 
     if library != "scipy" and cblas._load(library) is None:
         pytest.skip(f"{library} is not installed here")
@@ -252,7 +253,7 @@ def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, tw
 
 
 def test_one_blas_thread_set_by_the_user_keeps_the_epoch_on_one_thread(monkeypatch, rng):
-    from fastbp import blas_threads, prefetch
+    from fastbp.devices.cpu import blas_threads, prefetch
 
     threadpoolctl = pytest.importorskip("threadpoolctl")
     monkeypatch.setenv(blas_threads.ENV_VAR, "0")

@@ -1,0 +1,77 @@
+"""``fastbp devices``: every backend and device fastbp can see here, and why one cannot run.
+
+For each backend (built in, registered, an installed plugin, or a plugin that ships with fastbp
+but is not installed): each device with its kind, model, memory and library versions, or the
+reason it cannot run here (with the command that fixes it, where there is one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+# Keys of Backend.describe() printed in the first columns; the rest follow as "key value".
+_HEAD = ("name", "kind", "device", "model", "memory")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def format_bytes(n: Any) -> str:
+    """``85899345920`` → ``80.0 GiB``."""
+    try:
+        n = float(n)
+    except (TypeError, ValueError):
+        return str(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+def format_device(info: dict[str, Any]) -> str:
+    """One line for one device: ``cuda:0  gpu  NVIDIA H100  80.0 GiB  cupy 14.2.0, ...``."""
+    head = [str(info.get("device", info.get("name", "?"))), str(info.get("kind", "?"))]
+    if info.get("model"):
+        head.append(str(info["model"]))
+    if info.get("memory") is not None:
+        head.append(format_bytes(info["memory"]))
+    rest = [f"{k} {v}" for k, v in info.items() if k not in _HEAD and v not in (None, "")]
+    line = "  ".join(head)
+    return f"{line}  ({', '.join(rest)})" if rest else line
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import __version__
+    from ..devices.registry import probe_all, requested_device
+
+    reports = probe_all()
+    if args.json:
+        print(json.dumps([r.__dict__ for r in reports], indent=2, default=str))
+        return 0
+    print(f"fastbp {__version__}; device in force: {requested_device()} "
+          "(argument > use_device > $FASTBP_DEVICE > cpu)")
+    for r in reports:
+        print(f"{r.name} [{r.source}]")
+        for info in r.devices:
+            print(f"  {format_device(info)}")
+            if r.error is None and "device" in info:
+                print(f"    distributed gradient sum: {distributed_path(str(info['device']))}")
+        if r.error is not None:
+            print(f"  cannot run here: {r.error}")
+    return 0
+
+
+def distributed_path(device: str) -> str:
+    """How ``fastbp train --distributed`` would sum gradients on ``device`` (see
+    :func:`fastbp.distributed.reduction_path`), or how to make it possible."""
+    import importlib.util
+
+    if importlib.util.find_spec("mpi4py") is None:
+        return 'unavailable (mpi4py not installed: pip install -e ".[mpi]")'
+    from ..parallel.distributed import reduction_path
+
+    return reduction_path(device)

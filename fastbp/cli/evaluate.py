@@ -1,0 +1,69 @@
+"""``fastbp evaluate MODEL [MODEL ...]``: accuracy, error rate, confusion matrix and the
+misclassified samples of saved models on the MNIST test set; ``--plot DIR`` draws them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="+", metavar="MODEL", help="a model saved by fastbp (.npz)")
+    p.add_argument("--split", default="test", choices=["test", "validation"],
+                   help="the MNIST images to score on (default: test)")
+    p.add_argument("--plot", metavar="DIR", default=None,
+                   help="write confusion.png, misclassified.png and (from the models' history) "
+                   "learning_curve.png to DIR; with several models, one line each and "
+                   "MODEL-confusion.png, MODEL-misclassified.png")
+    p.add_argument("--show", type=int, default=20, metavar="N",
+                   help="list the first N misclassified samples (default 20)")
+    p.add_argument("--data", default=None, help="directory of the MNIST IDX files")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N, auto or a plugin's name (default: $FASTBP_DEVICE, "
+                   "else cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.mnist import load_mnist
+    from ..model.evaluation import evaluate
+    from ..model.persist import load_checkpoint
+
+    if args.plot:
+        from ..io.plots import _figure
+
+        _figure((1, 1))  # matplotlib missing: say so before any work
+    # Every model first: a bad file fails before MNIST is read.
+    loaded = [(Path(m), load_checkpoint(m, device=args.device).network) for m in args.models]
+    split = getattr(load_mnist(args.data), args.split)
+    several = len(loaded) > 1
+    runs, pictures = {}, []
+    for path, net in loaded:
+        result = evaluate(net, split.X, split.labels)
+        print(f"{path}: {net}, {len(net.history)} epochs trained")
+        print(f"  {args.split} set: {result.summary()}")
+        for line in result.format_confusion().splitlines():
+            print("  " + line)
+        pairs = ", ".join(f"{a} read as {g} ({c})" for a, g, c in result.most_confused(5))
+        if pairs:
+            print(f"  most confused: {pairs}")
+        if args.show > 0 and len(result.misclassified):
+            shown = ", ".join(f"#{i} ({result.guesses[i]} / {result.labels[i]})"
+                              for i in result.misclassified[:args.show])
+            print(f"  misclassified (guess / answer): {shown}"
+                  + (", ..." if len(result.misclassified) > args.show else ""))
+        if args.plot:
+            from ..io.plots import evaluation_pictures
+
+            prefix = f"{path.stem}-" if several else ""
+            pictures += evaluation_pictures(split.X, result, args.plot, prefix=prefix)
+        if len(net.history):
+            runs[path.stem] = net.history
+    if args.plot and runs:
+        from ..io.plots import learning_curves
+
+        named = runs if several else next(iter(runs.values()))
+        pictures.insert(0, learning_curves(named, Path(args.plot) / "learning_curve.png"))
+    if pictures:
+        print("pictures: " + ", ".join(str(p) for p in pictures))
+    return 0
+

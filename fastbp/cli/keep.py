@@ -1,0 +1,194 @@
+"""What ``fastbp train`` does around the training loop: progress, monitoring, early stopping,
+checkpoints, resuming and pictures (options ``--save``, ``--checkpoint-every``, ``--resume``,
+``--plot``, ``--quiet``, ``--patience``, ``--monitor-*``).
+
+A resumed run continues bit for bit: the model file holds the parameters, the random state and
+the history, and its ``extra["train"]`` the options of the run, which fill in every option not
+given again on the command line. ``--epochs`` counts all epochs, those before the resume too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..core.validate import check_count
+from ..errors import ConfigError
+
+RESUMABLE = ("epochs", "batch_size", "eta", "lmbda", "limit", "patience", "checkpoint_every")
+"""Options a resumed run takes from the model file unless given again."""
+MODEL_OPTIONS = ("sizes", "cost", "init", "dtype")
+"""Options fixed by the model file: given again, they must match it."""
+MONITORS = ("monitor_evaluation_accuracy", "monitor_evaluation_cost",
+            "monitor_training_accuracy", "monitor_training_cost")
+
+
+def add_keep_args(p: argparse.ArgumentParser) -> None:
+    """The options of this module; call after the training options are defined."""
+    g = p.add_argument_group("keep and see")
+    g.add_argument("--save", metavar="PATH", default=None,
+                   help="save the trained model to PATH (.npz; see fastbp.checkpoint)")
+    g.add_argument("--checkpoint-every", type=int, metavar="N", default=None,
+                   help="also save to the --save path every N epochs")
+    g.add_argument("--resume", metavar="PATH", default=None,
+                   help="continue the run saved in PATH exactly where it stopped (its options "
+                   "apply unless given again; --epochs counts every epoch); it saves back to "
+                   "PATH unless --save names another file")
+    g.add_argument("--plot", metavar="DIR", default=None,
+                   help="write learning_curve.png, confusion.png and misclassified.png to DIR "
+                   "(needs matplotlib: pip install 'fastbp[plot]')")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress bar or per-epoch lines, only the final result")
+    g.add_argument("--patience", type=int, metavar="N", default=None,
+                   help="stop early after N epochs without a better validation accuracy")
+    for name in MONITORS:
+        which, what = name.split("_")[1:]
+        data = "validation" if which == "evaluation" else "training"
+        g.add_argument("--" + name.replace("_", "-"), action="store_true",
+                       help=f"after each epoch, print the {what} on the {data} data "
+                       "(network2.py's monitoring)")
+    book = {dest: p.get_default(dest) for dest in (*RESUMABLE, *MODEL_OPTIONS)}
+    p.set_defaults(book_defaults=book, **{dest: None for dest in book})
+
+
+class Session:
+    """One ``fastbp train`` run: the network (new or resumed) and its callbacks."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from ..model.network import Network
+        from ..model.persist import load_checkpoint
+
+        self.args = args
+        self.rank0 = getattr(args, "rank", 0) == 0
+        book = args.book_defaults
+        saved: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}
+        if args.resume:
+            ckpt = load_checkpoint(args.resume, device=args.device)
+            self.net, self.extra = ckpt.network, ckpt.extra
+            saved = dict(self.extra.get("train", {}))
+            model = {"sizes": self.net.sizes, "cost": self.net.cost.name,
+                     "init": self.net.init, "dtype": self.net.dtype}
+            for key, value in model.items():
+                given = getattr(args, key)
+                if given is not None and given != value:
+                    raise ConfigError(
+                        f"--{key.replace('_', '-')} {given} differs from the model in "
+                        f"{args.resume} ({value}); leave it out when resuming")
+                setattr(args, key, value)
+            for name in MONITORS:
+                setattr(args, name, getattr(args, name) or bool(saved.get(name, False)))
+        for key in RESUMABLE:
+            if getattr(args, key) is None:
+                setattr(args, key, saved.get(key, book.get(key)))
+        if not args.resume:
+            for key in MODEL_OPTIONS:
+                if getattr(args, key) is None:
+                    setattr(args, key, book[key])
+            self.net = Network(args.sizes, cost=args.cost, device=args.device, dtype=args.dtype,
+                               seed=args.seed, init=args.init)
+        check_count("epochs", args.epochs, low=0)
+        self.save_path = args.save or args.resume
+        if args.checkpoint_every is not None and not self.save_path:
+            raise ConfigError("--checkpoint-every needs --save PATH (where to keep the model)")
+        if args.checkpoint_every is not None and args.checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+        if args.patience is not None and args.patience < 1:
+            raise ConfigError(f"--patience must be >= 1, got {args.patience}")
+        if args.save and not Path(args.save).resolve().parent.is_dir():
+            raise ConfigError(f"--save {args.save}: directory {Path(args.save).parent} "
+                              "does not exist")
+        if args.plot:
+            from ..io.plots import _figure
+
+            _figure((1, 1))  # fails now, with the pip command, not after training
+        self.stopped_before = self.extra.get("early_stopping", {}).get("stopped_epoch")
+
+    # -- what happens each epoch --------------------------------------------------------------
+    def say(self, line: str) -> None:
+        if not self.args.quiet:
+            print(line, flush=True)
+
+    @property
+    def epochs_left(self) -> int:
+        if self.stopped_before is not None:
+            return 0
+        return max(0, self.args.epochs - len(self.net.history))
+
+    def train_options(self, data: Any, X: Any, labels: Any) -> dict[str, Any]:
+        """``callback`` (and ``progress``) for ``net.train``."""
+        from ..model.monitoring import EarlyStopping, Monitor, chain
+        from ..model.progress import reporter
+
+        args = self.args
+        validation = (data.validation.X, data.validation.labels)
+        show = reporter(quiet=args.quiet, epochs=args.epochs, first_epoch=len(self.net.history),
+                        n_test=len(data.test), bar=not args.distributed)
+        self.reporter = show
+        self.monitor = Monitor(
+            evaluation=validation, training=(X, labels), lmbda=args.lmbda, verbose=not args.quiet,
+            evaluation_name="validation",
+            **{name[len("monitor_"):]: getattr(args, name) for name in MONITORS})
+        self.monitor.load_state(self.extra.get("monitor", {}))
+        self.stopper = None
+        if args.patience:
+            self.stopper = EarlyStopping(args.patience, data=validation, verbose=not args.quiet)
+            self.stopper.load_state(self.extra.get("early_stopping", {}))
+        options: dict[str, Any] = {"callback": chain(
+            self._note, show, self.monitor if self.monitor.active else None, self.stopper,
+            self._checkpoint)}
+        if show is not None and show.hook is not None and not args.distributed:
+            options["progress"] = show.hook
+        return options
+
+    def _note(self, record: Any, net: Any) -> None:
+        """Keep ``net.history`` complete when the loop that ran did not extend it."""
+        if not (net.history and net.history[-1] is record):
+            net.history.append(record)
+
+    def _checkpoint(self, record: Any, net: Any) -> None:
+        every = self.args.checkpoint_every
+        if every and (record.epoch + 1) % every == 0:
+            self.save()
+
+    def config(self) -> dict[str, Any]:
+        args = self.args
+        out = {key: getattr(args, key) for key in RESUMABLE}
+        out.update({name: bool(getattr(args, name)) for name in MONITORS})
+        out["seed"] = args.seed if not args.resume else self.extra.get("train", {}).get("seed")
+        return out
+
+    def save(self) -> None:
+        if not (self.save_path and self.rank0):
+            return
+        extra = {"train": self.config(), "monitor": self.monitor.state()}
+        if self.stopper is not None:
+            extra["early_stopping"] = self.stopper.state()
+        self.net.save(self.save_path, extra=extra)
+
+    # -- after training ----------------------------------------------------------------------------
+    def finish(self, data: Any) -> None:
+        if getattr(self, "reporter", None) is not None:
+            self.reporter.close()
+        history = self.net.history
+        if self.save_path and self.rank0:
+            self.save()
+            self.say(f"saved {self.save_path} ({len(history)} epochs)")
+        if self.args.plot and self.rank0:
+            from ..io.plots import evaluation_pictures, learning_curves
+            from ..model.evaluation import evaluate
+
+            paths = []
+            if len(history):
+                paths.append(learning_curves(history, Path(self.args.plot) / "learning_curve.png"))
+            result = evaluate(self.net, data.test.X, data.test.labels)
+            paths += evaluation_pictures(data.test.X, result, self.args.plot)
+            self.say("pictures: " + ", ".join(str(p) for p in paths))
+        accs = [r.accuracy for r in history if r.accuracy is not None]
+        if self.stopped_before is not None:
+            print(f"the saved run had stopped early at epoch {self.stopped_before}; "
+                  "nothing left to train", flush=True)
+        if accs:
+            print(f"best test accuracy {100 * max(accs):.2f} %", flush=True)
+

@@ -1,0 +1,47 @@
+"""``fastbp train``: train on MNIST with the book's defaults, one line (or bar) per epoch; save,
+checkpoint, resume, stop early, monitor and plot (see :mod:`fastbp.commands._keep`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .keep import Session, add_keep_args
+from .options import add_training_args
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_training_args(p)
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="train on the first N of the 50,000 training images only (quick runs)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: run as `mpiexec -n P fastbp train --distributed`")
+    add_keep_args(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.distributed and not getattr(args, "in_mpi", False):
+        from ..parallel.distributed import run_command
+        return run_command(run, args)  # this rank's device; stdout and saves on rank 0 only
+    from ..core.validate import check_count
+    from ..data.mnist import load_mnist
+
+    # The network first (new, or --resume's): a bad --device, --sizes or --init, or a bad
+    # model file, fails before MNIST is read.
+    session = Session(args)
+    net = session.net
+    data = load_mnist(args.data)
+    n = len(data.train)
+    if args.limit is not None:
+        n = check_count("--limit", args.limit, low=1, high=n)
+    X, labels = data.train.X[:, :n], data.train.labels[:n]
+    session.say(f"fastbp: {net} on {n:,} MNIST training images"
+                + (f", resuming after epoch {len(net.history)}" if args.resume else ""))
+    fit = net.train
+    if args.distributed:
+        from ..parallel.distributed import trainer
+        fit = trainer(net)
+    fit(X, labels, epochs=session.epochs_left,
+        batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
+        test=(data.test.X, data.test.labels), **session.train_options(data, X, labels))
+    session.finish(data)  # final save, pictures, best test accuracy
+    return 0

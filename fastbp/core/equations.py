@@ -1,0 +1,65 @@
+"""The feedforward and the four equations of backpropagation, in matrix form.
+
+A batch holds one sample per column: ``a^{l-1}`` is ``(n_{l-1}, m)``, ``W^l`` is ``(n_l, n_{l-1})``,
+``b^l`` is ``(n_l, 1)``. Every function writes into a buffer it is given (``out``), so the
+training loop allocates nothing per step; they reach arrays only through a backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .ops import Array, Ops
+
+
+def feedforward(
+    backend: Ops, weights: Sequence[Array], biases: Sequence[Array], x: Array,
+    activations: Sequence[Array],
+) -> Array:
+    """``a^l = σ(z^l)``, ``z^l = W^l a^{l-1} + b^l`` for every layer; ``a^1 = x``.
+
+    ``activations[l]`` receives ``a^{l+2}`` (layer 1 is the input ``x`` itself); returns ``a^L``.
+    """
+    a = x
+    for w, b, out in zip(weights, biases, activations):
+        backend.matmul(w, a, out=out)
+        a = backend.bias_sigmoid(out, b)
+    return a
+
+
+def bp1(backend: Ops, cost: Any, a_out: Array, y: Array, out: Array, scratch: Array) -> Array:
+    """BP1, the output error: ``δ^L = ∇_a C ⊙ σ'(z^L)``. Returns the batch's summed cost."""
+    return cost.output_error(backend, a_out, y, out, scratch)
+
+
+def bp2(
+    backend: Ops, w_next: Array, delta_next: Array, a: Array, out: Array, scratch: Array
+) -> Array:
+    """BP2, the error one layer back: ``δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ σ'(z^l)``."""
+    backend.matmul_tn(w_next, delta_next, out=out)
+    return backend.mul_sigmoid_prime(out, a, scratch)
+
+
+def bp3(backend: Ops, delta: Array, out: Array) -> Array:
+    """BP3: ``∂C/∂b^l = δ^l``, summed over the columns of the batch."""
+    return backend.sum_columns(delta, out=out)
+
+
+def bp4(backend: Ops, delta: Array, a_prev: Array, out: Array) -> Array:
+    """BP4: ``∂C/∂W^l = δ^l (a^{l-1})ᵀ``, summed over the batch by the product itself."""
+    return backend.matmul_nt(delta, a_prev, out=out)
+
+
+def backpropagate(
+    backend: Ops, cost: Any, weights: Sequence[Array], x: Array, y: Array,
+    activations: Sequence[Array], deltas: Sequence[Array], scratch: Sequence[Array],
+) -> Array:
+    """BP1 then BP2 down to layer 2, after :func:`feedforward` filled ``activations``.
+
+    ``deltas[l]`` receives ``δ^{l+2}``, shaped like ``activations[l]``. Returns the summed cost.
+    """
+    top = len(weights) - 1
+    cost_sum = bp1(backend, cost, activations[top], y, deltas[top], scratch[top])
+    for l in range(top - 1, -1, -1):
+        bp2(backend, weights[l + 1], deltas[l + 1], activations[l], deltas[l], scratch[l])
+    return cost_sum

@@ -1,0 +1,32 @@
+"""Counting correct predictions on a fixed set, on the device, in chunks that reuse buffers."""
+
+from __future__ import annotations
+
+from .equations import feedforward
+from .ops import Array, Ops
+
+
+class Evaluator:
+    """Counts correct predictions on a fixed set, in chunks that reuse their buffers."""
+
+    def __init__(self, backend: Ops, sizes: list[int], xs: Array, labels: Array,
+                 chunk: int = 10_000) -> None:
+        self.backend, self.xs, self.labels = backend, xs, labels
+        self.n = int(xs.shape[0])
+        self.chunk = max(1, min(chunk, self.n))
+        self.activations = [backend.empty((k, self.chunk)) for k in sizes[1:]]
+
+    def outputs(self, weights: list[Array], biases: list[Array], start: int, stop: int) -> Array:
+        """``a^L`` for samples ``start:stop`` (one sample per column)."""
+        x = self.xs[start:stop, :].T
+        acts = [a[:, : stop - start] for a in self.activations]
+        return feedforward(self.backend, weights, biases, x, acts)
+
+    def correct(self, weights: list[Array], biases: list[Array]) -> int:
+        """How many samples the network classifies correctly (argmax of ``a^L``)."""
+        be, hits = self.backend, 0
+        for start in range(0, self.n, self.chunk):
+            stop = min(start + self.chunk, self.n)
+            guess = be.argmax_columns(self.outputs(weights, biases, start, stop))
+            hits = hits + be.count_equal(guess, self.labels[start:stop])
+        return int(hits)

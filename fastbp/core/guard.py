@@ -1,0 +1,120 @@
+"""The divergence guard: once per epoch, check that the cost ``C`` and every ``W^l``, ``b^l`` are
+finite, and keep a copy of the last parameters that were.
+
+The check costs one reduction per parameter array and the copy one pass over the parameters, once
+per epoch (an epoch touches every parameter ``2N/m`` times), so the hot loop pays nothing. On a
+non-finite epoch the network gets back the parameters of its last finite epoch and
+:class:`~fastbp.errors.TrainingDiverged` says which epoch and which layer went wrong, or, with
+``on_diverge="continue"``, a warning says so and training goes on with the non-finite values.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Sequence
+
+from ..errors import ConfigError, TrainingDiverged
+from .ops import Array, Ops
+
+ON_DIVERGE = ("raise", "continue")
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training produced NaN or inf and went on because ``on_diverge="continue"``."""
+
+
+def check_on_diverge(value: object) -> str:
+    """``"raise"`` or ``"continue"``, or ``ConfigError``."""
+    if value not in ON_DIVERGE:
+        raise ConfigError(f"on_diverge must be one of {ON_DIVERGE}, got {value!r}")
+    return str(value)
+
+
+def first_nonfinite(backend: Ops, weights: Sequence[Array],
+                    biases: Sequence[Array]) -> tuple[int, str] | None:
+    """``(layer, "weights"|"biases")`` of the first parameter holding NaN or inf, or ``None``.
+
+    Layers are numbered as in the book: ``weights[0]`` is ``W^2`` (layer 1 is the input).
+    """
+    for l, (w, b) in enumerate(zip(weights, biases)):
+        if not backend.all_finite(w):
+            return l + 2, "weights"
+        if not backend.all_finite(b):
+            return l + 2, "biases"
+    return None
+
+
+class DivergenceGuard:
+    """Keeps a device copy of the last finite parameters; :meth:`check` runs after each epoch."""
+
+    def __init__(self, backend: Ops, weights: Sequence[Array], biases: Sequence[Array], *,
+                 on_diverge: str = "raise", eta: float | None = None,
+                 first_epoch: int = 0) -> None:
+        self.backend, self.weights, self.biases = backend, weights, biases
+        self.on_diverge = check_on_diverge(on_diverge)
+        self.eta = eta
+        self.last_finite: int | None = first_epoch - 1 if first_epoch > 0 else None
+        self.warned = False
+        self._saved = None
+        if self.on_diverge == "raise":
+            self._saved = [backend.empty(tuple(a.shape)) for a in (*weights, *biases)]
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        for dst, src in zip(self._saved, (*self.weights, *self.biases)):
+            self.backend.copy_into(dst, src)
+
+    def restore(self) -> None:
+        """Put the last finite parameters back into the network's arrays (in place)."""
+        for dst, src in zip((*self.weights, *self.biases), self._saved):
+            self.backend.copy_into(dst, src)
+
+    def check(self, epoch: int, cost: float) -> None:
+        """After ``epoch``: snapshot if ``cost`` and the parameters are finite, else act."""
+        bad = first_nonfinite(self.backend, self.weights, self.biases)
+        if bad is None and math.isfinite(cost):
+            if self._saved is not None:
+                self._snapshot()
+            self.last_finite = epoch
+            return
+        message = self._message(epoch, cost, bad)
+        if self.on_diverge == "continue":
+            if not self.warned:
+                warnings.warn(message, DivergenceWarning, stacklevel=3)
+                self.warned = True
+            return
+        self.restore()
+        err = TrainingDiverged(message)
+        err.epoch, err.cost = epoch, cost
+        err.layer, err.parameter = bad if bad is not None else (None, "cost")
+        err.last_finite_epoch = self.last_finite
+        raise err
+
+    def _message(self, epoch: int, cost: float, bad: tuple[int, str] | None) -> str:
+        dtype = self.backend.dtype
+        if bad is not None:
+            layer, what = bad
+            symbol = "W" if what == "weights" else "b"
+            where = (f"the {what} of layer {layer} ({symbol}^{layer}, {what}[{layer - 2}]) "
+                     f"hold NaN or inf (epoch cost {cost:g})")
+        else:
+            where = f"the epoch's cost is {cost} while the parameters are finite"
+            if dtype == "float16":
+                where += " (the cost sum overflows float16, whose largest value is 65504)"
+        if self.on_diverge == "continue":
+            kept = "training goes on (on_diverge='continue')"
+        elif self.last_finite is None:
+            kept = "the network keeps the parameters it had before training"
+        else:
+            kept = (f"the network keeps the parameters of epoch {self.last_finite}, "
+                    "the last finite one")
+        fixes = []
+        if self.eta is not None:
+            fixes.append(f"a smaller eta (it is {self.eta:g})")
+        if dtype == "float16":
+            fixes.append("dtype='float32'")
+        if self.on_diverge == "raise":
+            fixes.append("on_diverge='continue' to go on anyway")
+        return (f"training diverged in epoch {epoch} ({dtype}): {where}; {kept}. "
+                f"Try {', or '.join(fixes)}.")

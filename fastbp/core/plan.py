@@ -1,0 +1,59 @@
+"""What one epoch works on: its plan (parameters, data, order, step sizes) and the per-batch-size
+work buffers.
+
+Mini-batches are gathered on the device from a sample-major copy of the data (``(N, n_in)``), so
+``xbuf.T`` is the ``(n_in, m)`` batch with one sample per column, without a copy. Every buffer is
+allocated once per batch size and reused: a warm step allocates no arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .memory import translate_oom
+from .ops import Array, Ops
+
+
+class Workspace:
+    """The buffers one step of batch size ``m`` needs: ``a^l``, ``δ^l``, scratch, the batch."""
+
+    def __init__(self, backend: Ops, sizes: list[int], m: int) -> None:
+        self.m = m
+        with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers
+            self.activations = [backend.empty((n, m)) for n in sizes[1:]]
+            self.deltas = [backend.empty((n, m)) for n in sizes[1:]]
+            self.scratch = [backend.empty((n, m)) for n in sizes[1:]]
+            self.xbuf = backend.empty((m, sizes[0]))
+            self.ybuf = backend.empty((m, sizes[-1]))
+            self.grad_w = [backend.empty((n, k)) for k, n in zip(sizes[:-1], sizes[1:])]
+            self.grad_b = [backend.empty((n, 1)) for n in sizes[1:]]
+
+
+@dataclass
+class EpochPlan:
+    """What one epoch of SGD works on; ``sgd_epoch`` (or a backend's own) carries it out.
+
+    ``xs``/``ys`` are the sample-major training set on the device, ``order`` the epoch's sample
+    order (device indices), ``decay`` the L2 factor ``1 − ηλ/n`` (1 without regularisation).
+    """
+
+    sizes: list[int]
+    weights: list[Array]
+    biases: list[Array]
+    cost: Any
+    xs: Array
+    ys: Array
+    order: Array
+    batch_size: int
+    eta: float
+    decay: float = 1.0
+    workspaces: dict[int, Workspace] = field(default_factory=dict)
+
+    def workspace(self, backend: Ops, m: int) -> Workspace:
+        ws = self.workspaces.get(m)
+        if ws is None:
+            ws = self.workspaces[m] = Workspace(backend, self.sizes, m)
+        return ws
+
+

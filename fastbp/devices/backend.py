@@ -1,0 +1,257 @@
+"""``Backend``: the device interface, written once against an array module ``xp``.
+
+A backend owns an array module ``xp``, a device and a dtype, and the few fused operations where
+fusion pays. It implements :class:`fastbp.core.ops.Ops`, the operations the equations and the
+epoch loop in :mod:`fastbp.core` call, so another device (CuPy, any Array API namespace, a
+compiled CPU loop) is a subclass that overrides the hot spots. The built-in ``cpu`` device is
+:class:`fastbp.devices.cpu.NumpyBackend`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from ..core import memory
+from ..core.ops import DTYPES, Array, Scalar, check_dtype
+from ..errors import DeviceError
+
+if TYPE_CHECKING:
+    from ..core.plan import EpochPlan
+
+__all__ = ["DTYPES", "Array", "Backend", "array_device", "check_dtype"]
+
+
+class Backend:
+    """One device with one array module. Written once against ``self.xp``.
+
+    Subclasses set ``name`` and ``kind`` and override what their module does differently.
+    Every method that takes ``out`` writes its result there and returns it.
+    """
+
+    name = "base"
+    kind = "cpu"
+
+    def __init__(self, xp: Any, dtype: str = "float32", index: int = 0) -> None:
+        self.xp = xp
+        self.dtype = check_dtype(dtype)
+        self.index = index
+
+    # -- identity -----------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """The device string that selects this backend, e.g. ``cpu`` or ``cuda:1``."""
+        return self.name if self.index == 0 else f"{self.name}:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} device={self.device!r} dtype={self.dtype}>"
+
+    def describe(self) -> dict[str, Any]:
+        """What ``fastbp devices`` prints for this backend."""
+        return {"name": self.name, "kind": self.kind, "device": self.device}
+
+    @classmethod
+    def probe(cls) -> list[dict[str, Any]]:
+        """Describe every device of this backend visible here (``fastbp devices``).
+
+        Raises :class:`~fastbp.DeviceError` saying why when none can run here. Backends with
+        several devices (``cuda:0``, ``cuda:1``, ...) override this to list each one.
+        """
+        return [cls(dtype="float32", index=0).describe()]
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make this backend's device current for the work inside the block."""
+        yield
+
+    # -- moving arrays ------------------------------------------------------------------
+    def asarray(self, a: Any, dtype: str | None = None) -> Array:
+        """``a`` as an array of this backend (copied only if it must be)."""
+        return self.xp.asarray(a, dtype=dtype or self.dtype)
+
+    def to_numpy(self, a: Array) -> np.ndarray:
+        """``a`` as a NumPy array on the host."""
+        return np.asarray(a)
+
+    def is_native(self, a: Any) -> bool:
+        """Whether ``a`` is already an array of this backend."""
+        return isinstance(a, np.ndarray)
+
+    def check_device(self, a: Any, name: str = "X", *, host: bool = False) -> Any:
+        """``a`` if this backend can take it: host data (moved later, once) or its own arrays.
+
+        An array that lives on another device (a CuPy array given to a ``cpu`` network, ...)
+        raises :class:`~fastbp.DeviceError` naming both devices and how to move one of them.
+        With ``host=True`` an array of this backend comes back as NumPy (labels are checked
+        on the host).
+        """
+        if self.is_native(a):
+            return self.to_numpy(a) if host else a
+        where = array_device(a)
+        if where is not None:
+            raise DeviceError(
+                f"{name} is a {type(a).__module__.split('.')[0]} array on {where}, but the "
+                f"network is on {self.device!r}: move the network with net.to({where!r}), or "
+                f"the array to the host (for example {_to_host_hint(a)})"
+            )
+        return a
+
+    def empty(self, shape: tuple[int, ...], dtype: str | None = None) -> Array:
+        return self.xp.empty(shape, dtype=dtype or self.dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: str | None = None) -> Array:
+        return self.xp.zeros(shape, dtype=dtype or self.dtype)
+
+    def copy_into(self, dst: Array, src: Any) -> None:
+        """Write host or device data ``src`` into the existing array ``dst``."""
+        dst[...] = self.asarray(src, dtype=str(dst.dtype))
+
+    def synchronize(self) -> None:
+        """Wait until every queued operation on the device has finished."""
+
+    def free_bytes(self) -> int | None:
+        """Memory free on this device in bytes, ``None`` if unknown (the host's for ``cpu``)."""
+        return memory.host_available() if self.kind == "cpu" else None
+
+    def contiguous(self, a: Array) -> Array:
+        """``a`` as a C-contiguous array of this backend (a copy only if it is not one)."""
+        return self.xp.ascontiguousarray(a)
+
+    # -- the arithmetic of the equations -----------------------------------------------
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a @ b``."""
+        return self.xp.matmul(a, b, out=out)
+
+    def sigmoid(self, z: Array, out: Array) -> Array:
+        """``out = σ(z) = 1 / (1 + e^{-z})``, written as ``(1 + tanh(z/2)) / 2`` (no overflow)."""
+        xp = self.xp
+        xp.multiply(z, 0.5, out=out)
+        xp.tanh(out, out=out)
+        xp.multiply(out, 0.5, out=out)
+        xp.add(out, 0.5, out=out)
+        return out
+
+    def bias_sigmoid(self, z: Array, b: Array) -> Array:
+        """In place: ``z ← σ(z + b)``; turns ``W a^{l-1}`` into ``a^l``."""
+        self.xp.add(z, b, out=z)
+        return self.sigmoid(z, out=z)
+
+    def sigmoid_prime(self, a: Array, out: Array) -> Array:
+        """``out = σ'(z) = a ⊙ (1 − a)``, from the activation ``a = σ(z)``."""
+        xp = self.xp
+        xp.subtract(1.0, a, out=out)
+        xp.multiply(out, a, out=out)
+        return out
+
+    def mul_sigmoid_prime(self, x: Array, a: Array, scratch: Array) -> Array:
+        """In place: ``x ← x ⊙ σ'(z)`` with ``σ'(z) = a ⊙ (1 − a)`` (the hadamard of BP1/BP2)."""
+        self.sigmoid_prime(a, out=scratch)
+        self.xp.multiply(x, scratch, out=x)
+        return x
+
+    def subtract(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a − b``."""
+        return self.xp.subtract(a, b, out=out)
+
+    def sum_squares(self, a: Array) -> Scalar:
+        """``Σ a²`` over every entry (the quadratic cost of BP1)."""
+        return self.xp.vdot(a, a)
+
+    def sum_log1m_abs(self, a: Array, scratch: Array) -> Scalar:
+        """``Σ ln max(1 − |a|, tiny)`` over every entry, ``tiny`` the dtype's smallest normal
+        number (the cross-entropy of BP1 for one-hot targets, from ``a = a^L − y``)."""
+        xp = self.xp
+        xp.abs(a, out=scratch)
+        xp.subtract(1.0, scratch, out=scratch)
+        xp.maximum(scratch, float(np.finfo(self.dtype).tiny), out=scratch)
+        xp.log(scratch, out=scratch)
+        return xp.sum(scratch)
+
+    def sum_columns(self, a: Array, out: Array) -> Array:
+        """``out = Σ_j a[:, j]`` as a column ``(n, 1)``."""
+        return self.xp.sum(a, axis=1, keepdims=True, out=out)
+
+    def matmul_nt(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a bᵀ``."""
+        return self.xp.matmul(a, b.T, out=out)
+
+    def matmul_tn(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = aᵀ b``."""
+        return self.xp.matmul(a.T, b, out=out)
+
+    def sgd_weights(
+        self, w: Array, delta: Array, a_prev: Array, alpha: float, beta: float, scratch: Array
+    ) -> None:
+        """BP4 folded into the SGD step: ``W ← β W − α δ (a^{l-1})ᵀ``."""
+        self.matmul_nt(delta, a_prev, out=scratch)
+        if beta != 1.0:
+            self.xp.multiply(w, beta, out=w)
+        scratch *= alpha
+        self.xp.subtract(w, scratch, out=w)
+
+    def sgd_biases(self, b: Array, delta: Array, alpha: float, scratch: Array) -> None:
+        """BP3 folded into the SGD step: ``b ← b − α Σ_j δ_j``."""
+        self.sum_columns(delta, out=scratch)
+        scratch *= alpha
+        self.xp.subtract(b, scratch, out=b)
+
+    def take_rows(self, src: Array, idx: Array, out: Array) -> Array:
+        """Gather rows: ``out[i] = src[idx[i]]`` (mini-batches from a sample-major data set)."""
+        return self.xp.take(src, idx, axis=0, out=out)
+
+    def argmax_columns(self, a: Array) -> Array:
+        """The index of the largest entry of each column."""
+        return self.xp.argmax(a, axis=0)
+
+    def count_equal(self, a: Array, b: Array) -> Array:
+        """How many entries of ``a`` and ``b`` are equal, as a device scalar."""
+        return self.xp.sum(a == b)
+
+    def all_finite(self, a: Array) -> bool:
+        """Whether ``a`` holds no NaN or inf (reads one scalar back from the device)."""
+        return bool(self.xp.all(self.xp.isfinite(a)))
+
+    def index_array(self, order: np.ndarray) -> Array:
+        """A host permutation of sample indices moved to the device."""
+        return self.xp.asarray(order)
+
+    # -- a whole epoch --------------------------------------------------------------------
+    def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
+        """This device's own epoch of mini-batch SGD over ``plan.order``, returning the summed
+        cost; ``None`` (the default) means it has none and the generic loop
+        (:func:`fastbp.core.epoch.sgd_epoch`) runs. Backends that compile or capture the whole
+        epoch override this."""
+        return None
+
+
+# DLPack device types (dlpack.h), for naming where a foreign array lives.
+_DLPACK_DEVICES = {2: "cuda", 3: "cuda-host", 4: "opencl", 7: "vulkan", 8: "mps", 10: "rocm",
+                   13: "cuda-managed", 14: "oneapi"}
+
+
+def array_device(a: Any) -> str | None:
+    """Where ``a`` lives when that is not the host (``'cuda:0'``, ...), else ``None``.
+
+    Read from the array protocols (``__cuda_array_interface__``, ``__dlpack_device__``), so
+    no array library is imported to recognise its arrays.
+    """
+    if isinstance(a, (np.ndarray, np.generic)):
+        return None
+    try:
+        kind, index = a.__dlpack_device__()
+    except Exception:  # noqa: BLE001 - no protocol, or an array that refuses it
+        kind, index = None, 0
+    if kind is not None and int(kind) != 1:  # 1 is kDLCPU
+        return f"{_DLPACK_DEVICES.get(int(kind), f'device-type-{int(kind)}')}:{int(index)}"
+    if kind is None and hasattr(a, "__cuda_array_interface__"):
+        return "cuda"
+    return None
+
+
+def _to_host_hint(a: Any) -> str:
+    lib = type(a).__module__.split(".")[0]
+    return {"cupy": "cupy.asnumpy(x)", "torch": "x.cpu().numpy()", "jax": "numpy.asarray(x)"
+            }.get(lib, "numpy.from_dlpack(x)")
+

@@ -1,0 +1,208 @@
+"""The ``cpu`` device's own epoch loop: NumPy for elementwise passes, BLAS for GEMMs.
+
+The same equations as :func:`fastbp.training.sgd_epoch`, with the per-step Python cost cut down:
+the buffers are sample-major (one sample per **row**, so the last, shorter mini-batch is a prefix
+of the same buffers), every GEMM is one BLAS call on Fortran-ordered views (a C-ordered ``(m, n)``
+array is its own transpose in Fortran order, so no copy is made), and the SGD update is folded
+into the weight-gradient GEMM:
+
+- feedforward: ``(Z^l)ᵀ = W^l (A^{l-1})ᵀ``, then ``A^l = σ(Z^l + b^l)`` (:func:`sigmoid`)
+- BP1: ``Δ^L = (A^L − Y) ⊙ A^L ⊙ (1 − A^L)`` (quadratic; other costs via ``output_error``)
+- BP2: ``(Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ``, then ``⊙ A^l ⊙ (1 − A^l)``
+- BP3 + BP4 + SGD: ``(W^l)ᵀ ← decay·(W^l)ᵀ − (η/m) (A^{l-1})ᵀ Δ^l`` (one GEMM, β = decay) and
+  ``b^l ← b^l − (η/m) (Δ^l)ᵀ 1`` (one GEMV)
+
+Steps of at least :data:`DIRECT_WORK` multiply-adds call MKL or NumPy's OpenBLAS directly
+(:mod:`fastbp.cblas`) and take their rows from chunks gathered ahead (:mod:`fastbp.prefetch`);
+smaller ones call SciPy's BLAS wrappers, which cost less per call, and gather their own rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ...core.costs import QuadraticCost
+from ...core.memory import translate_oom
+from . import cblas, prefetch
+from .blas_threads import narrow, step_threads, step_work, threaded
+
+# Steps of at least this many multiply-adds call CBLAS directly (fastbp.cblas); below it the
+# few microseconds a ctypes call costs outweigh the faster library, and SciPy's wrappers run.
+DIRECT_WORK = 1_000_000
+SIMD_SIGMOID = 4096  # elements from which sigmoid() runs as four vectorised passes
+
+
+def applies(plan: Any) -> bool:
+    """Whether this loop can run ``plan``: SciPy present, float32 or float64 NumPy arrays, the
+    parameters C-contiguous (their transposes are then the Fortran arrays BLAS updates in place)."""
+    dtype = np.dtype(getattr(plan.xs, "dtype", "O"))
+    if dtype not in (np.float32, np.float64):
+        return False
+    try:
+        import scipy.linalg.blas  # noqa: F401
+        import scipy.special  # noqa: F401
+    except ImportError:
+        return False
+    arrays = [plan.xs, plan.ys, plan.order, *plan.weights, *plan.biases]
+    return all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays) and all(
+        a.dtype == dtype for a in arrays[:2] + arrays[3:])
+
+
+class RowBuffers:
+    """Sample-major work buffers for mini-batches of up to ``m`` rows."""
+
+    def __init__(self, sizes: list[int], m: int, dtype: str) -> None:
+        self.m = m
+        self.x = np.empty((m, sizes[0]), dtype)
+        self.y = np.empty((m, sizes[-1]), dtype)
+        self.a = [np.empty((m, n), dtype) for n in sizes[1:]]
+        self.d = [np.empty((m, n), dtype) for n in sizes[1:]]
+        self.s = [np.empty((m, n), dtype) for n in sizes[1:]]
+        self.ones = np.ones(m, dtype)
+
+    def rows(self, r: int) -> tuple[Any, ...]:
+        """Views of the first ``r`` rows of every buffer: ``x, y, a, d, s, ones``."""
+        return (self.x[:r], self.y[:r], [a[:r] for a in self.a], [d[:r] for d in self.d],
+                [s[:r] for s in self.s], self.ones[:r])
+
+
+def sgd_epoch(backend: Any, plan: Any) -> float:
+    """One pass of mini-batch SGD over ``plan.order`` (see module docstring); returns the summed
+    cost of the batches, each taken before its update. BLAS threads: see
+    :mod:`fastbp.blas_threads` (one thread where a step is too small or a network too narrow)."""
+    threads = threaded(plan.sizes, plan.batch_size) and not narrow(plan.sizes)
+    with step_threads(plan.sizes, plan.batch_size, threads):
+        return _sgd_epoch(backend, plan, threads)
+
+
+def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
+    from scipy.linalg import blas
+    from scipy.special import expit
+
+    dtype = np.dtype(plan.xs.dtype)
+    gemm, gemv = (blas.sgemm, blas.sgemv) if dtype == np.float32 else (blas.dgemm, blas.dgemv)
+    lib = cblas.find()
+    direct = lib is not None and step_work(plan.sizes, plan.batch_size) >= DIRECT_WORK
+    if direct:  # MKL or NumPy's OpenBLAS: faster on skinny products
+        gemm = cblas.FortranGemm(lib, dtype)
+        # the bias step as a GEMM too (b is an (n_l, 1) column), so that one library and one
+        # thread pool run the whole step: two pools would spin against each other
+        gemv = _gemv_as_gemm(gemm)
+    weights, biases, cost = plan.weights, plan.biases, plan.cost
+    quadratic = cost is QuadraticCost
+    m, eta, decay = plan.batch_size, plan.eta, plan.decay
+    buffers = _buffers(backend, plan.sizes, m, dtype.name, plan.workspaces)
+    add, subtract, multiply, vdot = np.add, np.subtract, np.multiply, np.vdot
+    w_t = [w.T for w in weights]  # Fortran-ordered (n_{l-1}, n_l) views, updated in place
+    b_row = [b.T for b in biases]  # (1, n_l) views for the broadcast add
+    b_vec = [b.reshape(-1) for b in biases]  # (n_l,) views for the GEMV
+    top = len(weights) - 1
+    total = 0.0
+    r = -1
+    for x, y in _batches(backend, plan, buffers, threads):
+        if x.shape[0] != r:  # the first batch, and a shorter last one
+            r = int(x.shape[0])
+            _, _, a, d, s, ones = buffers.rows(r)
+            inputs_t = [x.T] + [ai.T for ai in a[:-1]]
+            a_t, d_t = [ai.T for ai in a], [di.T for di in d]
+        else:
+            inputs_t[0] = x.T
+        # feedforward: (Z^l)ᵀ = W^l (A^{l-1})ᵀ, then A^l = σ(Z^l + b^l)
+        for l in range(top + 1):
+            gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
+            add(a[l], b_row[l], out=a[l])
+            sigmoid(a[l], expit)
+        # BP1
+        if quadratic:
+            subtract(a[top], y, out=d[top])
+            total += 0.5 * float(vdot(d[top], d[top]))
+            _mul_sigmoid_prime(d[top], a[top], s[top], subtract, multiply)
+        else:
+            total += float(cost.output_error(backend, a[top], y, d[top], s[top]))
+        # BP2: (Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ, then the hadamard with σ'(Z^l) = A^l (1 − A^l)
+        for l in range(top - 1, -1, -1):
+            gemm(1.0, w_t[l + 1], d_t[l + 1], 0.0, d_t[l], 0, 0, 1)
+            _mul_sigmoid_prime(d[l], a[l], s[l], subtract, multiply)
+        # BP3 and BP4 folded into the update
+        alpha = -eta / r
+        for l in range(top + 1):
+            gemm(alpha, inputs_t[l], d_t[l], decay, w_t[l], 0, 1, 1)
+            gemv(alpha, d_t[l], ones, 1.0, b_vec[l], 0, 1, 0, 1, 0, 1)
+    return total
+
+
+def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
+             ) -> Iterator[tuple[np.ndarray, ...]]:
+    """The epoch's mini-batches as ``(X rows, Y rows)``: for steps of at least
+    :data:`DIRECT_WORK` multiply-adds gathered ahead by another core (:mod:`fastbp.prefetch`),
+    else gathered here, one batch at a time (a small batch costs less to gather than to hand
+    over)."""
+    xs, ys, order, m = plan.xs, plan.ys, plan.order, plan.batch_size
+    gathering = None
+    if step_work(plan.sizes, m) >= DIRECT_WORK:
+        gathering = prefetch.mode(plan.sizes, m, threads, int(order.shape[0]))
+    if gathering is None:
+        for start in range(0, int(order.shape[0]), m):
+            idx = order[start : start + m]
+            x, y = buffers.x[: idx.shape[0]], buffers.y[: idx.shape[0]]
+            np.take(xs, idx, 0, x, "clip")  # indices are a permutation: no bounds check needed
+            np.take(ys, idx, 0, y, "clip")
+            yield x, y
+        return
+    chunks = prefetch.chunks(xs, ys, order, prefetch.chunk_buffers(backend, plan),
+                             gathering == "parallel")
+    with contextlib.closing(chunks):  # an error waits for the gather in flight
+        for x, y in chunks:
+            for start in range(0, x.shape[0], m):
+                yield x[start : start + m], y[start : start + m]
+
+
+def _gemv_as_gemm(gemm: Any) -> Any:
+    """SciPy's ``gemv(alpha, a, x, beta, y, ...)`` (``y ← α a x + β y``, the calls below) as one
+    call of ``gemm`` on ``x`` and ``y`` seen as columns."""
+
+    def gemv(alpha: float, a: Any, x: Any, beta: float, y: Any, *flags: Any) -> Any:
+        return gemm(alpha, a, x.reshape(-1, 1), beta, y.reshape(-1, 1), 0, 0, 1)
+
+    return gemv
+
+
+def sigmoid(z: np.ndarray, expit: Any) -> None:
+    """In place: ``z ← σ(z) = 1 / (1 + e^{−z})``.
+
+    Large arrays take four passes of NumPy's vectorised ufuncs (``e^x`` in SIMD: 4–5× faster
+    than SciPy's ``expit``, which computes one element at a time); small ones one call of
+    ``expit`` (fewer calls). ``e^{−z}`` overflows to inf for ``z < −88`` (float32), where σ is
+    0 either way."""
+    if z.size < SIMD_SIGMOID:
+        expit(z, out=z)
+        return
+    np.negative(z, out=z)
+    with np.errstate(over="ignore"):
+        np.exp(z, out=z)
+    np.add(z, 1.0, out=z)
+    np.reciprocal(z, out=z)
+
+
+def _mul_sigmoid_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, subtract: Any,
+                       multiply: Any) -> None:
+    """In place: ``Δ ← Δ ⊙ A ⊙ (1 − A)``."""
+    subtract(1.0, a, out=s)
+    multiply(s, a, out=s)
+    multiply(d, s, out=d)
+
+
+def _buffers(backend: Any, sizes: list[int], m: int, dtype: str, cache: dict) -> RowBuffers:
+    """The network's cached buffers for this shape and batch size. They live in the network's
+    ``plan.workspaces``, not on the backend: networks sharing a backend instance may train in
+    different threads without sharing buffers."""
+    key = ("rows", tuple(sizes), m, dtype)
+    buf = cache.get(key)
+    if buf is None:
+        with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers
+            buf = cache[key] = RowBuffers(list(sizes), m, dtype)
+    return buf

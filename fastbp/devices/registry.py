@@ -1,0 +1,190 @@
+"""Choosing a device: the ``FASTBP_DEVICE`` grammar, the backend registry and ``use_device``.
+
+A device string is ``cpu``, ``cuda``, ``cuda:N``, ``auto``, or a plugged-in backend's ``name`` or
+``name:N``. Precedence: an explicit argument, then the innermost ``use_device`` block, then
+``$FASTBP_DEVICE`` (read when a device is first needed, never cached), then ``cpu``.
+
+Backends are registered under the entry-point group ``fastbp.backends``: each entry point loads a
+:class:`~fastbp.backend.Backend` subclass, constructed as ``cls(dtype=..., index=...)``.
+:func:`register_backend` does the same in code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Iterator
+
+from ..errors import DeviceError
+from .backend import Backend
+from .cpu.backend import NumpyBackend
+
+log = logging.getLogger("fastbp")
+
+ENTRY_POINT_GROUP = "fastbp.backends"
+ENV_VAR = "FASTBP_DEVICE"
+DEFAULT_DEVICE = "cpu"
+
+# Devices that ship in this repository's backends/ folder: what to install when one is missing.
+SHIPPED_PLUGINS = {
+    "cuda": 'pip install "./backends/cupy[cuda12]"  (or [cuda13]; from a fastbp checkout)',
+    "array-api": 'pip install "./backends/array_api"  (from a fastbp checkout)',
+    "cpu-jit": 'pip install "./backends/numba"  (from a fastbp checkout)',
+}
+
+_GRAMMAR = re.compile(r"^(?P<name>[a-z][a-z0-9_\-]*)(?::(?P<index>\d+))?$")
+_registered: dict[str, Callable[..., Backend]] = {"cpu": NumpyBackend}
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastbp_device", default=None)
+
+
+def register_backend(name: str, factory: Callable[..., Backend]) -> None:
+    """Register ``factory`` (a Backend subclass or callable ``(dtype=, index=)``) as ``name``."""
+    if not isinstance(name, str) or not _GRAMMAR.match(name) or ":" in name or name == "auto":
+        raise DeviceError(
+            f"backend name {name!r} is not valid: use lowercase letters, digits, - and _")
+    if not callable(factory):
+        raise DeviceError(f"backend {name!r}: the factory must be a Backend subclass or a "
+                          f"callable (dtype=, index=), got {factory!r}")
+    _registered[name] = factory
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def backend_names() -> list[str]:
+    """Every backend name known here: built in, registered in code, or installed as a plugin."""
+    return sorted(set(_registered) | set(_entry_points()))
+
+
+def backend_class(name: str) -> Callable[..., Backend]:
+    """The factory registered as ``name``; loads the plugin's entry point if needed."""
+    if name in _registered:
+        return _registered[name]
+    eps = _entry_points()
+    if name in eps:
+        try:
+            factory = eps[name].load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the core
+            raise DeviceError(f"the backend plugin {name!r} failed to load: {exc}") from exc
+        _registered[name] = factory
+        return factory
+    if name in SHIPPED_PLUGINS:
+        raise DeviceError(
+            f"device {name!r} needs its plugin, which is not installed: {SHIPPED_PLUGINS[name]}"
+        )
+    available = ", ".join(backend_names() + ["auto"])
+    raise DeviceError(f"unknown device {name!r}; available: {available}")
+
+
+def parse_device(spec: str) -> tuple[str, int]:
+    """Split ``name[:N]`` into ``(name, N)``; raise ``DeviceError`` on a malformed string."""
+    if not isinstance(spec, str):
+        raise DeviceError(f"a device is a string like 'cpu' or 'cuda:0', not {spec!r}")
+    m = _GRAMMAR.match(spec.strip().lower())
+    if not m:
+        raise DeviceError(
+            f"malformed device string {spec!r}: expected 'cpu', 'cuda', 'cuda:N', 'auto' "
+            "or a plugged-in backend's 'name' / 'name:N'"
+        )
+    return m["name"], int(m["index"] or 0)
+
+
+def requested_device(device: str | None = None) -> str:
+    """The device string in force: argument > ``use_device`` > ``$FASTBP_DEVICE`` > ``cpu``."""
+    for spec in (device, _current.get(), os.environ.get(ENV_VAR) or None):
+        if spec is not None:
+            return spec
+    return DEFAULT_DEVICE
+
+
+def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Backend:
+    """The backend for ``device`` (see :func:`requested_device`) computing in ``dtype``."""
+    if isinstance(device, Backend):
+        return device if device.dtype == dtype else type(device)(dtype=dtype, index=device.index)
+    spec = requested_device(device)
+    name, index = parse_device(spec)
+    if name == "auto":
+        return _auto(dtype)
+    if name == "gpu" and name not in _registered and name not in _entry_points():
+        raise DeviceError("malformed device string 'gpu': say 'cuda' or 'cuda:N' for an NVIDIA GPU")
+    if name == "cpu" and index:
+        raise DeviceError(f"device {spec!r}: the cpu device has no index; say 'cpu'")
+    factory = backend_class(name)
+    return factory(dtype=dtype, index=index)
+
+
+def _auto(dtype: str) -> Backend:
+    """The first GPU that works, else the compiled CPU device ``cpu-jit`` when its plugin is
+    installed, else ``cpu``; says which, and why not a GPU, in one log line."""
+    try:
+        backend = backend_class("cuda")(dtype=dtype, index=0)
+    except DeviceError as exc:
+        no_gpu = exc
+    else:
+        log.warning("fastbp: device 'auto' chose %s", backend.device)
+        return backend
+    try:
+        backend = backend_class("cpu-jit")(dtype=dtype, index=0)
+    except Exception:  # noqa: BLE001 - not installed or broken: the built-in CPU device
+        backend = NumpyBackend(dtype=dtype)
+    log.warning("fastbp: device 'auto' chose %s (no usable GPU: %s)", backend.device, no_gpu)
+    return backend
+
+
+@contextlib.contextmanager
+def use_device(device: str) -> Iterator[str]:
+    """Within the block, ``Network`` and the CLI use ``device`` unless given one explicitly."""
+    parse_device(device)  # fail early on a malformed string
+    token = _current.set(device)
+    try:
+        yield device
+    finally:
+        _current.reset(token)
+
+
+@dataclass
+class BackendReport:
+    """What ``fastbp devices`` says about one backend: its devices, or why it cannot run."""
+
+    name: str
+    source: str  # "built in", "registered in code", "plugin <dist> <version>", "not installed"
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _source(name: str, eps: dict[str, metadata.EntryPoint]) -> str:
+    if name in eps:
+        dist = getattr(eps[name], "dist", None)
+        return f"plugin {dist.name} {dist.version}" if dist is not None else "plugin"
+    if name in _registered:
+        return "built in" if _registered[name] is NumpyBackend else "registered in code"
+    return "not installed"
+
+
+def probe_all() -> list[BackendReport]:
+    """Every backend known here, and the shipped plugins that are not installed, each with the
+    devices it can see (``Backend.probe``) or the reason it cannot run here."""
+    eps = _entry_points()
+    names = backend_names()
+    reports = []
+    names = sorted(names, key=lambda n: (n != DEFAULT_DEVICE, n))
+    for name in names + sorted(set(SHIPPED_PLUGINS) - set(names)):
+        report = BackendReport(name, _source(name, eps))
+        try:
+            factory = backend_class(name)
+            probe = getattr(factory, "probe", None)
+            report.devices = (probe() if callable(probe)
+                              else [factory(dtype="float32", index=0).describe()])
+        except DeviceError as exc:
+            report.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not raised
+            report.error = f"the backend failed: {type(exc).__name__}: {exc}"
+        reports.append(report)
+    return reports
+

@@ -1,0 +1,1 @@
+"""Files: the model format (plain state, written atomically), archive checks, pictures."""

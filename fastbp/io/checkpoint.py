@@ -1,0 +1,292 @@
+"""Keep a trained network: a documented, versioned, pickle-free file, written atomically.
+
+The format (``fastbp-model``, version 1) is an ordinary NumPy ``.npz`` archive (a zip of
+``.npy`` files) that loads with ``numpy.load(path, allow_pickle=False)``:
+
+* ``weights_{i}`` — ``W^{i+2}``, shape ``(sizes[i+1], sizes[i])``, for ``i = 0 .. L-2``;
+* ``biases_{i}`` — ``b^{i+2}``, shape ``(sizes[i+1], 1)``;
+* ``metadata`` — a 1-D ``uint8`` array holding UTF-8 JSON::
+
+      {"format": "fastbp-model", "format_version": 1, "fastbp_version": "0.1.0",
+       "sizes": [784, 30, 10], "cost": "quadratic", "dtype": "float32", "init": "standard",
+       "epoch": 5,                       # epochs trained so far (the next one is numbered 5)
+       "history": [{"epoch": 0, "cost": ..., "accuracy": ..., "correct": ...,
+                    "seconds": ..., "samples_per_s": ...}, ...],
+       "rng": {"bit_generator": "PCG64", "state": {...}, ...},   # numpy bit_generator.state
+       "extra": {...}}                   # free JSON, e.g. the command line's training options
+
+Every array has the network's dtype (``float32`` or ``float64``) and is stored exactly, so a
+network loaded from a file trains on bit for bit as the one that was saved.
+
+Saving writes a temporary file in the target's directory, flushes and fsyncs it, renames it over
+the target (``os.replace``, atomic on POSIX and Windows) and fsyncs the directory: a crash at
+any moment leaves either the old file or the new one, never half of one (a stray
+``.NAME.*.tmp`` may remain). Loading checks the format name and version, every array's name,
+shape and dtype, and that the values are finite, and raises :class:`ModelFormatError` otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+
+from ..core.records import EpochRecord, History
+from ..errors import ConfigError, ModelFormatError
+from ..version import __version__
+from .archive import ZIP_ERRORS, check_npz
+
+FORMAT = "fastbp-model"
+FORMAT_VERSION = 1
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+_TOP_KEYS = ("format", "format_version", "fastbp_version", "sizes", "cost", "dtype", "init",
+             "epoch", "history", "rng", "extra")
+
+
+@dataclass
+class ModelState:
+    """What a model file holds, as plain values (no network): the layer sizes, the cost's name,
+    the dtype and initialisation, ``W^l`` and ``b^l`` as host arrays, the random generator, the
+    per-epoch history and the caller's ``extra`` JSON."""
+
+    sizes: list[int]
+    cost: str
+    dtype: str
+    init: str
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    rng: np.random.Generator
+    history: History
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- saving ---------------------------------------------------------------------------------
+def metadata_of(state: ModelState) -> dict[str, Any]:
+    """The JSON metadata that :func:`save` writes for ``state``."""
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "fastbp_version": __version__,
+        "sizes": list(state.sizes), "cost": state.cost, "dtype": state.dtype,
+        "init": state.init, "epoch": len(state.history), "history": state.history.as_dicts(),
+        "rng": _to_json(state.rng.bit_generator.state), "extra": state.extra or {},
+    }
+
+
+def save(state: ModelState, path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` (exactly that name; ``.npz`` is the usual suffix), atomically.
+
+    ``state.extra`` is any JSON-serialisable dict stored with the model. Returns the path.
+    """
+    path = as_path(path)
+    try:
+        meta = json.dumps(metadata_of(state), allow_nan=True).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"cannot save {path}: extra metadata is not JSON ({exc})") from exc
+    arrays = {"metadata": np.frombuffer(meta, dtype=np.uint8)}
+    for i, (w, b) in enumerate(zip(state.weights, state.biases)):
+        arrays[f"weights_{i}"], arrays[f"biases_{i}"] = w, b
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Run ``write(file)`` on a temporary file beside ``path``, then make it ``path``:
+    flush, fsync, ``os.replace``, fsync the directory. On error the temporary file is removed."""
+    directory = path.parent
+    if not directory.is_dir():
+        raise ModelFormatError(f"cannot save {path}: directory {directory} does not exist")
+    if path.is_dir():
+        raise ModelFormatError(f"cannot save {path}: it is a directory; give a file name")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):  # mkstemp makes 0600; give it a file's usual mode
+            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_directory(directory)
+
+
+def as_path(path: Any) -> Path:
+    """``path`` as a ``Path``; ``ConfigError`` if it is not a ``str`` or ``os.PathLike``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"a model path is a str or os.PathLike, got {path!r}")
+    return Path(path)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Windows
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+# -- loading --------------------------------------------------------------------------------
+def read_state(path: str | os.PathLike) -> tuple[ModelState, dict[str, Any]]:
+    """The model saved at ``path`` as plain state, with its raw metadata; raises
+    :class:`ModelFormatError` for anything that is not an intact fastbp model."""
+    path = as_path(path)
+    meta, arrays = read(path)
+    L = len(meta["sizes"]) - 1
+    history = _history(path, meta["history"])
+    if len(history) != meta["epoch"]:
+        raise ModelFormatError(f"{path}: metadata says {meta['epoch']} epochs but holds a "
+                               f"history of {len(history)}")
+    state = ModelState(
+        sizes=list(meta["sizes"]), cost=meta["cost"], dtype=meta["dtype"], init=meta["init"],
+        weights=[arrays[f"weights_{i}"] for i in range(L)],
+        biases=[arrays[f"biases_{i}"] for i in range(L)],
+        rng=_generator(path, meta["rng"]), history=history, extra=dict(meta["extra"]))
+    return state, meta
+
+
+def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checked metadata and arrays of a model file, without building a network."""
+    path = as_path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFormatError(
+            f"{path}: not a fastbp model (a model is an .npz archive; this file is not a zip "
+            "archive, or it is truncated)")
+    check_npz(path)  # sizes and .npy headers checked before NumPy allocates anything
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        if "pickle" in str(exc):
+            raise ModelFormatError(
+                f"{path}: holds pickled Python objects; fastbp models never do, and loading "
+                "them could run arbitrary code, so it is refused") from exc
+        raise ModelFormatError(f"{path}: damaged archive ({exc})") from exc
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{path}: truncated or damaged archive ({exc})") from exc
+    odd = sorted(name for name, a in arrays.items() if not isinstance(a, np.ndarray))
+    if odd:
+        raise ModelFormatError(f"{path}: not a fastbp model ({', '.join(odd)} are not .npy "
+                               "arrays)")
+    meta = _metadata(path, arrays.pop("metadata", None))
+    _check_arrays(path, meta, arrays)
+    return meta, arrays
+
+
+def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
+    if raw is None:
+        raise ModelFormatError(f"{path}: not a fastbp model (no metadata entry)")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFormatError(f"{path}: metadata must be a 1-D uint8 array of UTF-8 JSON")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{path}: metadata is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ModelFormatError(f"{path}: not a fastbp model (format {found!r}, "
+                               f"expected {FORMAT!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFormatError(f"{path}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{path}: written by fastbp {meta.get('fastbp_version', '?')} in format version "
+            f"{version}; this fastbp reads version {FORMAT_VERSION} only: upgrade fastbp")
+    missing = [k for k in _TOP_KEYS if k not in meta]
+    if missing:
+        raise ModelFormatError(f"{path}: metadata lacks {', '.join(missing)}")
+    sizes = meta["sizes"]
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
+        raise ModelFormatError(f"{path}: sizes must be a list of positive integers, got {sizes!r}")
+    if meta["dtype"] not in ("float16", "float32", "float64"):
+        raise ModelFormatError(f"{path}: unsupported dtype {meta['dtype']!r}")
+    epoch = meta["epoch"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ModelFormatError(f"{path}: epoch must be an integer >= 0, got {epoch!r}")
+    if not isinstance(meta["history"], list) or not isinstance(meta["extra"], dict):
+        raise ModelFormatError(f"{path}: history must be a list and extra an object")
+    return meta
+
+
+def _check_arrays(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    sizes, dtype = meta["sizes"], np.dtype(meta["dtype"])
+    expected = {}
+    for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+        expected[f"weights_{i}"], expected[f"biases_{i}"] = (n, k), (n, 1)
+    missing = sorted(set(expected) - set(arrays))
+    unknown = sorted(set(arrays) - set(expected))
+    if missing or unknown:
+        raise ModelFormatError(
+            f"{path}: arrays do not match sizes {sizes}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unexpected {', '.join(unknown)}" if unknown else ""))
+    for name, shape in expected.items():
+        a = arrays[name]
+        if a.shape != shape:
+            raise ModelFormatError(f"{path}: {name} has shape {a.shape}, expected {shape} "
+                                   f"for sizes {sizes}")
+        if a.dtype != dtype:
+            raise ModelFormatError(f"{path}: {name} has dtype {a.dtype}, expected {dtype}")
+        if not np.isfinite(a).all():
+            raise ModelFormatError(f"{path}: {name} contains NaN or inf")
+
+
+def _generator(path: Path, state: Any) -> np.random.Generator:
+    """A ``numpy.random.Generator`` in the saved state."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in BIT_GENERATORS:
+        raise ModelFormatError(f"{path}: unknown random generator {name!r}; "
+                               f"expected one of {BIT_GENERATORS}")
+    bit_generator = getattr(np.random, name)()
+    try:
+        bit_generator.state = _from_json(state)
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
+        raise ModelFormatError(f"{path}: invalid random state ({exc})") from exc
+    return np.random.Generator(bit_generator)
+
+
+def _history(path: Path, records: list[Any]) -> History:
+    names = {f.name for f in fields(EpochRecord)}
+    out = History()
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or set(r) != names:
+            raise ModelFormatError(f"{path}: history entry {i} must have the keys {sorted(names)}")
+        out.append(EpochRecord(**r))
+    return out
+
+
+def _to_json(obj: Any) -> Any:
+    """NumPy scalars and arrays (MT19937's key) as plain JSON values."""
+    if isinstance(obj, dict):
+        return {k: _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": obj.dtype.name}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _from_json(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__ndarray__", "dtype"}:
+            return np.asarray(obj["__ndarray__"], dtype=np.dtype(obj["dtype"]))
+        return {k: _from_json(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,143 @@
+"""Pictures of a run (matplotlib, the ``plot`` extra; imported only when a picture is drawn):
+the learning curve, the confusion matrix as a heat map, and the misclassified digits.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects, never through ``pyplot``, so they
+need no display, leave no global state behind and work from threads. Each function writes one
+PNG of a fixed size in pixels (``figsize × DPI``) and returns its path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, MissingDependency
+
+if TYPE_CHECKING:
+    from ..core.records import Evaluation
+
+DPI = 100
+LEARNING_CURVE_SIZE = (10.0, 4.0)  # inches: 1000 x 400 pixels
+CONFUSION_SIZE = (6.4, 5.6)  # 640 x 560 pixels
+CELL = (1.1, 1.3)  # inches per misclassified digit (with its label)
+
+
+def _figure(figsize: tuple[float, float]) -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingDependency(
+            "pictures need matplotlib: pip install 'fastbp[plot]'") from exc
+    return Figure(figsize=figsize, dpi=DPI)
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def _records(history: Any) -> list[dict[str, Any]]:
+    return [r if isinstance(r, dict) else vars(r) for r in history]
+
+
+def learning_curves(runs: Mapping[str, Sequence[Any]] | Sequence[Any],
+                    path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Test accuracy (left) and mean training cost per sample (right) per epoch, one line per
+    run. ``runs`` maps a run's name to its history (``EpochRecord`` s or their dicts); a single
+    history is one unnamed run. The x axis counts epochs trained (``record.epoch + 1``)."""
+    if not isinstance(runs, Mapping):
+        runs = {"": runs}
+    if not runs or not any(len(h) for h in runs.values()):
+        raise ConfigError("nothing to plot: every history is empty")
+    fig = _figure(LEARNING_CURVE_SIZE)
+    acc_ax, cost_ax = fig.subplots(1, 2)
+    for name, history in runs.items():
+        recs = _records(history)
+        epochs = [r["epoch"] + 1 for r in recs]
+        with_acc = [(e, 100 * r["accuracy"]) for e, r in zip(epochs, recs)
+                    if r.get("accuracy") is not None]
+        label = name or None
+        if with_acc:
+            acc_ax.plot(*zip(*with_acc), marker="o", markersize=3, label=label)
+        cost_ax.plot(epochs, [r["cost"] for r in recs], marker="o", markersize=3, label=label)
+    acc_ax.set(xlabel="epochs trained", ylabel="test accuracy (%)", title="Test accuracy")
+    cost_ax.set(xlabel="epochs trained", ylabel="mean cost per sample", title="Training cost")
+    for ax in (acc_ax, cost_ax):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(runs) > 1 or next(iter(runs)):
+            ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion_heatmap(evaluation: Evaluation, path: str | os.PathLike, *,
+                      title: str | None = None) -> Path:
+    """The confusion matrix: rows are answers, columns guesses, each cell its count, shaded by
+    the fraction of the answer's samples (on a square-root scale, so the mistakes show)."""
+    fig = _figure(CONFUSION_SIZE)
+    from matplotlib.colors import PowerNorm
+
+    c = evaluation.confusion
+    k = c.shape[0]
+    frac = c / np.maximum(c.sum(axis=1, keepdims=True), 1)
+    ax = fig.subplots()
+    im = ax.imshow(frac, cmap="Blues", norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0))
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(c[i, j])), ha="center", va="center", fontsize=7,
+                    color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set(xlabel="guess", ylabel="answer",
+           title=title or f"Confusion matrix: {evaluation.correct:,} / {evaluation.n:,} correct")
+    fig.colorbar(im, ax=ax, label="fraction of the answer's samples", shrink=0.85)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def misclassified_grid(X: Any, evaluation: Evaluation, path: str | os.PathLike, *,
+                       limit: int = 40, columns: int = 10, shape: tuple[int, int] | None = None,
+                       title: str | None = None) -> Path:
+    """The first ``limit`` misclassified samples (columns of ``X``), each labelled
+    "guess / answer" as on the lecture's slide. ``shape`` is an image's ``(rows, cols)``
+    (default: square). The PNG is ``columns × 110`` pixels wide."""
+    X = np.asarray(X)
+    n_pixels = X.shape[0]
+    if shape is None:
+        side = int(round(np.sqrt(n_pixels)))
+        if side * side != n_pixels:
+            raise ConfigError(f"samples of {n_pixels} pixels are not square; pass shape=(h, w)")
+        shape = (side, side)
+    if shape[0] * shape[1] != n_pixels:
+        raise ConfigError(f"shape {shape} does not hold {n_pixels} pixels")
+    wrong = evaluation.misclassified[:max(0, limit)]
+    rows = max(1, -(-len(wrong) // columns))
+    fig = _figure((columns * CELL[0], rows * CELL[1] + 0.6))
+    axes = np.atleast_1d(fig.subplots(rows, columns)).reshape(-1)
+    for ax in axes:
+        ax.axis("off")
+    for ax, i in zip(axes, wrong):
+        ax.imshow(X[:, i].reshape(shape), cmap="gray_r", vmin=0.0, vmax=max(1.0, X.max()))
+        ax.set_title(f"{evaluation.guesses[i]} / {evaluation.labels[i]}", fontsize=11)
+    shown = len(wrong)
+    total = len(evaluation.misclassified)
+    fig.suptitle(title or (f"Misclassified, guess / answer: {shown} of {total:,}" if total
+                           else "No misclassified samples"))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def evaluation_pictures(X: Any, evaluation: Evaluation, directory: str | os.PathLike,
+                        prefix: str = "") -> list[Path]:
+    """``confusion.png`` and ``misclassified.png`` (with ``prefix``) in ``directory``."""
+    d = Path(directory)
+    return [confusion_heatmap(evaluation, d / f"{prefix}confusion.png"),
+            misclassified_grid(X, evaluation, d / f"{prefix}misclassified.png")]

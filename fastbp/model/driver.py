@@ -1,0 +1,77 @@
+"""The one epoch driver: every way of training (``Network.train``, the book's ``SGD``, MPI data
+parallelism) runs its epochs through :func:`run_epochs`.
+
+Per epoch it draws the sample order from the network's generator, runs one epoch of SGD (the
+backend's own epoch or the generic loop, :func:`fastbp.core.epoch.run_epoch`; a caller may supply
+another, e.g. a shard of every mini-batch plus a gradient reduction), checks for divergence
+(:mod:`fastbp.core.guard`), scores the test set and appends an :class:`EpochRecord`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..core.epoch import run_epoch
+from ..core.evaluator import Evaluator
+from ..core.guard import DivergenceGuard
+from ..core.plan import EpochPlan
+from ..core.records import EpochRecord, History, format_record
+from .progress import sgd_epoch_in_chunks
+
+if TYPE_CHECKING:
+    from .network import Network
+
+EpochFn = Callable[[EpochPlan], float]
+"""Runs one epoch of SGD over ``plan.order`` and returns the summed cost as a host float."""
+
+
+def default_epoch(net: Network) -> EpochFn:
+    """The network's backend's own epoch when it has one, else the generic loop."""
+    be = net.backend
+    return lambda plan: float(run_epoch(be, plan))  # reading the cost waits for the device
+
+
+def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, epochs: int,
+               shuffle: bool, eta: float, callback: Callable[..., Any] | None = None,
+               verbose: bool = False, progress: Callable[[int, float, int], None] | None = None,
+               on_diverge: str = "raise", epoch_fn: EpochFn | None = None,
+               history: History | None = None) -> History:
+    """Run ``epochs`` epochs of ``plan`` on ``net``; returns this call's records (``history``,
+    a new :class:`History` by default) and extends ``net.history`` with them.
+
+    ``callback(record, net)`` runs after every epoch and stops training when it returns
+    ``False``; ``progress(done, cost_sum, n)`` runs after each of a few slices of every epoch.
+    """
+    be = net.backend
+    epoch_fn = epoch_fn or default_epoch(net)
+    history = History() if history is None else history
+    guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge, eta=eta,
+                            first_epoch=len(net.history))
+    n = int(plan.xs.shape[0])
+    for epoch in range(len(net.history), len(net.history) + epochs):
+        order = net.rng.permutation(n) if shuffle else np.arange(n)
+        plan.order = be.index_array(order)
+        t0 = time.perf_counter()
+        if progress is None:
+            cost = epoch_fn(plan) / n
+        else:
+            cost = sgd_epoch_in_chunks(be, plan, order, progress, epoch_fn) / n
+        t1 = time.perf_counter()
+        guard.check(epoch, cost)
+        correct = evaluator.correct(plan.weights, plan.biases) if evaluator else None
+        record = EpochRecord(
+            epoch=epoch, cost=cost,
+            accuracy=None if correct is None else correct / evaluator.n,
+            correct=correct, seconds=time.perf_counter() - t0,
+            samples_per_s=n / max(t1 - t0, 1e-9),
+        )
+        history.append(record)
+        net.history.append(record)
+        if verbose:
+            print(format_record(record, evaluator.n if evaluator else None), flush=True)
+        if callback is not None and callback(record, net) is False:
+            break
+    return history

@@ -1,0 +1,279 @@
+"""``Network``: a stack of sigmoid layers trained by mini-batch SGD with backprop in matrix form.
+
+``z^l = W^l a^{l-1} + b^l``, ``a^l = σ(z^l)``. The book's API (``SGD``, ``update_mini_batch``,
+``backprop``, ``feedforward``, ``evaluate``, ``cost_derivative``) takes the book's data, a list of
+``(x, y)`` column pairs; ``train`` is the fast path for arrays. Both run the same equations
+(:mod:`fastbp.core.equations`) on the network's backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .. import devices
+from ..core.costs import QuadraticCost, get_cost
+from ..core.equations import backpropagate, bp3, bp4, feedforward
+from ..core.evaluator import Evaluator
+from ..core.memory import translate_oom
+from ..core.ops import Array
+from ..core.plan import EpochPlan, Workspace
+from ..core.records import EpochRecord, History
+from ..core.validate import (
+    check_batch,
+    check_callable,
+    check_count,
+    check_flag,
+    check_labels,
+    check_positive,
+    check_seed,
+    check_sizes,
+    check_targets,
+)
+from ..devices.backend import Backend
+from ..errors import ConfigError, ShapeError
+from ..io import checkpoint
+from ..io.checkpoint import ModelState
+from . import driver, inputs
+from .book import BookAPI
+from .parameters import ParameterList
+
+INITS = ("standard", "scaled")
+
+
+class Network(BookAPI):
+    """A fully connected sigmoid network; ``sizes[0]`` inputs, ``sizes[-1]`` outputs.
+
+    ``weights[l]`` is ``W^{l+2}`` with shape ``(sizes[l+1], sizes[l])``, ``biases[l]`` is
+    ``b^{l+2}`` with shape ``(sizes[l+1], 1)`` (layer 1 is the input, as in the book).
+    ``init="standard"`` draws both from N(0, 1); ``init="scaled"`` divides the weights by
+    ``sqrt(n_in)`` (the book's chapter 3).
+
+    Threads: different networks may train, and be read, in different threads at once; NumPy's
+    BLAS releases the GIL, so they run in parallel. A device string gives each network its own
+    backend; share one backend instance (``device=backend``) between threads only on ``cpu``, as
+    a plugin may keep work buffers on the instance. One network is not thread-safe: never train
+    it from two threads at once, and do not call its ``feedforward``/``predict``/``backprop``
+    from another thread while it trains (they share its work buffers); read its parameters from
+    the training thread (e.g. in ``callback``), since a read from elsewhere may mix two steps.
+    ``use_device`` is per thread (a ``ContextVar``): a block in one thread never changes the
+    device another thread gets.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        *,
+        cost: Any = QuadraticCost,
+        device: str | Backend | None = None,
+        dtype: str = "float32",
+        seed: int | None = None,
+        init: str = "standard",
+    ) -> None:
+        self.sizes = check_sizes(sizes)
+        self.num_layers = len(self.sizes)
+        self.cost = get_cost(cost)
+        if init not in INITS:
+            raise ConfigError(f"init must be one of {INITS}, got {init!r}")
+        self.init = init
+        self.backend = devices.resolve(device, dtype)
+        self.rng = check_seed(seed)
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        n_params = sum(n * (k + 1) for k, n in pairs)  # drawn in float64, then moved
+        with translate_oom(self.backend, self.sizes, 1, what=f"the {n_params:,} parameters",
+                           asked=n_params * (8 + np.dtype(self.backend.dtype).itemsize),
+                           advice="use fewer or smaller layers, or a device with more memory"):
+            biases = [self.rng.standard_normal((n, 1)) for _, n in pairs]
+            scale = (lambda k: 1.0 / np.sqrt(k)) if init == "scaled" else (lambda k: 1.0)
+            weights = [self.rng.standard_normal((n, k)) * scale(k) for k, n in pairs]
+            with self.backend.activate():
+                self._biases = [self.backend.asarray(b) for b in biases]
+                self._weights = [self.backend.asarray(w) for w in weights]
+        self._workspaces: dict[int, Workspace] = {}
+        self.history = History()  # every epoch this network has trained, kept by save/load
+
+    # -- parameters ---------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def dtype(self) -> str:
+        return self.backend.dtype
+
+    @property
+    def weights(self) -> ParameterList:
+        return ParameterList(self, self._weights, "weights")
+
+    @weights.setter
+    def weights(self, values: Iterable[Any]) -> None:
+        self._assign(self.weights, values)
+
+    @property
+    def biases(self) -> ParameterList:
+        return ParameterList(self, self._biases, "biases")
+
+    @biases.setter
+    def biases(self, values: Iterable[Any]) -> None:
+        self._assign(self.biases, values)
+
+    @staticmethod
+    def _assign(target: ParameterList, values: Iterable[Any]) -> None:
+        try:
+            values = list(values)
+        except TypeError as exc:
+            raise ShapeError(f"{target._what} must be a list of arrays, got "
+                             f"{type(values).__name__}") from exc
+        if len(values) != len(target):
+            raise ShapeError(f"expected {len(target)} arrays for {target._what}, got {len(values)}")
+        checked = [target._check(i, v) for i, v in enumerate(values)]  # all or nothing
+        for i, v in enumerate(checked):
+            target._net.backend.copy_into(target._arrays[i], v)
+
+    def __repr__(self) -> str:
+        return (f"Network({self.sizes}, cost={self.cost.__name__}, device={self.device!r}, "
+                f"dtype={self.dtype!r})")
+
+    def to(self, device: str | Backend) -> Network:
+        """This network on another device, with identical parameters and random state."""
+        other = type(self).__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other.backend = devices.resolve(device, self.dtype)
+        other.rng = np.random.default_rng()
+        other.rng.bit_generator.state = self.rng.bit_generator.state
+        with other.backend.activate():
+            other._weights = [other.backend.asarray(w) for w in self.weights]
+            other._biases = [other.backend.asarray(b) for b in self.biases]
+        other._workspaces = {}
+        other.history = History(self.history)
+        return other
+
+    def save(self, path: Any, *, extra: dict[str, Any] | None = None) -> Any:
+        """Write parameters, random state and history to ``path`` atomically; read it back
+        with :func:`fastbp.load`. The format is in :mod:`fastbp.io.checkpoint`."""
+        return checkpoint.save(self.state(extra), path)
+
+    def state(self, extra: dict[str, Any] | None = None) -> ModelState:
+        """This network as plain state: host copies of ``W^l`` and ``b^l``, its generator and
+        history, and ``extra`` (JSON) for the file."""
+        return ModelState(sizes=list(self.sizes), cost=self.cost.name, dtype=self.dtype,
+                          init=self.init, weights=list(self.weights), biases=list(self.biases),
+                          rng=self.rng, history=History(self.history), extra=extra or {})
+
+    # -- the matrix form ----------------------------------------------------------------
+    def _input(self, x: Any, name: str = "X") -> Array:
+        """A batch on this network's device: host data moved once, other devices refused."""
+        x = check_batch(self.backend.check_device(x, name), self.sizes[0], name)
+        return self.backend.asarray(x)
+
+    def _workspace(self, m: int) -> Workspace:
+        return inputs.workspace(self.backend, self.sizes, self._workspaces, m)
+
+    def feedforward(self, a: Any) -> np.ndarray:
+        """``a^L`` for a batch ``a`` of shape ``(sizes[0], m)``; ``(sizes[0], 1)`` is one sample."""
+        with self.backend.activate():
+            x = self._input(a, "a")
+            ws = self._workspace(int(x.shape[1]))
+            out = feedforward(self.backend, self._weights, self._biases, x, ws.activations)
+            return self.backend.to_numpy(out).copy()
+
+    def backprop(self, x: Any, y: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(nabla_b, nabla_w)``: ``∂C/∂b^l`` and ``∂C/∂W^l`` summed over the ``m`` columns.
+
+        BP1 and BP2 give every ``δ^l``; BP3 and BP4 turn them into the gradient.
+        """
+        be = self.backend
+        with be.activate():
+            x = self._input(x, "x")
+            m = int(x.shape[1])
+            y = be.asarray(check_targets(be.check_device(y, "y"), self.sizes[-1], m, "y"))
+            ws = self._workspace(m)
+            feedforward(be, self._weights, self._biases, x, ws.activations)
+            backpropagate(be, self.cost, self._weights, x, y, ws.activations, ws.deltas,
+                          ws.scratch)
+            inputs = [x, *ws.activations[:-1]]
+            nabla_b = [be.to_numpy(bp3(be, d, out=be.empty((d.shape[0], 1)))) for d in ws.deltas]
+            nabla_w = [be.to_numpy(bp4(be, d, a, out=be.empty(w.shape)))
+                       for d, a, w in zip(ws.deltas, inputs, self._weights)]
+        return nabla_b, nabla_w
+
+    def total_cost(self, x: Any, y: Any) -> float:
+        """``C`` summed over the columns of ``x`` (one-hot ``y``), as the cost defines it."""
+        a = self.feedforward(x)
+        y = self.backend.check_device(y, "y", host=True)
+        return self.cost.fn(a, check_targets(y, self.sizes[-1], a.shape[1]))
+
+    def predict(self, x: Any) -> np.ndarray:
+        """The class of each column of ``x``: ``argmax_j a^L_j``."""
+        return self.feedforward(x).argmax(axis=0)
+
+    # -- the fast path --------------------------------------------------------------------
+    def train(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        epochs: int,
+        batch_size: int,
+        eta: float,
+        test: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        lmbda: float = 0.0,
+        callback: Callable[[EpochRecord, Network], bool | None] | None = None,
+        verbose: bool = False,
+        progress: Callable[[int, float, int], None] | None = None,
+        on_diverge: str = "raise",
+    ) -> History:
+        """Mini-batch SGD on arrays: ``X`` is ``(sizes[0], N)``, ``Y`` one-hot ``(sizes[-1], N)``
+        or ``N`` integer labels; ``test`` is ``(X_test, labels)``.
+
+        The data move to the device once; each mini-batch is gathered there. ``lmbda`` is the L2
+        weight of the book's chapter 3 (``W ← (1 − ηλ/n) W − (η/m) ∂C/∂W``). ``callback(record,
+        net)`` runs after every epoch and stops training when it returns ``False``.
+        ``progress(done, cost_sum, n)`` runs after each of a few slices of every epoch (see
+        :mod:`fastbp.model.progress`). Epochs are numbered from ``len(self.history)``, which every
+        epoch extends. Returns the per-epoch :class:`History` of this call.
+
+        After each epoch the cost and the parameters are checked once (:mod:`fastbp.core.guard`): on
+        NaN or inf the network gets back its last finite parameters and ``TrainingDiverged``
+        names the epoch and layer; ``on_diverge="continue"`` warns and goes on instead.
+        """
+        epochs = check_count("epochs", epochs, low=0)
+        eta = check_positive("eta", eta)
+        lmbda = check_positive("lmbda", lmbda, allow_zero=True)
+        shuffle, verbose = check_flag("shuffle", shuffle), check_flag("verbose", verbose)
+        check_callable("callback", callback), check_callable("progress", progress)
+        be = self.backend
+        with be.activate():
+            plan = inputs.make_plan(be, self.sizes, self._weights, self._biases, self.cost, X, Y,
+                                    batch_size, eta, lmbda, self._workspaces)
+            evaluator = inputs.make_evaluator(be, self.sizes, test, plan.batch_size)
+            return driver.run_epochs(self, plan, evaluator, epochs=epochs, shuffle=shuffle,
+                                     eta=eta, callback=callback, verbose=verbose,
+                                     progress=progress, on_diverge=on_diverge)
+
+    def epoch_plan(self, X: Any, Y: Any, *, batch_size: int, eta: float,
+                   lmbda: float = 0.0) -> EpochPlan:
+        """``X``, ``Y`` on the device as the plan ``train`` runs: set ``plan.order`` (device
+        indices, e.g. ``backend.index_array(order)``), then
+        :func:`fastbp.core.epoch.run_epoch` runs one epoch of it (what the benchmarks time)."""
+        with self.backend.activate():
+            return inputs.make_plan(self.backend, self.sizes, self._weights, self._biases,
+                                    self.cost, X, Y, batch_size, eta, lmbda, self._workspaces)
+
+    def accuracy(self, X: Any, labels: Any) -> float:
+        """The fraction of columns of ``X`` classified as ``labels``."""
+        return self.count_correct(X, labels) / int(np.shape(X)[1])
+
+    def count_correct(self, X: Any, labels: Any) -> int:
+        """How many columns of ``X`` the network classifies as ``labels``."""
+        be = self.backend
+        with be.activate():
+            X = check_batch(be.check_device(X, "X"), self.sizes[0], "X")
+            lab = check_labels(be.check_device(labels, "labels", host=True), self.sizes[-1],
+                               int(X.shape[1]))
+            ev = Evaluator(be, self.sizes, inputs.samples_major(be, X), be.index_array(lab))
+            return ev.correct(self._weights, self._biases)
+

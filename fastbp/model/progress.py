@@ -1,0 +1,134 @@
+"""Training progress: a bar per epoch (tqdm, the ``progress`` extra) with samples/s and the
+running cost, or one plain line per epoch when tqdm is missing or the output is not a terminal.
+
+The bar moves without touching the hot loop: with a ``progress`` hook, :meth:`Network.train`
+runs each epoch as a few calls of the epoch function over consecutive slices of the
+epoch's sample order (:func:`sgd_epoch_in_chunks`). Each slice is a whole number of mini-batches,
+so the steps, and the parameters they produce, are exactly those of one call.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Callable, TextIO
+
+import numpy as np
+
+from ..core.ops import Ops
+from ..core.plan import EpochPlan
+from ..core.records import EpochRecord, format_record
+
+if TYPE_CHECKING:
+    from .network import Network
+
+Progress = Callable[[int, float, int], None]
+"""``progress(done, cost_sum, n)``: ``done`` of the epoch's ``n`` samples are through SGD and
+their summed cost is ``cost_sum``; ``done == 0`` starts an epoch and ``done == n`` ends it."""
+
+
+def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
+                        progress: Progress, epoch_fn: Callable[[EpochPlan], float],
+                        updates: int = 40) -> float:
+    """One epoch of SGD over ``order`` in about ``updates`` calls of ``epoch_fn`` (one epoch
+    over ``plan.order``, the summed cost as a host float), calling ``progress`` after each;
+    returns the summed cost. Every slice but the last holds a whole number of mini-batches, so
+    the mini-batches are those of a single call."""
+    n = len(order)
+    steps = -(-n // plan.batch_size)
+    step = max(1, -(-steps // max(1, updates))) * plan.batch_size
+    total = 0.0
+    progress(0, 0.0, n)
+    for start in range(0, n, step):
+        plan.order = backend.index_array(order[start:start + step])
+        total += epoch_fn(plan)
+        progress(min(start + step, n), total, n)
+    return total
+
+
+def tqdm_available() -> bool:
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class PlainLines:
+    """One line per epoch, as ``train(verbose=True)`` prints, to ``stream``."""
+
+    def __init__(self, n_test: int | None = None, stream: TextIO | None = None) -> None:
+        self.n_test, self.stream = n_test, stream
+
+    hook: Progress | None = None
+
+    def __call__(self, record: EpochRecord, net: Network) -> None:
+        print(format_record(record, self.n_test), file=self.stream or sys.stdout, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class EpochBar:
+    """A tqdm bar per epoch: samples done, samples/s, the running mean cost per sample; when
+    the epoch ends, its test accuracy. Pass :attr:`hook` as ``train``'s ``progress`` and the
+    object itself as (part of) its ``callback``."""
+
+    def __init__(self, epochs: int | None = None, n_test: int | None = None,
+                 stream: TextIO | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm
+        self.epochs, self.n_test, self.stream = epochs, n_test, stream
+        self.bar: Any = None
+        self.epoch = 0
+        self._done = 0
+        self._last = 0.0
+
+    def hook(self, done: int, cost_sum: float, n: int) -> None:
+        if done == 0:
+            self._close()
+            self.bar = self._tqdm(total=n, desc=f"Epoch {self.epoch}", unit=" samples",
+                                  unit_scale=True, file=self.stream or sys.stdout,
+                                  dynamic_ncols=True, leave=True)
+            self._done, self._last = 0, 0.0
+            return
+        now = time.perf_counter()
+        self.bar.update(done - self._done)
+        self._done = done
+        if done == n or now - self._last > 0.2:
+            self.bar.set_postfix_str(f"cost {cost_sum / done:.4f}", refresh=False)
+            self._last = now
+
+    def __call__(self, record: EpochRecord, net: Network) -> None:
+        if self.bar is not None:
+            text = f"cost {record.cost:.4f}"
+            if record.accuracy is not None:
+                text += f", test {100 * record.accuracy:.2f} %"
+            self.bar.set_postfix_str(text, refresh=True)
+            self._close()
+        self.epoch = record.epoch + 1
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self._close()
+
+
+def reporter(*, quiet: bool = False, stream: TextIO | None = None, epochs: int | None = None,
+             first_epoch: int = 0, n_test: int | None = None,
+             bar: bool = True) -> EpochBar | PlainLines | None:
+    """What shows training progress: nothing with ``quiet``; a tqdm bar per epoch on a terminal
+    with tqdm installed (unless ``bar`` is false); otherwise one plain line per epoch."""
+    if quiet:
+        return None
+    stream = stream or sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    if bar and isatty is not None and isatty() and tqdm_available():
+        bar = EpochBar(epochs=epochs, n_test=n_test, stream=stream)
+        bar.epoch = first_epoch
+        return bar
+    return PlainLines(n_test=n_test, stream=stream)

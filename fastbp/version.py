@@ -1,0 +1,3 @@
+"""The version of fastbp."""
+
+__version__ = "0.1.0"

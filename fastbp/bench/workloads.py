@@ -16,18 +16,19 @@ layers, the book's N(0, 1) initialisation (same seed for every implementation) a
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
-import numpy as np
+from .data import BenchError, DataSource, data_source, mnist_data, synthetic_mnist
+from .prepare import ETA, LOOP, MATRIX, SEED, Prepared, initial_parameters, matrix_step, prepare
 
-from ..core.epoch import run_epoch
-from ..errors import FastbpError
+__all__ = [  # the data and the prepared callables are re-exported: one door for the suite
+    "ETA", "LOOP", "MATRIX", "SEED", "BenchError", "Case", "DataSource", "Device", "Prepared",
+    "data_source", "find_devices", "initial_parameters", "make_case", "matrix_step",
+    "mnist_data", "plan_cases", "prepare", "skip_reason", "synthetic_mnist",
+]
 
-ETA = 3.0
-SEED = 1234
 EPOCH_SAMPLES = 10_000
 # At batch 1 an epoch is N Python-level steps for most implementations: 2,000 of them show the
 # rate as well as 10,000 and keep the suite within its time.
@@ -38,7 +39,6 @@ ALL_SIZES = GPU_SIZES
 BATCH_SIZES = (1, 10, 100, 1000, 10_000)
 DTYPES = ("float32", "float64")
 KINDS = ("step", "epoch")
-MATRIX, LOOP = "matrix", "loop"
 # Above this many weights a network is "big": on a CPU its epochs at tiny batches and the
 # per-sample loop take too long to time (the step benchmark still shows those pairs).
 BIG_WEIGHTS = 1_000_000
@@ -177,177 +177,6 @@ def epoch_size(batch_size: int, epoch_samples: int = EPOCH_SAMPLES,
     return max(n, batch_size)
 
 
-# -- data ---------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=8)
-def synthetic_mnist(n: int, dtype: str = "float32", n_in: int = 784, n_out: int = 10,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """MNIST-shaped data: ``X (n_in, n)`` with about 19 % of the pixels lit (uniform in [0, 1],
-    the rest 0, as in MNIST), integer labels ``(n,)`` and one-hot ``Y (n_out, n)``.
-
-    ``X`` is stored sample-major (Fortran order as ``(n_in, n)``), so ``Network.train`` takes it
-    without a copy. The arrays are cached: treat them as read-only.
-    """
-    rng = np.random.default_rng(seed)
-    images = rng.random((n, n_in), dtype=np.float64)
-    images[rng.random((n, n_in)) >= 0.19] = 0.0
-    return _finish(images.astype(dtype), rng.integers(0, n_out, n), n_out)
-
-
-@functools.lru_cache(maxsize=4)
-def mnist_data(n: int, dtype: str = "float32", path: str | None = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The first ``n`` MNIST training images (repeated when ``n`` exceeds 50,000), as
-    :func:`synthetic_mnist` returns them."""
-    from ..data.mnist import load_mnist
-
-    train = load_mnist(path).train
-    idx = np.arange(n) % len(train)
-    return _finish(np.asarray(train.images[idx], dtype=dtype), np.asarray(train.labels)[idx], 10)
-
-
-def _finish(images: np.ndarray, labels: np.ndarray, n_out: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(labels)
-    onehot = np.zeros((n, n_out), dtype=images.dtype)
-    onehot[np.arange(n), labels] = 1.0
-    X, Y = np.ascontiguousarray(images).T, onehot.T
-    for a in (X, Y, labels):
-        a.flags.writeable = False
-    return X, labels.astype(np.int64), Y
-
-
-DataSource = Callable[[int, str, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def data_source(kind: str = "synthetic", path: str | None = None) -> DataSource:
-    """``(n, dtype, n_in, n_out) -> (X, labels, Y)`` for ``synthetic`` or ``mnist`` data."""
-    if kind == "synthetic":
-        return lambda n, dtype, n_in=784, n_out=10: synthetic_mnist(n, dtype, n_in, n_out)
-    if kind == "mnist":
-        def mnist(n: int, dtype: str, n_in: int = 784, n_out: int = 10) -> Any:
-            if (n_in, n_out) != (784, 10):
-                raise BenchError(f"MNIST has 784 inputs and 10 classes; sizes {n_in}→{n_out} "
-                                 "need --data synthetic")
-            return mnist_data(n, dtype, path)
-
-        return mnist
-    raise BenchError(f"--data must be synthetic or mnist, got {kind!r}")
-
-
-class BenchError(FastbpError):
-    """A benchmark that cannot be set up as asked."""
-
-
-# -- ready-to-time callables --------------------------------------------------------------------
-@dataclass
-class Prepared:
-    """``run()`` does the case's work once and returns when the device has finished it."""
-
-    run: Callable[[], Any]
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def initial_parameters(sizes: Sequence[int], dtype: str) -> tuple[list, list]:
-    """The book's N(0, 1) weights and biases, from :data:`SEED`: every implementation starts
-    from these."""
-    rng = np.random.default_rng(SEED)
-    pairs = list(zip(sizes[:-1], sizes[1:]))
-    biases = [rng.standard_normal((n, 1)).astype(dtype) for _, n in pairs]
-    weights = [rng.standard_normal((n, k)).astype(dtype) for k, n in pairs]
-    return weights, biases
-
-
-def prepare(case: Case, data: DataSource, peers: dict[str, Any] | None = None) -> Prepared:
-    """The callable that times ``case``; peers are gradient-checked here first."""
-    X, labels, Y = data(case.samples, case.dtype, case.sizes[0], case.sizes[-1])
-    X, labels, Y = X[:, : case.samples], labels[: case.samples], Y[:, : case.samples]
-    weights, biases = initial_parameters(case.sizes, case.dtype)
-    if case.impl == MATRIX:
-        return _prepare_matrix(case, X, labels, weights, biases)
-    if case.impl == LOOP:
-        return _prepare_loop(case, X, Y, weights, biases)
-    if peers is None or case.impl not in peers:
-        raise BenchError(f"unknown implementation {case.impl!r}")
-    return _prepare_peer(case, peers[case.impl], X, Y, weights, biases)
-
-
-def _network(case: Case, weights: list, biases: list) -> Any:
-    from ..model.network import Network
-
-    net = Network(list(case.sizes), device=case.device, dtype=case.dtype, seed=SEED)
-    net.weights, net.biases = weights, biases
-    return net
-
-
-def _prepare_matrix(case: Case, X: np.ndarray, labels: np.ndarray, weights: list,
-                    biases: list) -> Prepared:
-    net = _network(case, weights, biases)
-    be = net.backend
-    info = {"backend": type(be).__name__}
-    if case.kind == "epoch":
-        def epoch() -> None:
-            net.train(X, labels, epochs=1, batch_size=case.batch_size, eta=ETA, shuffle=True)
-            be.synchronize()
-
-        return Prepared(epoch, info)
-    step = matrix_step(net, X, labels, ETA)
-    return Prepared(step, info)
-
-
-def matrix_step(net: Any, X: Any, labels: Any, eta: float) -> Callable[[], None]:
-    """One SGD step of ``net`` on the whole batch ``X`` (``m`` columns), repeatable.
-
-    Goes through the backend's own ``sgd_epoch`` (a compiled device runs its compiled loop) over
-    an epoch plan of exactly one mini-batch, so it is the step ``Network.train`` takes, without
-    the per-call checks and the move of the data to the device.
-    """
-    be = net.backend
-    m = int(np.shape(X)[1])
-    with be.activate():
-        plan = net.epoch_plan(X, labels, batch_size=m, eta=eta)
-        plan.order = be.index_array(np.arange(m))
-
-    def step() -> None:
-        with be.activate():
-            run_epoch(be, plan)
-            be.synchronize()
-
-    return step
-
-
-def _prepare_loop(case: Case, X: np.ndarray, Y: np.ndarray, weights: list,
-                  biases: list) -> Prepared:
-    from ..core import reference
-
-    X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
-    rng = np.random.default_rng(SEED)
-    m = case.batch_size
-
-    def run() -> None:
-        order = rng.permutation(X.shape[1]) if case.kind == "epoch" else None
-        reference.sgd_epoch(weights, biases, X, Y, m, ETA, order=order)
-
-    return Prepared(run, {"backend": "numpy per-sample loop"})
-
-
-def _prepare_peer(case: Case, spec: Any, X: np.ndarray, Y: np.ndarray, weights: list,
-                  biases: list) -> Prepared:
-    from .peers import check_gradients
-
-    model = spec.build(case.sizes, weights, biases, case.device_kind, case.dtype)
-    m = min(case.batch_size, 64)
-    err = check_gradients(spec.name, model, case.sizes, weights, biases, np.asarray(X[:, :m]),
-                          np.asarray(Y[:, :m]), case.dtype)
-    if case.kind == "step":
-        run = model.step(np.asarray(X), np.asarray(Y), ETA)
-    else:
-        run = model.epoch(np.asarray(X), np.asarray(Y), case.batch_size, ETA)
-    info = dict(model.describe())
-    info["gradient_check_rel_err"] = float(f"{err:.3g}")
-    return Prepared(run, info)
-
-
-# -- the matrix of cases ------------------------------------------------------------------------
 def plan_cases(devices: Sequence[Device], *, kinds: Sequence[str] = KINDS,
                sizes: Sequence[Sequence[int]] | None = None,
                batch_sizes: Sequence[int] = BATCH_SIZES, dtypes: Sequence[str] = DTYPES,

@@ -24,17 +24,14 @@ class NumpyBackend(Backend):
 
     def __init__(self, dtype: str = "float32", index: int = 0) -> None:
         super().__init__(np, dtype=dtype, index=index)
-        try:  # SciPy's expit is one pass where the tanh form needs four.
-            from scipy.special import expit
-        except ImportError:  # pragma: no cover - SciPy is optional
-            expit = None
-        self._expit = expit
 
     def sigmoid(self, z: Array, out: Array) -> Array:
-        """``out = σ(z) = 1 / (1 + e^{-z})``."""
-        if self._expit is not None:
-            return self._expit(z, out=out)
-        return super().sigmoid(z, out)
+        """``out = σ(z) = 1 / (1 + e^{-z})``: the ``cpu`` device's one σ,
+        :func:`fastbp.devices.cpu.epoch.sigmoid`, which its own epoch runs too."""
+        if out is not z:
+            np.copyto(out, z)
+        epoch.sigmoid(out)
+        return out
 
     def sgd_epoch(self, plan: EpochPlan) -> Any:
         """One epoch: the loop of :mod:`fastbp.devices.cpu.epoch` (BLAS called directly, the SGD

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from scipy.special import expit as _expit
 
 from ...core.costs import QuadraticCost
 from ...core.memory import translate_oom
@@ -81,7 +82,6 @@ def sgd_epoch(backend: Any, plan: Any) -> float:
 
 def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
     from scipy.linalg import blas
-    from scipy.special import expit
 
     dtype = np.dtype(plan.xs.dtype)
     gemm, gemv = (blas.sgemm, blas.sgemv) if dtype == np.float32 else (blas.dgemm, blas.dgemv)
@@ -115,7 +115,7 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
         for l in range(top + 1):
             gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
             add(a[l], b_row[l], out=a[l])
-            sigmoid(a[l], expit)
+            sigmoid(a[l])
         # BP1
         if quadratic:
             subtract(a[top], y, out=d[top])
@@ -171,7 +171,7 @@ def _gemv_as_gemm(gemm: Any) -> Any:
     return gemv
 
 
-def sigmoid(z: np.ndarray, expit: Any) -> None:
+def sigmoid(z: np.ndarray) -> None:
     """In place: ``z ← σ(z) = 1 / (1 + e^{−z})``.
 
     Large arrays take four passes of NumPy's vectorised ufuncs (``e^x`` in SIMD: 4–5× faster
@@ -179,7 +179,7 @@ def sigmoid(z: np.ndarray, expit: Any) -> None:
     ``expit`` (fewer calls). ``e^{−z}`` overflows to inf for ``z < −88`` (float32), where σ is
     0 either way."""
     if z.size < SIMD_SIGMOID:
-        expit(z, out=z)
+        _expit(z, out=z)
         return
     np.negative(z, out=z)
     with np.errstate(over="ignore"):

@@ -106,8 +106,15 @@ def setup_loop(sizes, m, X, Y):
 def setup_fastbp(device: str) -> Setup:
     def setup(sizes, m, X, Y):
         import fastbp
-        from fastbp.core.epoch import run_epoch
-        from fastbp.core.plan import EpochPlan
+
+        try:  # the layered package
+            from fastbp.core.epoch import run_epoch
+            from fastbp.core.plan import EpochPlan
+        except ImportError:  # an older checkout in --before: a flat package
+            from fastbp.training import EpochPlan
+
+            def run_epoch(be, plan):
+                return be.sgd_epoch(plan)
 
         net = fastbp.Network(sizes, device=device, dtype="float32", seed=0, init="scaled")
         be = net.backend
@@ -288,7 +295,10 @@ def sgemm_peak(threads: int | None = None, n: int = 2048, repeat: int = 7) -> di
     c = np.empty((n, n), dtype=np.float32)
     runs = {"numpy": lambda: np.matmul(a, b, out=c)}
     try:
-        from fastbp.devices.cpu import cblas
+        try:
+            from fastbp.devices.cpu import cblas
+        except ImportError:  # an older, flat fastbp in --before
+            from fastbp import cblas
 
         lib = cblas.find()
         if lib is not None and lib.name == "mkl":
@@ -320,14 +330,22 @@ def worker(args: argparse.Namespace) -> None:
             import fastbp
 
             r["fastbp_from"] = os.path.dirname(fastbp.__file__)
-            if os.path.exists(os.path.join(os.path.dirname(fastbp.__file__), "cblas.py")):
-                from fastbp.devices.cpu import cblas
-
-                r["gemm"] = cblas.description()
-            else:  # an older fastbp (an import could find this checkout's module instead)
-                r["gemm"] = "SciPy's BLAS"
+            r["gemm"] = _gemm_description()
         print(json.dumps(r), flush=True)
     print(json.dumps({"blas": blas_info(), "method": args.method}), flush=True)
+
+
+def _gemm_description() -> str:
+    """The GEMM library fastbp's epochs call, for the layered package and the flat one before
+    it (``fastbp.cblas``), else SciPy's BLAS (older still)."""
+    import importlib
+
+    for name in ("fastbp.devices.cpu.cblas", "fastbp.cblas"):
+        try:
+            return importlib.import_module(name).description()
+        except ImportError:
+            continue
+    return "SciPy's BLAS"
 
 
 def machine() -> dict[str, Any]:

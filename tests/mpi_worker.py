@@ -1,10 +1,12 @@
-"""Run under ``mpiexec``: train a small network with :func:`fastbp.parallel.distributed.train`.
+"""Run under ``mpiexec``: train a small network with :func:`fastbp.distributed.train`.
 
 ``python tests/mpi_worker.py OUT.npz SIZES DTYPE BATCH EPOCHS N [LMBDA]``; rank 0 writes the
 trained parameters, the network's random state and the history to ``OUT.npz``.
 ``FASTBP_TEST_FAULT=raise:RANK:EPOCH`` raises on ``RANK`` after ``EPOCH``;
 ``FASTBP_TEST_FAULT=kill:RANK:SECONDS`` kills ``RANK`` with SIGKILL that many seconds in.
-``FASTBP_TEST_REDUCTION=host|cuda-aware-mpi`` sums NumPy gradients by that GPU path's code.
+``FASTBP_TEST_REDUCTION=host|cuda-aware-mpi`` sums NumPy gradients by that GPU path's code;
+``FASTBP_TEST_REDUCTION=device`` gives the ``cpu`` device a reducer of its own
+(:meth:`fastbp.devices.Backend.gradient_reducer`), which counts its calls.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import threading
 
 import numpy as np
 
-import fastbp.parallel.distributed
+import fastbp.parallel.reduce
 from fastbp import Network
-from fastbp.parallel.distributed import train, world
+from fastbp.distributed import train, world
 
 
 def data(sizes: list[int], n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +30,23 @@ def data(sizes: list[int], n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarra
     X = rng.random((sizes[0], n))
     labels = rng.integers(0, sizes[-1], n)
     return X, labels
+
+
+class DeviceReducer:
+    """A device's own reducer as a plugin would give it: built without communicating, it sums
+    over ``comm`` when called (here by MPI on the host) and counts its calls."""
+
+    path = "device-own"
+    calls = 0
+
+    def __init__(self, comm) -> None:  # noqa: ANN001
+        self.comm = comm
+
+    def __call__(self, flat: np.ndarray) -> None:
+        from mpi4py import MPI
+
+        type(self).calls += 1
+        self.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
 
 
 def main(argv: list[str]) -> int:
@@ -40,8 +59,10 @@ def main(argv: list[str]) -> int:
     # Only rank 0's seed matters: its parameters and random state are broadcast.
     net = Network(sizes_l, dtype=dtype, seed=1 if rank == 0 else 100 + rank)
     forced = os.environ.get("FASTBP_TEST_REDUCTION")
-    if forced:
-        fastbp.parallel.distributed._backend_path = lambda backend: forced
+    if forced == "device":
+        type(net.backend).gradient_reducer = lambda self, comm, flat: DeviceReducer(comm)
+    elif forced:
+        fastbp.parallel.reduce.backend_path = lambda backend: forced
     fault = os.environ.get("FASTBP_TEST_FAULT", "")
     callback = None
     if fault:
@@ -67,6 +88,7 @@ def main(argv: list[str]) -> int:
         arrays["history"] = np.frombuffer(json.dumps(history.as_dicts()).encode(), np.uint8)
         arrays["comm_share"] = np.asarray(history.comm_share)
         arrays["reduction"] = np.frombuffer(history.reduction.encode(), np.uint8)
+        arrays["device_reductions"] = np.asarray(DeviceReducer.calls)
         np.savez(out, **arrays)
     return 0
 

@@ -1,5 +1,6 @@
-"""Data-parallel training over MPI: ``mpiexec -n 2`` and ``-n 3`` (uneven shares) reach the
-parameters of one process with the same seed; a rank that raises or dies ends the job."""
+"""Data-parallel training over MPI: one rank is bit for bit ``Network.train``; ``mpiexec -n 2``
+and ``-n 3`` (uneven shares) reach the parameters of one process with the same seed to rounding;
+a device's own reducer is used when it offers one; a rank that raises or dies ends the job."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from fastbp import Network
-from fastbp.parallel.distributed import FlatGradients, reduction_path, shard
+from fastbp.distributed import FlatGradients, reduction_path, shard
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "mpi_worker.py"
@@ -123,7 +124,7 @@ class FakeComm:
 
 
 def test_a_parameter_checksum_mismatch_is_a_clear_error():
-    from fastbp.parallel.distributed import DistributedError, check_parameters, parameter_checksum
+    from fastbp.distributed import DistributedError, check_parameters, parameter_checksum
 
     net = Network([5, 4, 3], dtype="float64", seed=0)
     total = parameter_checksum(net)
@@ -135,11 +136,11 @@ def test_a_parameter_checksum_mismatch_is_a_clear_error():
 
 
 def test_ranks_that_disagree_on_data_or_options_are_told_which():
-    from fastbp.parallel.distributed import DistributedError, _agree
+    from fastbp.distributed import DistributedError, agree
 
-    _agree(FakeComm([(1, 2)]), "options", (1, 2))
+    agree(FakeComm([(1, 2)]), "options", (1, 2))
     with pytest.raises(DistributedError, match=r"disagree on options.*rank\(s\) \[1\]"):
-        _agree(FakeComm([(1, 3), (1, 2)]), "options", (1, 2))
+        agree(FakeComm([(1, 3), (1, 2)]), "options", (1, 2))
 
 
 def test_import_fastbp_does_not_import_mpi4py():
@@ -149,7 +150,7 @@ def test_import_fastbp_does_not_import_mpi4py():
 
 
 def test_without_mpi4py_the_error_says_what_to_install(monkeypatch):
-    from fastbp.parallel.distributed import DistributedError, mpi
+    from fastbp.distributed import DistributedError, mpi
 
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     with pytest.raises(DistributedError, match=r"fastbp\[mpi\]"):
@@ -161,27 +162,154 @@ def test_arrays_other_than_numpy_or_cupy_are_refused_by_name():
     import types
 
     from fastbp.devices.backend import Backend
-    from fastbp.parallel.distributed import DistributedError, _backend_path
+    from fastbp.distributed import DistributedError, backend_path
 
     other = Backend(types.SimpleNamespace(__name__="array_api_strict"), dtype="float64")
     with pytest.raises(DistributedError, match="NumPy or CuPy.*array_api_strict"):
-        _backend_path(other)
+        backend_path(other)
 
 
 def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
-    import fastbp.parallel.distributed as dist
+    import fastbp.parallel.mpi as mpi
 
-    monkeypatch.setattr(dist, "local_rank", lambda comm=None: 6)
-    monkeypatch.setattr(dist, "gpu_count", lambda: 4)
-    assert dist.rank_device("cuda") == "cuda:2" and dist.rank_device("auto") == "cuda:2"
-    assert dist.rank_device("cuda:3") == "cuda:3" and dist.rank_device("cpu") == "cpu"
-    monkeypatch.setattr(dist, "gpu_count", lambda: 0)
-    assert dist.rank_device("cuda") == "cuda"  # and the Network says why it cannot run
+    monkeypatch.setattr(mpi, "local_rank", lambda comm=None: 6)
+    monkeypatch.setattr(mpi, "gpu_count", lambda: 4)
+    assert mpi.rank_device("cuda") == "cuda:2" and mpi.rank_device("auto") == "cuda:2"
+    assert mpi.rank_device("cuda:3") == "cuda:3" and mpi.rank_device("cpu") == "cpu"
+    monkeypatch.setattr(mpi, "gpu_count", lambda: 0)
+    assert mpi.rank_device("cuda") == "cuda"  # and the Network says why it cannot run
 
 
 def test_reduction_path_names_the_path():
     assert reduction_path("cpu") == ("mpi" if HAVE_MPI4PY else "unavailable")
     assert reduction_path("no-such-device") == "unavailable"
+
+
+class OwnSum:
+    """A device's own reducer, as a plugin gives it (it never runs here)."""
+
+    path = "own"
+
+    def __init__(self, comm) -> None:  # noqa: ANN001
+        self.comm = comm
+
+
+def backend_with_own_reducer(xp_name: str | None = None):
+    """A NumPy device (or, with ``xp_name``, one computing with another module) that offers its
+    own gradient reducer."""
+    import types
+
+    from fastbp.devices import Backend, NumpyBackend
+
+    class WithOwn(NumpyBackend if xp_name is None else Backend):
+        def gradient_reducer(self, comm, flat):  # noqa: ANN001
+            return OwnSum(comm)
+
+    if xp_name is None:
+        return WithOwn(dtype="float64")
+    return WithOwn(types.SimpleNamespace(__name__=xp_name), dtype="float64")
+
+
+def test_a_device_reducer_is_taken_when_every_rank_offers_it(monkeypatch):
+    from fastbp.distributed import REDUCTION_ENV, DistributedError, backend_path, make_reducer
+
+    own = backend_with_own_reducer()
+    assert backend_path(own) == "own"
+    flat = own.zeros((5,))
+    comm = FakeComm([("own", True)])
+    reducer = make_reducer(comm, own, flat)
+    assert isinstance(reducer, OwnSum) and reducer.comm is comm
+    with pytest.raises(DistributedError, match="mix host and device arrays"):
+        make_reducer(FakeComm([("host", False)]), own, flat)
+    # A device whose arrays MPI cannot take is welcome when it sums gradients itself.
+    other = backend_with_own_reducer("array_api_strict")
+    assert backend_path(other) == "own"
+    monkeypatch.setenv(REDUCTION_ENV, "nccl")
+    with pytest.raises(DistributedError, match="'nccl'.*takes one of own, cuda-aware-mpi, host"):
+        backend_path(other)
+
+
+def fake_nccl(monkeypatch) -> list:
+    """``cupy``, ``cupy.cuda`` and ``cupy.cuda.nccl`` stand-ins that record every NCCL call."""
+    import types
+
+    calls: list = []
+
+    class Communicator:
+        def __init__(self, size, uid, rank):  # noqa: ANN001
+            calls.append(("communicator", size, uid, rank))
+
+        def allReduce(self, *args):  # noqa: ANN002, N802 - NCCL's name
+            calls.append(("allReduce", *args))
+
+    nccl = types.ModuleType("cupy.cuda.nccl")
+    nccl.NCCL_FLOAT16, nccl.NCCL_FLOAT32, nccl.NCCL_FLOAT64, nccl.NCCL_SUM = 6, 7, 8, 0
+    nccl.get_unique_id = lambda: "uid-0"
+    nccl.NcclCommunicator = Communicator
+    cuda = types.ModuleType("cupy.cuda")
+    cuda.nccl = nccl
+    cuda.get_current_stream = lambda: types.SimpleNamespace(ptr=99)
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = cuda
+    for name, mod in (("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    return calls
+
+
+class BcastComm:
+    """Rank ``rank`` of ``size``; ``bcast`` hands out rank 0's value."""
+
+    def __init__(self, rank: int, size: int) -> None:
+        self.rank, self.size, self.bcasts = rank, size, 0
+
+    def Get_rank(self):  # noqa: N802 - mpi4py's names
+        return self.rank
+
+    def Get_size(self):  # noqa: N802
+        return self.size
+
+    def bcast(self, value, root=0):  # noqa: ANN001
+        self.bcasts += 1
+        return "uid-0"
+
+
+def test_the_nccl_reducer_connects_on_its_first_call_and_sums_in_place(monkeypatch):
+    import types
+
+    nccl_mod = pytest.importorskip("fastbp_cupy.nccl")
+    calls = fake_nccl(monkeypatch)
+    assert nccl_mod.nccl_available()
+    comm = BcastComm(rank=1, size=2)
+    reduce = nccl_mod.NcclReducer(comm, "float32")
+    assert reduce.path == "nccl" and comm.bcasts == 0 and calls == []  # built silently
+    flat = types.SimpleNamespace(data=types.SimpleNamespace(ptr=1234), size=10)
+    reduce(flat)
+    reduce(flat)
+    assert comm.bcasts == 1
+    assert calls == [("communicator", 2, "uid-0", 1), ("allReduce", 1234, 1234, 10, 7, 0, 99),
+                     ("allReduce", 1234, 1234, 10, 7, 0, 99)]
+
+
+@needs_mpi
+def test_one_rank_is_bit_for_bit_network_train():
+    """``train`` on a one-rank communicator runs the plain epoch through the same driver:
+    MNIST-sized data, float64, η = 3, two epochs, every bit of every parameter equal."""
+    from mpi4py import MPI
+
+    from fastbp.distributed import train
+
+    X, labels = data([784, 30, 10], 3000)
+    test = (X[:, :500], labels[:500])
+    one = Network([784, 30, 10], dtype="float64", seed=1)
+    h1 = one.train(X, labels, epochs=2, batch_size=10, eta=3.0, test=test)
+    dist = Network([784, 30, 10], dtype="float64", seed=1)
+    h2 = train(dist, X, labels, epochs=2, batch_size=10, eta=3.0, test=test, comm=MPI.COMM_SELF)
+    assert h2.ranks == 1 and h2.reduction == "none"
+    for a, b in zip([*one.weights, *one.biases], [*dist.weights, *dist.biases]):
+        assert np.array_equal(a, b)
+    assert [(r.cost, r.correct) for r in h1] == [(r.cost, r.correct) for r in h2]
+    assert one.rng.bit_generator.state == dist.rng.bit_generator.state
+    assert len(dist.history) == 2 and dist.history[-1] is h2[-1]
 
 
 # -- under mpiexec -----------------------------------------------------------------------------
@@ -194,6 +322,9 @@ CASES = [  # ranks, dtype, batch size, epochs, samples, lambda[, reduction path 
     (3, "float32", 7, 2, 60, 0.0),
     (2, "float64", 10, 2, 45, 0.0, "host"),            # the GPU paths' code on NumPy arrays
     (2, "float64", 10, 2, 45, 0.0, "cuda-aware-mpi"),
+    (2, "float64", 10, 2, 45, 0.0, "device"),  # the device's own reducer
+    (1, "float64", 10, 2, 95, 5.0),  # one rank: bit for bit, nothing to sum
+    (1, "float32", 7, 2, 60, 0.0),
 ]
 
 
@@ -208,9 +339,14 @@ def test_ranks_reach_the_single_process_parameters(tmp_path, case):
                          str(epochs), str(n), str(lmbda)], reduction=forced[0] if forced else None)
     assert res.returncode == 0, res.stdout + res.stderr
     got = np.load(out)
-    assert bytes(got["reduction"]).decode() == (forced[0] if forced else "mpi")
+    want = ({"device": "device-own"}.get(forced[0], forced[0]) if forced else "mpi")
+    assert bytes(got["reduction"]).decode() == (want if ranks > 1 else "none")
+    if forced == ["device"]:  # one reduction per step
+        assert int(got["device_reductions"]) == epochs * -(-n // batch)
     net, history = single_process(sizes, dtype, batch, epochs, n, lmbda)
     tol = dict(rtol=0, atol=1e-10) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    if ranks == 1:
+        tol = dict(rtol=0, atol=0)
     for i, (w, b) in enumerate(zip(net.weights, net.biases)):
         np.testing.assert_allclose(got[f"w{i}"], w, **tol)
         np.testing.assert_allclose(got[f"b{i}"], b, **tol)
@@ -219,7 +355,7 @@ def test_ranks_reach_the_single_process_parameters(tmp_path, case):
     dist = json.loads(bytes(got["history"]))
     assert [r["correct"] for r in dist] == [r["correct"] for r in history]
     np.testing.assert_allclose([r["cost"] for r in dist], [r["cost"] for r in history],
-                               rtol=1e-6 if dtype == "float32" else 1e-12)
+                               rtol=0 if ranks == 1 else 1e-6 if dtype == "float32" else 1e-12)
     assert np.all((got["comm_share"] >= 0) & (got["comm_share"] <= 1.01))
 
 
@@ -273,3 +409,26 @@ def test_command_line_prints_once_and_matches_one_process():
     assert len(epochs(res.stdout)) == 2  # rank 0 alone prints
     assert epochs(res.stdout) == epochs(one.stdout)
     assert "2 rank(s) over MPI" in res.stdout and "gradients summed by mpi" in res.stdout
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_one_rank_on_the_command_line_is_bit_for_bit_the_plain_run(tmp_path):
+    mnist = mnist_dir()
+    if mnist is None:
+        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
+    import fastbp
+
+    opts = ["train", "--limit", "3000", "--epochs", "2", "--seed", "1", "--dtype", "float64",
+            "--data", str(mnist), "--quiet"]
+    fastbp_cmd = [sys.executable, "-m", "fastbp"]
+    res = mpirun(1, [*fastbp_cmd, *opts, "--distributed", "--save", str(tmp_path / "d.npz")])
+    assert res.returncode == 0, res.stdout + res.stderr
+    one = subprocess.run([*fastbp_cmd, *opts, "--save", str(tmp_path / "p.npz")],
+                         capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    d, p = fastbp.load(tmp_path / "d.npz"), fastbp.load(tmp_path / "p.npz")
+    for a, b in zip([*d.weights, *d.biases], [*p.weights, *p.biases]):
+        assert np.array_equal(a, b)
+    assert d.rng.bit_generator.state == p.rng.bit_generator.state
+    assert [r.cost for r in d.history] == [r.cost for r in p.history]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fastbp import Network
-from fastbp.parallel.distributed import train, world
+from fastbp.distributed import train, world
 
 NETS = ([784, 30, 10], [784, 100, 10])
 BATCHES = (10, 100, 1000)
@@ -63,7 +63,7 @@ def allreduce_seconds(comm: Any, count: int, dtype: str, reps: int) -> float:
 
 
 def gradient_count(sizes: list[int]) -> int:
-    """Values in the flat buffer (``fastbp.distributed.FlatGradients``): every ``W^l`` and
+    """Values in the flat buffer (``fastbp.parallel.shard.FlatGradients``): every ``W^l`` and
     ``b^l``, and the cost slot."""
     return sum(n * k + n for k, n in zip(sizes[:-1], sizes[1:])) + 1
 

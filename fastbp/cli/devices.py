@@ -72,6 +72,6 @@ def distributed_path(device: str) -> str:
 
     if importlib.util.find_spec("mpi4py") is None:
         return 'unavailable (mpi4py not installed: pip install -e ".[mpi]")'
-    from ..parallel.distributed import reduction_path
+    from ..parallel.reduce import reduction_path
 
     return reduction_path(device)

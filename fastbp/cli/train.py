@@ -12,15 +12,17 @@ from .options import add_training_args
 def configure(p: argparse.ArgumentParser) -> None:
     add_training_args(p)
     p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="train on the first N of the 50,000 training images only (quick runs)")
+                   help="train on the first N of the 50,000 training images only, for quick runs "
+                   "(default: all of them)")
     p.add_argument("--distributed", action="store_true",
-                   help="data-parallel over MPI: run as `mpiexec -n P fastbp train --distributed`")
+                   help="data-parallel over MPI: run as `mpiexec -n P fastbp train --distributed`, "
+                   "with P at most the number of cores (or GPUs)")
     add_keep_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.distributed and not getattr(args, "in_mpi", False):
-        from ..parallel.distributed import run_command
+        from ..parallel.train import run_command
         return run_command(run, args)  # this rank's device; stdout and saves on rank 0 only
     from ..core.validate import check_count
     from ..data.mnist import load_mnist
@@ -35,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
         n = check_count("--limit", args.limit, low=1, high=n)
     X, labels = data.train.X[:, :n], data.train.labels[:n]
     session.say(f"fastbp: {net} on {n:,} MNIST training images"
-                + (f", resuming after epoch {len(net.history)}" if args.resume else ""))
+                + (f", resuming at epoch {len(net.history)}" if args.resume else ""))
     fit = net.train
     if args.distributed:
-        from ..parallel.distributed import trainer
+        from ..parallel.train import trainer
         fit = trainer(net)
     fit(X, labels, epochs=session.epochs_left,
         batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,

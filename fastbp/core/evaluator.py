@@ -22,11 +22,14 @@ class Evaluator:
         acts = [a[:, : stop - start] for a in self.activations]
         return feedforward(self.backend, weights, biases, x, acts)
 
-    def correct(self, weights: list[Array], biases: list[Array]) -> int:
-        """How many samples the network classifies correctly (argmax of ``a^L``)."""
+    def correct(self, weights: list[Array], biases: list[Array], first: int = 0,
+                last: int | None = None) -> int:
+        """How many of samples ``first:last`` (all by default) the network classifies
+        correctly (argmax of ``a^L``)."""
         be, hits = self.backend, 0
-        for start in range(0, self.n, self.chunk):
-            stop = min(start + self.chunk, self.n)
+        last = self.n if last is None else last
+        for start in range(first, last, self.chunk):
+            stop = min(start + self.chunk, last)
             guess = be.argmax_columns(self.outputs(weights, biases, start, stop))
             hits = hits + be.count_equal(guess, self.labels[start:stop])
         return int(hits)

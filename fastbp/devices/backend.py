@@ -186,16 +186,21 @@ class Backend:
     ) -> None:
         """BP4 folded into the SGD step: ``W ← β W − α δ (a^{l-1})ᵀ``."""
         self.matmul_nt(delta, a_prev, out=scratch)
-        if beta != 1.0:
-            self.xp.multiply(w, beta, out=w)
-        scratch *= alpha
-        self.xp.subtract(w, scratch, out=w)
+        self.sgd_update(w, scratch, alpha, beta)
 
     def sgd_biases(self, b: Array, delta: Array, alpha: float, scratch: Array) -> None:
         """BP3 folded into the SGD step: ``b ← b − α Σ_j δ_j``."""
         self.sum_columns(delta, out=scratch)
-        scratch *= alpha
-        self.xp.subtract(b, scratch, out=b)
+        self.sgd_update(b, scratch, alpha)
+
+    def sgd_update(self, p: Array, grad: Array, alpha: float, beta: float = 1.0) -> None:
+        """The SGD step from a gradient already summed over the batch, in place:
+        ``p ← β p − α g`` (``grad`` is overwritten with ``α g``). ``sgd_weights`` and
+        ``sgd_biases`` end with it; distributed training calls it after the reduction."""
+        if beta != 1.0:
+            self.xp.multiply(p, beta, out=p)
+        grad *= alpha
+        self.xp.subtract(p, grad, out=p)
 
     def take_rows(self, src: Array, idx: Array, out: Array) -> Array:
         """Gather rows: ``out[i] = src[idx[i]]`` (mini-batches from a sample-major data set)."""
@@ -216,6 +221,18 @@ class Backend:
     def index_array(self, order: np.ndarray) -> Array:
         """A host permutation of sample indices moved to the device."""
         return self.xp.asarray(order)
+
+    def gradient_reducer(self, comm: Any, flat: Array | None) -> Any:
+        """This device's own way to sum gradients over the ranks of distributed training, or
+        ``None`` (the default), and :mod:`fastbp.parallel` sums them with MPI.
+
+        The result is a callable ``reduce(flat)`` that overwrites the flat gradient buffer with
+        ``Σ_ranks flat`` in place, named by its ``path`` attribute (e.g. ``"nccl"``). Building it
+        must not communicate: every rank asks, then the ranks agree on one path. It may set
+        itself up over ``comm`` (an mpi4py communicator) on its first call, which every rank
+        makes at once. ``comm`` and ``flat`` are ``None`` when only the path's name is asked for.
+        """
+        return None
 
     # -- a whole epoch --------------------------------------------------------------------
     def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:

@@ -22,6 +22,7 @@ from ..core.ops import Array
 from ..core.plan import EpochPlan, Workspace
 from ..core.records import EpochRecord, History
 from ..core.validate import (
+    cast_checked,
     check_batch,
     check_callable,
     check_count,
@@ -49,7 +50,9 @@ class Network(BookAPI):
     ``weights[l]`` is ``W^{l+2}`` with shape ``(sizes[l+1], sizes[l])``, ``biases[l]`` is
     ``b^{l+2}`` with shape ``(sizes[l+1], 1)`` (layer 1 is the input, as in the book).
     ``init="standard"`` draws both from N(0, 1); ``init="scaled"`` divides the weights by
-    ``sqrt(n_in)`` (the book's chapter 3).
+    ``sqrt(n_in)`` (the book's chapter 3). Without ``init``, the cross-entropy cost gets the
+    scaled weights and the quadratic cost the standard ones, as in the book's ``network2.py``
+    and ``network.py``.
 
     Threads: different networks may train, and be read, in different threads at once; NumPy's
     BLAS releases the GIL, so they run in parallel. A device string gives each network its own
@@ -70,11 +73,13 @@ class Network(BookAPI):
         device: str | Backend | None = None,
         dtype: str = "float32",
         seed: int | None = None,
-        init: str = "standard",
+        init: str | None = None,
     ) -> None:
         self.sizes = check_sizes(sizes)
         self.num_layers = len(self.sizes)
         self.cost = get_cost(cost)
+        if init is None:  # network2.py pairs cross-entropy with the scaled weights
+            init = "scaled" if getattr(self.cost, "name", "") == "cross-entropy" else "standard"
         if init not in INITS:
             raise ConfigError(f"init must be one of {INITS}, got {init!r}")
         self.init = init
@@ -119,6 +124,11 @@ class Network(BookAPI):
     def biases(self, values: Iterable[Any]) -> None:
         self._assign(self.biases, values)
 
+    def parameters(self) -> list[Array]:
+        """The live device arrays ``W^2 … W^L, b^2 … b^L``, for device code (distributed
+        training): write them in place, never replace them; ``weights``/``biases`` are the API."""
+        return [*self._weights, *self._biases]
+
     @staticmethod
     def _assign(target: ParameterList, values: Iterable[Any]) -> None:
         try:
@@ -144,8 +154,9 @@ class Network(BookAPI):
         other.rng = np.random.default_rng()
         other.rng.bit_generator.state = self.rng.bit_generator.state
         with other.backend.activate():
-            other._weights = [other.backend.asarray(w) for w in self.weights]
-            other._biases = [other.backend.asarray(b) for b in self.biases]
+            # np.array: writable copies (a read of a parameter is read-only)
+            other._weights = [other.backend.asarray(np.array(w)) for w in self.weights]
+            other._biases = [other.backend.asarray(np.array(b)) for b in self.biases]
         other._workspaces = {}
         other.history = History(self.history)
         return other
@@ -166,7 +177,7 @@ class Network(BookAPI):
     def _input(self, x: Any, name: str = "X") -> Array:
         """A batch on this network's device: host data moved once, other devices refused."""
         x = check_batch(self.backend.check_device(x, name), self.sizes[0], name)
-        return self.backend.asarray(x)
+        return cast_checked(self.backend, x, name)
 
     def _workspace(self, m: int) -> Workspace:
         return inputs.workspace(self.backend, self.sizes, self._workspaces, m)
@@ -188,7 +199,8 @@ class Network(BookAPI):
         with be.activate():
             x = self._input(x, "x")
             m = int(x.shape[1])
-            y = be.asarray(check_targets(be.check_device(y, "y"), self.sizes[-1], m, "y"))
+            y = cast_checked(be, check_targets(be.check_device(y, "y"), self.sizes[-1], m, "y"),
+                             "y")
             ws = self._workspace(m)
             feedforward(be, self._weights, self._biases, x, ws.activations)
             backpropagate(be, self.cost, self._weights, x, y, ws.activations, ws.deltas,

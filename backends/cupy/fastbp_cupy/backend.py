@@ -2,21 +2,24 @@
 
 CuPy is imported when the backend is built (``device="cuda"``), never at ``import fastbp`` or
 when the plugin's entry point is loaded; every way that can fail becomes a ``DeviceError`` that
-keeps CuPy's or CUDA's own message and says what to do.
+keeps CuPy's or CUDA's own message and says what to do. Building the backend compiles and runs
+one trivial kernel, so a CuPy that cannot compile (no CUDA headers) says so there.
 
-The eager step (any batch size):
+An epoch (:meth:`CuPyBackend.sgd_epoch`) runs one of three paths:
 
-* feedforward ``a^l = σ(W^l a^{l-1} + b^l)``: one ``cublas.gemm`` and one fused kernel
-  (bias + σ) per layer;
-* BP1/BP2: the hadamard ``⊙ a(1 − a)`` is one fused kernel;
-* BP3/BP4 folded into the SGD step, both on cuBLAS: ``W ← β W − (η/m) δ (a^{l-1})ᵀ`` is
-  ``gemm('N', 'T', δ, a^{l-1}, out=W, alpha=−η/m, beta=β)`` and ``b ← b − (η/m) δ 1`` is
-  ``gemm('N', 'N', δ, 1, out=b, alpha=−η/m, beta=1)``.
+* **graph** (small batches of small networks): the step captured once as CUDA graphs of raw
+  kernels and replayed (:mod:`fastbp_cupy.graph`); ``graphs=False`` or
+  ``FASTBP_CUDA_GRAPHS=0`` turns it off;
+* **eager** (every other batch of the two built-in costs in float32/float64): cuBLAS products
+  with the SGD update folded in, fused elementwise kernels, and a raw kernel for BP1 and the cost
+  (:mod:`fastbp_cupy.eager`); nothing is allocated per step;
+* **generic** (custom costs, float16): the core's loop on this backend's operations.
 
 The data set stays on the device sample-major; mini-batches are gathered there; the epoch's
-cost is summed on the device and read once. At small batch sizes the step is captured as a
-CUDA graph (:mod:`fastbp_cupy.graph`); ``graphs=False`` or ``FASTBP_CUDA_GRAPHS=0`` turns that
-off, and a capture that fails falls back to the eager step with one warning.
+cost is summed on the device and read once. Programs and graphs are built per training plan and
+kept on it, so they, and the data set their graphs point at, are freed with the plan. A capture
+that fails falls back to the eager step with one warning; one that runs out of memory only
+skips graphs for that epoch.
 """
 
 from __future__ import annotations
@@ -25,17 +28,17 @@ import contextlib
 import importlib
 import logging
 import os
-from collections import OrderedDict
 from typing import Any, Iterator
 
 import numpy as np
 
-from fastbp import training
-from fastbp.backend import Array, Backend
+from fastbp.core.memory import translate_oom
+from fastbp.devices import Array, Backend
 from fastbp.errors import DeviceError
 
 from . import kernels as K
-from .graph import CapturedEpoch, NotCapturable, StepProgram
+from .eager import EagerProgram
+from .graph import Accumulator, CapturedEpoch, NotCapturable, StepProgram, check_arrays, cost_kind
 
 log = logging.getLogger("fastbp")
 
@@ -97,6 +100,43 @@ def cuda_libraries(cp: Any) -> Any:
     return cublas
 
 
+HEADERS_HINT = ("CuPy compiles its kernels with NVRTC and needs the CUDA headers for that: "
+                'pip install "cupy-cuda12x[ctk]" (or "cupy-cuda13x[ctk]"; what '
+                '"./backends/cupy[cuda12]" installs), or install the CUDA toolkit and set '
+                "CUDA_PATH to it")
+
+
+def compile_probe(cp: Any, device: Any) -> None:
+    """Compile and run one trivial ``ElementwiseKernel`` on ``device``, the way every fused
+    kernel of this backend is built; a ``DeviceError`` naming the cause if that fails.
+
+    CuPy compiles kernels when they are first called, and each needs the CUDA headers: without
+    them (``cupy-cuda12x`` without ``[ctk]`` and no toolkit) the first training step would die
+    with a bare ``RuntimeError``. Here the failure is found when the backend is built.
+    """
+    try:
+        with device:
+            x = cp.zeros((1,), dtype=np.float32)
+            y = cp.empty((1,), dtype=np.float32)
+            K.elementwise(cp, "probe")(x, y)
+            value = float(cp.asnumpy(y)[0])
+    except Exception as exc:  # noqa: BLE001 - NVRTC, header and driver errors alike
+        msg = f"{type(exc).__name__}: {exc}"
+        headers = any(s in msg for s in ("CUDA headers", "cuda_fp16.h", "cuda_runtime.h",
+                                         "cannot open source file", "CUDA_PATH"))
+        what = ("cannot find the CUDA headers it needs to compile kernels" if headers
+                else "cannot compile or run a kernel")
+        raise DeviceError(
+            f"device 'cuda:{getattr(device, 'id', '?')}': CuPy {getattr(cp, '__version__', '?')} "
+            f"{what} ({msg}). {HEADERS_HINT}"
+        ) from exc
+    if value != 1.0:
+        raise DeviceError(
+            f"device 'cuda:{getattr(device, 'id', '?')}': a trivial kernel computed 0 + 1 = "
+            f"{value}; this GPU or its driver does not run CuPy's kernels correctly"
+        )
+
+
 def cuda_version(v: int) -> str:
     """CUDA's integer version ``12090`` as ``12.9``."""
     v = int(v)
@@ -118,6 +158,9 @@ class CuPyBackend(Backend):
     graph_max_batch = 128        # batch sizes up to this
     graph_max_weights = 262_144  # networks with at most this many weights Σ n_l n_{l-1}
     graph_steps = 50             # steps per captured graph
+    # Fill every work buffer of the graph and eager programs with NaN when it is allocated, so a
+    # kernel that reads what no kernel wrote shows up at once (the GPU checks set it).
+    poison_buffers = False
 
     def __init__(self, dtype: str = "float32", index: int = 0, *,
                  graphs: bool | None = None) -> None:
@@ -133,12 +176,14 @@ class CuPyBackend(Backend):
         self.cp = cp
         self._cublas = cuda_libraries(cp)
         self._device = cp.cuda.Device(index)
+        compile_probe(cp, self._device)
         self._graphs_flag = graphs
-        self._captured: OrderedDict[tuple, CapturedEpoch] = OrderedDict()
         self._ones: dict[int, Array] = {}
         self._gemm_ok = self.dtype in ("float32", "float64")
-        self.graph_error: str | None = None  # why capture failed, once it has
-        self.last_epoch_path: str | None = None  # "graph" or "eager", for tests and benchmarks
+        self.graph_error: str | None = None  # why capture failed for good, once it has
+        self.graph_skipped: str | None = None  # why the last epoch could not capture (memory)
+        self.raw_error: str | None = None  # why the raw kernels cannot run here, if they cannot
+        self.last_epoch_path: str | None = None  # "graph", "eager" or "generic"
 
     @property
     def graphs(self) -> bool:
@@ -159,6 +204,11 @@ class CuPyBackend(Backend):
         with self._device:
             free, total = self.cp.cuda.runtime.memGetInfo()
         return int(free), int(total)
+
+    def free_bytes(self) -> int:
+        """Bytes free on this GPU, counting what CuPy's memory pool holds unused."""
+        free, _ = self.memory_info()
+        return free + int(self.cp.get_default_memory_pool().free_bytes())
 
     def describe(self) -> dict[str, Any]:
         cp = self.cp
@@ -292,26 +342,65 @@ class CuPyBackend(Backend):
         self.sum_columns(delta, out=scratch)
         K.elementwise(self.cp, "sgd_update")(scratch, alpha, 1.0, b)
 
+    def gradient_reducer(self, comm: Any, flat: Array | None) -> Any:
+        """Distributed training sums gradients with NCCL when CuPy has it (:mod:`.nccl`)."""
+        from .nccl import NcclReducer, nccl_available
+
+        return NcclReducer(comm, self.dtype) if nccl_available() else None
+
     # -- a whole epoch --------------------------------------------------------------------
     def sgd_epoch(self, plan: Any) -> Any:
-        """One epoch over ``plan.order``; the summed cost as a device scalar (nothing waits).
+        """One epoch over ``plan.order``: the summed cost as a device scalar (nothing waits), or
+        ``None`` for the generic loop (a custom cost, float16).
 
         Full mini-batches of size ``≤ graph_max_batch`` replay a captured graph; the rest (a
-        last partial batch, large batches, custom costs, graphs off) run the eager step.
+        last partial batch, large batches, graphs off) run the eager step.
         """
         n, m = int(plan.order.shape[0]), int(plan.batch_size)
         full = n // m
         with self._device:
-            if self._graph_worthwhile(plan, full):
-                captured = self._capture(plan, m, full)
-                if captured is not None:
-                    self.last_epoch_path = "graph"
-                    total = captured.run(plan.order, full)
-                    if full * m < n:
-                        total = total + self._eager_steps(plan, full * m)
-                    return total
-            self.last_epoch_path = "eager"
-            return self._eager_steps(plan, 0)
+            if not (self._raw_kernels_apply(plan) and self._raw_kernels_load(plan)):
+                self.last_epoch_path = "generic"
+                return None
+            programs = plan_programs(plan)
+            acc = programs.get("acc")
+            if acc is None:
+                with translate_oom(self, plan.sizes, m):
+                    acc = programs["acc"] = Accumulator(self.cp)
+            captured = self._captured(plan, programs, acc, m, full)
+            first = full * m if captured is not None else 0
+            # every program the epoch needs exists before its first step runs
+            eager = [(self._eager(plan, programs, acc, size), start, stop)
+                     for size, start, stop in _batches(first, n, m)]
+            acc.cost.fill(0)
+            if captured is not None:
+                captured.run(plan.order, full)
+            for program, start, stop in eager:
+                program.run(plan, start, stop)
+            self.last_epoch_path = "graph" if captured is not None else "eager"
+            return acc.cost[0].copy()
+
+    def _raw_kernels_apply(self, plan: Any) -> bool:
+        """Whether the raw kernels take this plan (a built-in cost; float32/float64)."""
+        try:
+            check_arrays(plan.weights, plan.biases, plan.xs, plan.ys)
+            cost_kind(plan.cost)
+        except NotCapturable:
+            return False
+        return True
+
+    def _raw_kernels_load(self, plan: Any) -> bool:
+        """Whether the raw kernels compile and load here; if not, said in one warning, and
+        this backend trains with the generic loop from then on."""
+        if self.raw_error is None:
+            real = "float" if str(plan.xs.dtype) == "float32" else "double"
+            try:
+                K.raw_functions(self.cp, real, self.index)
+            except Exception as exc:  # noqa: BLE001 - NVRTC or loader errors alike
+                self.raw_error = f"{type(exc).__name__}: {exc}"
+                log.warning("fastbp: the raw CUDA kernels do not build on %s (%s); training "
+                            "with the generic loop", self.device, self.raw_error)
+        return self.raw_error is None
 
     def _graph_worthwhile(self, plan: Any, full: int) -> bool:
         """Graphs on, never failed here, and a step small enough for launches to dominate."""
@@ -320,35 +409,112 @@ class CuPyBackend(Backend):
                 and plan.batch_size <= self.graph_max_batch
                 and weights <= self.graph_max_weights)
 
-    def _capture(self, plan: Any, m: int, steps: int) -> CapturedEpoch | None:
-        """The captured step for this plan (cached) with graphs for ``steps`` steps, or
-        ``None`` to go eager: the plan cannot be captured (a custom cost, float16), or the
-        capture failed (then graphs stay off on this backend, said in one warning)."""
+    def _captured(self, plan: Any, programs: dict, acc: Accumulator, m: int,
+                  steps: int) -> CapturedEpoch | None:
+        """The plan's captured step with graphs for ``steps`` steps, or ``None`` to go eager.
+
+        A capture that runs out of GPU memory skips graphs for this epoch only (said once, the
+        next epoch tries again); any other failure turns graphs off on this backend, said in
+        one warning.
+        """
+        if not self._graph_worthwhile(plan, steps):
+            return None
         alpha, beta = plan.eta / m, plan.decay
-        arrays = [*plan.weights, *plan.biases, plan.xs, plan.ys]
-        # The arrays by identity: a cached graph holds them, so an id is never reused meanwhile.
-        key = (m, alpha, beta, plan.cost, tuple(id(a) for a in arrays))
-        captured = self._captured.get(key)
+        key = ("graph", m, alpha, beta, plan.cost, _identity(plan))
+        captured = programs.get(key)
         try:
             if captured is None:
                 program = StepProgram(self.cp, plan.weights, plan.biases, plan.xs, plan.ys,
-                                      plan.cost, m, alpha, beta)
-                captured = CapturedEpoch(self.cp, program, self.graph_steps)
+                                      plan.cost, m, alpha, beta, acc=acc,
+                                      poison_buffers=self.poison_buffers)
+                captured = CapturedEpoch(self.cp, program, self.graph_steps, self.index)
             captured.prepare(steps)
         except NotCapturable:
             return None
         except Exception as exc:  # noqa: BLE001 - any capture failure: train eagerly
-            self.graph_error = f"{type(exc).__name__}: {exc}"
+            programs.pop(key, None)
+            reason = f"{type(exc).__name__}: {exc}"
+            if out_of_memory(exc):
+                self._release_pool()
+                if self.graph_skipped is None:
+                    log.warning("fastbp: not enough GPU memory on %s to capture the step (%s); "
+                                "this epoch trains without graphs, the next one tries again",
+                                self.device, reason)
+                self.graph_skipped = reason
+                return None
+            self.graph_error = reason
             log.warning("fastbp: CUDA graph capture failed on %s (%s); training without graphs",
                         self.device, self.graph_error)
             return None
-        self._captured[key] = captured
-        self._captured.move_to_end(key)
-        while len(self._captured) > 2:  # each holds its buffers (and the data set) alive
-            self._captured.popitem(last=False)
+        _remember(programs, key, captured)
+        self.graph_skipped = None
         return captured
 
-    def _eager_steps(self, plan: Any, start: int) -> Array:
-        """The steps over ``plan.order[start:]``, eagerly (the generic loop on this backend's
-        fused ops); the summed cost stays on the device as a float64 scalar."""
-        return training.sgd_epoch(self, plan, start, self.cp.zeros((), dtype=self.cp.float64))
+    def _eager(self, plan: Any, programs: dict, acc: Accumulator, m: int) -> EagerProgram:
+        """The plan's eager program for batches of ``m`` (built on first use)."""
+        key = ("eager", m, plan.cost, _identity(plan))
+        program = programs.get(key)
+        if program is None:
+            with translate_oom(self, plan.sizes, m):  # MemoryError -> DeviceError with numbers
+                program = EagerProgram(self, plan, m, acc, poison_buffers=self.poison_buffers)
+        _remember(programs, key, program)
+        return program
+
+    def _release_pool(self) -> None:
+        """Give the blocks CuPy's pool holds unused back to the driver."""
+        with contextlib.suppress(Exception):
+            self.cp.get_default_memory_pool().free_all_blocks()
+
+
+PLAN_ATTRIBUTE = "_fastbp_cuda_programs"
+PROGRAMS_PER_PLAN = 6  # besides the accumulator: graph + eager (full and last batch), with room
+
+
+def plan_programs(plan: Any) -> dict:
+    """The programs (buffers, captured graphs) this backend built for ``plan``.
+
+    They are kept on the plan object itself: they hold raw pointers to its parameters and data
+    set, so they must live as long as those, and no longer. When ``Network.train`` returns, its
+    plan is dropped and the graphs, their buffers and the uploaded data set are freed with it; no
+    cache on the backend keeps a stale data set alive or recaptures for an array's ``id``.
+    """
+    programs = getattr(plan, PLAN_ATTRIBUTE, None)
+    if programs is None:
+        programs = {}
+        try:
+            setattr(plan, PLAN_ATTRIBUTE, programs)
+        except AttributeError:  # a plan that takes no attributes: build per call
+            log.debug("fastbp: cannot keep CUDA programs on %s", type(plan).__name__)
+    return programs
+
+
+def _identity(plan: Any) -> tuple[int, ...]:
+    """The plan's arrays by identity (a program holds them, so no id is reused meanwhile)."""
+    return tuple(id(a) for a in (*plan.weights, *plan.biases, plan.xs, plan.ys))
+
+
+def _remember(programs: dict, key: tuple, program: Any) -> None:
+    programs.pop(key, None)
+    programs[key] = program  # the newest last
+    keys = [k for k in programs if k != "acc"]
+    for old in keys[:-PROGRAMS_PER_PLAN]:
+        del programs[old]
+
+
+def _batches(first: int, n: int, m: int) -> list[tuple[int, int, int]]:
+    """``(batch size, start, stop)`` for the full batches of ``order[first:n]`` and the last,
+    shorter one."""
+    stop = first + (n - first) // m * m
+    runs = [(m, first, stop)] if stop > first else []
+    if stop < n:
+        runs.append((n - stop, stop, n))
+    return runs
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the GPU ran out of memory (CuPy's ``OutOfMemoryError`` is a
+    ``MemoryError``; CUDA's own says ``cudaErrorMemoryAllocation``)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return "cudaErrorMemoryAllocation" in text or "out of memory" in text.lower()

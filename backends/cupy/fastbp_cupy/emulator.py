@@ -1,10 +1,13 @@
 """A NumPy model of the raw kernels in :mod:`fastbp_cupy.kernels`, launch by launch.
 
 Each function reads and writes memory the way its CUDA kernel does: through the pointer it is
-given (the start of an array or view) and the element strides passed beside it. Running a
+given (the start of an array or view) and the element strides passed beside it. The tiled GEMM
+is modelled thread by thread (vectorised over the grid): which element each thread of each block
+loads into the shared tiles, by the same index arithmetic and ``layout`` bits as the CUDA source,
+so a wrong mapping gives a wrong product here too. Running a
 :class:`~fastbp_cupy.graph.StepProgram` built on NumPy arrays through :func:`launch` checks the
-captured step's arguments (pointers, strides, sizes, modes, the step counter, the order of the
-launches) on a machine without a GPU; the GPU tests check the kernels themselves.
+step's arguments (pointers, strides, sizes, modes, layouts, the step counter, the order of the
+launches) on a machine without a GPU; the GPU checks test the kernels themselves.
 """
 
 from __future__ import annotations
@@ -40,26 +43,88 @@ def _sigma(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def gemm(A, a0, a1, B, b0, b1, C, c0, c1, M, N, Kdim, v, v0, v1, mode, alpha, beta) -> None:
-    """``fastbp_gemm_tiled`` and ``fastbp_gemm_dot`` (the same result)."""
-    A, B, C, v = Pointer(A), Pointer(B), Pointer(C), Pointer(v)
-    i = np.arange(int(M))[:, None]
-    j = np.arange(int(N))[None, :]
-    p = np.arange(int(Kdim))
-    a = A[i * a0 + p[None, :] * a1]                       # (M, K)
-    b = B[p[:, None] * b0 + j * b1]                       # (K, N)
-    acc = a @ b
-    c_idx = i * c0 + j * c1
+def _epilogue(acc, C, c_idx, v, v_idx, mode, alpha, beta) -> None:  # noqa: ANN001
     if mode == K.GEMM_FORWARD:
-        C[c_idx] = _sigma(acc + v[i * v0 + j * v1])
+        C[c_idx] = _sigma(acc + v[v_idx])
     elif mode == K.GEMM_BP2:
-        av = v[i * v0 + j * v1]
+        av = v[v_idx]
         C[c_idx] = acc * av * (1 - av)
     else:
         C[c_idx] = beta * C[c_idx] - alpha * acc
 
 
-def gather(xs, ys, order, step, m, n_in, n_out, x_rows, y_rows) -> None:
+def _threads(blocks: int, tile: int = K.TILE) -> tuple[np.ndarray, np.ndarray]:
+    """``threadIdx.y`` and ``threadIdx.x`` broadcast over ``(block, ty, tx)``."""
+    ty = np.broadcast_to(np.arange(tile)[None, :, None], (blocks, tile, tile))
+    tx = np.broadcast_to(np.arange(tile)[None, None, :], (blocks, tile, tile))
+    return ty, tx
+
+
+def a_tile_loads(a_rows: bool, row0: np.ndarray, p0: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A's tile load of the tiled kernel: thread ``(ty, tx)`` of each block writes
+    ``As[r][q] = A[i, p]``; returns ``(r, q, i, p)`` indexed ``[block, ty, tx]``. ``row0`` is
+    each block's first row (``blockIdx.y · TILE``); with ``a_rows``, ``tx`` walks the rows."""
+    ty, tx = _threads(row0.shape[0])
+    r, q = (tx, ty) if a_rows else (ty, tx)
+    return r, q, row0[:, None, None] + r, p0 + q
+
+
+def b_tile_loads(b_rows: bool, col0: np.ndarray, p0: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """B's tile load: thread ``(ty, tx)`` writes ``Bs[q][c] = B[p, j]``; returns ``(q, c, p, j)``
+    indexed ``[block, ty, tx]``. ``col0`` is each block's first column (``blockIdx.x · TILE``);
+    with ``b_rows``, ``tx`` walks B's rows (the ``K`` index)."""
+    ty, tx = _threads(col0.shape[0])
+    q, c = (tx, ty) if b_rows else (ty, tx)
+    return q, c, p0 + q, col0[:, None, None] + c
+
+
+def gemm_tiled(A, a0, a1, B, b0, b1, C, c0, c1, M, N, Kdim, v, v0, v1, mode, alpha, beta,  # noqa: ANN001
+               layout, grid=None) -> None:
+    """``fastbp_gemm_tiled``, thread by thread: the tile loads by ``layout``, then the product."""
+    A, B, C, v = Pointer(A), Pointer(B), Pointer(C), Pointer(v)
+    M, N, Kdim, T = int(M), int(N), int(Kdim), K.TILE
+    gx, gy = grid if grid is not None else (-(-N // T), -(-M // T))
+    by, bx = np.divmod(np.arange(gy * gx), gx)        # one entry per block
+    a_rows = bool(int(layout) & K.LOAD_A_ALONG_ROWS)
+    b_rows = bool(int(layout) & K.LOAD_B_ALONG_ROWS)
+    blocks = np.arange(gy * gx)[:, None, None]
+    acc = np.zeros((gy * gx, T, T), dtype=np.result_type(A.flat, B.flat))
+    for p0 in range(0, Kdim, T):
+        As = np.zeros((gy * gx, T, T), dtype=acc.dtype)
+        Bs = np.zeros((gy * gx, T, T), dtype=acc.dtype)
+        a_set = np.zeros((gy * gx, T, T), dtype=bool)
+        b_set = np.zeros((gy * gx, T, T), dtype=bool)
+        r, q, ai, ap = a_tile_loads(a_rows, by * T, p0)
+        ok = (ai < M) & (ap < Kdim)
+        As[blocks, r, q] = np.where(ok, A[np.where(ok, ai * a0 + ap * a1, 0)], 0)
+        a_set[blocks, r, q] = True
+        q, c, bp, bj = b_tile_loads(b_rows, bx * T, p0)
+        ok = (bp < Kdim) & (bj < N)
+        Bs[blocks, q, c] = np.where(ok, B[np.where(ok, bp * b0 + bj * b1, 0)], 0)
+        b_set[blocks, q, c] = True
+        assert a_set.all() and b_set.all(), "a shared tile element was not loaded"
+        acc += As @ Bs                                 # acc[ty][tx] += Σ_q As[ty][q] Bs[q][tx]
+    i = (by * T)[:, None, None] + np.arange(T)[None, :, None]
+    j = (bx * T)[:, None, None] + np.arange(T)[None, None, :]
+    ok = (i < M) & (j < N)
+    i, j, acc = np.broadcast_to(i, ok.shape)[ok], np.broadcast_to(j, ok.shape)[ok], acc[ok]
+    _epilogue(acc, C, i * c0 + j * c1, v, i * v0 + j * v1, mode, alpha, beta)
+
+
+def gemm_dot(A, a0, a1, B, b0, b1, C, c0, c1, M, N, Kdim, v, v0, v1, mode, alpha, beta,  # noqa: ANN001
+             layout) -> None:
+    """``fastbp_gemm_dot``: one output per warp, a dot product along ``K``."""
+    A, B, C, v = Pointer(A), Pointer(B), Pointer(C), Pointer(v)
+    i = np.arange(int(M))[:, None]
+    j = np.arange(int(N))[None, :]
+    p = np.arange(int(Kdim))
+    acc = A[i * a0 + p[None, :] * a1] @ B[p[:, None] * b0 + j * b1]
+    _epilogue(acc, C, i * c0 + j * c1, v, i * v0 + j * v1, mode, alpha, beta)
+
+
+def gather(xs, ys, order, step, m, n_in, n_out, x_rows, y_rows) -> None:  # noqa: ANN001
     """``fastbp_gather``."""
     base = int(step[0]) * int(m)
     xs_p, ys_p, xr, yr = Pointer(xs), Pointer(ys), Pointer(x_rows), Pointer(y_rows)
@@ -70,8 +135,9 @@ def gather(xs, ys, order, step, m, n_in, n_out, x_rows, y_rows) -> None:
                                                + np.arange(int(n_out))[None, :]).reshape(-1)]
 
 
-def output_error(a, y_rows, delta, n_out, m, kind, tiny, cost) -> None:
-    """``fastbp_output_error``."""
+def output_error(a, y_rows, delta, n_out, m, kind, tiny, partial, done, cost) -> None:  # noqa: ANN001
+    """``fastbp_output_error`` (the ticket in ``done`` must be 0 before and is 0 after)."""
+    assert int(done[0]) == 0, "the output-error ticket was not reset by the last launch"
     t = np.arange(int(n_out) * int(m))
     i, j = t // m, t % m
     av = Pointer(a)[t]
@@ -85,7 +151,7 @@ def output_error(a, y_rows, delta, n_out, m, kind, tiny, cost) -> None:
         cost[0] -= float(np.sum(np.log(q).astype(np.float64)))
 
 
-def bias_update(b, delta, n, m, alpha, step, advance) -> None:
+def bias_update(b, delta, n, m, alpha, step, advance) -> None:  # noqa: ANN001
     """``fastbp_bias_update``."""
     d = Pointer(delta)[np.arange(int(n) * int(m))].reshape(int(n), int(m))
     bp = Pointer(b)
@@ -94,10 +160,19 @@ def bias_update(b, delta, n, m, alpha, step, advance) -> None:
         step[0] += 1
 
 
-KERNELS = {"fastbp_gemm_tiled": gemm, "fastbp_gemm_dot": gemm, "fastbp_gather": gather,
+KERNELS = {"fastbp_gemm_tiled": gemm_tiled, "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
            "fastbp_output_error": output_error, "fastbp_bias_update": bias_update}
+
+
+def run_kernel(name: str, grid: tuple, block: tuple, args: tuple) -> None:
+    """Run kernel ``name`` with the launch's ``grid`` and ``block`` on NumPy arrays."""
+    if name == "fastbp_gemm_tiled":
+        assert tuple(block) == (K.TILE, K.TILE), block
+        gemm_tiled(*args, grid=tuple(grid))
+    else:
+        KERNELS[name](*args)
 
 
 def launch(item: Launch) -> None:
     """Run one launch of a :class:`~fastbp_cupy.graph.StepProgram` on NumPy arrays."""
-    KERNELS[item.kernel](*item.args)
+    run_kernel(item.kernel, item.grid, item.block, item.args)

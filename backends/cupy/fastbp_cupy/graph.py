@@ -10,7 +10,10 @@ of K steps is replayed ``steps // K`` times per epoch.
 :class:`StepProgram` lists the launches of one step (kernel, grid, block, arguments) and is
 written against any array module with ``empty``/``zeros`` and ``strides``: with CuPy it is
 captured, with NumPy :mod:`fastbp_cupy.emulator` runs it on the CPU, which is how the launch
-arguments (strides, modes, order) are tested without a GPU.
+arguments (strides, modes, layouts, order) are tested without a GPU.
+
+A program and its graphs hold raw pointers to the plan's parameters and data set: the backend
+keeps them on the training plan that owns those arrays, so they are freed together.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fastbp.costs import CrossEntropyCost, QuadraticCost
+from fastbp.core.costs import CrossEntropyCost, QuadraticCost
 
 from . import kernels as K
 
@@ -41,7 +44,7 @@ class Launch:
 
 
 class NotCapturable(Exception):
-    """This plan cannot run as a captured step (the reason is the message); train eagerly."""
+    """The raw kernels cannot run this plan (the reason is the message): use the generic loop."""
 
 
 def cost_kind(cost: Any) -> int:
@@ -51,7 +54,19 @@ def cost_kind(cost: Any) -> int:
         return K.COST_QUADRATIC
     if bp1 is CrossEntropyCost.output_error:
         return K.COST_CROSS_ENTROPY
-    raise NotCapturable(f"the cost {getattr(cost, '__name__', cost)!r} has no captured kernel")
+    raise NotCapturable(f"the cost {getattr(cost, '__name__', cost)!r} has no raw kernel")
+
+
+def check_arrays(weights: Sequence[Any], biases: Sequence[Any], xs: Any, ys: Any) -> np.dtype:
+    """The common dtype of the parameters and the data set, if the raw kernels take them
+    (float32 or float64, C-contiguous); ``NotCapturable`` saying why not."""
+    dtype = np.dtype(str(xs.dtype))
+    if dtype.name not in ("float32", "float64"):
+        raise NotCapturable(f"the raw kernels run in float32 or float64, not {dtype.name}")
+    arrays = [*weights, *biases, xs, ys]
+    if not all(_contiguous(a) and np.dtype(str(a.dtype)) == dtype for a in arrays):
+        raise NotCapturable("parameters and data must be C-contiguous and of one dtype")
+    return dtype
 
 
 def strides(a: Any) -> tuple[int, int]:
@@ -63,26 +78,118 @@ def _contiguous(a: Any) -> bool:
     return bool(a.flags.c_contiguous)
 
 
+def walks_rows(a: Any) -> bool:
+    """Whether a tile load of the matrix ``a`` coalesces with ``threadIdx.x`` walking its row
+    index: its unit (smallest) stride runs down a column, e.g. a transposed view."""
+    rows, cols = int(a.shape[0]), int(a.shape[1])
+    if rows == 1:
+        return False
+    if cols == 1:
+        return True
+    s0, s1 = strides(a)
+    return abs(s0) < abs(s1)
+
+
+def tile_layout(A: Any, B: Any) -> int:
+    """The tiled GEMM's ``layout`` bits for ``A B`` (:data:`~fastbp_cupy.kernels.LOAD_A_ALONG_ROWS`
+    and :data:`~fastbp_cupy.kernels.LOAD_B_ALONG_ROWS`): loads follow each operand's unit stride."""
+    return ((K.LOAD_A_ALONG_ROWS if walks_rows(A) else 0)
+            | (K.LOAD_B_ALONG_ROWS if walks_rows(B) else 0))
+
+
+def gemm_launch(A: Any, B: Any, C: Any, v: Any, mode: int, alpha: float = 0.0,
+                beta: float = 0.0, kernel: str | None = None) -> Launch:
+    """``C = epilogue(A B)`` for logical matrices given as arrays or views (see the kernels).
+
+    ``kernel`` forces ``fastbp_gemm_tiled`` or ``fastbp_gemm_dot``; by default the warp-per-output
+    kernel runs where there are few outputs over a long ``K`` and both operands have unit stride
+    along ``K``, the tiled one everywhere else.
+    """
+    M, Kdim = int(A.shape[0]), int(A.shape[1])
+    N = int(B.shape[1])
+    assert int(B.shape[0]) == Kdim and tuple(C.shape) == (M, N), (A.shape, B.shape, C.shape)
+    v0, v1 = strides(v)
+    if v.shape[1] == 1:  # a bias column broadcasts along the batch
+        v1 = 0
+    real = np.float32 if np.dtype(str(C.dtype)) == np.float32 else np.float64
+    i32, i64 = np.int32, np.int64
+    (a0, a1), (b0, b1) = strides(A), strides(B)
+    layout = tile_layout(A, B)
+    args = (A, i64(a0), i64(a1), B, i64(b0), i64(b1), C, *map(i64, strides(C)),
+            i32(M), i32(N), i32(Kdim), v, i64(v0), i64(v1), i32(mode), real(alpha), real(beta),
+            i32(layout))
+    if kernel is None:
+        dot = (Kdim >= DOT_MIN_K and M * N <= DOT_MAX_OUTPUTS and a1 == 1 and b0 == 1)
+        kernel = "fastbp_gemm_dot" if dot else "fastbp_gemm_tiled"
+    if kernel == "fastbp_gemm_dot":
+        blocks = math.ceil(M * N * 32 / K.DOT_THREADS)
+        return Launch("fastbp_gemm_dot", (blocks,), (K.DOT_THREADS,), args)
+    grid = (math.ceil(N / K.TILE), math.ceil(M / K.TILE))
+    return Launch("fastbp_gemm_tiled", grid, (K.TILE, K.TILE), args)
+
+
+def reduce_blocks(total: int) -> int:
+    """Blocks of the output-error kernel for ``total`` outputs."""
+    per_block = K.REDUCE_THREADS * K.REDUCE_PER_THREAD
+    return max(1, min(K.REDUCE_MAX_BLOCKS, math.ceil(total / per_block)))
+
+
+class Accumulator:
+    """The epoch's summed cost (float64) and the output-error kernel's scratch, in device
+    memory: ``partial`` (one sum per block) and ``done`` (the blocks' ticket, back to 0 after
+    every launch). One per plan, shared by its captured and eager steps."""
+
+    def __init__(self, xp: Any) -> None:
+        self.cost = xp.zeros((1,), dtype=np.float64)
+        self.partial = xp.zeros((K.REDUCE_MAX_BLOCKS,), dtype=np.float64)
+        self.done = xp.zeros((1,), dtype=np.uint32)
+
+
+def output_error_launch(a: Any, y_rows: Any, delta: Any, kind: int, acc: Accumulator) -> Launch:
+    """BP1 and the cost for ``a``, ``delta`` ``(n_out, m)`` and ``y_rows`` ``(m, n_out)``, all
+    C-contiguous; the batch's cost is added to ``acc.cost``."""
+    n_out, m = int(a.shape[0]), int(a.shape[1])
+    assert tuple(delta.shape) == (n_out, m) and tuple(y_rows.shape) == (m, n_out)
+    assert all(_contiguous(x) for x in (a, y_rows, delta))
+    dtype = np.dtype(str(a.dtype))
+    real = np.float32 if dtype == np.float32 else np.float64
+    i32 = np.int32
+    return Launch("fastbp_output_error", (reduce_blocks(n_out * m),), (K.REDUCE_THREADS,),
+                  (a, y_rows, delta, i32(n_out), i32(m), i32(kind), real(np.finfo(dtype).tiny),
+                   acc.partial, acc.done, acc.cost))
+
+
+def bias_launch(b: Any, delta: Any, alpha: float, step: Any, advance: bool) -> Launch:
+    """BP3 + SGD, ``b ← b − α Σ_j δ_j``, one warp per row; ``advance`` moves ``step`` on."""
+    n, m = int(delta.shape[0]), int(delta.shape[1])
+    real = np.float32 if np.dtype(str(b.dtype)) == np.float32 else np.float64
+    rows_per_block = K.BIAS_THREADS // 32
+    return Launch("fastbp_bias_update", (math.ceil(n / rows_per_block),), (K.BIAS_THREADS,),
+                  (b, delta, np.int32(n), np.int32(m), real(alpha), step, np.int32(advance)))
+
+
+def poison(arrays: Sequence[Any]) -> None:
+    """Fill ``arrays`` with NaN: a kernel that reads what no kernel wrote shows up at once."""
+    for a in arrays:
+        a.fill(np.nan)
+
+
 class StepProgram:
     """The kernel launches of one SGD step of batch size ``m``, on buffers it owns.
 
     Per step: gather the mini-batch (``order[step·m + r]``), feedforward ``a^l = σ(W^l a^{l-1} +
     b^l)``, BP1 with the cost, BP2 ``δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ a^l(1 − a^l)``, then the
     updates ``W^l ← β W^l − α δ^l (a^{l-1})ᵀ`` and ``b^l ← b^l − α Σ_j δ^l_j``, the last of which
-    moves the step counter on. ``α = η/m``, ``β`` is the L2 decay.
+    moves the step counter on. ``α = η/m``, ``β`` is the L2 decay. The cost of every step is
+    added to ``acc.cost``. With ``poison`` the work buffers start as NaN.
     """
 
     def __init__(self, xp: Any, weights: Sequence[Any], biases: Sequence[Any], xs: Any, ys: Any,
-                 cost: Any, m: int, alpha: float, beta: float) -> None:
-        dtype = np.dtype(str(xs.dtype))
-        if dtype.name not in ("float32", "float64"):
-            raise NotCapturable(f"the captured step runs in float32 or float64, not {dtype.name}")
-        arrays = [*weights, *biases, xs, ys]
-        if not all(_contiguous(a) and np.dtype(str(a.dtype)) == dtype for a in arrays):
-            raise NotCapturable("parameters and data must be C-contiguous and of one dtype")
+                 cost: Any, m: int, alpha: float, beta: float, *, acc: Accumulator | None = None,
+                 poison_buffers: bool = False) -> None:
+        dtype = check_arrays(weights, biases, xs, ys)
         self.kind = cost_kind(cost)
         self.real = "float" if dtype == np.float32 else "double"
-        self._scalar = np.float32 if dtype == np.float32 else np.float64
         self.dtype, self.m = dtype.name, m
         self.alpha, self.beta = alpha, beta
         self.weights, self.biases, self.xs, self.ys = list(weights), list(biases), xs, ys
@@ -91,37 +198,24 @@ class StepProgram:
         sizes = [n_in] + [int(w.shape[0]) for w in weights]
         self.sizes, self.n = sizes, n
         # Buffers the graph reads and writes: allocated now, never freed while it lives.
+        self.acc = acc if acc is not None else Accumulator(xp)
         self.step = xp.zeros((1,), dtype=np.int32)
         self.order = xp.zeros((n,), dtype=np.int64)
-        self.cost = xp.zeros((1,), dtype=np.float64)
         self.x_rows = xp.empty((m, n_in), dtype=dtype)
         self.y_rows = xp.empty((m, n_out), dtype=dtype)
         self.activations = [xp.empty((k, m), dtype=dtype) for k in sizes[1:]]
         self.deltas = [xp.empty((k, m), dtype=dtype) for k in sizes[1:]]
+        if poison_buffers:
+            poison([self.x_rows, self.y_rows, *self.activations, *self.deltas])
         self.launches = self._build()
 
-    # -- building the launches -----------------------------------------------------------
-    def _gemm(self, A: Any, B: Any, C: Any, v: Any, mode: int, alpha: float = 0.0,
-              beta: float = 0.0) -> Launch:
-        """``C = epilogue(A B)`` for logical matrices given as arrays or views."""
-        M, Kdim = int(A.shape[0]), int(A.shape[1])
-        N = int(B.shape[1])
-        assert int(B.shape[0]) == Kdim and tuple(C.shape) == (M, N), (A.shape, B.shape, C.shape)
-        v0, v1 = strides(v)
-        if v.shape[1] == 1:  # a bias column broadcasts along the batch
-            v1 = 0
-        i32, i64, real = np.int32, np.int64, self._scalar
-        args = (A, *map(i64, strides(A)), B, *map(i64, strides(B)), C, *map(i64, strides(C)),
-                i32(M), i32(N), i32(Kdim), v, i64(v0), i64(v1), i32(mode), real(alpha),
-                real(beta))
-        if Kdim >= DOT_MIN_K and M * N <= DOT_MAX_OUTPUTS:
-            blocks = math.ceil(M * N * 32 / K.DOT_THREADS)
-            return Launch("fastbp_gemm_dot", (blocks,), (K.DOT_THREADS,), args)
-        grid = (math.ceil(N / K.TILE), math.ceil(M / K.TILE))
-        return Launch("fastbp_gemm_tiled", grid, (K.TILE, K.TILE), args)
+    @property
+    def cost(self) -> Any:
+        """The summed cost (float64, shape ``(1,)``) in device memory."""
+        return self.acc.cost
 
     def _build(self) -> list[Launch]:
-        i32, real = np.int32, self._scalar
+        i32 = np.int32
         m, W, b = self.m, self.weights, self.biases
         acts, deltas = self.activations, self.deltas
         n_in, n_out, L = self.sizes[0], self.sizes[-1], len(W)
@@ -132,20 +226,16 @@ class StepProgram:
         x = self.x_rows.T  # (n_in, m): one sample per column, without a copy
         inputs = [x, *acts[:-1]]
         for l in range(L):  # feedforward
-            launches.append(self._gemm(W[l], inputs[l], acts[l], b[l], K.GEMM_FORWARD))
-        tiny = float(np.finfo(self.dtype).tiny)
-        launches.append(Launch("fastbp_output_error", (1,), (K.REDUCE_THREADS,),  # BP1
-                               (acts[-1], self.y_rows, deltas[-1], i32(n_out), i32(m),
-                                i32(self.kind), real(tiny), self.cost)))
+            launches.append(gemm_launch(W[l], inputs[l], acts[l], b[l], K.GEMM_FORWARD))
+        launches.append(output_error_launch(acts[-1], self.y_rows, deltas[-1], self.kind,
+                                            self.acc))  # BP1
         for l in range(L - 2, -1, -1):  # BP2
-            launches.append(self._gemm(W[l + 1].T, deltas[l + 1], deltas[l], acts[l], K.GEMM_BP2))
+            launches.append(gemm_launch(W[l + 1].T, deltas[l + 1], deltas[l], acts[l],
+                                        K.GEMM_BP2))
         for l in range(L):  # BP3, BP4 and the SGD step
-            launches.append(self._gemm(deltas[l], inputs[l].T, W[l], W[l], K.GEMM_SGD,
-                                       alpha=self.alpha, beta=self.beta))
-            n = self.sizes[l + 1]
-            launches.append(Launch("fastbp_bias_update", (math.ceil(n / 128),), (128,),
-                                   (b[l], deltas[l], i32(n), i32(m), real(self.alpha),
-                                    self.step, i32(l == L - 1))))
+            launches.append(gemm_launch(deltas[l], inputs[l].T, W[l], W[l], K.GEMM_SGD,
+                                        alpha=self.alpha, beta=self.beta))
+            launches.append(bias_launch(b[l], deltas[l], self.alpha, self.step, l == L - 1))
         return launches
 
     def run(self, launch: Callable[[Launch], None], steps: int = 1) -> None:
@@ -158,15 +248,15 @@ class StepProgram:
 class CapturedEpoch:
     """A :class:`StepProgram` captured as CUDA graphs (K steps, and 1 step for the rest).
 
-    ``run(order)`` replays them over the full mini-batches of ``order`` and returns the summed
-    cost as a device scalar; nothing waits for the GPU.
+    ``run(order, steps)`` replays them over the full mini-batches of ``order``, adding their cost
+    to ``program.cost``; nothing waits for the GPU.
     """
 
-    def __init__(self, cp: Any, program: StepProgram, steps_per_graph: int) -> None:
+    def __init__(self, cp: Any, program: StepProgram, steps_per_graph: int,
+                 device: int = 0) -> None:
         self.cp, self.program = cp, program
-        module = K.raw_module(cp, program.real)
         # Compile and load every kernel now: nothing may be loaded during a capture.
-        self._functions = {name: module.get_function(name) for name in K.RAW_KERNELS}
+        self._functions = K.raw_functions(cp, program.real, device)
         self.k = max(1, steps_per_graph)
         self._graphs: dict[int, Any] = {}
         self._stream = cp.cuda.Stream(non_blocking=True)
@@ -199,15 +289,14 @@ class CapturedEpoch:
         if steps % self.k:
             self._graph(1)
 
-    def run(self, order: Any, steps: int) -> Any:
-        """Replay ``steps`` steps over ``order`` (device indices); the summed cost, on device."""
+    def run(self, order: Any, steps: int) -> None:
+        """Replay ``steps`` steps over ``order`` (device indices), adding their summed cost to
+        ``program.cost``; nothing waits for the GPU."""
         prog = self.program
+        self.prepare(steps)
         prog.order[: int(order.shape[0])] = order
         prog.step.fill(0)
-        prog.cost.fill(0)
-        self.prepare(steps)
         for _ in range(steps // self.k):
             self._graphs[self.k].launch()
         for _ in range(steps % self.k):
             self._graphs[1].launch()
-        return prog.cost[0].copy()

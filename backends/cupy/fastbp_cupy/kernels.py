@@ -5,11 +5,12 @@ Two families:
 * **Fused elementwise kernels** (``cupy.ElementwiseKernel``) for the eager path, where cuBLAS
   does the products: ``a = σ(z + b)`` (feedforward), ``x ← x ⊙ a ⊙ (1 − a)`` (the hadamard of
   BP1/BP2, ``σ'(z) = a(1 − a)``), and the SGD update ``p ← β p − α g``.
-* **Raw kernels** (``cupy.RawModule``) for the captured step. cuBLAS cannot be called while a
-  stream is being captured into a CUDA graph, so the captured step does its products with its own
-  small GEMMs whose epilogues fuse the rest of each equation (see ``GEMM_*`` below), gathers its
-  mini-batch through a step counter kept in device memory, and reduces the cost and the bias
-  gradient with its own deterministic kernels (no CUB scratch, no allocation).
+* **Raw kernels** (``cupy.RawModule``). cuBLAS cannot be called while a stream is being captured
+  into a CUDA graph, so the captured step does its products with its own small GEMMs whose
+  epilogues fuse the rest of each equation (see ``GEMM_*`` below), gathers its mini-batch
+  through a step counter kept in device memory, and reduces the cost and the bias gradient with
+  its own deterministic kernels (no CUB scratch, no allocation). The eager step uses the
+  output-error kernel too, so that it allocates nothing per step either.
 
 The sources are plain strings, so they can be compiled (and checked) without a GPU.
 """
@@ -31,6 +32,8 @@ ELEMENTWISE = {
     "mul_sigmoid_prime": ("T a", "T x", "x = x * a * (T(1) - a)", "fastbp_mul_sigmoid_prime"),
     # the SGD update where it is not folded into a GEMM: p ← β p − α g
     "sgd_update": ("T g, T alpha, T beta", "T p", "p = beta * p - alpha * g", "fastbp_sgd_update"),
+    # compiled and run once when a backend is built: the compiler and its headers work
+    "probe": ("T x", "T y", "y = x + T(1)", "fastbp_probe"),
 }
 
 _elementwise_cache: dict[tuple[int, str], Any] = {}
@@ -47,10 +50,14 @@ def elementwise(cp: Any, name: str) -> Any:
     return kernel
 
 
-# -- the captured path: raw kernels -----------------------------------------------------------
+# -- raw kernels ------------------------------------------------------------------------------
 GEMM_FORWARD = 0  # C = σ(A B + v_i)                 feedforward, v = b^l (bias column)
 GEMM_BP2 = 1      # C = (A B) ⊙ v ⊙ (1 − v)           BP2, A = (W^{l+1})ᵀ, v = a^l
 GEMM_SGD = 2      # C = β C − α (A B)                 BP4 + SGD, A = δ^l, B = (a^{l-1})ᵀ
+
+# ``layout`` bits of the tiled GEMM: which way its threads walk each operand's tile.
+LOAD_A_ALONG_ROWS = 1  # threadIdx.x walks A's row index i (A's unit stride runs down a column)
+LOAD_B_ALONG_ROWS = 2  # threadIdx.x walks B's row index p (B's unit stride runs down a column)
 
 COST_QUADRATIC = 0
 COST_CROSS_ENTROPY = 1
@@ -58,9 +65,12 @@ COST_CROSS_ENTROPY = 1
 TILE = 16           # the tiled GEMM's block is TILE × TILE threads
 DOT_THREADS = 128   # threads per block of the warp-per-output GEMM (4 warps)
 REDUCE_THREADS = 256
+REDUCE_MAX_BLOCKS = 64   # blocks of the output-error kernel (its partial sums' buffer)
+REDUCE_PER_THREAD = 4    # about this many outputs per thread before another block is added
+BIAS_THREADS = 128       # threads per block of the bias update (one warp per row)
 
 RAW_SOURCE = r"""
-// fastbp: kernels of the captured training step. `real` is float or double.
+// fastbp: raw kernels of the training step. `real` is float or double.
 // A logical matrix M is (pointer, stride of a row step, stride of a column step) in elements:
 // M[i, j] = M[i * s0 + j * s1]. Views (transposes, batches seen column-wise) are just strides.
 
@@ -81,20 +91,34 @@ __device__ __forceinline__ void fastbp_epilogue(
 }
 
 // C (M×N) = epilogue(A (M×K) · B (K×N)): TILE×TILE threads per block, one output each.
+// Tile loads coalesce when consecutive threadIdx.x read consecutive addresses, so `layout` says,
+// per operand, which index threadIdx.x walks while loading: bit 0 set, A's row index i (A's unit
+// stride runs down its columns, e.g. Wᵀ); bit 1 set, B's row index p (e.g. a batch seen as
+// x_rowsᵀ). Either way every element of the tile is loaded exactly once.
 extern "C" __global__ void fastbp_gemm_tiled(
         const real* A, long long a0, long long a1, const real* B, long long b0, long long b1,
         real* C, long long c0, long long c1, int M, int N, int K,
-        const real* v, long long v0, long long v1, int mode, real alpha, real beta) {
-    __shared__ real As[TILE][TILE + 1];
-    __shared__ real Bs[TILE][TILE + 1];
+        const real* v, long long v0, long long v1, int mode, real alpha, real beta, int layout) {
+    __shared__ real As[TILE][TILE + 1];   // As[r][q] = A[row0 + r, p0 + q]
+    __shared__ real Bs[TILE][TILE + 1];   // Bs[q][c] = B[p0 + q, col0 + c]
     const int tx = threadIdx.x, ty = threadIdx.y;
-    const long long i = (long long)blockIdx.y * TILE + ty;
-    const long long j = (long long)blockIdx.x * TILE + tx;
+    const long long row0 = (long long)blockIdx.y * TILE, col0 = (long long)blockIdx.x * TILE;
+    const long long i = row0 + ty, j = col0 + tx;
+    const bool a_rows = (layout & 1) != 0, b_rows = (layout & 2) != 0;
     real acc = 0;
     for (int p0 = 0; p0 < K; p0 += TILE) {
-        const int pa = p0 + tx, pb = p0 + ty;
-        As[ty][tx] = (i < M && pa < K) ? A[i * a0 + pa * a1] : real(0);
-        Bs[ty][tx] = (pb < K && j < N) ? B[pb * b0 + j * b1] : real(0);
+        {   // A's tile: thread (ty, tx) loads As[r][q]
+            const int r = a_rows ? tx : ty, q = a_rows ? ty : tx;
+            const long long ai = row0 + r;
+            const int ap = p0 + q;
+            As[r][q] = (ai < M && ap < K) ? A[ai * a0 + ap * a1] : real(0);
+        }
+        {   // B's tile: thread (ty, tx) loads Bs[q][c]
+            const int q = b_rows ? tx : ty, c = b_rows ? ty : tx;
+            const int bp = p0 + q;
+            const long long bj = col0 + c;
+            Bs[q][c] = (bp < K && bj < N) ? B[bp * b0 + bj * b1] : real(0);
+        }
         __syncthreads();
         #pragma unroll
         for (int q = 0; q < TILE; ++q) acc += As[ty][q] * Bs[q][tx];
@@ -104,11 +128,12 @@ extern "C" __global__ void fastbp_gemm_tiled(
 }
 
 // The same product with one warp per output: for few outputs over a long K (the first layer's
-// feedforward, 784 inputs), every lane strides along K and the warp sums with shuffles.
+// feedforward, 784 inputs), every lane strides along K and the warp sums with shuffles. Used
+// only where both operands have unit stride along K (a1 == 1, b0 == 1), so lanes coalesce.
 extern "C" __global__ void fastbp_gemm_dot(
         const real* A, long long a0, long long a1, const real* B, long long b0, long long b1,
         real* C, long long c0, long long c1, int M, int N, int K,
-        const real* v, long long v0, long long v1, int mode, real alpha, real beta) {
+        const real* v, long long v0, long long v1, int mode, real alpha, real beta, int layout) {
     const long long warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
     if (warp >= (long long)M * N) return;   // whole warps leave together
@@ -139,19 +164,32 @@ extern "C" __global__ void fastbp_gather(
     }
 }
 
-// BP1 and the cost, one block: δ^L = (a − y) ⊙ a(1 − a) and Σ ½(a − y)² (quadratic), or
-// δ^L = a − y and Σ −ln max(1 − |a − y|, tiny) (cross-entropy, one-hot y). a, delta are
-// (n_out, m) row-major; y_rows is (m, n_out). The sum is a tree in shared memory, then one
-// add to *cost: the same order every time, so replays are deterministic.
+// Sums part[0 .. blockDim.x) in shared memory as a fixed tree; the result is in part[0].
+__device__ __forceinline__ void fastbp_block_sum(double* part) {
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
+        __syncthreads();
+    }
+}
+
+// BP1 and the cost: δ^L = (a − y) ⊙ a(1 − a) and Σ ½(a − y)² (quadratic), or δ^L = a − y and
+// Σ −ln max(1 − |a − y|, tiny) (cross-entropy, one-hot y). a, delta are (n_out, m) row-major;
+// y_rows is (m, n_out). Each block sums its part as a tree and writes partial[blockIdx.x]; the
+// last block to finish (a ticket in *done) adds the partial sums in block order to *cost and
+// resets *done. The grid is fixed per program, so every replay sums in the same order.
 extern "C" __global__ void fastbp_output_error(
         const real* a, const real* y_rows, real* delta, int n_out, int m, int kind, real tiny,
-        double* cost) {
+        double* partial, unsigned int* done, double* cost) {
     __shared__ double part[REDUCE_THREADS];
+    __shared__ bool last;
+    const long long total = (long long)n_out * m;
     double s = 0;
-    for (int t = threadIdx.x; t < n_out * m; t += blockDim.x) {
-        const int i = t / m, j = t % m;
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (long long)gridDim.x * blockDim.x) {
+        const long long i = t / m, j = t % m;
         const real av = a[t];
-        const real d = av - y_rows[(long long)j * n_out + i];
+        const real d = av - y_rows[j * n_out + i];
         if (kind == 0) {
             delta[t] = d * av * (real(1) - av);
             s += 0.5 * (double)d * (double)d;
@@ -163,25 +201,42 @@ extern "C" __global__ void fastbp_output_error(
         }
     }
     part[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if (threadIdx.x < k) part[threadIdx.x] += part[threadIdx.x + k];
-        __syncthreads();
+    fastbp_block_sum(part);
+    if (threadIdx.x == 0) {
+        partial[blockIdx.x] = part[0];
+        __threadfence();                    // the partial is visible before the ticket is taken
+        last = atomicAdd(done, 1u) == gridDim.x - 1;
     }
-    if (threadIdx.x == 0) *cost += part[0];
+    __syncthreads();
+    if (last) {                             // uniform in the block
+        double u = 0;
+        for (int k = threadIdx.x; k < gridDim.x; k += blockDim.x) {
+            u += ((volatile double*)partial)[k];
+        }
+        part[threadIdx.x] = u;
+        fastbp_block_sum(part);
+        if (threadIdx.x == 0) {
+            *cost += part[0];
+            *done = 0;                      // ready for the next launch
+        }
+    }
 }
 
-// BP3 + SGD for the biases: b_i ← b_i − α Σ_j δ_ij, one thread per row (δ is (n, m)).
-// With advance != 0 the last thread also moves the step counter on (after every read of it).
+// BP3 + SGD for the biases: b_i ← b_i − α Σ_j δ_ij, one warp per row i (δ is (n, m) row-major):
+// the lanes read consecutive δ_ij and the warp sums with shuffles, in a fixed order. With
+// advance != 0, thread 0 of block 0 also moves the step counter on; the gather, the only kernel
+// that reads it, ran earlier in the step.
 extern "C" __global__ void fastbp_bias_update(
         real* b, const real* delta, int n, int m, real alpha, int* step, int advance) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        real s = 0;
-        for (int j = 0; j < m; ++j) s += delta[(long long)i * m + j];
-        b[i] -= alpha * s;
-    }
-    if (advance && i == 0) *step += 1;
+    if (advance && blockIdx.x == 0 && threadIdx.x == 0) *step += 1;
+    const long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (row >= n) return;                   // whole warps leave together
+    real s = 0;
+    for (int j = lane; j < m; j += 32) s += delta[row * m + j];
+    #pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+    if (lane == 0) b[row] -= alpha * s;
 }
 """
 
@@ -192,7 +247,7 @@ RAW_KERNELS = ("fastbp_gemm_tiled", "fastbp_gemm_dot", "fastbp_gather", "fastbp_
 def raw_source(real: str) -> str:
     """The raw kernels' source for ``real`` = ``float`` or ``double``."""
     if real not in ("float", "double"):
-        raise ValueError(f"the captured step runs in float or double, not {real}")
+        raise ValueError(f"the raw kernels run in float or double, not {real}")
     return (f"typedef {real} real;\n#define TILE {TILE}\n#define REDUCE_THREADS {REDUCE_THREADS}\n"
             + RAW_SOURCE)
 
@@ -208,3 +263,18 @@ def raw_module(cp: Any, real: str) -> Any:
         module = cp.RawModule(code=raw_source(real), options=("-std=c++17",))
         _module_cache[key] = module
     return module
+
+
+_function_cache: dict[tuple[int, str, int], dict[str, Any]] = {}
+
+
+def raw_functions(cp: Any, real: str, device: int = 0) -> dict[str, Any]:
+    """Every raw kernel of :data:`RAW_KERNELS` compiled and loaded on GPU ``device`` (the current
+    one); loading happens here, never during a capture."""
+    key = (id(cp), real, int(device))
+    functions = _function_cache.get(key)
+    if functions is None:
+        module = raw_module(cp, real)
+        functions = {name: module.get_function(name) for name in RAW_KERNELS}
+        _function_cache[key] = functions
+    return functions

@@ -1,10 +1,16 @@
 """A stand-in for CuPy built on NumPy, to test the CUDA backend's Python logic without a GPU.
 
 It keeps the rules of the real thing that the backend must respect: arrays of its own type
-(with ``.device.id``), ``cublas.gemm``'s semantics, ``ElementwiseKernel`` operations, raw kernels
-(run by :mod:`fastbp_cupy.emulator`), and stream capture into graphs, during which cuBLAS raises
-``NotImplementedError`` (as CuPy does) and nothing may allocate. It proves the control flow, the
-layouts and the arithmetic of the backend; only a GPU proves the CUDA code itself.
+(with ``.device.id``; indexing and reductions give 0-d arrays, ``asarray`` of host data copies),
+``cublas.gemm``'s semantics, ``ElementwiseKernel`` operations (compiled on the first call, which
+can be made to fail as without CUDA headers), raw kernels (run by :mod:`fastbp_cupy.emulator`),
+and stream capture into graphs, during which cuBLAS raises ``NotImplementedError`` (as CuPy does)
+and nothing may allocate. :class:`Counts` counts the arrays the code under test allocates. It
+proves the control flow, the layouts and the arithmetic of the backend; only a GPU proves the
+CUDA code itself.
+
+``benchmarks/gpu/check.sh --dry-run`` makes ``import cupy`` answer a :class:`FakeCuPy` in every
+stage's process, so the whole GPU check runs on a machine without one.
 """
 
 from __future__ import annotations
@@ -21,10 +27,64 @@ class CUDARuntimeError(RuntimeError):
     """Like ``cupy_backends.cuda.api.runtime.CUDARuntimeError``."""
 
 
+class OutOfMemoryError(MemoryError):
+    """Like ``cupy.cuda.memory.OutOfMemoryError`` (a ``MemoryError``)."""
+
+
+class FakePool:
+    """``cupy.get_default_memory_pool()``: nothing cached, counts ``free_all_blocks``."""
+
+    def __init__(self) -> None:
+        self.released = 0
+
+    def free_bytes(self) -> int:
+        return 0
+
+    def used_bytes(self) -> int:
+        return 0
+
+    def free_all_blocks(self) -> None:
+        self.released += 1
+
+
+class Counts:
+    """Arrays the code under test allocated on the fake device (``allocations``): new arrays from
+    ``cupy.*`` functions and ufuncs without ``out=``. Work done inside the fake's own kernels,
+    cuBLAS and graphs (``internal``) is not the caller's and is not counted."""
+
+    allocations = 0
+    internal = 0
+
+
 class FakeArray(np.ndarray):
     """A 'device array': a NumPy array of its own type, on fake GPU ``device_id``."""
 
     device_id = 0
+
+    def __getitem__(self, idx: Any) -> Any:
+        out = super().__getitem__(idx)
+        if isinstance(out, np.generic):  # CuPy indexes to 0-d device arrays, not scalars
+            out = np.asarray(out).view(FakeArray)
+            out.device_id = self.device_id
+        return out
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        outs = kwargs.get("out")
+        if outs is None and Counts.internal == 0:
+            Counts.allocations += 1
+        plain = [np.asarray(x) if isinstance(x, FakeArray) else x for x in inputs]
+        if outs is not None:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, FakeArray) else o for o in outs)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if outs is not None:
+            return outs[0] if len(outs) == 1 else outs
+        if isinstance(result, np.generic):  # CuPy's reductions give 0-d device arrays
+            result = np.asarray(result)
+        if isinstance(result, np.ndarray):
+            view = result.view(FakeArray)
+            view.device_id = self.device_id
+            return view
+        return result
 
     @property
     def device(self) -> Any:
@@ -46,7 +106,10 @@ class FakeCuPy(types.ModuleType):
         self.ndarray = FakeArray
         self.capturing: list | None = None
         self.calls: dict[str, int] = {}
-        self.fail_compile: str | None = None
+        self.fail_compile: str | None = None  # RawModule.get_function raises this
+        self.fail_kernels: str | None = None  # every ElementwiseKernel call raises this
+        self.fail_capture: str | None = None  # Stream.end_capture raises this
+        self.pool = FakePool()
         fake = self
 
         def get_device_count() -> int:
@@ -62,7 +125,8 @@ class FakeCuPy(types.ModuleType):
                                                "totalGlobalMem": 80 * 2**30},
                 runtimeGetVersion=lambda: 12090, driverGetVersion=lambda: 12080),
             Device=FakeDevice, Stream=lambda non_blocking=False: FakeStream(fake),
-            nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)))
+            nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)),
+            memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError))
         self.cublas = types.SimpleNamespace(gemm=self._gemm)
 
         class ElementwiseKernel(FakeElementwise):
@@ -84,9 +148,28 @@ class FakeCuPy(types.ModuleType):
             if self.capturing is not None:
                 raise RuntimeError(f"cupy.{name} called during stream capture")
             out = fn(*args, **kwargs)
-            return out.view(FakeArray) if isinstance(out, np.ndarray) else out
+            if isinstance(out, np.generic):  # CuPy's reductions give 0-d device arrays
+                out = np.asarray(out)
+            if not isinstance(out, np.ndarray):
+                return out
+            if "out" not in kwargs and out.base is None and Counts.internal == 0:
+                Counts.allocations += 1
+            return out.view(FakeArray)
 
         return wrapped
+
+    def asarray(self, a: Any, dtype: Any = None, order: Any = None) -> FakeArray:
+        """Like ``cupy.asarray``: a device array as it is, anything else copied to the device."""
+        if self.capturing is not None:
+            raise RuntimeError("cupy.asarray called during stream capture")
+        if isinstance(a, FakeArray) and (dtype is None or np.dtype(dtype) == a.dtype):
+            return a
+        if Counts.internal == 0:
+            Counts.allocations += 1
+        return np.array(a, dtype=dtype, order=order or "K", copy=True).view(FakeArray)
+
+    def get_default_memory_pool(self) -> FakePool:
+        return self.pool
 
     def asnumpy(self, a: Any) -> np.ndarray:
         return np.array(a, copy=True).view(np.ndarray)
@@ -97,6 +180,15 @@ class FakeCuPy(types.ModuleType):
             raise NotImplementedError("calling cuBLAS API during stream capture is currently "
                                       "unsupported")
         self.calls["gemm"] = self.calls.get("gemm", 0) + 1
+        Counts.internal += 1
+        try:
+            return self._gemm_numpy(transa, transb, a, b, out, alpha, beta)
+        finally:
+            Counts.internal -= 1
+
+    @staticmethod
+    def _gemm_numpy(transa: str, transb: str, a: Any, b: Any, out: Any, alpha: float,
+                    beta: float) -> Any:
         assert a.ndim == b.ndim == 2 and a.dtype == b.dtype and out.dtype == a.dtype
         opa = a if transa == "N" else a.T
         opb = b if transb == "N" else b.T
@@ -107,6 +199,15 @@ class FakeCuPy(types.ModuleType):
         else:
             out[...] = alpha * prod + beta * np.asarray(out)
         return out
+
+
+def run_internally(name: str, grid: tuple, block: tuple, args: tuple) -> None:
+    """A raw kernel on the emulator; its NumPy work is not the caller's allocations."""
+    Counts.internal += 1
+    try:
+        emulator.run_kernel(name, grid, block, args)
+    finally:
+        Counts.internal -= 1
 
 
 class FakeDevice:
@@ -137,12 +238,15 @@ class FakeElementwise:
     def __call__(self, *args: Any) -> None:
         if self.module.capturing is not None:
             raise RuntimeError("ElementwiseKernel called during capture")
+        if self.module.fail_kernels:  # CuPy compiles on the first call
+            raise RuntimeError(self.module.fail_kernels)
         self.module.calls["elementwise"] = self.module.calls.get("elementwise", 0) + 1
         env = {n: (np.asarray(a) if isinstance(a, np.ndarray) else a)
                for n, a in zip(self.names, args)}
         value = eval(self.expr, {"__builtins__": {}, "exp": np.exp}, env)  # noqa: S307
         target = args[self.names.index(self.lhs)]
-        target[...] = value
+        np.asarray(target)[...] = value
+        return target
 
 
 class FakeRawModule:
@@ -158,10 +262,11 @@ class FakeRawModule:
         fake = self.module
 
         def kernel(grid: tuple, block: tuple, args: tuple) -> None:
+            fake.calls["raw"] = fake.calls.get("raw", 0) + 1
             if fake.capturing is not None:
-                fake.capturing.append((name, args))
+                fake.capturing.append((name, grid, block, args))
             else:
-                emulator.KERNELS[name](*args)
+                run_internally(name, grid, block, args)
 
         return kernel
 
@@ -172,8 +277,8 @@ class FakeGraph:
 
     def launch(self, stream: Any = None) -> None:
         self.module.calls["graph"] = self.module.calls.get("graph", 0) + 1
-        for name, args in self.launches:
-            emulator.KERNELS[name](*args)
+        for name, grid, block, args in self.launches:
+            run_internally(name, grid, block, args)
 
 
 class FakeStream:
@@ -188,10 +293,13 @@ class FakeStream:
 
     def begin_capture(self) -> None:
         assert self.module.capturing is None
+        self.module.calls["capture"] = self.module.calls.get("capture", 0) + 1
         self.module.capturing = []
 
     def end_capture(self) -> FakeGraph:
         launches, self.module.capturing = self.module.capturing, None
+        if self.module.fail_capture:
+            raise RuntimeError(self.module.fail_capture)
         return FakeGraph(self.module, launches)
 
     def synchronize(self) -> None:
@@ -204,6 +312,9 @@ def install(monkeypatch: Any, **kwargs: Any) -> FakeCuPy:
 
     fake = FakeCuPy(**kwargs)
     monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(Counts, "allocations", 0)
+    monkeypatch.setattr(Counts, "internal", 0)
     monkeypatch.setattr(kernels, "_elementwise_cache", {})
     monkeypatch.setattr(kernels, "_module_cache", {})
+    monkeypatch.setattr(kernels, "_function_cache", {})
     return fake

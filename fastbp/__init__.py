@@ -21,6 +21,7 @@ from .errors import (
     FastbpError,
     MissingDependency,
     ModelFormatError,
+    SaveError,
     ShapeError,
     TrainingDiverged,
 )
@@ -37,5 +38,5 @@ __all__ = [
     "ShapeError", "TrainingDiverged", "backend_names", "datasets", "gradcheck", "mnist_loader",
     "reference", "register_backend", "sigmoid", "sigmoid_prime", "use_device",
     "EarlyStopping", "Evaluation", "MissingDependency", "Monitor", "Monitoring", "evaluate",
-    "load", "__version__",
+    "load", "SaveError", "__version__",
 ]

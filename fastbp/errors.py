@@ -23,6 +23,12 @@ class ModelFormatError(DataError):
     """A saved model file is not a fastbp model, or is damaged."""
 
 
+class SaveError(ModelFormatError, OSError):
+    """A file cannot be written where asked: not a regular file there (a device, a FIFO, a
+    folder), a folder that does not exist or is not writable, too little space. (A
+    ``ModelFormatError``, as every failed save has been, and an ``OSError``.)"""
+
+
 class DeviceError(FastbpError, RuntimeError):
     """A device string is malformed, unknown, or the device cannot run here."""
 

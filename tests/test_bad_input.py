@@ -271,7 +271,7 @@ def test_rejected_assignment_leaves_the_network_alone(net):
 
 
 def test_nan_weight(net):
-    w = net.weights[0]
+    w = net.weights[0].copy()
     w[0, 0] = np.nan
     with pytest.raises(ShapeError, match=r"weights\[0\] \(layer 2\) contains NaN or inf"):
         net.weights[0] = w

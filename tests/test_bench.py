@@ -4,6 +4,7 @@ gradients. Nothing here asserts a speed."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -99,13 +100,50 @@ def test_stats_follow_pytest_benchmark():
     assert s["iqr_outliers"] == 1 and s["total"] == 2 * 110.0 and s["iterations"] == 2
 
 
-def test_every_implementation_runs_one_step_and_one_epoch():
+def test_every_implementation_runs_one_step_and_one_epoch(monkeypatch):
+    """What each prepared callable times is the case's work: from the shared initial
+    parameters, one step (or one shuffled epoch) lands where the per-sample oracle does."""
+    from fastbp.bench import prepare as prep
+    from fastbp.core import reference
+
+    made = {}
+    real_initial, real_network = prep.initial_parameters, prep._network
+
+    def initial(sizes, dtype):
+        weights, biases = real_initial(sizes, dtype)
+        made["params"] = weights + biases  # the loop updates these arrays in place
+        made["start"] = [p.copy() for p in weights + biases]
+        return weights, biases
+
+    def network(case, weights, biases):
+        made["net"] = real_network(case, weights, biases)
+        return made["net"]
+
+    monkeypatch.setattr(prep, "initial_parameters", initial)
+    monkeypatch.setattr(prep, "_network", network)
     data = wl.data_source("synthetic")
     for kind in ("step", "epoch"):
         for impl in ("matrix", "loop"):
             case = wl.make_case(kind, wl.Device("cpu"), impl, (12, 6, 3), 4, "float64",
                                 epoch_samples=16)
-            wl.prepare(case, data).run()
+            run = wl.prepare(case, data).run
+            n = case.samples
+            X, _, Y = data(n, "float64", 12, 3)
+            X, Y = X[:, :n], Y[:, :n]
+            if kind == "step":
+                order, m = np.arange(n), n
+            elif impl == "matrix":  # the network draws the epoch's order from its generator
+                order, m = copy.deepcopy(made["net"].rng).permutation(n), case.batch_size
+            else:
+                order, m = np.random.default_rng(wl.SEED).permutation(n), case.batch_size
+            run()
+            got = ([*made["net"].weights, *made["net"].biases] if impl == "matrix"
+                   else made["params"])
+            want = [p.copy() for p in made["start"]]
+            reference.sgd_epoch(want[:2], want[2:], X, Y, m, wl.ETA, order=order)
+            for g, w, s in zip(got, want, made["start"]):
+                np.testing.assert_allclose(g, w, rtol=0, atol=1e-10, err_msg=f"{kind} {impl}")
+                assert not np.allclose(g, s), f"{kind} {impl}: a parameter did not move"
 
 
 def _bench(tmp_path, *extra):

@@ -119,7 +119,8 @@ def test_parameters_are_copies_not_views(rng):
     net.train(X, Y, epochs=1, batch_size=5, eta=1.0)
     np.testing.assert_array_equal(held, snapshot)
     assert not np.array_equal(net.weights[0], snapshot)
-    held[:] = 123.0
+    with pytest.raises(fastbp.ConfigError, match=r"read-only.*net\.weights\[0\] = w"):
+        held[:] = 123.0  # an edit that could not reach the network is refused, not lost
     assert not np.any(net.weights[0] == 123.0)
 
 
@@ -132,7 +133,7 @@ def test_parameters_are_assignable(rng):
     out = net.feedforward(rng.random((4, 5)))
     sig = 1 / (1 + np.exp(-2.0))
     np.testing.assert_allclose(out, np.repeat([[sig], [1 - sig]], 5, axis=1))
-    w = net.weights[0]
+    w = net.weights[0].copy()
     w[0, 0] = 7.0
     net.weights[0] = w
     assert net.weights[0][0, 0] == 7.0
@@ -225,7 +226,7 @@ def test_train_equals_the_books_loop_including_the_last_partial_batch(n, batch_s
     sizes, X, labels = small_problem(n=n)
     Y = np.eye(sizes[-1])[:, labels]
     net = fastbp.Network(sizes, dtype="float64", seed=3)
-    weights, biases = list(net.weights), list(net.biases)
+    weights, biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
     rng = np.random.default_rng()
     rng.bit_generator.state = net.rng.bit_generator.state  # the order train will draw
     for _ in range(2):

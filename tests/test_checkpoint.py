@@ -135,13 +135,18 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(rng, tmp_path, monke
     assert len(fastbp.load(path).history) == 2
 
 
-def test_save_replaces_and_keeps_the_file_mode(rng, tmp_path):
+def test_save_replaces_and_takes_the_umasks_mode(rng, tmp_path):
+    """A save's file has the mode the umask gives, never the replaced file's."""
     net, path = trained(rng, tmp_path)
-    os.chmod(path, 0o640)
-    net.save(path)
-    assert (path.stat().st_mode & 0o777) == 0o640
+    os.chmod(path, 0o606)
+    old = os.umask(0o027)
+    try:
+        net.save(path)
+        assert (path.stat().st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)
     fresh = net.save(tmp_path / "fresh.npz")
-    assert (fresh.stat().st_mode & 0o777) == 0o644
+    assert (fresh.stat().st_mode & 0o777) == 0o666 & ~old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.npz", "model.npz"]
 
 
@@ -403,7 +408,15 @@ def test_other_files_are_refused(rng, tmp_path):
         fastbp.load(write_npz(tmp_path / "text.npz", content))
 
 
-def test_errors_are_fastbp_errors():
+def test_errors_are_fastbp_errors(rng, tmp_path):
+    """Whoever catches ``fastbp.DataError`` (or ``FastbpError``) catches every refusal of a
+    model file, and the message names the file."""
     assert issubclass(ModelFormatError, fastbp.DataError)
     assert issubclass(ModelFormatError, fastbp.FastbpError)
-    assert Path(checkpoint.__file__).name == "checkpoint.py"
+    _, path = trained(rng, tmp_path)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(Path(path).read_bytes()[:-40])
+    for bad in (tmp_path / "absent.npz", damaged, tmp_path):
+        with pytest.raises(fastbp.DataError) as info:
+            fastbp.load(bad)
+        assert isinstance(info.value, ModelFormatError) and str(bad) in str(info.value)

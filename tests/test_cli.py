@@ -7,10 +7,14 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import mnist_dir
 
+import fastbp
 from fastbp import cli
+from fastbp.datasets import load_mnist
+from fastbp.model.persist import load_checkpoint
 
 
 @pytest.fixture
@@ -48,16 +52,39 @@ def test_train_one_epoch(data_dir, capsys):
     assert f"best test accuracy {epoch[2]} %" in out
 
 
-def test_train_options_reach_the_network(data_dir, capsys):
-    rc = cli.main(["train", "--epochs", "2", "--sizes", "784,20,10", "--limit", "300",
-                   "--batch-size", "30", "--eta", "0.5", "--cost", "cross-entropy",
-                   "--init", "scaled", "--dtype", "float64", "--device", "cpu", "--seed", "2",
-                   "--data", data_dir])
-    out = capsys.readouterr().out
-    assert rc == 0
-    assert ("Network([784, 20, 10], cost=CrossEntropyCost, device='cpu', dtype='float64')"
-            in out)
-    assert out.count("Epoch ") == 2
+@pytest.mark.parametrize("cost,init", [("quadratic", "scaled"), ("cross-entropy", "standard")])
+def test_every_training_option_reaches_the_saved_model(data_dir, tmp_path, monkeypatch, capsys,
+                                                       cost, init):
+    """Each option of ``fastbp train`` changes what it saves: the saved network is, to the bit,
+    the one the Python API trains with the same options, and the file's metadata holds them.
+    (Each --init is the one its cost does not default to; $FASTBP_DEVICE names another device
+    where one is installed, so --device must win over it.)"""
+    other = [d for d in ("cpu-jit", "array-api") if d in fastbp.backend_names()][:1]
+    for device in other:
+        monkeypatch.setenv("FASTBP_DEVICE", device)
+    path = tmp_path / "model.npz"
+    rc = cli.main(["train", "--sizes", "784,12,10", "--epochs", "2", "--batch-size", "20",
+                   "--eta", "0.7", "--lmbda", "3.0", "--cost", cost, "--init", init,
+                   "--seed", "5", "--limit", "200", "--dtype", "float64", "--device", "cpu",
+                   "--data", data_dir, "--save", str(path)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "device='cpu'" in out and out.count("Epoch ") == 2, out
+    saved = load_checkpoint(path, device="cpu")
+    net = saved.network
+    assert (net.sizes, net.cost.name, net.init, net.dtype, len(net.history)) == (
+        [784, 12, 10], cost, init, "float64", 2)
+    options = {"epochs": 2, "batch_size": 20, "eta": 0.7, "lmbda": 3.0, "limit": 200, "seed": 5}
+    assert {key: saved.extra["train"][key] for key in options} == options
+
+    data = load_mnist(data_dir)
+    same = fastbp.Network([784, 12, 10], cost=cost, init=init, dtype="float64", seed=5,
+                          device="cpu")
+    same.train(data.train.X[:, :200], data.train.labels[:200], epochs=2, batch_size=20,
+               eta=0.7, lmbda=3.0, test=(data.test.X, data.test.labels))
+    for got, want in zip([*net.weights, *net.biases], [*same.weights, *same.biases]):
+        np.testing.assert_array_equal(got, want)
+    assert [r.correct for r in net.history] == [r.correct for r in same.history]
 
 
 def test_train_help_via_python_m():
@@ -87,11 +114,14 @@ def test_bad_device_via_python_m(tmp_path):
 
 
 def test_missing_mnist_says_how_to_fix(nowhere, capsys):
-    rc = cli.main(["train", "--epochs", "1", "--data", str(nowhere)])
+    rc = cli.main(["train", "--epochs", "1"])  # no --data: the search order, then the fix
     err = capsys.readouterr().err
     assert rc == 2
-    assert "MNIST not found; looked in" in err and str(nowhere) in err
-    assert "FASTBP_DATA" in err
+    assert "MNIST not found; looked in" in err and str(nowhere.parent / "cache") in err
+    assert "--data DIR" in err and "FASTBP_DATA" in err
+    rc = cli.main(["train", "--epochs", "1", "--data", str(nowhere)])  # used as given
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{nowhere}: no such folder" in err and "looked in" not in err
 
 
 @pytest.mark.parametrize("args, says", [

@@ -187,9 +187,23 @@ def test_fastbp_data_comes_before_the_cache(places):
 def test_the_user_cache_is_used_last(places, monkeypatch, no_network):
     explicit, env, cache = places
     fill(cache, suffix="")  # plain, uncompressed files are found too
-    fill(env, skip="t10k-labels-idx1-ubyte")  # an incomplete directory is passed over
-    found = mnistmod.locate(explicit)
+    fill(env, skip="t10k-labels-idx1-ubyte")  # without a path: the search order goes on
+    found = mnistmod.locate()
     assert found["train_labels"] == cache / "train-labels-idx1-ubyte"
+    assert no_network == []
+
+
+def test_a_given_folder_is_used_as_given_never_passed_over(places, no_network):
+    """An explicit path that lacks a file is an error naming it: no silent fallback to another
+    folder (or to a download)."""
+    explicit, env, cache = places
+    fill(cache)
+    fill(explicit, skip="t10k-labels-idx1-ubyte")
+    with pytest.raises(DataError, match=r"explicit: MNIST is incomplete here: missing "
+                                        r"t10k-labels-idx1-ubyte \(as NAME.gz or NAME\)"):
+        mnistmod.locate(explicit)
+    with pytest.raises(DataError, match=r"nowhere: no such folder"):
+        mnistmod.locate(explicit.parent / "nowhere")
     assert no_network == []
 
 
@@ -199,17 +213,20 @@ def test_cache_defaults_to_home(monkeypatch, tmp_path):
     assert mnistmod.cache_dir() == tmp_path / ".cache" / "fastbp" / "mnist"
 
 
-def test_candidate_dirs_order(places):
+def test_candidate_dirs_order(places, monkeypatch):
     explicit, env, cache = places
-    assert mnistmod.candidate_dirs(explicit) == [explicit, env, cache]
+    assert mnistmod.candidate_dirs(explicit) == [explicit]
+    assert mnistmod.candidate_dirs() == [env, cache]
+    monkeypatch.delenv("FASTBP_DATA")
+    assert mnistmod.candidate_dirs() == [cache]
 
 
 def test_absent_and_offline_says_where_it_looked(places, no_network):
     explicit, env, cache = places
     with pytest.raises(DataError) as info:
-        load_mnist(explicit)
+        load_mnist()
     msg = str(info.value)
-    for d in (explicit, env, cache):
+    for d in (env, cache):
         assert str(d) in msg
     assert "FASTBP_DATA" in msg and "network is unreachable" in msg
     assert no_network and all(u.startswith(mnistmod.MIRRORS) for u in no_network)
@@ -259,7 +276,7 @@ def test_a_wrong_download_is_removed_and_reported(tmp_path, monkeypatch, fake_ch
         mnistmod.fetch(tmp_path)
     msg = str(info.value)
     assert "checksum mismatch" in msg and "removed" in msg
-    assert all(m in msg for m in mnistmod.MIRRORS)  # every mirror was tried
+    assert all(mnistmod._host(m) in msg for m in mnistmod.MIRRORS)  # every mirror was tried
     assert len(calls) == len(mnistmod.MIRRORS)
     assert [p for p in tmp_path.rglob("*")] == []  # nothing kept, not even a temporary
 

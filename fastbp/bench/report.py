@@ -15,6 +15,9 @@ from typing import Any, Iterable, Sequence
 from .workloads import LOOP, MATRIX
 
 KIND_ORDER = {"step": 0, "epoch": 1}
+BUSY = 0.25
+"""Cores other processes may take while a case is timed before its figures are flagged."""
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 IMPL_ORDER = {MATRIX: 0, LOOP: 1, "torch-eager": 2, "torch-compile": 3, "jax-jit": 4,
               "jax-scan": 5}
 
@@ -92,17 +95,38 @@ def fmt_opt(x: float | None, spec: str, suffix: str = "") -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}{suffix}"
 
 
+def fmt_pct(pct: float | None) -> str:
+    """% of the GEMM peak, capped: above 100 the peak itself was measured low (under load)."""
+    if pct is not None and not math.isnan(pct) and pct > 100.0:
+        return ">100 *"
+    return fmt_opt(pct, ".1f")
+
+
+def fmt_others(cores: float | None) -> str:
+    """Cores other processes took while the case was timed, ``!`` when above :data:`BUSY`."""
+    return fmt_opt(cores, ".2f") + (" !" if cores is not None and cores > BUSY else "")
+
+
 def table(rows: Sequence[Row], markdown: bool = False) -> str:
     """The results table: device, implementation, sizes, batch, dtype, samples/s, speed-up over
-    the loop, GFLOP/s, % of the GEMM peak, and the cores other processes took meanwhile."""
+    the loop, GFLOP/s, % of the GEMM peak, and the cores other processes took meanwhile, with a
+    note under it for the figures taken under load."""
     ups = speedups(rows)
     head = ["kind", "device", "impl", "sizes", "batch", "dtype", "samples/s", "× loop",
             "GFLOP/s", "% peak", "others"]
     body = [[r.kind, r.device, r.impl, r.sizes, str(r.batch_size), r.dtype,
              fmt_rate(r.samples_per_s), fmt_opt(ups.get(r.key), ".1f", "×"),
-             fmt_opt(r.gflops, ".2f"), fmt_opt(r.pct_peak, ".1f"),
-             fmt_opt(r.other_cores, ".2f")] for r in rows]
-    return render(head, body, markdown, right_from=4)
+             fmt_opt(r.gflops, ".2f"), fmt_pct(r.pct_peak),
+             fmt_others(r.other_cores)] for r in rows]
+    notes = []
+    if any(row[9].endswith("*") for row in body):
+        notes.append("* above the GEMM peak measured through the device's own GEMM: that "
+                     "peak was taken under load, or this implementation's GEMM beats it")
+    if any(row[10].endswith("!") for row in body):
+        notes.append(f"! other processes took more than {BUSY} cores while the case was "
+                     "timed: its samples/s are low")
+    text = render(head, body, markdown, right_from=4)
+    return "\n\n".join([text, *notes]) if notes else text
 
 
 def render(head: list[str], body: list[list[str]], markdown: bool, right_from: int) -> str:
@@ -133,7 +157,10 @@ def pivot(rows: Sequence[Row], kind: str, sizes: str, dtype: str, markdown: bool
     def fmt(r: Row | None) -> str:
         if r is None:
             return "—"
-        return fmt_opt(r.pct_peak, ".0f", " %") if peak else fmt_rate(r.samples_per_s)
+        if peak:
+            return fmt_pct(r.pct_peak) if (r.pct_peak or 0) > 100 else fmt_opt(r.pct_peak,
+                                                                              ".0f", " %")
+        return fmt_rate(r.samples_per_s)
 
     head = ["batch", *lines]
     body = [[str(b), *(fmt(cell.get((b, ln))) for ln in lines)] for b in batches]
@@ -206,24 +233,35 @@ def _cpu(doc: dict[str, Any]) -> str:
 
 def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool:
     """Samples/s against batch size (log-log), one line per device × implementation, one panel
-    per kind × sizes; float32 solid, float64 dashed. Returns ``False`` without matplotlib."""
+    per kind × sizes; float32 solid, float64 dashed with hollow markers. Each line has its
+    colour and each device its marker, so many lines in one panel stay apart; the legend sits
+    under the panels.
+    Returns ``False`` without matplotlib."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+        from matplotlib.ticker import LogLocator, NullFormatter
     except ImportError:
+        return False
+    if not rows:
         return False
     kinds = sorted({r.kind for r in rows}, key=lambda k: KIND_ORDER.get(k, 9))
     sizes = sorted({r.sizes for r in rows}, key=lambda s: sum(a * b for a, b in _pairs(s)))
-    if not rows:
-        return False
     lines = sorted({r.line for r in rows},
                    key=lambda s: (IMPL_ORDER.get(s.split()[1], 8), s))
+    devices = sorted({ln.split()[0] for ln in lines})
     cmap = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
     colors = {ln: cmap(i % cmap.N) for i, ln in enumerate(lines)}
-    fig, axes = plt.subplots(len(kinds), len(sizes), squeeze=False,
-                             figsize=(4.0 * len(sizes) + 2.6, 3.3 * len(kinds) + 0.4))
+    markers = {ln: MARKERS[devices.index(ln.split()[0]) % len(MARKERS)] for ln in lines}
+    dtypes = sorted({r.dtype for r in rows})
+    labels = list(lines) if len(dtypes) > 1 else [f"{ln} ({dtypes[0]})" for ln in lines]
+    ncol = min(4, len(labels) + (2 if len(dtypes) > 1 else 0))
+    legend_rows = -(-(len(labels) + (2 if len(dtypes) > 1 else 0)) // ncol)
+    width, height = 4.2 * len(sizes) + 0.6, 3.3 * len(kinds) + 0.5 + 0.22 * legend_rows
+    fig, axes = plt.subplots(len(kinds), len(sizes), squeeze=False, figsize=(width, height))
     for i, kind in enumerate(kinds):
         for j, size in enumerate(sizes):
             ax = axes[i][j]
@@ -233,29 +271,29 @@ def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool
                                  if r.kind == kind and r.sizes == size and r.line == ln
                                  and r.dtype == dtype)
                     if pts:
-                        ax.plot(*zip(*pts), style, marker="o", ms=3, color=colors[ln])
+                        ax.plot(*zip(*pts), style, marker=markers[ln], ms=4, lw=1.2,
+                                color=colors[ln], mfc="white" if dtype == "float64" else None)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # labels on 1, 2, 5 × 10^k only, never minor ones
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_minor_formatter(NullFormatter())
             ax.set_title(f"{kind}, [{size.replace('-', ',')}]", fontsize=9)
             ax.set_xlabel("batch size", fontsize=8)
             ax.set_ylabel("samples/s", fontsize=8)
             ax.tick_params(labelsize=7)
-            ax.grid(True, which="both", alpha=0.3)
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], color=colors[ln], marker="o", ms=3) for ln in lines]
-    labels = list(lines)
-    dtypes = sorted({r.dtype for r in rows})
+            ax.grid(True, which="major", alpha=0.35)
+            ax.grid(True, which="minor", alpha=0.1)
+    handles = [Line2D([], [], color=colors[ln], marker=markers[ln], ms=4) for ln in lines]
     if len(dtypes) > 1:
-        handles += [Line2D([], [], color="gray", ls="-"), Line2D([], [], color="gray", ls="--")]
+        handles += [Line2D([], [], color="gray", ls="-"),
+                    Line2D([], [], color="gray", ls="--", marker="o", mfc="white", ms=4)]
         labels += ["float32", "float64"]
-    else:
-        labels = [f"{ln} ({dtypes[0]})" for ln in labels]
-    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    right = 1 - 2.4 / (4.0 * len(sizes) + 2.6)
-    fig.tight_layout(rect=(0, 0, right, 0.97 if title else 1))
+    bottom = (0.22 * legend_rows + 0.15) / height
+    fig.tight_layout(rect=(0, bottom, 1, 0.97 if title else 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True

@@ -1,5 +1,8 @@
 """The ``fastbp`` command line. Each subcommand is a module of :mod:`fastbp.cli` with
-``configure(parser)`` and ``run(args) -> exit code``; it imports what it needs when it runs."""
+``configure(parser)`` and ``run(args) -> exit code``; it imports what it needs when it runs.
+
+``fastbp`` alone (or ``python -m fastbp``) prints the help to stdout and, as argparse does for
+a missing argument, exits with status 2; ``fastbp --version`` prints the version."""
 
 from __future__ import annotations
 
@@ -19,25 +22,47 @@ SUBCOMMANDS = {
 }
 
 
+EPILOG = "`fastbp COMMAND --help` explains a command's options and their defaults."
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``fastbp`` and its subcommands."""
+    from ..version import __version__
+    from .options import HelpFormatter
+
     parser = argparse.ArgumentParser(
-        prog="fastbp", description="Backpropagation in matrix form on the CPU or a CUDA GPU.")
-    sub = parser.add_subparsers(dest="command", required=True)
+        prog="fastbp", description="Backpropagation in matrix form on the CPU or a CUDA GPU.",
+        epilog=EPILOG, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, help_text in SUBCOMMANDS.items():
         module = importlib.import_module(f"fastbp.cli.{name}")
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=HelpFormatter)
         module.configure(p)
         p.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``fastbp`` with ``argv`` (default: the command line); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:  # no command: the help, and argparse's status
+        parser.print_help()
+        print("fastbp: error: a COMMAND is required (see above)", file=sys.stderr)
+        raise SystemExit(2)
     try:
+        from .environment import check_environment
+
+        check_environment()  # a bad FASTBP_* value: one line, before any work
         return int(args.run(args) or 0)
     except FastbpError as exc:
         print(f"fastbp: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_status", 2))  # 2: refused; 1: failed (a save, at the end)
+    except OSError as exc:  # a file that failed in a way no check could foresee
+        print(f"fastbp: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fastbp: interrupted", file=sys.stderr)
         return 130

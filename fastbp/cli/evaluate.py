@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .options import add_data_arg, add_device_arg
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", metavar="MODEL", help="a model saved by fastbp (.npz)")
@@ -16,27 +18,29 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "learning_curve.png to DIR; with several models, one line each and "
                    "MODEL-confusion.png, MODEL-misclassified.png")
     p.add_argument("--show", type=int, default=20, metavar="N",
-                   help="list the first N misclassified samples (default 20)")
-    p.add_argument("--data", default=None, help="directory of the MNIST IDX files")
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda, cuda:N, auto or a plugin's name (default: $FASTBP_DEVICE, "
-                   "else cpu)")
+                   help="list the first N misclassified samples (default: 20)")
+    add_data_arg(p)
+    add_device_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.validate import check_count
     from ..data.mnist import load_mnist
     from ..model.evaluation import evaluate
     from ..model.persist import load_checkpoint
 
-    if args.plot:
+    check_count("--show", args.show, low=0)
+    if args.plot is not None:
         from ..io.plots import _figure
+        from ..io.targets import check_folder
 
+        check_folder(args.plot, f"--plot {args.plot}")  # writable, before any work
         _figure((1, 1))  # matplotlib missing: say so before any work
     # Every model first: a bad file fails before MNIST is read.
     loaded = [(Path(m), load_checkpoint(m, device=args.device).network) for m in args.models]
     split = getattr(load_mnist(args.data), args.split)
     several = len(loaded) > 1
-    runs, pictures = {}, []
+    runs, costs, pictures = {}, {}, []
     for path, net in loaded:
         result = evaluate(net, split.X, split.labels)
         print(f"{path}: {net}, {len(net.history)} epochs trained")
@@ -58,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
             pictures += evaluation_pictures(split.X, result, args.plot, prefix=prefix)
         if len(net.history):
             runs[path.stem] = net.history
+            costs[path.stem] = net.cost.name
     if args.plot and runs:
         from ..io.plots import learning_curves
 
         named = runs if several else next(iter(runs.values()))
-        pictures.insert(0, learning_curves(named, Path(args.plot) / "learning_curve.png"))
+        pictures.insert(0, learning_curves(named, Path(args.plot) / "learning_curve.png",
+                                           costs=costs if several else next(iter(costs.values()))))
     if pictures:
         print("pictures: " + ", ".join(str(p) for p in pictures))
     return 0

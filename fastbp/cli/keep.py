@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.validate import check_count
-from ..errors import ConfigError
+from ..errors import ConfigError, FastbpError
+from .outputs import check_paths, checked_extra, save_or_rescue, warn_checkpoint
 
 RESUMABLE = ("epochs", "batch_size", "eta", "lmbda", "limit", "patience", "checkpoint_every")
 """Options a resumed run takes from the model file unless given again."""
@@ -28,7 +29,8 @@ def add_keep_args(p: argparse.ArgumentParser) -> None:
     """The options of this module; call after the training options are defined."""
     g = p.add_argument_group("keep and see")
     g.add_argument("--save", metavar="PATH", default=None,
-                   help="save the trained model to PATH (.npz; see fastbp.checkpoint)")
+                   help="save the model as the last epoch left it to PATH (.npz; see "
+                   "fastbp.io.checkpoint)")
     g.add_argument("--checkpoint-every", type=int, metavar="N", default=None,
                    help="also save to the --save path every N epochs")
     g.add_argument("--resume", metavar="PATH", default=None,
@@ -64,9 +66,11 @@ class Session:
         book = args.book_defaults
         saved: dict[str, Any] = {}
         self.extra: dict[str, Any] = {}
-        if args.resume:
+        if args.resume is not None:
+            if not args.resume:
+                raise ConfigError("--resume needs a model file, got an empty string")
             ckpt = load_checkpoint(args.resume, device=args.device)
-            self.net, self.extra = ckpt.network, ckpt.extra
+            self.net, self.extra = ckpt.network, checked_extra(ckpt.extra, args.resume)
             saved = dict(self.extra.get("train", {}))
             model = {"sizes": self.net.sizes, "cost": self.net.cost.name,
                      "init": self.net.init, "dtype": self.net.dtype}
@@ -96,9 +100,7 @@ class Session:
             raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
         if args.patience is not None and args.patience < 1:
             raise ConfigError(f"--patience must be >= 1, got {args.patience}")
-        if args.save and not Path(args.save).resolve().parent.is_dir():
-            raise ConfigError(f"--save {args.save}: directory {Path(args.save).parent} "
-                              "does not exist")
+        check_paths(args, self.net, self.save_path)  # all before the first epoch
         if args.plot:
             from ..io.plots import _figure
 
@@ -150,7 +152,10 @@ class Session:
     def _checkpoint(self, record: Any, net: Any) -> None:
         every = self.args.checkpoint_every
         if every and (record.epoch + 1) % every == 0:
-            self.save()
+            try:
+                self.save(final=False)
+            except (OSError, FastbpError) as exc:
+                warn_checkpoint(self.save_path, exc)
 
     def config(self) -> dict[str, Any]:
         args = self.args
@@ -159,13 +164,18 @@ class Session:
         out["seed"] = args.seed if not args.resume else self.extra.get("train", {}).get("seed")
         return out
 
-    def save(self) -> None:
+    def save(self, final: bool = True) -> None:
+        """Save to the run's path; at the end (``final``) a failure keeps the network in a
+        rescue folder and exits 1 (:func:`fastbp.cli.outputs.save_or_rescue`)."""
         if not (self.save_path and self.rank0):
             return
         extra = {"train": self.config(), "monitor": self.monitor.state()}
         if self.stopper is not None:
             extra["early_stopping"] = self.stopper.state()
-        self.net.save(self.save_path, extra=extra)
+        if final:
+            save_or_rescue(self.net, self.save_path, extra)
+        else:
+            self.net.save(self.save_path, extra=extra)
 
     # -- after training ----------------------------------------------------------------------------
     def finish(self, data: Any) -> None:
@@ -181,14 +191,30 @@ class Session:
 
             paths = []
             if len(history):
-                paths.append(learning_curves(history, Path(self.args.plot) / "learning_curve.png"))
+                paths.append(learning_curves(history, Path(self.args.plot) / "learning_curve.png",
+                                             costs=self.net.cost.name))
             result = evaluate(self.net, data.test.X, data.test.labels)
             paths += evaluation_pictures(data.test.X, result, self.args.plot)
             self.say("pictures: " + ", ".join(str(p) for p in paths))
-        accs = [r.accuracy for r in history if r.accuracy is not None]
         if self.stopped_before is not None:
             print(f"the saved run had stopped early at epoch {self.stopped_before}; "
                   "nothing left to train", flush=True)
-        if accs:
-            print(f"best test accuracy {100 * max(accs):.2f} %", flush=True)
+        line = self.final_line()
+        if line:
+            print(line, flush=True)
+
+    def final_line(self) -> str | None:
+        """The best epoch's test accuracy and, when they differ, the last epoch's, which is
+        the one ``--save`` keeps."""
+        scored = [r for r in self.net.history if r.accuracy is not None]
+        if not scored:
+            return None
+        best = max(scored, key=lambda r: r.accuracy)  # the first of equals
+        last = scored[-1]
+        kept = f"saved in {self.save_path}" if self.save_path and self.rank0 else ""
+        line = f"best test accuracy {100 * best.accuracy:.2f} % (epoch {best.epoch}"
+        if best is last:
+            return line + (f", the last, {kept})" if kept else ", the last)")
+        return (line + f"); the last epoch, {last.epoch}, has {100 * last.accuracy:.2f} %"
+                + (f" and is the one {kept}" if kept else ""))
 

@@ -1,8 +1,18 @@
-"""The subcommands of the ``fastbp`` command line, one module each."""
+"""Options shared by the subcommands of the ``fastbp`` command line."""
 
 from __future__ import annotations
 
 import argparse
+
+DEVICE_HELP = ("cpu, cpu-jit, cuda, cuda:N, auto or an installed plugin's name (default: "
+               "$FASTBP_DEVICE, else cpu; `fastbp devices` lists them)")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' line breaks and leaves more room for option names."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -13,22 +23,50 @@ def parse_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"sizes must look like 784,30,10, got {text!r}") from None
 
 
+def add_data_arg(p: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    """``--data DIR``, the folder of the MNIST files, with ``--data-dir`` as a hidden alias."""
+    p.add_argument("--data", metavar="DIR", default=None, help=help_text or (
+        "folder of the four MNIST IDX files, gzip or plain (default: $FASTBP_DATA, else "
+        "~/.cache/fastbp/mnist, else a download into it)"))
+    p.add_argument("--data-dir", dest="data", default=None, help=argparse.SUPPRESS)
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    """``--device``."""
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+
+
 def add_device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda, cuda:N, auto or a plugin's name (default: $FASTBP_DEVICE, "
-                   "else cpu)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    """``--device`` and ``--dtype``."""
+    add_device_arg(p)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="floating-point type of the parameters and the work (default: float32)")
 
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
     """The options every command that trains takes, with the book's defaults."""
-    p.add_argument("--sizes", type=parse_sizes, default=[784, 30, 10], help="layer sizes")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--eta", type=float, default=3.0, help="learning rate η")
-    p.add_argument("--lmbda", type=float, default=0.0, help="L2 regularisation λ")
-    p.add_argument("--cost", default="quadratic", choices=["quadratic", "cross-entropy"])
-    p.add_argument("--init", default="standard", choices=["standard", "scaled"])
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--data", default=None, help="directory of the MNIST IDX files")
+    p.add_argument("--sizes", type=parse_sizes, default=[784, 30, 10], metavar="N,N,...",
+                   help="layer sizes, input first, comma-separated: 784 inputs (28 × 28 pixels), "
+                   "hidden layers, 10 outputs (default: 784,30,10)")
+    p.add_argument("--epochs", type=int, default=30, metavar="N",
+                   help="passes over the training images; with --resume, counts the epochs "
+                   "already trained too (default: 30)")
+    p.add_argument("--batch-size", type=int, default=10, metavar="M",
+                   help="samples per SGD step, the mini-batch size m (default: 10)")
+    p.add_argument("--eta", type=float, default=3.0, metavar="ETA",
+                   help="learning rate η (default: 3.0)")
+    p.add_argument("--lmbda", type=float, default=0.0, metavar="LMBDA",
+                   help="L2 regularisation λ, the book's chapter 3 (default: 0, none)")
+    p.add_argument("--cost", default="quadratic", choices=["quadratic", "cross-entropy"],
+                   help="the cost C: quadratic ½‖y − a‖² (chapter 1) or cross-entropy "
+                   "(chapter 3) (default: quadratic)")
+    p.add_argument("--init", default=None, choices=["standard", "scaled"],
+                   help="initial weights: standard draws weights and biases from N(0, 1) "
+                   "(chapter 1); scaled divides each weight by √n_in, the number of inputs of "
+                   "its neuron (chapter 3) (default: scaled with --cost cross-entropy, as "
+                   "the book's network2.py; else standard, as its network.py)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed of the initial weights and the shuffling: the same seed gives "
+                   "the same run (default: a fresh random seed each run)")
+    add_data_arg(p)
     add_device_args(p)

@@ -2,10 +2,12 @@
 finite, and keep a copy of the last parameters that were.
 
 The check costs one reduction per parameter array and the copy one pass over the parameters, once
-per epoch (an epoch touches every parameter ``2N/m`` times), so the hot loop pays nothing. On a
-non-finite epoch the network gets back the parameters of its last finite epoch and
-:class:`~fastbp.errors.TrainingDiverged` says which epoch and which layer went wrong, or, with
-``on_diverge="continue"``, a warning says so and training goes on with the non-finite values.
+per epoch (an epoch touches every parameter ``2N/m`` times), so the hot loop pays nothing. The
+copy also lets an interrupted epoch give the parameters back
+(:func:`fastbp.model.driver.run_epochs`). On a non-finite epoch the network gets back the
+parameters of its last finite epoch and :class:`~fastbp.errors.TrainingDiverged` says which
+epoch and which layer went wrong, or, with ``on_diverge="continue"``, a warning says so and
+training goes on with the non-finite values.
 """
 
 from __future__ import annotations
@@ -56,30 +58,38 @@ class DivergenceGuard:
         self.eta = eta
         self.last_finite: int | None = first_epoch - 1 if first_epoch > 0 else None
         self.warned = False
-        self._saved = None
-        if self.on_diverge == "raise":
-            self._saved = [backend.empty(tuple(a.shape)) for a in (*weights, *biases)]
-            self._snapshot()
+        # The parameters of the last finished epoch (with "raise", the last finite one too):
+        # what a diverged, interrupted or failed epoch gives back (see restore).
+        self._saved = [backend.empty(tuple(a.shape)) for a in (*weights, *biases)]
+        self._snapshot()
 
     def _snapshot(self) -> None:
         for dst, src in zip(self._saved, (*self.weights, *self.biases)):
             self.backend.copy_into(dst, src)
 
     def restore(self) -> None:
-        """Put the last finite parameters back into the network's arrays (in place)."""
+        """Put the parameters of the last finished epoch back into the network's arrays (in
+        place); with ``on_diverge="raise"`` they are the last finite ones."""
         for dst, src in zip((*self.weights, *self.biases), self._saved):
             self.backend.copy_into(dst, src)
 
-    def check(self, epoch: int, cost: float) -> None:
-        """After ``epoch``: snapshot if ``cost`` and the parameters are finite, else act."""
+    def keep(self) -> None:
+        """Take the parameters now as those of the last finished epoch."""
+        self._snapshot()
+
+    def check(self, epoch: int, cost: float, *, keep: bool = True) -> None:
+        """After ``epoch``: if ``cost`` and the parameters are finite, note it (and, with
+        ``keep``, :meth:`keep` them), else act. ``keep=False`` leaves the copy to the caller."""
         bad = first_nonfinite(self.backend, self.weights, self.biases)
         if bad is None and math.isfinite(cost):
-            if self._saved is not None:
+            if keep:
                 self._snapshot()
             self.last_finite = epoch
             return
         message = self._message(epoch, cost, bad)
         if self.on_diverge == "continue":
+            if keep:
+                self._snapshot()  # the epoch counts as finished
             if not self.warned:
                 warnings.warn(message, DivergenceWarning, stacklevel=3)
                 self.warned = True

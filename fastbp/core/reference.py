@@ -58,12 +58,17 @@ def feedforward(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], a: 
 
 def sgd_epoch(weights: list[np.ndarray], biases: list[np.ndarray], X: np.ndarray, Y: np.ndarray,
               batch_size: int, eta: float, cost: Any = QuadraticCost,
-              order: np.ndarray | None = None) -> None:
-    """One epoch of the book's ``SGD`` in place: ``W ← W − (η/m) Σ_x ∂C_x/∂W`` per mini-batch."""
+              order: np.ndarray | None = None, lmbda: float = 0.0, n: int | None = None) -> None:
+    """One epoch of the book's ``SGD`` in place: ``W ← W − (η/m) Σ_x ∂C_x/∂W`` per mini-batch;
+    with ``lmbda`` > 0 the L2 step of chapter 3, ``W ← (1 − ηλ/n) W − (η/m) Σ_x ∂C_x/∂W``
+    (``n``: the training set's size, default the columns of ``X``)."""
     order = np.arange(X.shape[1]) if order is None else order
+    decay = 1.0 - eta * lmbda / (X.shape[1] if n is None else n)
     for start in range(0, len(order), batch_size):
         cols = order[start : start + batch_size]
         nabla_b, nabla_w = backprop_loop(weights, biases, X[:, cols], Y[:, cols], cost)
         for l in range(len(weights)):
+            if lmbda:
+                weights[l] *= decay
             weights[l] -= (eta / len(cols)) * nabla_w[l]
             biases[l] -= (eta / len(cols)) * nabla_b[l]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import sys
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -26,6 +27,12 @@ def check_sizes(sizes: Any) -> list[int]:
     bad = [s for s in out if s < 1]
     if bad:
         raise ConfigError(f"every layer size must be >= 1, got {out}")
+    limit = np.iinfo(np.intp).max // 8  # bytes of a float64 array must fit in a pointer
+    for layer, (k, n) in enumerate(zip(out[:-1], out[1:]), start=2):
+        if n * (k + 1) > limit:
+            raise ConfigError(
+                f"sizes {out}: layer {layer} would hold {n:,} × {k + 1:,} parameters, more "
+                "than any array can address; use smaller layers")
     return out
 
 
@@ -145,3 +152,89 @@ def check_flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+# -- casting to the network's dtype ------------------------------------------------------------
+def may_overflow(source: Any, target: Any) -> bool:
+    """Whether values of dtype ``source`` can exceed the range of the float dtype ``target``
+    (``float64`` into ``float32``, ``int32`` into ``float16``); unknown dtypes count as can."""
+    try:
+        src, dst = np.dtype(_dtype_name(source)), np.dtype(target)
+    except TypeError:
+        return True
+    if src.kind == "f":
+        return bool(np.finfo(src).max > np.finfo(dst).max)
+    if src.kind in "iu":
+        return bool(np.iinfo(src).max > np.finfo(dst).max)
+    return src.kind not in "b"
+
+
+def _dtype_name(dtype: Any) -> Any:
+    """A NumPy-readable name for ``dtype`` (Array API dtypes print as ``module.float64``)."""
+    if isinstance(dtype, (np.dtype, type, str)):
+        return dtype
+    return str(getattr(dtype, "name", dtype)).rsplit(".", 1)[-1]
+
+
+def cast_checked(ops: Any, source: Any, name: str, move: Callable[[Any], Any] | None = None
+                 ) -> Any:
+    """``move(source)`` (default ``ops.asarray``: ``source`` on the device in ``ops.dtype``),
+    checked for values the cast made inf: ``ShapeError`` naming the overflow. The check is one
+    pass on the device, made only where ``source``'s dtype can exceed ``ops.dtype``."""
+    with np.errstate(over="ignore"):  # NumPy warns on such a cast; the error below says more
+        cast = (move or ops.asarray)(source)
+    dtype = ops.dtype
+    if not may_overflow(getattr(source, "dtype", np.float64), dtype) or ops.all_finite(cast):
+        return cast
+    top = float(np.finfo(dtype).max)
+    wider = {"float16": "float32", "float32": "float64"}.get(dtype)
+    raise ShapeError(
+        f"{name} overflows {dtype}: it holds values beyond ±{top:.6g}, the largest {dtype} "
+        f"number, which become inf in the network's dtype; scale the data (e.g. to [0, 1])"
+        + (f" or use dtype='{wider}'" if wider else ""))
+
+
+# -- environment variables ---------------------------------------------------------------------
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+              "0": False, "false": False, "no": False, "off": False}
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """The boolean environment variable ``name``: ``1/true/yes/on`` or ``0/false/no/off`` (any
+    case); unset or empty gives ``default``; anything else is a ``ConfigError``."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return FLAG_WORDS[value.lower()]
+    except KeyError:
+        raise ConfigError(f"{name}={value!r} is not a switch: use 1 (on) or 0 (off)") from None
+
+
+def env_int(name: str, *, low: int = 0, high: int | None = None, hint: str = "") -> int | None:
+    """The integer environment variable ``name`` in ``[low, high]`` (``5e7`` is read as
+    50000000), or None when unset or empty; anything else is a ``ConfigError``."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    span = f"between {low} and {high}" if high is not None else f">= {low}"
+    if (not math.isfinite(number) or number != int(number) or number < low
+            or (high is not None and number > high)):
+        raise ConfigError(f"{name}={value!r} must be a whole number {span}"
+                          + (f" ({hint})" if hint else ""))
+    return int(number)
+
+
+def env_choice(name: str, choices: Sequence[str]) -> str | None:
+    """The environment variable ``name`` if it is one of ``choices``; None when unset or empty;
+    anything else is a ``ConfigError``."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: use one of {', '.join(choices)}")
+    return value

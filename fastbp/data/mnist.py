@@ -1,7 +1,9 @@
 """MNIST: find the four IDX files, verify and read them, and split them as the book does.
 
-Search order: ``path``, then ``$FASTBP_DATA``, then the user cache (``~/.cache/fastbp/mnist``, or
-``$XDG_CACHE_HOME/fastbp/mnist``), then a download from public mirrors into the cache. Downloads
+Where: ``path`` when given, used as given (a folder that does not hold the four files is an error
+naming the missing ones, never passed over). Without a path, the search order: ``$FASTBP_DATA``,
+then the user cache (``~/.cache/fastbp/mnist``, or ``$XDG_CACHE_HOME/fastbp/mnist``), then a
+download from public mirrors into the cache. Downloads
 are checked against the SHA-256 of the uncompressed files before use and moved into the cache
 atomically; a file that does not match is deleted and reported.
 """
@@ -11,7 +13,10 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import logging
 import os
+import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import DataError
+from . import folders
 from .idx import read_idx
 
 FILES = {
@@ -87,29 +93,24 @@ def cache_dir() -> Path:
 
 
 def candidate_dirs(path: str | os.PathLike | None = None) -> list[Path]:
-    """Where the loader looks, in order."""
-    dirs = [Path(path)] if path is not None else []
-    if os.environ.get("FASTBP_DATA"):
-        dirs.append(Path(os.environ["FASTBP_DATA"]))
-    dirs.append(cache_dir())
-    return dirs
+    """Where the loader looks: ``path`` alone, else ``$FASTBP_DATA`` then the cache."""
+    if path is not None:
+        return [Path(path)]
+    env = os.environ.get("FASTBP_DATA")
+    return [Path(env), cache_dir()] if env else [cache_dir()]
 
 
 def _find(directory: Path) -> dict[str, Path] | None:
-    found = {}
-    for key, stem in FILES.items():
-        for name in (stem + ".gz", stem):
-            if (directory / name).is_file():
-                found[key] = directory / name
-                break
-        else:
-            return None
-    return found
+    """The four files in ``directory``, or None if one is missing."""
+    return folders.find(directory, FILES)
 
 
 def locate(path: str | os.PathLike | None = None, *, download: bool = True) -> dict[str, Path]:
-    """The paths of the four files; downloads into the cache if no directory has them."""
-    dirs = candidate_dirs(path)
+    """The paths of the four files: in ``path`` as given, else in ``$FASTBP_DATA`` or the
+    cache, downloaded into the cache if need be."""
+    if path is not None:
+        return folders.find_in_given(Path(path), FILES)
+    dirs = candidate_dirs()
     for d in dirs:
         found = _find(d)
         if found:
@@ -123,8 +124,8 @@ def locate(path: str | os.PathLike | None = None, *, download: bool = True) -> d
         reason = "downloading was turned off"
     raise DataError(
         "MNIST not found; looked in " + ", ".join(str(d) for d in dirs)
-        + f". Download failed: {reason}. Put the four IDX files (gzip or plain) in a directory "
-        "and set FASTBP_DATA=/that/directory, or pass path=..."
+        + f". Download failed: {reason}. Put the four IDX files (gzip or plain) in a folder and "
+        "pass --data DIR, or set FASTBP_DATA=DIR (in Python: load_mnist(DIR))"
     )
 
 
@@ -153,37 +154,76 @@ def fetch(target: Path, mirrors: tuple[str, ...] = MIRRORS) -> dict[str, Path]:
         import pooch
     except ImportError as exc:
         raise DataError("pooch is needed to download MNIST: pip install pooch") from exc
+    created = []  # the folders made here, removed again if they stay empty
+    folder = target
+    while not folder.exists():
+        created.append(folder)
+        folder = folder.parent
     target.mkdir(parents=True, exist_ok=True)
     out = {}
-    for key, stem in FILES.items():
-        final = target / (stem + ".gz")
-        if not final.is_file():
-            _download_one(pooch, stem, final, mirrors)
-        out[key] = final
+    if not all((target / (stem + ".gz")).is_file() for stem in FILES.values()):
+        print(f"fastbp: downloading MNIST into {target}", file=sys.stderr, flush=True)
+    try:
+        for key, stem in FILES.items():
+            final = target / (stem + ".gz")
+            if not final.is_file():
+                _download_one(pooch, stem, final, mirrors)
+            out[key] = final
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()  # only if empty
+            except OSError:
+                break
+        raise
     return out
 
 
+def _host(url: str) -> str:
+    """``https://host/path/`` → ``host``."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or url
+
+
+def _short(exc: BaseException) -> str:
+    """One short line for a download error: the OS's reason where there is one."""
+    text = " ".join(str(exc).split())
+    errno = re.search(r"\[Errno [^\]]+\] [^'\")(]+", text)
+    if errno:
+        text = errno.group(0).strip()
+    return f"{type(exc).__name__}: {text[:120]}" + ("..." if len(text) > 120 else "")
+
+
 def _download_one(pooch, stem: str, final: Path, mirrors: tuple[str, ...]) -> None:
-    errors = []
-    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download-") as tmp:
-        for mirror in mirrors:
-            try:
-                got = Path(pooch.retrieve(mirror + stem + ".gz", known_hash=None, path=tmp,
-                                          fname=stem + ".gz", progressbar=_has_tqdm()))
-            except Exception as exc:  # noqa: BLE001 - network errors come in many types
-                errors.append(f"{mirror}: {exc}")
-                continue
-            try:
-                verify(got, stem)
-            except DataError as exc:
-                got.unlink(missing_ok=True)
-                errors.append(f"{mirror}: {exc} (removed)")
-                continue
-            with open(got, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(got, final)
-            return
-    raise DataError(f"could not download {stem}: " + "; ".join(errors))
+    errors: list[str] = []
+    logger = pooch.get_logger()  # its "Downloading data from ..." lines, one per try
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download-") as tmp:
+            for mirror in mirrors:
+                try:
+                    got = Path(pooch.retrieve(mirror + stem + ".gz", known_hash=None, path=tmp,
+                                              fname=stem + ".gz", progressbar=_has_tqdm()))
+                except Exception as exc:  # noqa: BLE001 - network errors come in many types
+                    errors.append(f"{_host(mirror)}: {_short(exc)}")
+                    continue
+                try:
+                    verify(got, stem)
+                except DataError as exc:
+                    got.unlink(missing_ok=True)
+                    why = re.sub(r"([0-9a-f]{8})[0-9a-f]{56}", r"\1...",  # short digests
+                                 str(exc).removeprefix(f"{got}: "))
+                    errors.append(f"{_host(mirror)}: {why} (removed)")
+                    continue
+                with open(got, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(got, final)
+                return
+    finally:
+        logger.setLevel(level)
+    raise DataError(f"could not download {stem}.gz: " + "; ".join(errors))
 
 
 def _has_tqdm() -> bool:
@@ -198,9 +238,11 @@ def _read_raw(files: tuple[tuple[str, Path], ...]) -> dict[str, np.ndarray]:
     raw = {k: read_idx(p) for k, p in f.items()}
     for part in ("train", "test"):
         images, labels = raw[f"{part}_images"], raw[f"{part}_labels"]
-        if images.shape != EXPECTED[part] or labels.shape != EXPECTED[part][:1]:
-            raise DataError(f"{f[part + '_images']}: MNIST {part} files have shapes "
-                            f"{images.shape} and {labels.shape}, expected {EXPECTED[part]}")
+        for kind, array, want in (("images", images, EXPECTED[part]),
+                                  ("labels", labels, EXPECTED[part][:1])):
+            if array.shape != want:  # name the file that is wrong
+                raise DataError(f"{f[f'{part}_{kind}']}: MNIST {part} {kind} have shape "
+                                f"{array.shape}, expected {want}")
         if images.dtype != np.uint8 or labels.dtype != np.uint8 or labels.max() > 9:
             raise DataError(f"{f[part + '_labels']}: not MNIST data (dtype or labels out of 0..9)")
     return raw
@@ -216,6 +258,9 @@ def load_mnist(path: str | os.PathLike | None = None, *, dtype: str = "float32",
     dtype = check_dtype(dtype)
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"path must be a directory (str or os.PathLike), got {path!r}")
+    if path is not None and not os.fspath(path):
+        raise ConfigError("the MNIST folder is an empty string; give a folder, or None to use "
+                          "FASTBP_DATA or the cache")
     files = locate(path, download=download)
     raw = _read_raw(tuple(sorted((k, p.resolve()) for k, p in files.items())))
 

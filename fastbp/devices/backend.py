@@ -125,12 +125,15 @@ class Backend:
         return self.xp.matmul(a, b, out=out)
 
     def sigmoid(self, z: Array, out: Array) -> Array:
-        """``out = σ(z) = 1 / (1 + e^{-z})``, written as ``(1 + tanh(z/2)) / 2`` (no overflow)."""
+        """``out = σ(z) = 1 / (1 + e^{-z})``, a few ulp everywhere (``(1 + tanh(z/2)) / 2`` would
+        lose every digit of a small σ to the cancellation). ``e^{-z}`` overflows to inf for very
+        negative ``z``, where σ is 0 either way."""
         xp = self.xp
-        xp.multiply(z, 0.5, out=out)
-        xp.tanh(out, out=out)
-        xp.multiply(out, 0.5, out=out)
-        xp.add(out, 0.5, out=out)
+        xp.negative(z, out=out)
+        with np.errstate(over="ignore"):  # NumPy's warning; other modules give none
+            xp.exp(out, out=out)
+        xp.add(out, 1.0, out=out)
+        xp.divide(1.0, out, out=out)
         return out
 
     def bias_sigmoid(self, z: Array, b: Array) -> Array:

@@ -108,6 +108,37 @@ def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Back
     if isinstance(device, Backend):
         return device if device.dtype == dtype else type(device)(dtype=dtype, index=device.index)
     spec = requested_device(device)
+    if device is None and _current.get() is None and spec == os.environ.get(ENV_VAR):
+        try:  # from the environment: say so, the user may not know it is set
+            return _resolve(spec, dtype)
+        except DeviceError as exc:
+            raise DeviceError(f"{ENV_VAR}={spec!r}: {exc}") from exc
+    return _resolve(spec, dtype)
+
+
+def check_env_device() -> None:
+    """``$FASTBP_DEVICE``, if set, is a well-formed device with a known backend
+    (``DeviceError`` naming the variable otherwise); nothing is started."""
+    spec = os.environ.get(ENV_VAR)
+    if not spec:
+        return
+    try:
+        check_spec(spec)
+    except DeviceError as exc:
+        raise DeviceError(f"{ENV_VAR}={spec!r}: {exc}") from exc
+
+
+def check_spec(spec: str) -> None:
+    """``DeviceError`` unless ``spec`` is well formed and names a known backend (or ``auto``);
+    whether the device starts here is not tried."""
+    name, index = parse_device(spec)
+    if name == "cpu" and index:
+        raise DeviceError(f"device {spec!r}: the cpu device has no index; say 'cpu'")
+    if name != "auto":
+        backend_class(name)
+
+
+def _resolve(spec: str, dtype: str) -> Backend:
     name, index = parse_device(spec)
     if name == "auto":
         return _auto(dtype)
@@ -116,7 +147,13 @@ def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Back
     if name == "cpu" and index:
         raise DeviceError(f"device {spec!r}: the cpu device has no index; say 'cpu'")
     factory = backend_class(name)
-    return factory(dtype=dtype, index=index)
+    try:
+        return factory(dtype=dtype, index=index)
+    except DeviceError as exc:
+        clearer = no_driver_reason(str(exc))
+        if clearer is None:
+            raise
+        raise DeviceError(clearer) from exc
 
 
 def _auto(dtype: str) -> Backend:
@@ -125,7 +162,7 @@ def _auto(dtype: str) -> Backend:
     try:
         backend = backend_class("cuda")(dtype=dtype, index=0)
     except DeviceError as exc:
-        no_gpu = exc
+        no_gpu = no_driver_reason(str(exc)) or exc
     else:
         log.warning("fastbp: device 'auto' chose %s", backend.device)
         return backend
@@ -146,6 +183,29 @@ def use_device(device: str) -> Iterator[str]:
         yield device
     finally:
         _current.reset(token)
+
+
+def nvidia_driver_present() -> bool:
+    """Whether the NVIDIA driver's library (``libcuda.so.1``, ``nvcuda.dll``) loads here."""
+    import ctypes
+    import sys
+
+    name = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
+def no_driver_reason(reason: str) -> str | None:
+    """CUDA says "driver version is insufficient" also where there is no NVIDIA driver at all;
+    there, the clearer reason (else ``None``: the reason stands)."""
+    if "insufficient" not in reason.lower() or nvidia_driver_present():
+        return None
+    return ("device 'cuda': this machine has no NVIDIA driver (libcuda.so.1 does not load), so "
+            "CUDA cannot run here; the cuda device needs an NVIDIA GPU with its driver "
+            "(nvidia-smi shows both)")
 
 
 @dataclass
@@ -182,7 +242,7 @@ def probe_all() -> list[BackendReport]:
             report.devices = (probe() if callable(probe)
                               else [factory(dtype="float32", index=0).describe()])
         except DeviceError as exc:
-            report.error = str(exc)
+            report.error = no_driver_reason(str(exc)) or str(exc)
         except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not raised
             report.error = f"the backend failed: {type(exc).__name__}: {exc}"
         reports.append(report)

@@ -21,20 +21,21 @@ network loaded from a file trains on bit for bit as the one that was saved.
 Saving writes a temporary file in the target's directory, flushes and fsyncs it, renames it over
 the target (``os.replace``, atomic on POSIX and Windows) and fsyncs the directory: a crash at
 any moment leaves either the old file or the new one, never half of one (a stray
-``.NAME.*.tmp`` may remain). Loading checks the format name and version, every array's name,
-shape and dtype, and that the values are finite, and raises :class:`ModelFormatError` otherwise.
+``.NAME.fastbp-*.tmp`` may remain; the next save to that folder removes it once a day old).
+Only a regular file is written: what else may be at the path, and what a symbolic link there
+means, is in :mod:`fastbp.io.targets`. Loading checks the format name and version, every array's
+name, shape and dtype, and that the values are finite, and raises :class:`ModelFormatError`
+otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from ..core.records import EpochRecord, History
 from ..errors import ConfigError, ModelFormatError
 from ..version import __version__
 from .archive import ZIP_ERRORS, check_npz
+from .targets import atomic_write, fsync_directory  # noqa: F401 - the save's own steps
 
 FORMAT = "fastbp-model"
 FORMAT_VERSION = 1
@@ -95,49 +97,11 @@ def save(state: ModelState, path: str | os.PathLike) -> Path:
     return path
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write(file)`` on a temporary file beside ``path``, then make it ``path``:
-    flush, fsync, ``os.replace``, fsync the directory. On error the temporary file is removed."""
-    directory = path.parent
-    if not directory.is_dir():
-        raise ModelFormatError(f"cannot save {path}: directory {directory} does not exist")
-    if path.is_dir():
-        raise ModelFormatError(f"cannot save {path}: it is a directory; give a file name")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(OSError):  # mkstemp makes 0600; give it a file's usual mode
-            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_directory(directory)
-
-
 def as_path(path: Any) -> Path:
     """``path`` as a ``Path``; ``ConfigError`` if it is not a ``str`` or ``os.PathLike``."""
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"a model path is a str or os.PathLike, got {path!r}")
     return Path(path)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -162,8 +126,7 @@ def read_state(path: str | os.PathLike) -> tuple[ModelState, dict[str, Any]]:
 def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The checked metadata and arrays of a model file, without building a network."""
     path = as_path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: no such model file")
+    _check_readable(path)
     if not zipfile.is_zipfile(path):
         raise ModelFormatError(
             f"{path}: not a fastbp model (a model is an .npz archive; this file is not a zip "
@@ -187,6 +150,22 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     meta = _metadata(path, arrays.pop("metadata", None))
     _check_arrays(path, meta, arrays)
     return meta, arrays
+
+
+def _check_readable(path: Path) -> None:
+    """``ModelFormatError`` naming the cause when ``path`` is no readable file."""
+    try:
+        if path.is_symlink() and not path.exists():
+            raise ModelFormatError(f"{path}: a symbolic link to {os.readlink(path)}, which does "
+                                   "not exist")
+        if path.is_dir():
+            raise ModelFormatError(f"{path}: no such model file (it is a directory)")
+        if not path.is_file():
+            raise ModelFormatError(f"{path}: no such model file")
+        with open(path, "rb") as f:
+            f.read(4)
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:

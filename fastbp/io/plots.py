@@ -46,31 +46,46 @@ def _records(history: Any) -> list[dict[str, Any]]:
 
 
 def learning_curves(runs: Mapping[str, Sequence[Any]] | Sequence[Any],
-                    path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Test accuracy (left) and mean training cost per sample (right) per epoch, one line per
-    run. ``runs`` maps a run's name to its history (``EpochRecord`` s or their dicts); a single
-    history is one unnamed run. The x axis counts epochs trained (``record.epoch + 1``)."""
+                    path: str | os.PathLike, *, costs: str | Mapping[str, str] | None = None,
+                    title: str | None = None) -> Path:
+    """Test accuracy and mean training cost per sample per epoch, one line per run.
+
+    ``runs`` maps a run's name to its history (``EpochRecord`` s or their dicts); a single
+    history is one unnamed run. ``costs`` names each run's cost function (one name for all, or
+    a mapping by run): runs under different cost functions get a cost panel each, since their
+    values are not comparable. The x axis is the epoch as training prints it (``record.epoch``,
+    from 0). The figure is ``LEARNING_CURVE_SIZE`` for one cost panel, wider for more.
+    """
     if not isinstance(runs, Mapping):
         runs = {"": runs}
     if not runs or not any(len(h) for h in runs.values()):
         raise ConfigError("nothing to plot: every history is empty")
-    fig = _figure(LEARNING_CURVE_SIZE)
-    acc_ax, cost_ax = fig.subplots(1, 2)
-    for name, history in runs.items():
+    cost_of = {name: (costs if isinstance(costs, str) or costs is None else costs.get(name))
+               for name in runs}
+    panels = list(dict.fromkeys(cost_of.values()))  # one cost panel per cost function
+    width, height = LEARNING_CURVE_SIZE
+    fig = _figure((width / 2 * (1 + len(panels)), height))
+    axes = fig.subplots(1, 1 + len(panels))
+    acc_ax, cost_axes = axes[0], dict(zip(panels, axes[1:]))
+    named = len(runs) > 1 or bool(next(iter(runs)))
+    for i, (name, history) in enumerate(runs.items()):
         recs = _records(history)
-        epochs = [r["epoch"] + 1 for r in recs]
+        epochs = [r["epoch"] for r in recs]
         with_acc = [(e, 100 * r["accuracy"]) for e, r in zip(epochs, recs)
                     if r.get("accuracy") is not None]
-        label = name or None
+        style = {"marker": "o", "markersize": 3, "label": name or None, "color": f"C{i}"}
         if with_acc:
-            acc_ax.plot(*zip(*with_acc), marker="o", markersize=3, label=label)
-        cost_ax.plot(epochs, [r["cost"] for r in recs], marker="o", markersize=3, label=label)
-    acc_ax.set(xlabel="epochs trained", ylabel="test accuracy (%)", title="Test accuracy")
-    cost_ax.set(xlabel="epochs trained", ylabel="mean cost per sample", title="Training cost")
-    for ax in (acc_ax, cost_ax):
+            acc_ax.plot(*zip(*with_acc), **style)
+        cost_axes[cost_of[name]].plot(epochs, [r["cost"] for r in recs], **style)
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
+    for cost, ax in cost_axes.items():
+        what = f"{cost} cost" if cost else "cost"
+        ax.set(xlabel="epoch", ylabel=f"mean {what} per sample",
+               title=f"Training cost ({cost})" if cost else "Training cost")
+    for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        if len(runs) > 1 or next(iter(runs)):
+        if named and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
@@ -141,3 +156,28 @@ def evaluation_pictures(X: Any, evaluation: Evaluation, directory: str | os.Path
     d = Path(directory)
     return [confusion_heatmap(evaluation, d / f"{prefix}confusion.png"),
             misclassified_grid(X, evaluation, d / f"{prefix}misclassified.png")]
+
+
+def accuracy_bars(results: Sequence[tuple[str, float, float | None]],
+                  path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """One bar per method: ``(name, accuracy, reference)`` with accuracies in [0, 1]; a
+    reference figure (e.g. the book's), where there is one, is marked on its bar."""
+    if not results:
+        raise ConfigError("nothing to plot: no results")
+    fig = _figure((8.0, 0.6 * len(results) + 1.4))
+    ax = fig.subplots()
+    names = [r[0] for r in results][::-1]
+    accs = [100 * r[1] for r in results][::-1]
+    bars = ax.barh(names, accs, color="C0")
+    for bar, acc in zip(bars, accs):
+        ax.text(min(acc, 100.0) + 1, bar.get_y() + bar.get_height() / 2, f"{acc:.2f} %",
+                va="center", fontsize=9)
+    refs = [(100 * r[2], i) for i, r in enumerate(results[::-1]) if r[2] is not None]
+    if refs:
+        ax.scatter(*zip(*refs), marker="|", s=300, color="black", zorder=3, label="the book")
+        ax.legend(fontsize="small", loc="lower right")
+    ax.set(xlim=(0, 112), xlabel="correct on the test set (%)",
+           title=title or "Accuracy on the test set")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,5 +1,6 @@
-"""The book's API on :class:`~fastbp.Network`: ``SGD``, ``update_mini_batch``, ``evaluate`` and
-``cost_derivative``, taking the book's data (lists of ``(x, y)`` column pairs).
+"""The book's API on :class:`~fastbp.Network`: ``SGD``, ``update_mini_batch``, ``evaluate``,
+``cost_derivative`` and ``network2.py``'s ``default_weight_initializer`` and
+``large_weight_initializer``, taking the book's data (lists of ``(x, y)`` column pairs).
 
 ``import fastbp as network`` then runs chapter 1's code unchanged; with ``network2.py``'s keywords
 ``SGD`` is chapter 3's (:func:`fastbp.model.monitoring.sgd_network2`). Every method here turns the
@@ -9,6 +10,8 @@ pairs into matrices once and calls the fast path, so the book's code trains at i
 from __future__ import annotations
 
 from typing import Any, Iterable
+
+import numpy as np
 
 from ..core.records import EpochRecord
 from ..core.validate import check_positive
@@ -76,6 +79,25 @@ class BookAPI:
         X, labels = stack_pairs(test_data, "test_data", labels=True)
         return self.count_correct(X, labels)
 
+    def default_weight_initializer(self) -> None:
+        """``network2.py``'s default: weights from N(0, 1/n_in), biases from N(0, 1), drawn
+        anew from the network's generator (``init="scaled"``)."""
+        self._draw_parameters("scaled")
+
+    def large_weight_initializer(self) -> None:
+        """``network2.py``'s alternative, chapter 1's: weights and biases from N(0, 1), drawn
+        anew from the network's generator (``init="standard"``)."""
+        self._draw_parameters("standard")
+
+    def _draw_parameters(self, init: str) -> None:
+        sizes: list[int] = self.sizes  # type: ignore[attr-defined]
+        rng: np.random.Generator = self.rng  # type: ignore[attr-defined]
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        biases = [rng.standard_normal((n, 1)) for _, n in pairs]
+        weights = [rng.standard_normal((n, k)) / (np.sqrt(k) if init == "scaled" else 1.0)
+                   for k, n in pairs]
+        self.weights, self.biases = weights, biases  # type: ignore[attr-defined]
+        self.init = init
 
     def cost_derivative(self, output_activations: Any, y: Any) -> Any:
         """``∇_a C_x = a^L − y`` for the quadratic cost (the book's helper)."""

@@ -9,8 +9,10 @@ another, e.g. a shard of every mini-batch plus a gradient reduction), checks for
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from ..core.evaluator import Evaluator
 from ..core.guard import DivergenceGuard
 from ..core.plan import EpochPlan
 from ..core.records import EpochRecord, History, format_record
+from ..errors import ConfigError
 from .progress import sgd_epoch_in_chunks
 
 if TYPE_CHECKING:
@@ -44,34 +47,73 @@ def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, ep
 
     ``callback(record, net)`` runs after every epoch and stops training when it returns
     ``False``; ``progress(done, cost_sum, n)`` runs after each of a few slices of every epoch.
+
+    An epoch that does not finish (Ctrl-C, divergence, any exception) gives the network back
+    the parameters and random state of the last finished one, so ``net.history``, the parameters
+    and the generator always agree and a save then resumes bit for bit. One network trains in
+    one thread at a time: a second ``train`` on it meanwhile is a ``ConfigError``.
     """
     be = net.backend
     epoch_fn = epoch_fn or default_epoch(net)
     history = History() if history is None else history
-    guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge, eta=eta,
-                            first_epoch=len(net.history))
     n = int(plan.xs.shape[0])
-    for epoch in range(len(net.history), len(net.history) + epochs):
-        order = net.rng.permutation(n) if shuffle else np.arange(n)
-        plan.order = be.index_array(order)
-        t0 = time.perf_counter()
-        if progress is None:
-            cost = epoch_fn(plan) / n
-        else:
-            cost = sgd_epoch_in_chunks(be, plan, order, progress, epoch_fn) / n
-        t1 = time.perf_counter()
-        guard.check(epoch, cost)
-        correct = evaluator.correct(plan.weights, plan.biases) if evaluator else None
-        record = EpochRecord(
-            epoch=epoch, cost=cost,
-            accuracy=None if correct is None else correct / evaluator.n,
-            correct=correct, seconds=time.perf_counter() - t0,
-            samples_per_s=n / max(t1 - t0, 1e-9),
-        )
-        history.append(record)
-        net.history.append(record)
-        if verbose:
-            print(format_record(record, evaluator.n if evaluator else None), flush=True)
-        if callback is not None and callback(record, net) is False:
-            break
+    with training(net):
+        guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge, eta=eta,
+                                first_epoch=len(net.history))
+        for epoch in range(len(net.history), len(net.history) + epochs):
+            rng_state, finished = net.rng.bit_generator.state, False
+            try:
+                order = net.rng.permutation(n) if shuffle else np.arange(n)
+                plan.order = be.index_array(order)
+                t0 = time.perf_counter()
+                if progress is None:
+                    cost = epoch_fn(plan) / n
+                else:
+                    cost = sgd_epoch_in_chunks(be, plan, order, progress, epoch_fn) / n
+                t1 = time.perf_counter()
+                guard.check(epoch, cost, keep=False)
+                correct = evaluator.correct(plan.weights, plan.biases) if evaluator else None
+                record = EpochRecord(
+                    epoch=epoch, cost=cost,
+                    accuracy=None if correct is None else correct / evaluator.n,
+                    correct=correct, seconds=time.perf_counter() - t0,
+                    samples_per_s=n / max(t1 - t0, 1e-9),
+                )
+                history.append(record)
+                net.history.append(record)
+                finished = True
+                guard.keep()
+            except BaseException:
+                if not finished:  # back to the last epoch that finished
+                    guard.restore()
+                    net.rng.bit_generator.state = rng_state
+                raise
+            if verbose:
+                print(format_record(record, evaluator.n if evaluator else None), flush=True)
+            if callback is not None and callback(record, net) is False:
+                break
     return history
+
+
+_training: dict[int, int] = {}  # id(network) -> the thread training it
+_training_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def training(net: Network) -> Iterator[None]:
+    """Mark ``net`` as training in this thread for the block; ``ConfigError`` if it already is."""
+    me = threading.get_ident()
+    with _training_lock:
+        owner = _training.get(id(net))
+        if owner is not None:
+            where = "this thread (train called from its own callback)" if owner == me else \
+                "another thread"
+            raise ConfigError(
+                f"this network is already training in {where}; one network trains in one "
+                "thread at a time: wait for it, or train a copy (net.to(net.device))")
+        _training[id(net)] = me
+    try:
+        yield
+    finally:
+        with _training_lock:
+            del _training[id(net)]

@@ -11,7 +11,7 @@ from ..core.evaluator import Evaluator
 from ..core.memory import translate_oom
 from ..core.ops import Array, Ops
 from ..core.plan import EpochPlan, Workspace
-from ..core.validate import check_batch, check_count, check_labels, check_targets
+from ..core.validate import cast_checked, check_batch, check_count, check_labels, check_targets
 from ..errors import ConfigError, ShapeError
 
 if TYPE_CHECKING:
@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 MOVE_LESS = "train on fewer samples per call (slices of X), or use a device with more memory"
 
 
-def samples_major(backend: Ops, X: Any) -> Array:
-    """``X`` ``(n_in, N)`` as a C-contiguous ``(N, n_in)`` device array (one copy)."""
+def samples_major(backend: Ops, X: Any, name: str = "X") -> Array:
+    """``X`` ``(n_in, N)`` as a C-contiguous ``(N, n_in)`` device array (one copy), refused
+    (``ShapeError``) if the cast to the network's dtype overflows."""
     if backend.is_native(X):
-        return backend.contiguous(backend.asarray(X.T))
-    return backend.asarray(np.ascontiguousarray(np.asarray(X).T))
+        return cast_checked(backend, X, name, lambda x: backend.contiguous(backend.asarray(x.T)))
+    return cast_checked(backend, X, name,
+                        lambda x: backend.asarray(np.ascontiguousarray(np.asarray(x).T)))
 
 
 def targets_major(backend: Ops, Y: Any, n: int, n_out: int) -> Array:
@@ -32,7 +34,7 @@ def targets_major(backend: Ops, Y: Any, n: int, n_out: int) -> Array:
     Y = backend.check_device(Y, "Y")
     shape = tuple(getattr(Y, "shape", np.shape(Y)))
     if shape == (n_out, n):
-        return samples_major(backend, check_targets(Y, n_out, n))
+        return samples_major(backend, check_targets(Y, n_out, n), "Y")
     labels = check_labels(backend.check_device(Y, "Y", host=True), n_out, n, "Y")
     onehot = np.zeros((n, n_out))
     onehot[np.arange(n), labels] = 1.0
@@ -70,7 +72,8 @@ def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int
     with translate_oom(backend, sizes, batch_size, what=f"the test set ({n_test:,} samples)",
                        asked=n_test * sizes[0] * np.dtype(backend.dtype).itemsize,
                        advice=MOVE_LESS):
-        return Evaluator(backend, sizes, samples_major(backend, xt), backend.index_array(labels))
+        return Evaluator(backend, sizes, samples_major(backend, xt, "test X"),
+                         backend.index_array(labels))
 
 
 def outputs_in_chunks(net: Network, X: Any, chunk: int = 10_000) -> Iterator[Array]:

@@ -1,5 +1,6 @@
 """Training progress: a bar per epoch (tqdm, the ``progress`` extra) with samples/s and the
-running cost, or one plain line per epoch when tqdm is missing or the output is not a terminal.
+running cost, or one plain line per epoch when tqdm is missing, the output is not a terminal, or
+the terminal is too narrow for a bar (some report 0 columns).
 
 The bar moves without touching the hot loop: with a ``progress`` hook, :meth:`Network.train`
 runs each epoch as a few calls of the epoch function over consecutive slices of the
@@ -9,6 +10,7 @@ so the steps, and the parameters they produce, are exactly those of one call.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, TextIO
@@ -44,6 +46,24 @@ def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
         total += epoch_fn(plan)
         progress(min(start + step, n), total, n)
     return total
+
+
+MIN_BAR_COLUMNS = 40
+"""Narrower terminals (some report 0 columns) get plain lines: a bar there shows nothing."""
+
+
+def terminal_columns(stream: TextIO) -> int | None:
+    """The width of the terminal ``stream`` writes to, or ``None`` when it cannot tell."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def too_narrow(stream: TextIO) -> bool:
+    """Whether ``stream``'s terminal reports fewer than :data:`MIN_BAR_COLUMNS` columns."""
+    columns = terminal_columns(stream)
+    return columns is not None and columns < MIN_BAR_COLUMNS
 
 
 def tqdm_available() -> bool:
@@ -107,6 +127,9 @@ class EpochBar:
                 text += f", test {100 * record.accuracy:.2f} %"
             self.bar.set_postfix_str(text, refresh=True)
             self._close()
+        stream = self.stream or sys.stdout
+        if too_narrow(stream):  # the terminal shrank: the bar showed nothing
+            print(format_record(record, self.n_test), file=stream, flush=True)
         self.epoch = record.epoch + 1
 
     def _close(self) -> None:
@@ -122,12 +145,14 @@ def reporter(*, quiet: bool = False, stream: TextIO | None = None, epochs: int |
              first_epoch: int = 0, n_test: int | None = None,
              bar: bool = True) -> EpochBar | PlainLines | None:
     """What shows training progress: nothing with ``quiet``; a tqdm bar per epoch on a terminal
-    with tqdm installed (unless ``bar`` is false); otherwise one plain line per epoch."""
+    at least :data:`MIN_BAR_COLUMNS` wide with tqdm installed (unless ``bar`` is false);
+    otherwise one plain line per epoch."""
     if quiet:
         return None
     stream = stream or sys.stdout
     isatty = getattr(stream, "isatty", None)
-    if bar and isatty is not None and isatty() and tqdm_available():
+    if (bar and isatty is not None and isatty() and tqdm_available()
+            and not too_narrow(stream)):
         bar = EpochBar(epochs=epochs, n_test=n_test, stream=stream)
         bar.epoch = first_epoch
         return bar

@@ -10,12 +10,12 @@ on one path before any reducer is used.
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any
 
 import numpy as np
 
 from .. import devices
+from ..core.validate import env_choice
 from ..devices.backend import Array, Backend
 from ..errors import FastbpError
 from .mpi import DistributedError, cuda_aware_mpi, mpi
@@ -32,6 +32,9 @@ def backend_path(backend: Backend) -> str:
     """The reduction path for arrays of ``backend`` (before the ranks agree on one): the
     device's own reducer when it offers one, else an MPI path."""
     own = backend.gradient_reducer(None, None)
+    # junk is refused everywhere; a path this device cannot take, below
+    forced = env_choice(REDUCTION_ENV, (*([str(own.path)] if own is not None else []),
+                                        *PATHS[:-1]))
     if backend.xp is np:
         return "mpi" if own is None else str(own.path)
     if own is None and getattr(backend.xp, "__name__", "") != "cupy":
@@ -39,7 +42,6 @@ def backend_path(backend: Backend) -> str:
             f"distributed training runs on NumPy or CuPy arrays (devices cpu, cpu-jit, cuda), "
             f"or on a device with its own gradient reducer; device {backend.device!r} computes "
             f"with {getattr(backend.xp, '__name__', '?')} and offers none")
-    forced = os.environ.get(REDUCTION_ENV)
     if forced:
         allowed = (*([str(own.path)] if own is not None else []), *MPI_PATHS)
         if forced not in allowed:

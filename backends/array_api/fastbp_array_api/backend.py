@@ -110,7 +110,12 @@ class ArrayAPIBackend(Backend):
                 f"device(s), array-api:0 to array-api:{len(devices) - 1}"
             )
         self._dev = devices[index]
-        self._array_type = type(ns.zeros((1,), dtype=self._dt, device=self._dev))
+        try:
+            self._array_type = type(ns.zeros((1,), dtype=self._dt, device=self._dev))
+        except (TypeError, ValueError, RuntimeError) as exc:  # a device without this dtype
+            raise DeviceError(
+                f"device 'array-api:{index}' ({self._dev} of {ns.__name__}) cannot hold "
+                f"{self.dtype} ({exc}); choose another device or dtype") from exc
         if "cuda" in str(self._dev).lower() or "gpu" in str(self._dev).lower():
             self.kind = "gpu"
 
@@ -191,8 +196,12 @@ class ArrayAPIBackend(Backend):
         return out
 
     def _sigma(self, z: Array) -> Array:
-        """``σ(z) = (1 + tanh(z/2)) / 2``: no overflow for large ``|z|``."""
-        return 0.5 * self.ns.tanh(0.5 * z) + 0.5
+        """``σ(z) = 1 / (1 + e^{−z})``: ``r = 1 / (1 + e^{−|z|})`` for ``z ≥ 0``, ``e^{−|z|} r``
+        below. No overflow, and a few ulp everywhere, where ``(1 + tanh(z/2)) / 2`` loses every
+        digit of a small σ to the cancellation."""
+        e = self.ns.exp(-self.ns.abs(z))
+        r = 1.0 / (1.0 + e)
+        return self.ns.where(z >= 0, r, e * r)
 
     def sigmoid(self, z: Array, out: Array) -> Array:
         out[...] = self._sigma(z)

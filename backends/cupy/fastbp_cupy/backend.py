@@ -33,7 +33,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from fastbp.core.memory import translate_oom
+from fastbp.core.validate import env_flag
 from fastbp.devices import Array, Backend
+from fastbp.devices.registry import no_driver_reason
 from fastbp.errors import DeviceError
 
 from . import kernels as K
@@ -72,6 +74,9 @@ def device_count(cp: Any) -> int:
     try:
         count = int(cp.cuda.runtime.getDeviceCount())
     except Exception as exc:  # noqa: BLE001 - CUDARuntimeError, or a driver that will not load
+        plain = no_driver_reason(str(exc))  # "insufficient driver" where there is none at all
+        if plain is not None:
+            raise DeviceError(plain) from exc
         raise DeviceError(
             f"device 'cuda': CuPy {getattr(cp, '__version__', '?')} finds no "
             f"usable GPU{_visible()}. CUDA says: {exc}. Check the NVIDIA driver (nvidia-smi) and "
@@ -144,8 +149,9 @@ def cuda_version(v: int) -> str:
 
 
 def graphs_from_env() -> bool:
-    """``$FASTBP_CUDA_GRAPHS``: ``0``/``false``/``off``/``no`` turn graph capture off."""
-    return os.environ.get(GRAPHS_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+    """``$FASTBP_CUDA_GRAPHS``: ``0``/``false``/``off``/``no`` turn graph capture off; a value
+    that is no yes or no is a ``ConfigError`` naming the variable."""
+    return env_flag(GRAPHS_ENV, True)
 
 
 class CuPyBackend(Backend):

@@ -1,4 +1,5 @@
-"""The ``cpu-jit`` device against the per-sample oracle, finite differences and ``cpu``."""
+"""The ``cpu-jit`` device: the conformance suite (every path of its compiled epoch against the
+per-sample oracle), and what is its own: the compiled gradient, each BLAS, the threads."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from fastbp_numba import backend as jit_backend  # noqa: E402
 
 import fastbp  # noqa: E402
 from fastbp.core import reference  # noqa: E402
-from fastbp.devices import registry as devices
+from fastbp.devices import registry as devices  # noqa: E402
+from fastbp.testing import conformance, oracle, paths  # noqa: E402
 
-SHAPES = [[6, 4], [8, 5, 3], [12, 7, 6, 4], [10, 9, 7, 5, 3]]  # 2 to 5 layers
+conformance.install(globals(), device="cpu-jit")
+
+SHAPES = [[6, 4], [10, 9, 7, 5, 3]]  # 1 and 4 layers
 COSTS = [fastbp.QuadraticCost, fastbp.CrossEntropyCost]
 # SMALL_ROWS values that send every product to the compiled loops, or every one to BLAS
 PATHS = {"loops": 10**9, "blas": 0}
@@ -59,9 +63,11 @@ def test_device_is_registered_by_its_entry_point():
 
 
 @pytest.mark.parametrize("sizes", SHAPES)
-@pytest.mark.parametrize("m", [1, 7, 64])
+@pytest.mark.parametrize("m", [1, 7])
 @pytest.mark.parametrize("cost", COSTS)
 def test_compiled_backprop_matches_per_sample_loop(sizes, m, cost, path, rng):
+    """The kernels' gradient on both of their forms, also the compiled loops on batches > 1
+    (a form the epoch takes only at batch 1)."""
     net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=3, device="cpu-jit")
     X, Y = batch(rng, sizes, m)
     W, B = list(net.weights), list(net.biases)
@@ -86,8 +92,8 @@ def compiled_gradient(net, scale=1.0):
 
 
 @pytest.mark.parametrize("cost", COSTS)
-@pytest.mark.parametrize("sizes", [[5, 4, 3], [7, 6, 5, 4]])
-def test_compiled_gradient_passes_gradcheck(cost, sizes, path, rng):
+def test_compiled_gradient_passes_gradcheck(cost, path, rng):
+    sizes = [7, 6, 5, 4]
     net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=1, device="cpu-jit")
     X, Y = batch(rng, sizes, 9)
     assert fastbp.gradcheck(compiled_gradient(net), X, Y) < 1e-6
@@ -97,41 +103,6 @@ def test_gradcheck_catches_a_broken_compiled_gradient(rng):
     net = fastbp.Network([5, 4, 3], dtype="float64", seed=1, device="cpu-jit")
     X, Y = batch(rng, [5, 4, 3], 4)
     assert fastbp.gradcheck(compiled_gradient(net, scale=1.01), X, Y) > 1e-3
-
-
-@pytest.mark.parametrize("cost", COSTS)
-@pytest.mark.parametrize("batch_size", [1, 7, 50])
-def test_compiled_epoch_matches_reference_sgd(cost, batch_size, path, rng):
-    """One compiled epoch equals the book's per-sample SGD in the same order (float64)."""
-    sizes = [20, 8, 6, 5]
-    X, Y = batch(rng, sizes, 50)
-    net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=5, device="cpu-jit")
-    W, B = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-    hist = net.train(X, Y, epochs=1, batch_size=batch_size, eta=0.5, shuffle=False)
-    reference.sgd_epoch(W, B, X, Y, batch_size=batch_size, eta=0.5, cost=cost)
-    for got, want in zip(list(net.weights) + list(net.biases), W + B):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
-    assert np.isfinite(hist[0].cost)
-
-
-@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-4)])
-@pytest.mark.parametrize("cost", COSTS)
-def test_training_matches_the_cpu_device(dtype, tol, cost, rng):
-    """Shuffled epochs with L2 decay and a short last batch: cpu-jit follows cpu."""
-    sizes = [30, 12, 10]
-    X, Y = batch(rng, sizes, 203, dtype)
-    labels = rng.integers(0, 10, 40)
-    Xt = rng.random((30, 40)).astype(dtype)
-    nets = [fastbp.Network(sizes, cost=cost, dtype=dtype, seed=7, device=d)
-            for d in ("cpu", "cpu-jit")]
-    hists = [n.train(X, Y, epochs=3, batch_size=20, eta=0.3, lmbda=0.5, test=(Xt, labels))
-             for n in nets]
-    for a, b in zip(list(nets[0].weights) + list(nets[0].biases),
-                    list(nets[1].weights) + list(nets[1].biases)):
-        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
-    for ra, rb in zip(*hists):
-        assert rb.cost == pytest.approx(ra.cost, rel=tol * 10)
-        assert rb.correct == ra.correct
 
 
 def test_same_seed_same_history(rng):
@@ -202,54 +173,70 @@ def assert_threads_train_as_in_turn(device, X, Y, **train):
             np.testing.assert_array_equal(wa, wb)
 
 
-@pytest.mark.parametrize("library", ["mkl", "openblas", "scipy"])
-@pytest.mark.parametrize("cost", COSTS)
-def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkeypatch, rng):
-    """The kernels call MKL, NumPy's OpenBLAS (function pointers) or SciPy's BLAS alike."""
+@pytest.fixture(params=["mkl", "openblas", "scipy"])
+def library(request, monkeypatch):
+    """Each BLAS the kernels can call: MKL, NumPy's OpenBLAS (function pointers) or SciPy's."""
     from fastbp.devices.cpu import cblas
 
-    if library != "scipy" and cblas._load(library) is None:
-        pytest.skip(f"{library} is not installed here")
-    monkeypatch.setenv(cblas.ENV_VAR, library)
-    monkeypatch.setattr(jit_backend, "SMALL_ROWS", 0)  # every product through BLAS
+    if request.param != "scipy" and cblas._load(request.param) is None:
+        pytest.skip(f"{request.param} is not installed here")
+    monkeypatch.setenv(cblas.ENV_VAR, request.param)
+    return request.param
+
+
+def assert_epoch_is_the_oracles(rng, cost, batch_size, n, lmbda=2.0):
+    """One unshuffled float64 epoch with L2 on ``cpu-jit`` equals the per-sample oracle's."""
     sizes = [20, 8, 6, 5]
-    X, Y = batch(rng, sizes, 50)
+    X, Y = batch(rng, sizes, n)
     net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=5, device="cpu-jit")
-    W, B = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-    net.train(X, Y, epochs=1, batch_size=7, eta=0.5, shuffle=False)
-    reference.sgd_epoch(W, B, X, Y, batch_size=7, eta=0.5, cost=cost)
-    for got, want in zip(list(net.weights) + list(net.biases), W + B):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    start = oracle.parameters(net)
+    hist = net.train(X, Y, epochs=1, batch_size=batch_size, eta=0.5, lmbda=lmbda, shuffle=False)
+    want, total = oracle.reference_epoch(start, X, Y, batch_size, 0.5, cost, np.arange(n), lmbda)
+    oracle.assert_parameters_close(oracle.parameters(net), want, oracle.ATOL)
+    assert hist[0].cost == pytest.approx(total / n, rel=oracle.COST_RTOL)
 
 
-@pytest.mark.parametrize("library", ["mkl", "openblas", "scipy"])
 @pytest.mark.parametrize("cost", COSTS)
-@pytest.mark.parametrize("batch_size,n", [(1, 9), (7, 50), (8, 50), (20, 43), (50, 50)])
+def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkeypatch, rng):
+    monkeypatch.setattr(jit_backend, "SMALL_ROWS", 0)  # every product through BLAS
+    assert_epoch_is_the_oracles(rng, cost, 7, 50)
+
+
+@pytest.mark.parametrize("cost", COSTS)
+@pytest.mark.parametrize("batch_size,n", [(1, 9), (7, 50), (20, 43)])
 def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, two_threads,
                                                 monkeypatch, rng):
     """The epoch split over two threads (each half of every batch, then half of every layer's
-    units; the last batch of 43 = 2·20 + 3 leaves the second thread no rows) is the book's SGD,
-    on every BLAS the kernels can call."""
-    from fastbp.devices.cpu import cblas
-
-    if library != "scipy" and cblas._load(library) is None:
-        pytest.skip(f"{library} is not installed here")
-    monkeypatch.setenv(cblas.ENV_VAR, library)
-
+    units) is the book's SGD on every BLAS the kernels can call, for odd batches and a last
+    batch of 3 (43 = 2·20 + 3) that leaves the second thread no rows."""
     calls = []
     real = jit_backend.NumbaBackend._two_threads
     monkeypatch.setattr(jit_backend.NumbaBackend, "_two_threads",
                         lambda self, *a: calls.append(1) or real(self, *a))
-    sizes = [20, 8, 6, 5]
-    X, Y = batch(rng, sizes, n)
-    net = fastbp.Network(sizes, cost=cost, dtype="float64", seed=5, device="cpu-jit")
-    W, B = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-    hist = net.train(X, Y, epochs=1, batch_size=batch_size, eta=0.5, shuffle=False)
-    reference.sgd_epoch(W, B, X, Y, batch_size=batch_size, eta=0.5, cost=cost)
+    assert_epoch_is_the_oracles(rng, cost, batch_size, n)
     assert calls, "the two-thread epoch did not run"
-    for got, want in zip(list(net.weights) + list(net.biases), W + B):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
-    assert np.isfinite(hist[0].cost)
+
+
+@pytest.mark.parametrize("path,runs", [("one-row", "one call"), ("small", "one call"),
+                                       ("vectorised", "one call"),
+                                       ("gather-ahead", "rows gathered ahead"),
+                                       ("two-threads", "two threads")])
+def test_each_suite_path_runs_its_code(path, runs, monkeypatch, rng):
+    """The conformance suite's settings of each path send the epoch where the path says."""
+    from fastbp.devices.cpu import prefetch
+
+    seen = []
+    for name, target, attr in (("two threads", jit_backend.NumbaBackend, "_two_threads"),
+                               ("rows gathered ahead", prefetch, "chunks")):
+        real = getattr(target, attr)
+        monkeypatch.setattr(target, attr,
+                            lambda *a, _real=real, _name=name, **k: seen.append(_name)
+                            or _real(*a, **k))
+    with paths.forced(path) as p:
+        X, Y = batch(rng, list(p.sizes), p.n)
+        net = fastbp.Network(list(p.sizes), dtype="float64", device="cpu-jit")
+        net.train(X, Y, epochs=1, batch_size=p.batch_size, eta=0.5)
+    assert set(seen) == ({runs} - {"one call"}), seen
 
 
 def test_one_blas_thread_set_by_the_user_keeps_the_epoch_on_one_thread(monkeypatch, rng):

@@ -21,9 +21,10 @@ sets the threshold (``0``: the library's setting everywhere).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from ...core.validate import env_int
 
 ENV_VAR = "FASTBP_THREADED_WORK"
 THREADED_WORK = 50_000_000  # multiply-adds per step: about half a millisecond of one core
@@ -43,19 +44,14 @@ def step_work(sizes: Sequence[int], m: int) -> int:
 def threaded_work() -> int:
     """The threshold in force: ``$FASTBP_THREADED_WORK`` (read each time), else the default of
     the BLAS the epochs call (:mod:`fastbp.cblas`)."""
-    value = os.environ.get(ENV_VAR)
-    if value is None or not value.strip():
+    value = env_int(ENV_VAR, low=0, hint="multiply-adds per step, e.g. 50000000; 0 keeps the "
+                    "BLAS library's thread setting")
+    if value is None:
         from .cblas import find
 
         lib = find()
         return THREADED_WORK_MKL if lib is not None and lib.name == "mkl" else THREADED_WORK
-    try:
-        return max(0, int(float(value)))
-    except ValueError:
-        from ...errors import ConfigError
-
-        raise ConfigError(f"{ENV_VAR}={value!r} is not a number of multiply-adds "
-                          "(e.g. 50000000; 0 keeps the BLAS library's thread setting)") from None
+    return value
 
 
 def threaded(sizes: Sequence[int], m: int) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...core.memory import translate_oom
+from ...core.validate import env_flag
 from .blas_threads import threaded
 
 ENV_VAR = "FASTBP_PREFETCH"
@@ -51,11 +52,17 @@ def mode(sizes: Sequence[int], m: int, threads: bool | None = None, rows: int | 
     each batch is gathered when it is needed; also for an epoch of ``rows`` samples that fits
     in one chunk, where there is nothing to overlap). ``threads``: whether BLAS runs threaded in
     this epoch (default: :func:`fastbp.blas_threads.threaded`)."""
-    if os.environ.get(ENV_VAR, "").strip() == "0" or cores() < 2:
+    if not enabled() or cores() < 2:
         return None
     if rows is not None and rows <= chunk_rows(m):
         return None
     return "parallel" if (threaded(sizes, m) if threads is None else threads) else "overlap"
+
+
+def enabled() -> bool:
+    """``$FASTBP_PREFETCH``: ``0`` (or ``off``) turns gathering ahead off, ``1`` (the default)
+    leaves it on; any other value is a ``ConfigError``."""
+    return env_flag(ENV_VAR, True)
 
 
 def chunk_rows(m: int) -> int:

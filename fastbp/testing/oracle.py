@@ -1,0 +1,95 @@
+"""What the suite holds a device to: data, the per-sample reference epoch, the float64 σ and the
+distance in units in the last place.
+
+The reference is :mod:`fastbp.core.reference`, the book's per-sample loop in float64 NumPy.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core import reference
+from ..devices.cpu.blas_threads import one_thread
+
+ATOL = 1e-10  # float64: every parameter within this of the oracle's
+COST_RTOL = 1e-9  # the epoch's cost (sums of logarithms, each rounded where it is computed)
+
+
+def batch(sizes: Sequence[int], m: int, seed: int = 0, dtype: str = "float64"
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X`` ``(n_in, m)`` in [0, 1), integer ``labels`` and the one-hot ``Y`` ``(n_out, m)``."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((sizes[0], m)).astype(dtype)
+    labels = rng.integers(0, sizes[-1], m)
+    Y = np.zeros((sizes[-1], m), dtype=dtype)
+    Y[labels, np.arange(m)] = 1.0
+    return X, labels, Y
+
+
+def parameters(net: Any) -> list[np.ndarray]:
+    """Host float64 copies of ``W^2 … W^L, b^2 … b^L``."""
+    return [np.array(p, dtype=np.float64) for p in [*net.weights, *net.biases]]
+
+
+def next_order(net: Any, n: int) -> np.ndarray:
+    """The sample order ``net``'s next shuffled epoch draws (its generator is not advanced)."""
+    return copy.deepcopy(net.rng).permutation(n)
+
+
+_cache: dict[tuple, tuple[list[np.ndarray], float]] = {}  # reference epochs already run
+
+
+def reference_epoch(params: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch_size: int,
+                    eta: float, cost: Any, order: np.ndarray, lmbda: float = 0.0
+                    ) -> tuple[list[np.ndarray], float]:
+    """One epoch of the book's SGD from ``params`` (``W^2 … W^L, b^2 … b^L``) in the sample
+    ``order``, with the L2 step for ``lmbda`` > 0: the parameters after it and the summed cost
+    of its batches, each taken before its update. Results are kept for the same arguments."""
+    digest = hashlib.sha256()
+    for a in (*params, X, Y, order):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    key = (digest.hexdigest(), batch_size, eta, getattr(cost, "name", repr(cost)), lmbda)
+    if key not in _cache:
+        layers = len(params) // 2
+        weights = [p.copy() for p in params[:layers]]
+        biases = [p.copy() for p in params[layers:]]
+        n, total = X.shape[1], 0.0
+        with one_thread():  # products of one sample: threads would only wait for each other
+            for start in range(0, n, batch_size):
+                cols = order[start : start + batch_size]
+                total += cost.fn(reference.feedforward(weights, biases, X[:, cols]), Y[:, cols])
+                reference.sgd_epoch(weights, biases, X[:, cols], Y[:, cols],
+                                    batch_size=len(cols), eta=eta, cost=cost, lmbda=lmbda, n=n)
+        _cache[key] = (weights + biases, total)
+    got, total = _cache[key]
+    return [p.copy() for p in got], total
+
+
+def assert_parameters_close(got: Sequence[Any], want: Sequence[np.ndarray], atol: float,
+                            rtol: float = 0.0, what: str = "") -> None:
+    """Every array of ``got`` equals the one of ``want`` within ``atol + rtol·|want|``."""
+    assert len(got) == len(want), f"{what}: {len(got)} arrays, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        g = np.asarray(g, dtype=np.float64)
+        assert g.shape == w.shape, f"{what}: array {i} has shape {g.shape}, expected {w.shape}"
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol,
+                                   err_msg=f"{what}: parameter array {i} (W then b)")
+
+
+def sigmoid64(z: Any) -> np.ndarray:
+    """σ(z) in float64, accurate to an ulp everywhere: ``e^{min(z,0)} / (1 + e^{−|z|})``."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0, e) / (1.0 + e)
+
+
+def ulps(got: Any, want: Any) -> np.ndarray:
+    """How many float32 values lie between ``got`` and ``want`` rounded to float32 (per entry;
+    both non-negative)."""
+    g = np.ascontiguousarray(got, dtype=np.float32).view(np.int32).astype(np.int64)
+    w = np.ascontiguousarray(want, dtype=np.float64).astype(np.float32).view(np.int32)
+    return np.abs(g - w.astype(np.int64))

@@ -403,14 +403,29 @@ def atomic_load(typingctx, ary):
     return types.int64(ary), codegen
 
 
+# The C library's sched_yield, called by name (so the compiled code stays cacheable).
+sched_yield = types.ExternalFunction("sched_yield", types.int32())
+# Spins before a waiting thread yields its core: about a microsecond of polling, enough for a
+# partner that is running; a partner that is not (another process has its core) gets the core.
+BARRIER_SPINS = 2000
+
+
 @njit(**JIT)
 def barrier(sync, threads, count):
     """Wait until ``threads`` threads have each arrived ``count`` times (``sync[0]`` counts
-    every arrival, and never goes back)."""
+    every arrival, and never goes back). Spins :data:`BARRIER_SPINS` times, then yields the core
+    on every poll, so a busy machine never turns the wait into a spin against the partner.
+    Returns how many times this thread yielded (the planner reads a busy machine from it)."""
     atomic_add(sync, np.int64(1))
     target = threads * count
+    spins = 0
+    yields = 0
     while atomic_load(sync) < target:
-        pass
+        spins += 1
+        if spins > BARRIER_SPINS:
+            sched_yield()
+            yields += 1
+    return yields
 
 
 @njit(**JIT)

@@ -32,6 +32,7 @@ def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, delt
     saved = K.get_mxcsr()
     K.set_mxcsr(saved | np.uint32(K.FTZ_DAZ))
     n = order.shape[0]
+    kinds = np.zeros(len(weights), np.int64)  # every layer sigmoid
     total = 0.0
     for start in range(0, n, m):
         r = min(m, n - start)
@@ -44,10 +45,10 @@ def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, delt
                 a_prev = xbuf if l == 0 else acts[l - 1]
                 K.linear(weights[l], biases[l], a_prev, r, acts[l], scal, 1, blas)
             continue
-        K.forward(weights, biases, xbuf, r, acts, deltas, scal, 1, blas)
+        K.forward(weights, biases, xbuf, r, acts, deltas, kinds, scal, 1, blas)
         if stage == 2:
             continue
-        total += K.deltas_of(weights, ybuf, r, acts, deltas, K.QUADRATIC, scal, 1, blas)
+        total += K.deltas_of(weights, ybuf, r, acts, deltas, K.QUADRATIC, kinds, scal, 1, blas)
         if stage == 3:
             continue
         for l in range(len(weights)):

@@ -11,7 +11,13 @@ the epoch loop), :mod:`fastbp.devices` (backends and the registry), :mod:`fastbp
 
 from . import datasets, mnist_loader
 from .core import reference
-from .core.costs import CrossEntropyCost, QuadraticCost, sigmoid, sigmoid_prime
+from .core.costs import (
+    CrossEntropyCost,
+    LogLikelihoodCost,
+    QuadraticCost,
+    sigmoid,
+    sigmoid_prime,
+)
 from .core.records import EpochRecord, Evaluation, History
 from .devices import Backend, NumpyBackend, backend_names, register_backend, use_device
 from .errors import (
@@ -34,7 +40,8 @@ from .version import __version__
 
 __all__ = [
     "Backend", "ConfigError", "CrossEntropyCost", "DataError", "DeviceError", "EpochRecord",
-    "FastbpError", "History", "ModelFormatError", "Network", "NumpyBackend", "QuadraticCost",
+    "FastbpError", "History", "LogLikelihoodCost", "ModelFormatError", "Network", "NumpyBackend",
+    "QuadraticCost",
     "ShapeError", "TrainingDiverged", "backend_names", "datasets", "gradcheck", "mnist_loader",
     "reference", "register_backend", "sigmoid", "sigmoid_prime", "use_device",
     "EarlyStopping", "Evaluation", "MissingDependency", "Monitor", "Monitoring", "evaluate",

@@ -19,6 +19,15 @@ def mnist_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def cpu_device_unless_asked(monkeypatch):
+    """These tests exercise the built-in ``cpu`` device unless they name another: without a
+    device the default is ``auto`` (the compiled ``cpu-jit`` here), which has tests of its own
+    (``test_default_device.py``), and every device runs the conformance suite."""
+    if not os.environ.get("FASTBP_DEVICE"):
+        monkeypatch.setenv("FASTBP_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def mnist():
     d = mnist_dir()

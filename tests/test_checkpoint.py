@@ -69,7 +69,8 @@ def test_the_file_is_a_plain_documented_npz(rng, tmp_path):
     assert names == sorted(["metadata", *[f"weights_{i}" for i in range(3)],
                             *[f"biases_{i}" for i in range(3)]])
     assert np.array_equal(w1, net.weights[1]) and w1.shape == (7, 9)
-    assert meta["format"] == "fastbp-model" and meta["format_version"] == 1
+    assert meta["format"] == "fastbp-model" and meta["format_version"] == 2
+    assert meta["kinds"] == ["sigmoid"] * 3
     assert meta["fastbp_version"] == fastbp.__version__
     assert meta["sizes"] == SIZES and meta["cost"] == "quadratic" and meta["dtype"] == "float64"
     assert meta["init"] == "standard" and meta["epoch"] == 2 and len(meta["history"]) == 2
@@ -261,7 +262,9 @@ def test_killed_at_random_while_saving_repeatedly_leaves_a_loadable_model(tmp_pa
         # The last save that returned before the kill (save 1, or a later one when training
         # is fast), and whether the next one had started: the file holds the model of the
         # last save, or of the one in flight, whole; never a mix or a broken file.
-        last = max([1] + [int(e) for word, e in rest if word == "saved"])
+        # (a line cut by the kill may hold one word only)
+        last = max([1] + [int(line[1]) for line in rest
+                          if len(line) == 2 and line[0] == "saved" and line[1].isdigit()])
         started = last == 1 or ["saving", str(last + 1)] in rest
         allowed = (last + 1, last + 2) if started else (last + 1,)
         assert len(net.history) in allowed
@@ -323,11 +326,39 @@ def test_a_corrupted_byte_is_refused(rng, tmp_path):
 
 def test_a_newer_format_version_is_refused_with_upgrade_advice(rng, tmp_path):
     _, path = trained(rng, tmp_path)
-    bad = with_metadata(path, tmp_path / "new.npz", format_version=2, fastbp_version="9.0")
-    with pytest.raises(ModelFormatError, match="format version 2.*reads version 1.*upgrade"):
+    bad = with_metadata(path, tmp_path / "new.npz", format_version=3, fastbp_version="9.0")
+    with pytest.raises(ModelFormatError, match="format version 3.*reads version 2.*upgrade"):
         fastbp.load(bad)
     bad = with_metadata(path, tmp_path / "zero.npz", format_version=0)
     with pytest.raises(ModelFormatError, match="invalid format_version 0"):
+        fastbp.load(bad)
+
+
+def test_a_version_1_file_loads_as_sigmoid_layers(rng, tmp_path):
+    """Files written before layer kinds were recorded (version 1, no ``kinds``) still load:
+    every layer of theirs is sigmoid."""
+    net, path = trained(rng, tmp_path)
+    old = with_metadata(path, tmp_path / "v1.npz", format_version=1, kinds=None)
+    back = fastbp.load(old)
+    assert back.kinds == ("sigmoid",) * (len(net.sizes) - 1)
+    for a, b in zip(back.weights + back.biases, net.weights + net.biases):
+        assert np.array_equal(a, b)
+    bad = with_metadata(path, tmp_path / "v2.npz", kinds=None)
+    with pytest.raises(ModelFormatError, match="lacks kinds"):
+        fastbp.load(bad)
+
+
+def test_layer_kinds_round_trip(tmp_path):
+    """A relu network with a softmax output saves its kinds and loads as the same network."""
+    net = fastbp.Network([6, 5, 4, 3], activation=["relu", "tanh"], cost="log-likelihood",
+                         seed=2)
+    net.save(tmp_path / "k.npz")
+    back = fastbp.load(tmp_path / "k.npz")
+    assert back.kinds == ("relu", "tanh", "softmax") and back.cost is net.cost
+    X = np.random.default_rng(0).random((6, 5))
+    assert np.array_equal(back.feedforward(X), net.feedforward(X))
+    bad = with_metadata(tmp_path / "k.npz", tmp_path / "bad.npz", kinds=["relu", "tanh"])
+    with pytest.raises(ModelFormatError, match="kinds"):
         fastbp.load(bad)
 
 

@@ -117,8 +117,14 @@ def test_a_broken_plugin_is_a_device_error(monkeypatch, registry):
 
 
 # -- precedence ---------------------------------------------------------------------------
+def auto_choice() -> str:
+    """What the default, ``auto``, picks here (``cpu-jit`` without a GPU)."""
+    return devices.resolve("auto").device
+
+
 def test_precedence_argument_use_device_environment_default(monkeypatch, registry):
-    assert fastbp.Network([2, 2]).device == "cpu"
+    assert devices.requested_device() == "auto"
+    assert fastbp.Network([2, 2]).device == auto_choice()
     monkeypatch.setenv("FASTBP_DEVICE", "dev-c")
     assert fastbp.Network([2, 2]).device == "dev-c"
     with fastbp.use_device("dev-b"):
@@ -137,7 +143,7 @@ def test_environment_is_read_when_a_device_is_needed(monkeypatch, registry):
     monkeypatch.setenv("FASTBP_DEVICE", "dev-b")
     assert fastbp.Network([2, 2]).device == "dev-b"
     monkeypatch.setenv("FASTBP_DEVICE", "")
-    assert fastbp.Network([2, 2]).device == "cpu"
+    assert fastbp.Network([2, 2]).device == auto_choice()
 
 
 def test_a_bad_environment_value_is_named(monkeypatch, registry):
@@ -151,14 +157,14 @@ def test_use_device_is_restored_after_an_exception(registry):
         with fastbp.use_device("dev-a"):
             assert devices.requested_device() == "dev-a"
             1 / 0  # noqa: B018
-    assert devices.requested_device() == "cpu"
+    assert devices.requested_device() == "auto"
 
 
 def test_use_device_refuses_a_malformed_string_at_once(registry):
     with pytest.raises(fastbp.DeviceError, match="malformed"):
         with fastbp.use_device("cuda:x"):
             pass  # pragma: no cover
-    assert devices.requested_device() == "cpu"
+    assert devices.requested_device() == "auto"
 
 
 def test_use_device_is_isolated_across_threads(registry):
@@ -181,8 +187,8 @@ def test_use_device_is_isolated_across_threads(registry):
         t.start()
     for t in threads:
         t.join(timeout=30)
-    assert seen == {"with": "dev-a", "without": "cpu"}
-    assert devices.requested_device() == "cpu"
+    assert seen == {"with": "dev-a", "without": auto_choice()}
+    assert devices.requested_device() == "auto"
 
 
 def test_auto_falls_back_to_the_cpu_and_says_so(no_plugins, caplog):
@@ -218,7 +224,7 @@ def test_a_backend_instance_is_a_device(registry):
 
 # -- moving between devices -----------------------------------------------------------------
 def test_to_another_device_keeps_parameters_and_reads_numpy(registry):
-    net = fastbp.Network([4, 3, 2], seed=5)
+    net = fastbp.Network([4, 3, 2], seed=5, device="cpu")
     other = net.to("dev-a")
     assert other.device == "dev-a" and net.device == "cpu"
     for a, b in zip(list(net.weights) + list(net.biases), list(other.weights) + list(other.biases)):
@@ -243,7 +249,7 @@ def test_array_device_reads_the_protocols():
 @pytest.mark.parametrize("call", ["feedforward", "backprop_y", "train", "train_test", "labels",
                                   "weights"])
 def test_an_array_on_another_device_is_refused_with_the_fix(call, registry):
-    net = fastbp.Network([3, 2], seed=1)
+    net = fastbp.Network([3, 2], seed=1, device="cpu")
     X, Y = np.ones((3, 4)), np.eye(2)[:, [0, 1, 0, 1]]
     gpu = ForeignArray()
     with pytest.raises(fastbp.DeviceError) as err:
@@ -293,10 +299,11 @@ def test_fastbp_devices_lists_backends_and_why_one_cannot_run(monkeypatch, regis
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].startswith("fastbp ") and "device in force: cpu" in lines[0]
-    assert lines[1] == "cpu [built in]"
-    assert lines[2].startswith("  cpu  cpu  ") and f"numpy {np.__version__}" in lines[2]
-    assert "blas " in lines[2]
+    assert lines[0].startswith("fastbp ") and "device in force: auto, which chooses " in lines[0]
+    assert lines[1].startswith("plans: ") and "FASTBP_PLAN=" in lines[1]  # mode and cache
+    assert lines[2] == "cpu [built in]"
+    assert lines[3].startswith("  cpu  cpu  ") and f"numpy {np.__version__}" in lines[3]
+    assert "blas " in lines[3]
     assert "dev-a [registered in code]" in out
     assert "no-hw [registered in code]\n  cannot run here: no accelerator found" in out
     assert "crashes [registered in code]\n  cannot run here: the backend failed: ValueError" in out

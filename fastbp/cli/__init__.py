@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "evaluate": "score saved models on the MNIST test set: accuracy, confusion matrix, mistakes",
     "baselines": "random guess, average darkness and a network on the MNIST test set, one table",
     "bench": "time training throughput per device, batch size and network size; compare runs",
+    "tune": "measure how each device runs the common configurations here, and cache the plans",
 }
 
 

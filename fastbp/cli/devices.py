@@ -46,14 +46,23 @@ def format_device(info: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .. import __version__
-    from ..devices.registry import probe_all, requested_device
+    from ..devices.registry import probe_all, requested_device, resolve
+    from ..errors import FastbpError
 
     reports = probe_all()
     if args.json:
         print(json.dumps([r.__dict__ for r in reports], indent=2, default=str))
         return 0
-    print(f"fastbp {__version__}; device in force: {requested_device()} "
-          "(argument > use_device > $FASTBP_DEVICE > cpu)")
+    spec = requested_device()
+    chosen = ""
+    if spec == "auto":
+        try:
+            chosen = f", which chooses {resolve('auto').device}"
+        except FastbpError as exc:  # every device failing is reported below, device by device
+            chosen = f", which cannot choose: {exc}"
+    print(f"fastbp {__version__}; device in force: {spec}{chosen} "
+          "(argument > use_device > $FASTBP_DEVICE > auto)")
+    print(plans_line())
     for r in reports:
         print(f"{r.name} [{r.source}]")
         for info in r.devices:
@@ -75,3 +84,23 @@ def distributed_path(device: str) -> str:
     from ..parallel.reduce import reduction_path
 
     return reduction_path(device)
+
+
+def plans_line() -> str:
+    """Where the planner's choices come from: ``$FASTBP_PLAN`` and the cache's content."""
+    import json
+
+    from ..devices import planner
+
+    how, path = planner.mode(), planner.cache_path()
+    if how == "off":
+        return "plans: off (FASTBP_PLAN=off): every device runs its fixed defaults"
+    try:
+        plans = json.loads(path.read_text(encoding="utf-8")).get("plans", {})
+        cached = ", ".join(f"{k}: {v.get('choice')}" for k, v in sorted(plans.items())[:6])
+        more = f", and {len(plans) - 6} more" if len(plans) > 6 else ""
+        held = f"{len(plans)} cached in {path} ({cached}{more})" if plans else f"none in {path}"
+    except (OSError, ValueError, AttributeError):
+        held = f"none readable in {path}"
+    return (f"plans: FASTBP_PLAN={how}; measured on first use, {held}; "
+            "`fastbp tune` plans the common configurations ahead")

@@ -12,8 +12,9 @@ MPI_REDUCTIONS = ("nccl", "cuda-aware-mpi", "host")
 def check_environment() -> None:
     """Read every fastbp environment variable that is set; ``FastbpError`` on the first bad one:
     ``FASTBP_DEVICE``, ``FASTBP_BLAS``, ``FASTBP_THREADED_WORK``, ``FASTBP_PREFETCH``,
-    ``FASTBP_MPI_REDUCTION``, ``FASTBP_CUDA_GRAPHS``."""
+    ``FASTBP_MPI_REDUCTION``, ``FASTBP_CUDA_GRAPHS``, ``FASTBP_PLAN``."""
     from ..core.validate import env_choice, env_flag
+    from ..devices import planner
     from ..devices.cpu import blas_threads, cblas, prefetch
     from ..devices.registry import check_env_device
 
@@ -24,3 +25,4 @@ def check_environment() -> None:
     prefetch.enabled()
     env_choice("FASTBP_MPI_REDUCTION", MPI_REDUCTIONS)
     env_flag("FASTBP_CUDA_GRAPHS", True)
+    planner.mode()

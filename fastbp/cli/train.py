@@ -4,6 +4,10 @@ checkpoint, resume, stop early, monitor and plot (see :mod:`fastbp.commands._kee
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
 
 from .keep import Session, add_keep_args
 from .options import add_training_args
@@ -24,11 +28,18 @@ def run(args: argparse.Namespace) -> int:
     if args.distributed and not getattr(args, "in_mpi", False):
         from ..parallel.train import run_command
         return run_command(run, args)  # this rank's device; stdout and saves on rank 0 only
+
+    # The network first (new, or --resume's): a bad --device, --sizes or --init, or a bad
+    # model file, fails before MNIST is read. What the library logs quietly (the device 'auto'
+    # chose, the plan a device runs) is shown here.
+    with shown_log(lambda line: None if args.quiet else print(line, flush=True)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..core.validate import check_count
     from ..data.mnist import load_mnist
 
-    # The network first (new, or --resume's): a bad --device, --sizes or --init, or a bad
-    # model file, fails before MNIST is read.
     session = Session(args)
     net = session.net
     data = load_mnist(args.data)
@@ -47,3 +58,27 @@ def run(args: argparse.Namespace) -> int:
         test=(data.test.X, data.test.labels), **session.train_options(data, X, labels))
     session.finish(data)  # final save, pictures, best test accuracy
     return 0
+
+
+@contextlib.contextmanager
+def shown_log(say: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, the ``fastbp`` logger's info lines (which device ``auto`` chose, the
+    plan a device runs) go to ``say``; warnings go to stderr, as without the block."""
+
+    class Say(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno < logging.WARNING:
+                say(record.getMessage())
+            else:
+                print(record.getMessage(), file=sys.stderr, flush=True)
+
+    log = logging.getLogger("fastbp")
+    handler, level = Say(logging.INFO), log.level
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)

@@ -2,7 +2,8 @@
 
 Each cost keeps the book's static API, ``fn(a, y)`` and ``delta(z, a, y)`` on NumPy arrays, and
 adds ``output_error``, the form the matrix path uses: it writes ``δ^L`` into a buffer from the
-activation alone (``σ'(z^L) = a^L ⊙ (1 − a^L)``) and returns the batch's summed cost.
+activation alone (``σ'(z^L) = a^L ⊙ (1 − a^L)``) and returns the batch's summed cost. ``output``
+names the output layer the cost goes with (sigmoid, or softmax for the log-likelihood).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class QuadraticCost:
     """``C = ½ Σ_x ‖y(x) − a^L(x)‖²`` summed over the columns; ``δ^L = (a − y) ⊙ σ'(z^L)``."""
 
     name = "quadratic"
+    output = "sigmoid"
 
     @staticmethod
     def fn(a: Any, y: Any) -> float:
@@ -54,6 +56,7 @@ class CrossEntropyCost:
     """``C = −Σ_x Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)]``; ``δ^L = a − y`` (σ' cancels)."""
 
     name = "cross-entropy"
+    output = "sigmoid"
 
     @staticmethod
     def fn(a: Any, y: Any) -> float:
@@ -79,19 +82,50 @@ class CrossEntropyCost:
         return -backend.sum_log1m_abs(out, scratch)
 
 
+class LogLikelihoodCost:
+    """``C = −Σ_x ln a^L_{y(x)}`` with a softmax output layer; ``δ^L = a^L − y``."""
+
+    name = "log-likelihood"
+    output = "softmax"
+
+    @staticmethod
+    def fn(a: Any, y: Any) -> float:
+        """``−Σ_x ln a_y`` over the columns (one-hot ``y``), ``ln`` clipped at ``ln(tiny)``."""
+        a, y = np.asarray(a, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return float(-np.sum(y * np.log(np.clip(a, TINY["float64"], 1.0))))
+
+    @staticmethod
+    def delta(z: Any, a: Any, y: Any) -> Any:
+        """BP1 for softmax with this cost: ``δ^L = a − y``."""
+        return a - y
+
+    @staticmethod
+    def output_error(backend: Ops, a: Array, y: Array, out: Array, scratch: Array) -> Array:
+        """BP1 into ``out``: ``δ^L = a − y``; returns ``−Σ y ln max(a, tiny)``."""
+        backend.subtract(a, y, out=out)
+        return -backend.sum_log_picked(a, y, scratch)
+
+
 TINY = {name: float(np.finfo(name).tiny) for name in ("float16", "float32", "float64")}
 
-COSTS = {c.name: c for c in (QuadraticCost, CrossEntropyCost)}
+COSTS = {c.name: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+ALIASES = {"crossentropy": "cross-entropy", "loglikelihood": "log-likelihood",
+           "log-likelihood-cost": "log-likelihood", "nll": "log-likelihood"}
+
+
+def output_of(cost: Any) -> str:
+    """The output layer a cost goes with: ``softmax`` for the log-likelihood, else sigmoid."""
+    return getattr(cost, "output", "sigmoid")
 
 
 def get_cost(cost: Any) -> Any:
-    """A cost class from itself or its name (``quadratic``, ``cross-entropy``)."""
+    """A cost class from itself or its name (``quadratic``, ``cross-entropy``,
+    ``log-likelihood``)."""
     from ..errors import ConfigError
 
     if isinstance(cost, str):
         key = cost.lower().replace("_", "-")
-        if key == "crossentropy":
-            key = "cross-entropy"
+        key = ALIASES.get(key, key)
         if key not in COSTS:
             raise ConfigError(f"unknown cost {cost!r}; use one of {sorted(COSTS)}")
         return COSTS[key]

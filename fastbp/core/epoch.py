@@ -35,9 +35,9 @@ def sgd_epoch(backend: Ops, plan: EpochPlan, first: int = 0, total: Any = 0.0) -
         ws = plan.workspace(backend, m)
         x = backend.take_rows(plan.xs, idx, out=ws.xbuf).T
         y = backend.take_rows(plan.ys, idx, out=ws.ybuf).T
-        feedforward(backend, weights, biases, x, ws.activations)
+        feedforward(backend, weights, biases, x, ws.activations, plan.kinds)
         total = total + backpropagate(
-            backend, cost, weights, x, y, ws.activations, ws.deltas, ws.scratch
+            backend, cost, weights, x, y, ws.activations, ws.deltas, ws.scratch, plan.kinds
         )
         alpha = plan.eta / m
         inputs = [x, *ws.activations[:-1]]

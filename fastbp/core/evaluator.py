@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .equations import feedforward
 from .ops import Array, Ops
 
@@ -10,8 +12,8 @@ class Evaluator:
     """Counts correct predictions on a fixed set, in chunks that reuse their buffers."""
 
     def __init__(self, backend: Ops, sizes: list[int], xs: Array, labels: Array,
-                 chunk: int = 10_000) -> None:
-        self.backend, self.xs, self.labels = backend, xs, labels
+                 chunk: int = 10_000, kinds: Sequence[str] | None = None) -> None:
+        self.backend, self.xs, self.labels, self.kinds = backend, xs, labels, kinds
         self.n = int(xs.shape[0])
         self.chunk = max(1, min(chunk, self.n))
         self.activations = [backend.empty((k, self.chunk)) for k in sizes[1:]]
@@ -20,7 +22,7 @@ class Evaluator:
         """``a^L`` for samples ``start:stop`` (one sample per column)."""
         x = self.xs[start:stop, :].T
         acts = [a[:, : stop - start] for a in self.activations]
-        return feedforward(self.backend, weights, biases, x, acts)
+        return feedforward(self.backend, weights, biases, x, acts, self.kinds)
 
     def correct(self, weights: list[Array], biases: list[Array], first: int = 0,
                 last: int | None = None) -> int:

@@ -35,7 +35,8 @@ class EpochPlan:
     """What one epoch of SGD works on; ``sgd_epoch`` (or a backend's own) carries it out.
 
     ``xs``/``ys`` are the sample-major training set on the device, ``order`` the epoch's sample
-    order (device indices), ``decay`` the L2 factor ``1 − ηλ/n`` (1 without regularisation).
+    order (device indices), ``decay`` the L2 factor ``1 − ηλ/n`` (1 without regularisation),
+    ``kinds`` each layer's neuron (:mod:`fastbp.core.neurons`; ``None``: all sigmoid).
     """
 
     sizes: list[int]
@@ -49,6 +50,7 @@ class EpochPlan:
     eta: float
     decay: float = 1.0
     workspaces: dict[int, Workspace] = field(default_factory=dict)
+    kinds: tuple[str, ...] | None = None
 
     def workspace(self, backend: Ops, m: int) -> Workspace:
         ws = self.workspaces.get(m)

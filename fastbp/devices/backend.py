@@ -154,6 +154,52 @@ class Backend:
         self.xp.multiply(x, scratch, out=x)
         return x
 
+    def bias_activation(self, z: Array, b: Array, kind: str) -> Array:
+        """In place: ``z ← f(z + b)`` for a layer of ``kind`` (sigmoid, tanh, relu, softmax);
+        turns ``W a^{l-1}`` into ``a^l``."""
+        if kind == "sigmoid":
+            return self.bias_sigmoid(z, b)
+        xp = self.xp
+        xp.add(z, b, out=z)
+        if kind == "tanh":
+            return xp.tanh(z, out=z)
+        if kind == "relu":
+            return xp.maximum(z, 0.0, out=z)
+        return self.softmax_columns(z)
+
+    def softmax_columns(self, z: Array) -> Array:
+        """In place: ``z_j ← e^{z_j − max z} / Σ_k e^{z_k − max z}`` down each column (shifted
+        by the column's largest entry, so no exponent overflows)."""
+        xp = self.xp
+        xp.subtract(z, xp.max(z, axis=0, keepdims=True), out=z)
+        xp.exp(z, out=z)
+        xp.divide(z, xp.sum(z, axis=0, keepdims=True), out=z)
+        return z
+
+    def mul_activation_prime(self, x: Array, a: Array, kind: str, scratch: Array) -> Array:
+        """In place: ``x ← x ⊙ f'(z)`` with ``f'`` written from ``a = f(z)``: sigmoid
+        ``a(1 − a)``, tanh ``1 − a²``, relu ``[a > 0]`` (the hadamard of BP2)."""
+        if kind == "sigmoid":
+            return self.mul_sigmoid_prime(x, a, scratch)
+        xp = self.xp
+        if kind == "tanh":
+            xp.multiply(a, a, out=scratch)
+            xp.subtract(1.0, scratch, out=scratch)
+        elif kind == "relu":
+            xp.greater(a, 0.0, out=scratch)
+        else:
+            raise ValueError(f"BP2 has no derivative for a {kind} layer (an output layer)")
+        xp.multiply(x, scratch, out=x)
+        return x
+
+    def sum_log_picked(self, a: Array, y: Array, scratch: Array) -> Scalar:
+        """``Σ y ln max(a, tiny)`` over every entry (the log-likelihood of BP1 for one-hot
+        ``y``: ``ln a_y`` per column), ``tiny`` the dtype's smallest normal number."""
+        xp = self.xp
+        xp.maximum(a, float(np.finfo(self.dtype).tiny), out=scratch)
+        xp.log(scratch, out=scratch)
+        return xp.vdot(y, scratch)
+
     def subtract(self, a: Array, b: Array, out: Array) -> Array:
         """``out = a − b``."""
         return self.xp.subtract(a, b, out=out)

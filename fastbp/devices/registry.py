@@ -28,13 +28,14 @@ log = logging.getLogger("fastbp")
 
 ENTRY_POINT_GROUP = "fastbp.backends"
 ENV_VAR = "FASTBP_DEVICE"
-DEFAULT_DEVICE = "cpu"
+# Without a device argument, use_device or $FASTBP_DEVICE: the fastest device that works here.
+DEFAULT_DEVICE = "auto"
 
 # Devices that ship in this repository's backends/ folder: what to install when one is missing.
 SHIPPED_PLUGINS = {
     "cuda": 'pip install "./backends/cupy[cuda12]"  (or [cuda13]; from a fastbp checkout)',
     "array-api": 'pip install "./backends/array_api"  (from a fastbp checkout)',
-    "cpu-jit": 'pip install "./backends/numba"  (from a fastbp checkout)',
+    "cpu-jit": "pip install numba  (a dependency of fastbp; cpu-jit ships with it)",
 }
 
 _GRAMMAR = re.compile(r"^(?P<name>[a-z][a-z0-9_\-]*)(?::(?P<index>\d+))?$")
@@ -96,7 +97,7 @@ def parse_device(spec: str) -> tuple[str, int]:
 
 
 def requested_device(device: str | None = None) -> str:
-    """The device string in force: argument > ``use_device`` > ``$FASTBP_DEVICE`` > ``cpu``."""
+    """The device string in force: argument > ``use_device`` > ``$FASTBP_DEVICE`` > ``auto``."""
     for spec in (device, _current.get(), os.environ.get(ENV_VAR) or None):
         if spec is not None:
             return spec
@@ -108,6 +109,8 @@ def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Back
     if isinstance(device, Backend):
         return device if device.dtype == dtype else type(device)(dtype=dtype, index=device.index)
     spec = requested_device(device)
+    if device is None and _current.get() is None and not os.environ.get(ENV_VAR):
+        return _auto(dtype, quiet=True)  # the default: said in the log, quietly
     if device is None and _current.get() is None and spec == os.environ.get(ENV_VAR):
         try:  # from the environment: say so, the user may not know it is set
             return _resolve(spec, dtype)
@@ -156,21 +159,23 @@ def _resolve(spec: str, dtype: str) -> Backend:
         raise DeviceError(clearer) from exc
 
 
-def _auto(dtype: str) -> Backend:
-    """The first GPU that works, else the compiled CPU device ``cpu-jit`` when its plugin is
-    installed, else ``cpu``; says which, and why not a GPU, in one log line."""
+def _auto(dtype: str, quiet: bool = False) -> Backend:
+    """The first GPU that works, else the compiled CPU device ``cpu-jit`` (else ``cpu``, where
+    Numba cannot run or the dtype is float16); says which, and why not a GPU, in one log line
+    (a warning for an explicit ``auto``, at info level for the default)."""
+    say = log.info if quiet else log.warning
     try:
         backend = backend_class("cuda")(dtype=dtype, index=0)
     except DeviceError as exc:
         no_gpu = no_driver_reason(str(exc)) or exc
     else:
-        log.warning("fastbp: device 'auto' chose %s", backend.device)
+        say("fastbp: device 'auto' chose %s", backend.device)
         return backend
     try:
         backend = backend_class("cpu-jit")(dtype=dtype, index=0)
     except Exception:  # noqa: BLE001 - not installed or broken: the built-in CPU device
         backend = NumpyBackend(dtype=dtype)
-    log.warning("fastbp: device 'auto' chose %s (no usable GPU: %s)", backend.device, no_gpu)
+    say("fastbp: device 'auto' chose %s (no usable GPU: %s)", backend.device, no_gpu)
     return backend
 
 
@@ -233,7 +238,7 @@ def probe_all() -> list[BackendReport]:
     eps = _entry_points()
     names = backend_names()
     reports = []
-    names = sorted(names, key=lambda n: (n != DEFAULT_DEVICE, n))
+    names = sorted(names, key=lambda n: (n != "cpu", n))  # the built-in device first
     for name in names + sorted(set(SHIPPED_PLUGINS) - set(names)):
         report = BackendReport(name, _source(name, eps))
         try:

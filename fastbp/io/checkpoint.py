@@ -1,21 +1,23 @@
 """Keep a trained network: a documented, versioned, pickle-free file, written atomically.
 
-The format (``fastbp-model``, version 1) is an ordinary NumPy ``.npz`` archive (a zip of
+The format (``fastbp-model``, version 2) is an ordinary NumPy ``.npz`` archive (a zip of
 ``.npy`` files) that loads with ``numpy.load(path, allow_pickle=False)``:
 
 * ``weights_{i}`` — ``W^{i+2}``, shape ``(sizes[i+1], sizes[i])``, for ``i = 0 .. L-2``;
 * ``biases_{i}`` — ``b^{i+2}``, shape ``(sizes[i+1], 1)``;
 * ``metadata`` — a 1-D ``uint8`` array holding UTF-8 JSON::
 
-      {"format": "fastbp-model", "format_version": 1, "fastbp_version": "0.1.0",
+      {"format": "fastbp-model", "format_version": 2, "fastbp_version": "0.1.0",
        "sizes": [784, 30, 10], "cost": "quadratic", "dtype": "float32", "init": "standard",
+       "kinds": ["sigmoid", "sigmoid"],   # each layer's neuron after the input (version 2)
        "epoch": 5,                       # epochs trained so far (the next one is numbered 5)
        "history": [{"epoch": 0, "cost": ..., "accuracy": ..., "correct": ...,
                     "seconds": ..., "samples_per_s": ...}, ...],
        "rng": {"bit_generator": "PCG64", "state": {...}, ...},   # numpy bit_generator.state
        "extra": {...}}                   # free JSON, e.g. the command line's training options
 
-Every array has the network's dtype (``float32`` or ``float64``) and is stored exactly, so a
+Version 1 files (no ``kinds``) still load: every layer of theirs is sigmoid. Every array has the
+network's dtype (``float32`` or ``float64``) and is stored exactly, so a
 network loaded from a file trains on bit for bit as the one that was saved.
 
 Saving writes a temporary file in the target's directory, flushes and fsyncs it, renames it over
@@ -46,7 +48,7 @@ from .archive import ZIP_ERRORS, check_npz
 from .targets import atomic_write, fsync_directory  # noqa: F401 - the save's own steps
 
 FORMAT = "fastbp-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _TOP_KEYS = ("format", "format_version", "fastbp_version", "sizes", "cost", "dtype", "init",
              "epoch", "history", "rng", "extra")
@@ -67,6 +69,7 @@ class ModelState:
     rng: np.random.Generator
     history: History
     extra: dict[str, Any] = field(default_factory=dict)
+    kinds: list[str] | None = None  # each layer's neuron; None: all sigmoid (version 1 files)
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -75,7 +78,8 @@ def metadata_of(state: ModelState) -> dict[str, Any]:
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fastbp_version": __version__,
         "sizes": list(state.sizes), "cost": state.cost, "dtype": state.dtype,
-        "init": state.init, "epoch": len(state.history), "history": state.history.as_dicts(),
+        "init": state.init, "kinds": list(state.kinds or ["sigmoid"] * (len(state.sizes) - 1)),
+        "epoch": len(state.history), "history": state.history.as_dicts(),
         "rng": _to_json(state.rng.bit_generator.state), "extra": state.extra or {},
     }
 
@@ -119,7 +123,8 @@ def read_state(path: str | os.PathLike) -> tuple[ModelState, dict[str, Any]]:
         sizes=list(meta["sizes"]), cost=meta["cost"], dtype=meta["dtype"], init=meta["init"],
         weights=[arrays[f"weights_{i}"] for i in range(L)],
         biases=[arrays[f"biases_{i}"] for i in range(L)],
-        rng=_generator(path, meta["rng"]), history=history, extra=dict(meta["extra"]))
+        rng=_generator(path, meta["rng"]), history=history, extra=dict(meta["extra"]),
+        kinds=meta.get("kinds"))
     return state, meta
 
 
@@ -149,6 +154,11 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                                "arrays)")
     meta = _metadata(path, arrays.pop("metadata", None))
     _check_arrays(path, meta, arrays)
+    kinds = meta.get("kinds", ["sigmoid"] * (len(meta["sizes"]) - 1))
+    if (not isinstance(kinds, list) or len(kinds) != len(meta["sizes"]) - 1
+            or not all(isinstance(k, str) for k in kinds)):
+        raise ModelFormatError(f"{path}: kinds must list one neuron name per layer after the "
+                               f"input, got {kinds!r}")
     return meta, arrays
 
 
@@ -195,6 +205,8 @@ def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
     if (not isinstance(sizes, list) or len(sizes) < 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
         raise ModelFormatError(f"{path}: sizes must be a list of positive integers, got {sizes!r}")
+    if version >= 2 and "kinds" not in meta:
+        raise ModelFormatError(f"{path}: metadata lacks kinds")
     if meta["dtype"] not in ("float16", "float32", "float64"):
         raise ModelFormatError(f"{path}: unsupported dtype {meta['dtype']!r}")
     epoch = meta["epoch"]

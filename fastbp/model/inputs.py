@@ -43,7 +43,7 @@ def targets_major(backend: Ops, Y: Any, n: int, n_out: int) -> Array:
 
 def make_plan(backend: Ops, sizes: list[int], weights: list[Array], biases: list[Array],
               cost: Any, X: Any, Y: Any, batch_size: int, eta: float, lmbda: float,
-              workspaces: dict[Any, Any]) -> EpochPlan:
+              workspaces: dict[Any, Any], kinds: tuple[str, ...] | None = None) -> EpochPlan:
     """Validate ``X``/``Y`` and move them to the device, sample-major, as an epoch plan
     (``order`` is set per epoch)."""
     X = check_batch(backend.check_device(X, "X"), sizes[0], "X")
@@ -55,11 +55,11 @@ def make_plan(backend: Ops, sizes: list[int], weights: list[Array], biases: list
         xs = samples_major(backend, X)
         ys = targets_major(backend, Y, n, sizes[-1])
     return EpochPlan(sizes, weights, biases, cost, xs, ys, order=None, batch_size=batch_size,
-                     eta=eta, decay=1.0 - eta * lmbda / n, workspaces=workspaces)
+                     eta=eta, decay=1.0 - eta * lmbda / n, workspaces=workspaces, kinds=kinds)
 
 
-def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int
-                   ) -> Evaluator | None:
+def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int,
+                   kinds: tuple[str, ...] | None = None) -> Evaluator | None:
     """An evaluator on the device for ``test = (X_test, labels)``, or ``None`` without one."""
     if test is None:
         return None
@@ -73,7 +73,7 @@ def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int
                        asked=n_test * sizes[0] * np.dtype(backend.dtype).itemsize,
                        advice=MOVE_LESS):
         return Evaluator(backend, sizes, samples_major(backend, xt, "test X"),
-                         backend.index_array(labels))
+                         backend.index_array(labels), kinds=kinds)
 
 
 def outputs_in_chunks(net: Network, X: Any, chunk: int = 10_000) -> Iterator[Array]:
@@ -82,7 +82,7 @@ def outputs_in_chunks(net: Network, X: Any, chunk: int = 10_000) -> Iterator[Arr
     be = net.backend
     n = int(np.shape(X)[1])
     ev = Evaluator(be, net.sizes, samples_major(be, X), be.index_array(np.zeros(n, np.int64)),
-                   chunk=chunk)
+                   chunk=chunk, kinds=net.kinds)
     for start in range(0, n, ev.chunk):
         yield ev.outputs(net._weights, net._biases, start, min(start + ev.chunk, n))
 

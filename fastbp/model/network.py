@@ -14,10 +14,11 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .. import devices
-from ..core.costs import QuadraticCost, get_cost
+from ..core.costs import QuadraticCost, get_cost, output_of
 from ..core.equations import backpropagate, bp3, bp4, feedforward
 from ..core.evaluator import Evaluator
 from ..core.memory import translate_oom
+from ..core.neurons import GAIN, layer_kinds
 from ..core.ops import Array
 from ..core.plan import EpochPlan, Workspace
 from ..core.records import EpochRecord, History
@@ -49,10 +50,14 @@ class Network(BookAPI):
 
     ``weights[l]`` is ``W^{l+2}`` with shape ``(sizes[l+1], sizes[l])``, ``biases[l]`` is
     ``b^{l+2}`` with shape ``(sizes[l+1], 1)`` (layer 1 is the input, as in the book).
-    ``init="standard"`` draws both from N(0, 1); ``init="scaled"`` divides the weights by
-    ``sqrt(n_in)`` (the book's chapter 3). Without ``init``, the cross-entropy cost gets the
-    scaled weights and the quadratic cost the standard ones, as in the book's ``network2.py``
-    and ``network.py``.
+    ``activation`` is the hidden layers' neuron, ``sigmoid`` (the book's), ``tanh`` or ``relu``,
+    one name or one per hidden layer; the output layer follows the cost: softmax for the
+    log-likelihood cost, sigmoid otherwise (``net.kinds`` lists every layer's).
+    ``init="standard"`` draws both from N(0, 1); ``init="scaled"`` draws ``W`` from
+    N(0, g²/n_in), ``g = 1`` (the book's chapter 3) or ``√2`` for relu layers (He et al.).
+    Without ``init``, the cross-entropy and log-likelihood costs and every network with tanh or
+    relu neurons get the scaled weights (the book's ``network2.py``), the quadratic cost on
+    sigmoid neurons the standard ones (``network.py``).
 
     Threads: different networks may train, and be read, in different threads at once; NumPy's
     BLAS releases the GIL, so they run in parallel. A device string gives each network its own
@@ -74,12 +79,15 @@ class Network(BookAPI):
         dtype: str = "float32",
         seed: int | None = None,
         init: str | None = None,
+        activation: Any = "sigmoid",
     ) -> None:
         self.sizes = check_sizes(sizes)
         self.num_layers = len(self.sizes)
         self.cost = get_cost(cost)
-        if init is None:  # network2.py pairs cross-entropy with the scaled weights
-            init = "scaled" if getattr(self.cost, "name", "") == "cross-entropy" else "standard"
+        self.kinds = layer_kinds(self.num_layers - 1, activation, output_of(self.cost))
+        if init is None:  # network2.py: cross-entropy with scaled weights; network.py: standard
+            book2 = getattr(self.cost, "name", "") in ("cross-entropy", "log-likelihood")
+            init = "scaled" if book2 or set(self.kinds) != {"sigmoid"} else "standard"
         if init not in INITS:
             raise ConfigError(f"init must be one of {INITS}, got {init!r}")
         self.init = init
@@ -91,8 +99,9 @@ class Network(BookAPI):
                            asked=n_params * (8 + np.dtype(self.backend.dtype).itemsize),
                            advice="use fewer or smaller layers, or a device with more memory"):
             biases = [self.rng.standard_normal((n, 1)) for _, n in pairs]
-            scale = (lambda k: 1.0 / np.sqrt(k)) if init == "scaled" else (lambda k: 1.0)
-            weights = [self.rng.standard_normal((n, k)) * scale(k) for k, n in pairs]
+            scale = ((lambda k, g: g / np.sqrt(k)) if init == "scaled" else (lambda k, g: 1.0))
+            weights = [self.rng.standard_normal((n, k)) * scale(k, GAIN[kind])
+                       for (k, n), kind in zip(pairs, self.kinds)]
             with self.backend.activate():
                 self._biases = [self.backend.asarray(b) for b in biases]
                 self._weights = [self.backend.asarray(w) for w in weights]
@@ -143,8 +152,10 @@ class Network(BookAPI):
             target._net.backend.copy_into(target._arrays[i], v)
 
     def __repr__(self) -> str:
-        return (f"Network({self.sizes}, cost={self.cost.__name__}, device={self.device!r}, "
-                f"dtype={self.dtype!r})")
+        hidden = "" if set(self.kinds[:-1]) <= {"sigmoid"} else \
+            f", activation={list(self.kinds[:-1])!r}"
+        return (f"Network({self.sizes}, cost={self.cost.__name__}{hidden}, "
+                f"device={self.device!r}, dtype={self.dtype!r})")
 
     def to(self, device: str | Backend) -> Network:
         """This network on another device, with identical parameters and random state."""
@@ -170,7 +181,8 @@ class Network(BookAPI):
         """This network as plain state: host copies of ``W^l`` and ``b^l``, its generator and
         history, and ``extra`` (JSON) for the file."""
         return ModelState(sizes=list(self.sizes), cost=self.cost.name, dtype=self.dtype,
-                          init=self.init, weights=list(self.weights), biases=list(self.biases),
+                          init=self.init, kinds=list(self.kinds), weights=list(self.weights),
+                          biases=list(self.biases),
                           rng=self.rng, history=History(self.history), extra=extra or {})
 
     # -- the matrix form ----------------------------------------------------------------
@@ -187,7 +199,8 @@ class Network(BookAPI):
         with self.backend.activate():
             x = self._input(a, "a")
             ws = self._workspace(int(x.shape[1]))
-            out = feedforward(self.backend, self._weights, self._biases, x, ws.activations)
+            out = feedforward(self.backend, self._weights, self._biases, x, ws.activations,
+                              self.kinds)
             return self.backend.to_numpy(out).copy()
 
     def backprop(self, x: Any, y: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -202,9 +215,9 @@ class Network(BookAPI):
             y = cast_checked(be, check_targets(be.check_device(y, "y"), self.sizes[-1], m, "y"),
                              "y")
             ws = self._workspace(m)
-            feedforward(be, self._weights, self._biases, x, ws.activations)
+            feedforward(be, self._weights, self._biases, x, ws.activations, self.kinds)
             backpropagate(be, self.cost, self._weights, x, y, ws.activations, ws.deltas,
-                          ws.scratch)
+                          ws.scratch, self.kinds)
             inputs = [x, *ws.activations[:-1]]
             nabla_b = [be.to_numpy(bp3(be, d, out=be.empty((d.shape[0], 1)))) for d in ws.deltas]
             nabla_w = [be.to_numpy(bp4(be, d, a, out=be.empty(w.shape)))
@@ -260,8 +273,8 @@ class Network(BookAPI):
         be = self.backend
         with be.activate():
             plan = inputs.make_plan(be, self.sizes, self._weights, self._biases, self.cost, X, Y,
-                                    batch_size, eta, lmbda, self._workspaces)
-            evaluator = inputs.make_evaluator(be, self.sizes, test, plan.batch_size)
+                                    batch_size, eta, lmbda, self._workspaces, self.kinds)
+            evaluator = inputs.make_evaluator(be, self.sizes, test, plan.batch_size, self.kinds)
             return driver.run_epochs(self, plan, evaluator, epochs=epochs, shuffle=shuffle,
                                      eta=eta, callback=callback, verbose=verbose,
                                      progress=progress, on_diverge=on_diverge)
@@ -273,7 +286,8 @@ class Network(BookAPI):
         :func:`fastbp.core.epoch.run_epoch` runs one epoch of it (what the benchmarks time)."""
         with self.backend.activate():
             return inputs.make_plan(self.backend, self.sizes, self._weights, self._biases,
-                                    self.cost, X, Y, batch_size, eta, lmbda, self._workspaces)
+                                    self.cost, X, Y, batch_size, eta, lmbda, self._workspaces,
+                                    self.kinds)
 
     def accuracy(self, X: Any, labels: Any) -> float:
         """The fraction of columns of ``X`` classified as ``labels``."""
@@ -286,6 +300,7 @@ class Network(BookAPI):
             X = check_batch(be.check_device(X, "X"), self.sizes[0], "X")
             lab = check_labels(be.check_device(labels, "labels", host=True), self.sizes[-1],
                                int(X.shape[1]))
-            ev = Evaluator(be, self.sizes, inputs.samples_major(be, X), be.index_array(lab))
+            ev = Evaluator(be, self.sizes, inputs.samples_major(be, X), be.index_array(lab),
+                           kinds=self.kinds)
             return ev.correct(self._weights, self._biases)
 

@@ -39,8 +39,12 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | None = None) -> Ch
     path = checkpoint.as_path(path)
     state, meta = checkpoint.read_state(path)
     try:
+        kinds = state.kinds or ["sigmoid"] * (len(state.sizes) - 1)
         net = Network(state.sizes, cost=state.cost, device=device, dtype=state.dtype,
-                      init=state.init)
+                      init=state.init, activation=kinds[:-1])
+        if list(net.kinds) != list(kinds):
+            raise ModelFormatError(f"{path}: layer kinds {kinds} do not fit the cost "
+                                   f"{state.cost!r} (its output layer is {net.kinds[-1]})")
     except DeviceError:
         raise
     except FastbpError as exc:

@@ -123,9 +123,9 @@ class ShardEpoch(TimedEpoch):
         ws = plan.workspace(be, int(idx.shape[0]))
         x = be.take_rows(plan.xs, idx, out=ws.xbuf).T
         y = be.take_rows(plan.ys, idx, out=ws.ybuf).T
-        feedforward(be, plan.weights, plan.biases, x, ws.activations)
+        feedforward(be, plan.weights, plan.biases, x, ws.activations, plan.kinds)
         g.cost[...] = backpropagate(be, plan.cost, plan.weights, x, y, ws.activations,
-                                    ws.deltas, ws.scratch)
+                                    ws.deltas, ws.scratch, plan.kinds)
         inputs = [x, *ws.activations[:-1]]
         for l, delta in enumerate(ws.deltas):
             bp4(be, delta, inputs[l], out=g.grad_w[l])

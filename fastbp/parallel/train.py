@@ -138,7 +138,7 @@ def train(
         backend_path(be)  # NumPy or CuPy arrays, else a clear error before any buffer is made
         with be.activate():
             plan = net.epoch_plan(X, Y, batch_size=batch_size, eta=eta, lmbda=lmbda)
-            evaluator = make_evaluator(be, net.sizes, test, plan.batch_size)
+            evaluator = make_evaluator(be, net.sizes, test, plan.batch_size, net.kinds)
             n, n_test = int(plan.xs.shape[0]), (evaluator.n if evaluator else None)
             xp = be.xp
             data_sum = (float(xp.sum(plan.xs, dtype=xp.float64))

@@ -8,8 +8,10 @@ In a test module of a device (built in, shipped in ``backends/``, or a third par
 pytest runs them on that device: backprop and feedforward against the per-sample oracle in
 float64, one epoch of SGD against the book's per-sample SGD on every path a step can take
 (:mod:`fastbp.testing.paths`), with and without L2, in float64 and float32, the gradient check,
-float32 σ to a few ulp through the device's own epoch, arrays of another device refused, out of
-memory as a clear ``DeviceError``, and the save/load round trip. Needs pytest.
+float32 σ to a few ulp through the device's own epoch, the same for tanh and relu hidden layers
+and the softmax output with the log-likelihood cost (:mod:`fastbp.testing.checks_neurons`),
+arrays of another device refused, out of memory as a clear ``DeviceError``, and the save/load
+round trip. Needs pytest.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 
 from ..core.costs import QuadraticCost
 from ..model.network import Network
-from . import checks_device, checks_math
+from . import checks_device, checks_math, checks_neurons
 from .paths import PATHS, Path, forced
 
 Setup = Callable[[pytest.MonkeyPatch], Any]
@@ -35,10 +37,11 @@ class Device:
     name: str
 
     def network(self, sizes: Sequence[int], *, cost: Any = QuadraticCost,
-                dtype: str = "float64", seed: int = 1, init: str = "standard") -> Network:
+                dtype: str = "float64", seed: int = 1, init: str = "standard",
+                activation: Any = "sigmoid") -> Network:
         """A seeded ``Network`` on this device (float64 unless asked otherwise)."""
         return Network(list(sizes), cost=cost, device=self.name, dtype=dtype, seed=seed,
-                       init=init)
+                       init=init, activation=activation)
 
     def __str__(self) -> str:
         return self.name
@@ -47,7 +50,7 @@ class Device:
 def tests() -> dict[str, Callable[..., None]]:
     """Every test of the suite by name."""
     found = {}
-    for module in (checks_math, checks_device):
+    for module in (checks_math, checks_device, checks_neurons):
         found.update({name: fn for name, fn in vars(module).items()
                       if name.startswith("test_conformance_") and callable(fn)})
     return found

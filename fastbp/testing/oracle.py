@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core import reference
+from ..core import neurons, reference
+from ..core.costs import output_of
 from ..devices.cpu.blas_threads import one_thread
 
 ATOL = 1e-10  # float64: every parameter within this of the oracle's
@@ -44,26 +45,31 @@ _cache: dict[tuple, tuple[list[np.ndarray], float]] = {}  # reference epochs alr
 
 
 def reference_epoch(params: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batch_size: int,
-                    eta: float, cost: Any, order: np.ndarray, lmbda: float = 0.0
-                    ) -> tuple[list[np.ndarray], float]:
+                    eta: float, cost: Any, order: np.ndarray, lmbda: float = 0.0,
+                    kinds: Sequence[str] | None = None) -> tuple[list[np.ndarray], float]:
     """One epoch of the book's SGD from ``params`` (``W^2 … W^L, b^2 … b^L``) in the sample
-    ``order``, with the L2 step for ``lmbda`` > 0: the parameters after it and the summed cost
+    ``order``, with the L2 step for ``lmbda`` > 0 (``kinds``: each layer's neuron, default
+    sigmoid hidden layers and the cost's output): the parameters after it and the summed cost
     of its batches, each taken before its update. Results are kept for the same arguments."""
     digest = hashlib.sha256()
     for a in (*params, X, Y, order):
         digest.update(np.ascontiguousarray(a).tobytes())
-    key = (digest.hexdigest(), batch_size, eta, getattr(cost, "name", repr(cost)), lmbda)
+    layers = len(params) // 2
+    kinds = tuple(kinds) if kinds is not None else \
+        neurons.layer_kinds(layers, "sigmoid", output_of(cost))
+    key = (digest.hexdigest(), batch_size, eta, getattr(cost, "name", repr(cost)), lmbda, kinds)
     if key not in _cache:
-        layers = len(params) // 2
         weights = [p.copy() for p in params[:layers]]
         biases = [p.copy() for p in params[layers:]]
         n, total = X.shape[1], 0.0
         with one_thread():  # products of one sample: threads would only wait for each other
             for start in range(0, n, batch_size):
                 cols = order[start : start + batch_size]
-                total += cost.fn(reference.feedforward(weights, biases, X[:, cols]), Y[:, cols])
+                total += cost.fn(reference.feedforward(weights, biases, X[:, cols], kinds),
+                                 Y[:, cols])
                 reference.sgd_epoch(weights, biases, X[:, cols], Y[:, cols],
-                                    batch_size=len(cols), eta=eta, cost=cost, lmbda=lmbda, n=n)
+                                    batch_size=len(cols), eta=eta, cost=cost, lmbda=lmbda, n=n,
+                                    kinds=kinds)
         _cache[key] = (weights + biases, total)
     got, total = _cache[key]
     return [p.copy() for p in got], total

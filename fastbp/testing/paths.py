@@ -4,8 +4,9 @@ A device may run a step differently by its size: one sample at a time, small pro
 vectorised passes, rows gathered ahead on a helper thread, a step split between two threads.
 Each :class:`Path` is a workload (layer sizes, samples, batch size) and the settings that send
 the CPU devices down that path whatever the machine (``$FASTBP_THREADED_WORK``,
-``$FASTBP_PREFETCH``, two cores, two BLAS threads). Another device takes whatever path its own
-code chooses for the same workload; the suite holds every one of them to the oracle.
+``$FASTBP_PREFETCH``, ``FASTBP_PLAN=off``, two cores, two BLAS threads). Another device takes
+whatever path its own code chooses for the same workload; the suite holds every one of them to
+the oracle.
 
 The workloads sit on the far side of the CPU devices' thresholds:
 :data:`fastbp.devices.cpu.epoch.DIRECT_WORK` multiply-adds per step (direct BLAS calls),
@@ -20,11 +21,13 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from ..devices import planner
 from ..devices.cpu import blas_threads, prefetch
 
 THREADED = blas_threads.ENV_VAR  # FASTBP_THREADED_WORK
 GATHER = prefetch.ENV_VAR  # FASTBP_PREFETCH
 ONE_THREAD = str(10**15)  # a threshold no step reaches: BLAS on one thread
+PLAN = planner.ENV_VAR  # FASTBP_PLAN: "off", so the thresholds above choose, not a measurement
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,17 @@ class Path:
 WIDE = (100, 100, 10)  # 1.1 M multiply-adds a step at batch 100, 10,000 activations a layer
 
 PATHS = (
-    Path("one-row", (12, 7, 5), 24, 1, {GATHER: "0", THREADED: ONE_THREAD},
+    Path("one-row", (12, 7, 5), 24, 1, {GATHER: "0", THREADED: ONE_THREAD, PLAN: "off"},
          what="batch 1: one sample a step (the compiled one-row loops)"),
-    Path("small", (12, 9, 6, 4), 43, 10, {GATHER: "0", THREADED: ONE_THREAD},
+    Path("small", (12, 9, 6, 4), 43, 10, {GATHER: "0", THREADED: ONE_THREAD, PLAN: "off"},
          what="small products, three hidden layers, a short last batch (43 = 4 × 10 + 3)"),
-    Path("vectorised", WIDE, 530, 100, {GATHER: "0", THREADED: ONE_THREAD},
+    Path("vectorised", WIDE, 530, 100, {GATHER: "0", THREADED: ONE_THREAD, PLAN: "off"},
          what="direct BLAS calls and the vectorised σ, each batch gathered in turn"),
-    Path("gather-ahead", WIDE, 2103, 100, {GATHER: "1", THREADED: ONE_THREAD}, two_cores=True,
+    Path("gather-ahead", WIDE, 2103, 100, {GATHER: "1", THREADED: ONE_THREAD, PLAN: "off"},
+         two_cores=True,
          what="rows of the next chunk gathered on a helper thread, BLAS on one thread"),
-    Path("two-threads", WIDE, 2103, 100, {GATHER: "1", THREADED: "0"}, two_cores=True,
+    Path("two-threads", WIDE, 2103, 100, {GATHER: "1", THREADED: "0", PLAN: "off"},
+         two_cores=True,
          what="threaded steps: two threads split every step (cpu-jit) or gather (cpu); the "
               "last batch of 3 leaves the second half empty"),
 )

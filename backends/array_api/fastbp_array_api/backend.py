@@ -222,6 +222,36 @@ class ArrayAPIBackend(Backend):
         x[...] = x * (a * (1.0 - a))
         return x
 
+    def bias_activation(self, z: Array, b: Array, kind: str) -> Array:
+        """In place: ``z ← f(z + b)``; softmax down each column, shifted by its largest entry."""
+        ns, s = self.ns, z + b
+        if kind == "sigmoid":
+            z[...] = self._sigma(s)
+        elif kind == "tanh":
+            z[...] = ns.tanh(s)
+        elif kind == "relu":
+            z[...] = ns.where(s > 0, s, ns.zeros_like(s))
+        else:
+            e = ns.exp(s - ns.max(s, axis=0, keepdims=True))
+            z[...] = e / ns.sum(e, axis=0, keepdims=True)
+        return z
+
+    def mul_activation_prime(self, x: Array, a: Array, kind: str, scratch: Array) -> Array:
+        """In place: ``x ← x ⊙ f'(z)`` from ``a``: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``."""
+        if kind == "sigmoid":
+            x[...] = x * (a * (1.0 - a))
+        elif kind == "tanh":
+            x[...] = x * (1.0 - a * a)
+        else:
+            x[...] = self.ns.where(a > 0, x, self.ns.zeros_like(x))
+        return x
+
+    def sum_log_picked(self, a: Array, y: Array, scratch: Array) -> Array:
+        """``Σ y ln max(a, tiny)`` (the log-likelihood of one-hot ``y``)."""
+        ns = self.ns
+        tiny = float(np.finfo(self.dtype).tiny)
+        return ns.sum(y * ns.log(ns.where(a > tiny, a, ns.full_like(a, tiny))))
+
     def sum_columns(self, a: Array, out: Array) -> Array:
         out[...] = self.ns.sum(a, axis=1, keepdims=True)
         return out

@@ -40,7 +40,15 @@ from fastbp.errors import DeviceError
 
 from . import kernels as K
 from .eager import EagerProgram
-from .graph import Accumulator, CapturedEpoch, NotCapturable, StepProgram, check_arrays, cost_kind
+from .graph import (
+    Accumulator,
+    CapturedEpoch,
+    NotCapturable,
+    StepProgram,
+    check_arrays,
+    cost_kind,
+)
+from .neurons import NeuronKernels
 
 log = logging.getLogger("fastbp")
 
@@ -154,7 +162,7 @@ def graphs_from_env() -> bool:
     return env_flag(GRAPHS_ENV, True)
 
 
-class CuPyBackend(Backend):
+class CuPyBackend(NeuronKernels, Backend):
     """The ``cuda`` / ``cuda:N`` device (``N`` counts the GPUs ``CUDA_VISIBLE_DEVICES`` shows)."""
 
     name = "cuda"
@@ -426,13 +434,13 @@ class CuPyBackend(Backend):
         if not self._graph_worthwhile(plan, steps):
             return None
         alpha, beta = plan.eta / m, plan.decay
-        key = ("graph", m, alpha, beta, plan.cost, _identity(plan))
+        key = ("graph", m, alpha, beta, plan.cost, plan.kinds, _identity(plan))
         captured = programs.get(key)
         try:
             if captured is None:
                 program = StepProgram(self.cp, plan.weights, plan.biases, plan.xs, plan.ys,
                                       plan.cost, m, alpha, beta, acc=acc,
-                                      poison_buffers=self.poison_buffers)
+                                      poison_buffers=self.poison_buffers, kinds=plan.kinds)
                 captured = CapturedEpoch(self.cp, program, self.graph_steps, self.index)
             captured.prepare(steps)
         except NotCapturable:
@@ -458,7 +466,7 @@ class CuPyBackend(Backend):
 
     def _eager(self, plan: Any, programs: dict, acc: Accumulator, m: int) -> EagerProgram:
         """The plan's eager program for batches of ``m`` (built on first use)."""
-        key = ("eager", m, plan.cost, _identity(plan))
+        key = ("eager", m, plan.cost, plan.kinds, _identity(plan))
         program = programs.get(key)
         if program is None:
             with translate_oom(self, plan.sizes, m):  # MemoryError -> DeviceError with numbers

@@ -3,15 +3,17 @@
 One :class:`EagerProgram` holds the buffers of a batch size ``m`` for one training plan. A step:
 
 * gather the mini-batch rows from the sample-major data set (``take`` into ``x_rows``, ``y_rows``);
-* feedforward ``a^l = σ(W^l a^{l-1} + b^l)``: one ``cublas.gemm`` and one fused kernel per layer;
+* feedforward ``a^l = f(W^l a^{l-1} + b^l)``: one ``cublas.gemm`` and one fused kernel per layer
+  (two for a softmax layer);
 * BP1 and the cost in one raw kernel, which adds the batch's cost to the plan's accumulator in
   device memory (no temporary scalars, nothing read back);
-* BP2 ``δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ a^l(1 − a^l)``: one GEMM and one fused kernel;
+* BP2 ``δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ f'(z^l)``, ``f'`` from ``a^l``: one GEMM and one fused
+  kernel;
 * BP3/BP4 folded into the SGD step on cuBLAS: ``W ← β W − (η/m) δ (a^{l-1})ᵀ`` is
   ``gemm('N', 'T', δ, a^{l-1}, out=W, alpha=−η/m, beta=β)`` and ``b ← b − (η/m) δ 1`` is
   ``gemm('N', 'N', δ, 1, out=b, alpha=−η/m, beta=1)``.
 
-It runs the two built-in costs in float32/float64; anything else takes the generic loop.
+It runs the three built-in costs in float32/float64; anything else takes the generic loop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from fastbp.core.neurons import kinds_of
 
 from . import kernels as K
 from .graph import Accumulator, check_arrays, cost_kind, output_error_launch, poison
@@ -53,6 +57,7 @@ class EagerProgram:
         be, m = self.backend, self.m
         cp = be.cp
         W, B = plan.weights, plan.biases
+        kinds = kinds_of(plan.kinds, len(W))
         acts, deltas = self.activations, self.deltas
         alpha, beta = plan.eta / m, plan.decay
         bp1, grid, block, args = self._bp1
@@ -62,13 +67,13 @@ class EagerProgram:
             idx = plan.order[start:start + m]
             cp.take(plan.xs, idx, axis=0, out=self.x_rows)
             cp.take(plan.ys, idx, axis=0, out=self.y_rows)
-            for w, b, a_in, a in zip(W, B, inputs, acts):  # feedforward
+            for w, b, a_in, a, kind in zip(W, B, inputs, acts, kinds):  # feedforward
                 be._gemm("N", "N", w, a_in, a)
-                be.bias_sigmoid(a, b)
+                be.bias_activation(a, b, kind)
             bp1(grid, block, args)  # BP1 and the batch's cost
             for l in range(len(W) - 2, -1, -1):  # BP2
                 be._gemm("T", "N", W[l + 1], deltas[l + 1], deltas[l])
-                be.mul_sigmoid_prime(deltas[l], acts[l], None)
+                be.mul_activation_prime(deltas[l], acts[l], kinds[l], None)
             for w, b, a_in, d in zip(W, B, inputs, deltas):  # BP3, BP4, SGD
                 be._gemm("N", "T", d, a_in, w, alpha=-alpha, beta=beta)
                 be._gemm("N", "N", d, self.ones, b, alpha=-alpha, beta=1.0)

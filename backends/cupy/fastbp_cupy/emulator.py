@@ -44,13 +44,27 @@ def _sigma(z: np.ndarray) -> np.ndarray:
 
 
 def _epilogue(acc, C, c_idx, v, v_idx, mode, alpha, beta) -> None:  # noqa: ANN001
+    mode = int(mode)
     if mode == K.GEMM_FORWARD:
         C[c_idx] = _sigma(acc + v[v_idx])
     elif mode == K.GEMM_BP2:
         av = v[v_idx]
         C[c_idx] = acc * av * (1 - av)
-    else:
+    elif mode == K.GEMM_SGD:
         C[c_idx] = beta * C[c_idx] - alpha * acc
+    elif mode == K.GEMM_FORWARD_TANH:
+        C[c_idx] = np.tanh(acc + v[v_idx])
+    elif mode == K.GEMM_FORWARD_RELU:
+        z = acc + v[v_idx]
+        C[c_idx] = np.where(z > 0, z, 0)
+    elif mode == K.GEMM_FORWARD_LINEAR:
+        C[c_idx] = acc + v[v_idx]
+    elif mode == K.GEMM_BP2_TANH:
+        av = v[v_idx]
+        C[c_idx] = acc * (1 - av * av)
+    else:
+        assert mode == K.GEMM_BP2_RELU, mode
+        C[c_idx] = np.where(v[v_idx] > 0, acc, 0)
 
 
 def _threads(blocks: int, tile: int = K.TILE) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +159,12 @@ def output_error(a, y_rows, delta, n_out, m, kind, tiny, partial, done, cost) ->
     if kind == K.COST_QUADRATIC:
         Pointer(delta)[t] = d * av * (1 - av)
         cost[0] += float(np.sum(0.5 * d.astype(np.float64) ** 2))
+    elif kind == K.COST_LOG_LIKELIHOOD:
+        Pointer(delta)[t] = d
+        yv = Pointer(y_rows)[j * n_out + i].astype(np.float64)
+        picked = yv != 0
+        cost[0] -= float(np.sum(yv[picked] * np.log(np.maximum(av[picked], tiny))
+                                .astype(np.float64)))
     else:
         Pointer(delta)[t] = d
         q = np.maximum(1 - np.abs(d), tiny)
@@ -160,7 +180,18 @@ def bias_update(b, delta, n, m, alpha, step, advance) -> None:  # noqa: ANN001
         step[0] += 1
 
 
-KERNELS = {"fastbp_gemm_tiled": gemm_tiled, "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
+def softmax_columns(z, n, m) -> None:  # noqa: ANN001
+    """``fastbp_softmax_columns``: each column of the ``(n, m)`` row-major ``z``, shifted by
+    its largest entry."""
+    p = Pointer(z)
+    idx = np.arange(int(n) * int(m))
+    cols = p[idx].reshape(int(n), int(m))
+    e = np.exp(cols - cols.max(axis=0, keepdims=True))
+    p[idx] = (e * (1 / e.sum(axis=0, keepdims=True))).reshape(-1)
+
+
+KERNELS = {"fastbp_softmax_columns": softmax_columns, "fastbp_gemm_tiled": gemm_tiled,
+           "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
            "fastbp_output_error": output_error, "fastbp_bias_update": bias_update}
 
 

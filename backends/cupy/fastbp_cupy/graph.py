@@ -24,7 +24,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fastbp.core.costs import CrossEntropyCost, QuadraticCost
+from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
+from fastbp.core.neurons import layer_kinds
 
 from . import kernels as K
 
@@ -54,6 +55,8 @@ def cost_kind(cost: Any) -> int:
         return K.COST_QUADRATIC
     if bp1 is CrossEntropyCost.output_error:
         return K.COST_CROSS_ENTROPY
+    if bp1 is LogLikelihoodCost.output_error:
+        return K.COST_LOG_LIKELIHOOD
     raise NotCapturable(f"the cost {getattr(cost, '__name__', cost)!r} has no raw kernel")
 
 
@@ -159,6 +162,14 @@ def output_error_launch(a: Any, y_rows: Any, delta: Any, kind: int, acc: Accumul
                    acc.partial, acc.done, acc.cost))
 
 
+def softmax_launch(z: Any) -> Launch:
+    """Softmax down each column of ``z`` ``(n, m)``, C-contiguous, in place."""
+    n, m = int(z.shape[0]), int(z.shape[1])
+    assert _contiguous(z)
+    return Launch("fastbp_softmax_columns", (math.ceil(m / K.SOFTMAX_THREADS),),
+                  (K.SOFTMAX_THREADS,), (z, np.int32(n), np.int32(m)))
+
+
 def bias_launch(b: Any, delta: Any, alpha: float, step: Any, advance: bool) -> Launch:
     """BP3 + SGD, ``b ← b − α Σ_j δ_j``, one warp per row; ``advance`` moves ``step`` on."""
     n, m = int(delta.shape[0]), int(delta.shape[1])
@@ -177,8 +188,9 @@ def poison(arrays: Sequence[Any]) -> None:
 class StepProgram:
     """The kernel launches of one SGD step of batch size ``m``, on buffers it owns.
 
-    Per step: gather the mini-batch (``order[step·m + r]``), feedforward ``a^l = σ(W^l a^{l-1} +
-    b^l)``, BP1 with the cost, BP2 ``δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ a^l(1 − a^l)``, then the
+    Per step: gather the mini-batch (``order[step·m + r]``), feedforward ``a^l = f(W^l a^{l-1} +
+    b^l)`` (a softmax layer: one more kernel), BP1 with the cost, BP2 ``δ^l = ((W^{l+1})ᵀ
+    δ^{l+1}) ⊙ f'(z^l)`` (``f'`` from ``a^l``; ``kinds``: each layer's neuron), then the
     updates ``W^l ← β W^l − α δ^l (a^{l-1})ᵀ`` and ``b^l ← b^l − α Σ_j δ^l_j``, the last of which
     moves the step counter on. ``α = η/m``, ``β`` is the L2 decay. The cost of every step is
     added to ``acc.cost``. With ``poison`` the work buffers start as NaN.
@@ -186,9 +198,11 @@ class StepProgram:
 
     def __init__(self, xp: Any, weights: Sequence[Any], biases: Sequence[Any], xs: Any, ys: Any,
                  cost: Any, m: int, alpha: float, beta: float, *, acc: Accumulator | None = None,
-                 poison_buffers: bool = False) -> None:
+                 poison_buffers: bool = False, kinds: Sequence[str] | None = None) -> None:
         dtype = check_arrays(weights, biases, xs, ys)
         self.kind = cost_kind(cost)
+        self.kinds = tuple(kinds) if kinds is not None else \
+            layer_kinds(len(weights), "sigmoid", output_of(cost))
         self.real = "float" if dtype == np.float32 else "double"
         self.dtype, self.m = dtype.name, m
         self.alpha, self.beta = alpha, beta
@@ -226,12 +240,15 @@ class StepProgram:
         x = self.x_rows.T  # (n_in, m): one sample per column, without a copy
         inputs = [x, *acts[:-1]]
         for l in range(L):  # feedforward
-            launches.append(gemm_launch(W[l], inputs[l], acts[l], b[l], K.GEMM_FORWARD))
+            launches.append(gemm_launch(W[l], inputs[l], acts[l], b[l],
+                                        K.FORWARD_MODE[self.kinds[l]]))
+            if self.kinds[l] == "softmax":
+                launches.append(softmax_launch(acts[l]))
         launches.append(output_error_launch(acts[-1], self.y_rows, deltas[-1], self.kind,
                                             self.acc))  # BP1
         for l in range(L - 2, -1, -1):  # BP2
             launches.append(gemm_launch(W[l + 1].T, deltas[l + 1], deltas[l], acts[l],
-                                        K.GEMM_BP2))
+                                        K.BP2_MODE[self.kinds[l]]))
         for l in range(L):  # BP3, BP4 and the SGD step
             launches.append(gemm_launch(deltas[l], inputs[l].T, W[l], W[l], K.GEMM_SGD,
                                         alpha=self.alpha, beta=self.beta))

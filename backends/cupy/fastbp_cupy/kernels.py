@@ -3,8 +3,9 @@
 Two families:
 
 * **Fused elementwise kernels** (``cupy.ElementwiseKernel``) for the eager path, where cuBLAS
-  does the products: ``a = σ(z + b)`` (feedforward), ``x ← x ⊙ a ⊙ (1 − a)`` (the hadamard of
-  BP1/BP2, ``σ'(z) = a(1 − a)``), and the SGD update ``p ← β p − α g``.
+  does the products: ``a = f(z + b)`` (feedforward: σ, tanh, relu), ``x ← x ⊙ f'(z)`` from
+  ``a`` (the hadamard of BP1/BP2: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``), and the SGD update
+  ``p ← β p − α g``. A softmax layer adds its bias, then runs ``fastbp_softmax_columns``.
 * **Raw kernels** (``cupy.RawModule``). cuBLAS cannot be called while a stream is being captured
   into a CUDA graph, so the captured step does its products with its own small GEMMs whose
   epilogues fuse the rest of each equation (see ``GEMM_*`` below), gathers its mini-batch
@@ -30,6 +31,13 @@ ELEMENTWISE = {
     "sigmoid_prime": ("T a", "T out", "out = a * (T(1) - a)", "fastbp_sigmoid_prime"),
     # BP1/BP2 hadamard, in place: x ← x ⊙ a ⊙ (1 − a)
     "mul_sigmoid_prime": ("T a", "T x", "x = x * a * (T(1) - a)", "fastbp_mul_sigmoid_prime"),
+    # the other neurons: a = tanh(z + b), relu(z + b), z + b (before the softmax kernel)
+    "bias_tanh": ("T b", "T z", "z = tanh(z + b)", "fastbp_bias_tanh"),
+    "bias_relu": ("T b", "T z", "z = fmax(z + b, T(0))", "fastbp_bias_relu"),
+    "bias_add": ("T b", "T z", "z = z + b", "fastbp_bias_add"),
+    # BP2's hadamard from a: tanh' = 1 − a², relu' = [a > 0]
+    "mul_tanh_prime": ("T a", "T x", "x = x * (T(1) - a * a)", "fastbp_mul_tanh_prime"),
+    "mul_relu_prime": ("T a", "T x", "x = x * T(a > T(0))", "fastbp_mul_relu_prime"),
     # the SGD update where it is not folded into a GEMM: p ← β p − α g
     "sgd_update": ("T g, T alpha, T beta", "T p", "p = beta * p - alpha * g", "fastbp_sgd_update"),
     # compiled and run once when a backend is built: the compiler and its headers work
@@ -54,6 +62,14 @@ def elementwise(cp: Any, name: str) -> Any:
 GEMM_FORWARD = 0  # C = σ(A B + v_i)                 feedforward, v = b^l (bias column)
 GEMM_BP2 = 1      # C = (A B) ⊙ v ⊙ (1 − v)           BP2, A = (W^{l+1})ᵀ, v = a^l
 GEMM_SGD = 2      # C = β C − α (A B)                 BP4 + SGD, A = δ^l, B = (a^{l-1})ᵀ
+GEMM_FORWARD_TANH = 3  # C = tanh(A B + v_i)
+GEMM_FORWARD_RELU = 4  # C = max(A B + v_i, 0)
+GEMM_FORWARD_LINEAR = 5  # C = A B + v_i             (a softmax layer, before its kernel)
+GEMM_BP2_TANH = 6      # C = (A B) ⊙ (1 − v²)
+GEMM_BP2_RELU = 7      # C = (A B) ⊙ [v > 0]
+FORWARD_MODE = {"sigmoid": GEMM_FORWARD, "tanh": GEMM_FORWARD_TANH, "relu": GEMM_FORWARD_RELU,
+                "softmax": GEMM_FORWARD_LINEAR}
+BP2_MODE = {"sigmoid": GEMM_BP2, "tanh": GEMM_BP2_TANH, "relu": GEMM_BP2_RELU}
 
 # ``layout`` bits of the tiled GEMM: which way its threads walk each operand's tile.
 LOAD_A_ALONG_ROWS = 1  # threadIdx.x walks A's row index i (A's unit stride runs down a column)
@@ -61,6 +77,8 @@ LOAD_B_ALONG_ROWS = 2  # threadIdx.x walks B's row index p (B's unit stride runs
 
 COST_QUADRATIC = 0
 COST_CROSS_ENTROPY = 1
+COST_LOG_LIKELIHOOD = 2
+SOFTMAX_THREADS = 128    # threads per block of the softmax kernel (one column each)
 
 TILE = 16           # the tiled GEMM's block is TILE × TILE threads
 DOT_THREADS = 128   # threads per block of the warp-per-output GEMM (4 warps)
@@ -85,8 +103,20 @@ __device__ __forceinline__ void fastbp_epilogue(
     } else if (mode == 1) {                // BP2: acc ⊙ a ⊙ (1 − a)
         real a = v[i * v0 + j * v1];
         *c = acc * a * (real(1) - a);
-    } else {                               // SGD: C ← β C − α acc
+    } else if (mode == 2) {                // SGD: C ← β C − α acc
         *c = beta * (*c) - alpha * acc;
+    } else if (mode == 3) {                // forward: tanh(acc + b_i)
+        *c = tanh(acc + v[i * v0 + j * v1]);
+    } else if (mode == 4) {                // forward: max(acc + b_i, 0)
+        const real z = acc + v[i * v0 + j * v1];
+        *c = z > real(0) ? z : real(0);
+    } else if (mode == 5) {                // forward: acc + b_i (softmax follows)
+        *c = acc + v[i * v0 + j * v1];
+    } else if (mode == 6) {                // BP2: acc ⊙ (1 − a²)
+        const real a = v[i * v0 + j * v1];
+        *c = acc * (real(1) - a * a);
+    } else {                               // BP2: acc ⊙ [a > 0]
+        *c = v[i * v0 + j * v1] > real(0) ? acc : real(0);
     }
 }
 
@@ -193,6 +223,10 @@ extern "C" __global__ void fastbp_output_error(
         if (kind == 0) {
             delta[t] = d * av * (real(1) - av);
             s += 0.5 * (double)d * (double)d;
+        } else if (kind == 2) {             // log-likelihood of a softmax output: −y ln a
+            delta[t] = d;
+            const real yv = y_rows[j * n_out + i];
+            if (yv != real(0)) s -= (double)yv * (double)log(av > tiny ? av : tiny);
         } else {
             delta[t] = d;
             real q = real(1) - fabs(d);
@@ -222,6 +256,23 @@ extern "C" __global__ void fastbp_output_error(
     }
 }
 
+// Softmax down each column of z (n, m) row-major, one thread per column: z_ij ← e^{z_ij − max}
+// / Σ_k e^{z_kj − max}, shifted by the column's largest entry so no exponent overflows.
+extern "C" __global__ void fastbp_softmax_columns(real* z, int n, int m) {
+    const long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= m) return;
+    real top = z[j];
+    for (int i = 1; i < n; ++i) top = fmax(top, z[(long long)i * m + j]);
+    real s = 0;
+    for (int i = 0; i < n; ++i) {
+        const real e = exp(z[(long long)i * m + j] - top);
+        z[(long long)i * m + j] = e;
+        s += e;
+    }
+    const real inv = real(1) / s;
+    for (int i = 0; i < n; ++i) z[(long long)i * m + j] *= inv;
+}
+
 // BP3 + SGD for the biases: b_i ← b_i − α Σ_j δ_ij, one warp per row i (δ is (n, m) row-major):
 // the lanes read consecutive δ_ij and the warp sums with shuffles, in a fixed order. With
 // advance != 0, thread 0 of block 0 also moves the step counter on; the gather, the only kernel
@@ -241,7 +292,7 @@ extern "C" __global__ void fastbp_bias_update(
 """
 
 RAW_KERNELS = ("fastbp_gemm_tiled", "fastbp_gemm_dot", "fastbp_gather", "fastbp_output_error",
-               "fastbp_bias_update")
+               "fastbp_bias_update", "fastbp_softmax_columns")
 
 
 def raw_source(real: str) -> str:

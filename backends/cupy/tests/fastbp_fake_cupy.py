@@ -232,7 +232,8 @@ class FakeElementwise:
     def __init__(self, in_params: str, out_params: str, operation: str, name: str) -> None:
         self.names = [p.split()[-1] for p in f"{in_params}, {out_params}".split(",")]
         lhs, expr = operation.split("=", 1)
-        self.lhs, self.expr = lhs.strip(), expr.strip().replace("T(1)", "1.0")
+        self.lhs = lhs.strip()
+        self.expr = expr.strip().replace("T(1)", "1.0").replace("T(0)", "0.0")
         compile(self.expr, name, "eval")
 
     def __call__(self, *args: Any) -> None:
@@ -243,7 +244,9 @@ class FakeElementwise:
         self.module.calls["elementwise"] = self.module.calls.get("elementwise", 0) + 1
         env = {n: (np.asarray(a) if isinstance(a, np.ndarray) else a)
                for n, a in zip(self.names, args)}
-        value = eval(self.expr, {"__builtins__": {}, "exp": np.exp}, env)  # noqa: S307
+        functions = {"exp": np.exp, "tanh": np.tanh, "fmax": np.maximum,
+                     "T": lambda v: v}  # T(bool): a 0/1 factor, in the other operand's dtype
+        value = eval(self.expr, {"__builtins__": {}, **functions}, env)  # noqa: S307
         target = args[self.names.index(self.lhs)]
         np.asarray(target)[...] = value
         return target

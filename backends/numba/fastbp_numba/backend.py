@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 import numpy as np
 
-from fastbp.core.costs import CrossEntropyCost, QuadraticCost
+from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
 from fastbp.core.memory import translate_oom
+from fastbp.core.neurons import layer_kinds
 from fastbp.devices.cpu import cblas, halves, prefetch
 from fastbp.devices.cpu.backend import NumpyBackend
 from fastbp.devices.cpu.blas_threads import (
-    library_threads,
     one_thread,
-    step_threads,
-    step_work,
-    threaded,
 )
 from fastbp.errors import ConfigError, MissingDependency
+
+from . import planning
 
 log = logging.getLogger("fastbp")
 
@@ -85,18 +85,49 @@ class NumbaBackend(NumpyBackend):
         """One epoch of mini-batch SGD in one compiled call; the same equations and order of
         operations as :func:`fastbp.numpy_epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
 
-        A cost other than the two built in runs the ``cpu`` device's loop (its ``output_error``
-        is Python), and says so once in the log.
+        A cost other than the three built in runs the ``cpu`` device's loop (its
+        ``output_error`` is Python), and says so once in the log.
         """
         plan = state
-        code = self._cost_code(plan.cost)
+        code = self._spec(plan.cost, plan.kinds, len(plan.weights))
         if code is None:
             if not getattr(self, "_warned_cost", False):
                 name = getattr(plan.cost, "__name__", plan.cost)
-                log.warning("fastbp: cpu-jit compiles QuadraticCost and CrossEntropyCost only; "
-                            "%s runs the cpu device's loop", name)
+                log.warning("fastbp: cpu-jit compiles QuadraticCost, CrossEntropyCost and "
+                            "LogLikelihoodCost only; %s runs the cpu device's loop", name)
                 self._warned_cost = True
             return super().sgd_epoch(plan)
+        choice = planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
+        strategy, library = choice.name.split("/")
+        params = (*plan.weights, *plan.biases)
+        saved = None if strategy == "one-thread" else [np.array(a) for a in params]
+        t0 = time.perf_counter()
+        try:
+            total = self._epoch(plan, code, choice.name)
+        except (RuntimeError, OSError) as exc:  # a plan that cannot run here (a thread, ...)
+            if saved is None:
+                raise
+            for dst, src in zip(params, saved):
+                dst[...] = src
+            log.warning("fastbp: cpu-jit's plan %s failed (%s: %s); the epoch runs again as "
+                        "one-thread/%s, and so do the next", choice.name, type(exc).__name__,
+                        exc, library)
+            choice.name, choice.source = f"one-thread/{library}", "fallback"
+            return self._epoch(plan, code, choice.name)
+        planning.after_epoch(plan, choice, time.perf_counter() - t0)
+        return total
+
+    def plan_for(self, plan: Any) -> Any:
+        """How epochs of ``plan`` will run here (:func:`fastbp_numba.planning.choose`): the
+        cached, forced or default candidate, or the fastest in a trial now."""
+        code = self._spec(plan.cost, plan.kinds, len(plan.weights))
+        return planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
+
+    def _epoch(self, plan: Any, code: Any, candidate: str) -> float:
+        """One epoch of ``plan`` run as ``candidate`` (``STRATEGY/LIBRARY``, see
+        :mod:`fastbp_numba.planning`); returns the summed cost."""
+        strategy, library = candidate.split("/")
+        lib = planning.library(library)
         k = self.kernels
         m = int(plan.batch_size)
         xbuf, ybuf, acts, deltas, scal = self._work(plan.sizes, m, plan.workspaces)
@@ -105,14 +136,16 @@ class NumbaBackend(NumpyBackend):
         xs = _contiguous(plan.xs, self.dtype, "training inputs")
         ys = _contiguous(plan.ys, self.dtype, "training targets")
         order = np.ascontiguousarray(plan.order, dtype=np.int64)
-        eta, decay, blas = float(plan.eta), float(plan.decay), self.gemm_pointer()
-        if (threaded(plan.sizes, m) and step_work(plan.sizes, 1) < TWO_THREADS_WEIGHTS
-                and prefetch.cores() >= 2 and library_threads() >= 2):
+        eta, decay = float(plan.eta), float(plan.decay)
+        blas = None if lib is None else lib.gemm_for(self.dtype)
+        if strategy == "two-threads":
             with one_thread():  # BLAS on one thread in each of the two
                 return self._two_threads(k, weights, biases, xs, ys, order, m, eta, decay, code,
-                                         (xbuf, ybuf, acts, deltas), blas)
-        with step_threads(plan.sizes, m):  # one BLAS thread where a step is small
-            gathering = prefetch.mode(plan.sizes, m, rows=int(order.shape[0]))
+                                         (xbuf, ybuf, acts, deltas), blas, lib)
+        threads = strategy == "blas-threads"
+        with contextlib.nullcontext() if threads else one_thread():
+            gathering = {"overlap": "overlap", "one-thread": None}.get(
+                strategy, prefetch.mode(plan.sizes, m, threads=True, rows=int(order.shape[0])))
             if gathering is None:
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
@@ -127,7 +160,7 @@ class NumbaBackend(NumpyBackend):
 
     def _two_threads(self, k: Any, weights: tuple, biases: tuple, xs: np.ndarray,
                      ys: np.ndarray, order: np.ndarray, m: int, eta: float, decay: float,
-                     code: int, work: tuple, blas: Any) -> float:
+                     code: int, work: tuple, blas: Any, lib: Any) -> float:
         """The epoch on two threads (:func:`fastbp_numba.kernels.sgd_epoch_half`): this one
         and a helper, each with half of every step and BLAS on one thread. ``work``: the
         epoch's row buffers; ``blas``: :meth:`gemm_pointer`."""
@@ -135,7 +168,6 @@ class NumbaBackend(NumpyBackend):
         h = (m + 1) // 2
         views = [(xbuf[rows], ybuf[rows], tuple(a[rows] for a in acts),
                   tuple(d[rows] for d in deltas)) for rows in (slice(0, h), slice(h, m))]
-        lib = cblas.find()  # for its per-thread setting
         sync = np.zeros(1, np.int64)  # arrivals at the barrier
         totals = [0.0, 0.0]
         errors: list[BaseException] = []
@@ -168,13 +200,15 @@ class NumbaBackend(NumpyBackend):
         return None if lib is None else lib.gemm_for(self.dtype)
 
     def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,
-                          y: Any, cost: Any = QuadraticCost
+                          y: Any, cost: Any = QuadraticCost, kinds: Any = None
                           ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """``(nabla_b, nabla_w)`` summed over the columns of ``x`` ``(n_in, m)``, computed by the
-        compiled kernels the epoch uses (BP1–BP4), shaped like the book's."""
-        code = self._cost_code(cost)
+        compiled kernels the epoch uses (BP1–BP4), shaped like the book's; ``kinds``: each
+        layer's neuron (default sigmoid hidden layers and the cost's output)."""
+        code = self._spec(cost, kinds, len(weights))
         if code is None:
-            raise ConfigError(f"cpu-jit compiles QuadraticCost and CrossEntropyCost, not {cost!r}")
+            raise ConfigError(f"cpu-jit compiles QuadraticCost, CrossEntropyCost and "
+                              f"LogLikelihoodCost, not {cost!r}")
         dt = self.dtype
         ws = tuple(np.ascontiguousarray(w, dtype=dt) for w in weights)
         bs = tuple(np.ascontiguousarray(b, dtype=dt).reshape(-1, 1) for b in biases)
@@ -189,13 +223,18 @@ class NumbaBackend(NumpyBackend):
                               np.empty(4, dt), SMALL_ROWS, self.gemm_pointer())
         return list(grad_b), list(grad_w)
 
-    def _cost_code(self, cost: Any) -> int | None:
-        """The kernels' code for a cost class, or None when they do not compile it."""
-        if cost is QuadraticCost:
-            return self.kernels.QUADRATIC
-        if cost is CrossEntropyCost:
-            return self.kernels.CROSS_ENTROPY
-        return None
+    def _spec(self, cost: Any, kinds: Any, layers: int) -> tuple[int, np.ndarray] | None:
+        """The kernels' ``spec``: the cost's code and each layer's neuron code (an int64
+        array), or None when they do not compile the cost."""
+        k = self.kernels
+        codes = {QuadraticCost: k.QUADRATIC, CrossEntropyCost: k.CROSS_ENTROPY,
+                 LogLikelihoodCost: k.LOG_LIKELIHOOD}
+        code = next((c for cls, c in codes.items() if cost is cls), None)
+        if code is None:
+            return None
+        if kinds is None:
+            kinds = layer_kinds(layers, "sigmoid", output_of(cost))
+        return code, np.array([k.KIND_CODES[kind] for kind in kinds], dtype=np.int64)
 
     def _work(self, sizes: list[int], m: int, cache: dict) -> tuple:
         """Sample-major buffers for batches of up to ``m`` rows, made once per shape. They live

@@ -5,9 +5,16 @@ so a mini-batch is a C-contiguous block of rows and the last, shorter batch is a
 same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l`` ``(n_l, 1)``:
 
 - feedforward: ``Z^l = A^{l-1} (W^l)ᵀ + b^l`` (the bias enters as the GEMM's ``C`` with ``β = 1``),
-  ``A^l = σ(Z^l)`` (float32: a vectorised ``e^x`` accurate to about 1 ulp)
-- BP1: ``Δ^L = ∇_a C ⊙ A^L ⊙ (1 − A^L)`` (quadratic) or ``Δ^L = A^L − Y`` (cross-entropy)
-- BP2: ``Δ^l = (Δ^{l+1} W^{l+1}) ⊙ A^l ⊙ (1 − A^l)``
+  ``A^l = f(Z^l)``: σ (float32: a vectorised ``e^x`` accurate to about 1 ulp), tanh, relu, or
+  softmax along each row (one sample), shifted by the row's largest entry
+- BP1: ``Δ^L = ∇_a C ⊙ A^L ⊙ (1 − A^L)`` (quadratic) or ``Δ^L = A^L − Y`` (cross-entropy, and
+  the log-likelihood of a softmax output)
+- BP2: ``Δ^l = (Δ^{l+1} W^{l+1}) ⊙ f'(Z^l)``, ``f'`` from ``A^l``: ``A(1 − A)``, ``1 − A²``,
+  ``[A > 0]``
+
+``spec`` is the network's ``(cost code, kinds)``: the cost (:data:`QUADRATIC`,
+:data:`CROSS_ENTROPY`, :data:`LOG_LIKELIHOOD`) and an int64 array with each layer's neuron
+(:data:`SIGMOID`, :data:`TANH`, :data:`RELU`, :data:`SOFTMAX`; :mod:`fastbp_numba.neurons`).
 - BP3 + BP4 folded into the SGD step, one GEMM with ``β = decay``:
   ``W^l ← decay · W^l − (η/m) (Δ^l)ᵀ A^{l-1}``, ``b^l ← b^l − (η/m) Σ_rows Δ^l``
 
@@ -25,7 +32,6 @@ subnormals, which x86 multiplies through a slow microcode path.
 
 from __future__ import annotations
 
-import math
 import platform
 
 import numpy as np
@@ -35,18 +41,32 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.linalg import ensure_blas
 
+from .neurons import (  # noqa: F401 - the kernels' elementwise passes, re-exported
+    CHUNK,
+    CROSS_ENTROPY,
+    FLAGS,
+    JIT,
+    KIND_CODES,
+    LOG_LIKELIHOOD,
+    QUADRATIC,
+    RELU,
+    SIGMOID,
+    SOFTMAX,
+    TANH,
+    activate,
+    flush,
+    mul_activation_prime,
+    mul_sigmoid_prime,
+    output_error,
+    sigmoid,
+    softmax_rows,
+)
+
 ensure_blas()
 
 _N = ord("N")
 _T = ord("T")
 _COL_MAJOR, _NO_TRANS, _TRANS = 102, 111, 112  # CBLAS enumerations
-CHUNK = 4096  # elements the sigmoid works on at a time
-QUADRATIC = 0
-CROSS_ENTROPY = 1
-FLAGS = {"reassoc", "contract"}  # vectorised sums and FMAs; NaN and inf keep their meaning
-# NumPy's error model: x / 0 is inf (as in NumPy) rather than a check before every division,
-# which would keep the loops from being vectorised
-JIT = {"cache": True, "nogil": True, "fastmath": FLAGS, "error_model": "numpy"}
 
 
 def _xxgemm(dtype: types.Type) -> types.ExternalFunction:
@@ -143,45 +163,6 @@ def gather(src, order, start, r, out):
             out[i, j] = src[row, j]
 
 
-def sigmoid(z, t):
-    """In place on a flat array: ``z ← σ(z) = 1 / (1 + e^{−z})`` (``t``: scratch of z's size)."""
-    raise NotImplementedError  # only the compiled overload below runs
-
-
-@overload(sigmoid, jit_options=JIT)
-def _sigmoid(z, t):
-    if z.dtype != types.float32:
-
-        def exact(z, t):
-            one = z.dtype.type(1.0)
-            for j in range(z.shape[0]):
-                z[j] = one / (one + math.exp(-z[j]))
-
-        return exact
-
-    def vectorised(z, t):
-        # e^x = 2^n · p(x − n ln 2), n = round(x / ln 2), p of degree 7 (Cephes' expf, 1 ulp);
-        # x is clamped to ±87 so that every e^x and every σ stays a normal float32.
-        f = np.float32
-        one, lo, hi = f(1.0), f(-87.0), f(87.0)
-        log2e, ln2_hi, ln2_lo = f(1.44269504088896341), f(0.693359375), f(-2.12194440e-4)
-        p0, p1, p2 = f(1.9875691500e-4), f(1.3981999507e-3), f(8.3334519073e-3)
-        p3, p4, p5 = f(4.1665795894e-2), f(1.6666665459e-1), f(5.0000001201e-1)
-        zi, ti = z.view(np.int32), t.view(np.int32)
-        for j in range(z.shape[0]):
-            x = min(max(-z[j], lo), hi)
-            n = np.floor(x * log2e + f(0.5))
-            x = x - n * ln2_hi - n * ln2_lo
-            z[j] = (((((p0 * x + p1) * x + p2) * x + p3) * x + p4) * x + p5) * (x * x) + x + one
-            ti[j] = np.int32(n) << 23
-        for j in range(z.shape[0]):
-            zi[j] += ti[j]  # p · 2^n: add n to the exponent bits
-        for j in range(z.shape[0]):
-            z[j] = one / (one + z[j])
-
-    return vectorised
-
-
 @njit(**JIT)
 def linear(w, b, a_prev, r, z, scal, small, blas):
     """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``."""
@@ -220,56 +201,6 @@ def back(w_next, d_next, r, d, scal, small, blas):
 
 
 @njit(**JIT)
-def mul_sigmoid_prime(d, a, r):
-    """BP2's hadamard, in place: ``Δ ← Δ ⊙ σ'(Z) = Δ ⊙ A ⊙ (1 − A)``.
-
-    Entries below the smallest normal float become 0 (see :func:`flush`)."""
-    one = d.dtype.type(1.0)
-    tiny = d.dtype.type(np.finfo(d.dtype).tiny)
-    for i in range(r):
-        for j in range(d.shape[1]):
-            x = a[i, j]
-            d[i, j] = flush(d[i, j] * x * (one - x), tiny)
-
-
-@njit(inline="always", **JIT)
-def flush(v, tiny):
-    """``v``, or 0 where ``|v|`` is subnormal.
-
-    A saturated sigmoid layer makes ``σ'(z) = a(1 − a)`` tiny, and its errors ``δ`` subnormal;
-    on x86 every multiply that touches a subnormal takes a slow microcode path (MNIST at batch 1
-    trains 3× slower). Values below 1.2e-38 (float32) move no weight, so they become 0, as they
-    would with the flush-to-zero mode that XLA runs in."""
-    return v if abs(v) >= tiny else v * 0
-
-
-@njit(**JIT)
-def output_error(a, y, r, d, cost):
-    """BP1 into ``d``; returns the summed cost of the ``r`` rows.
-
-    Quadratic: ``Δ = (A − Y) ⊙ A ⊙ (1 − A)``, ``C = ½ Σ (A − Y)²``. Cross-entropy (one-hot
-    ``Y``): ``Δ = A − Y``, ``C = −Σ ln max(1 − |A − Y|, tiny)``.
-    """
-    one = d.dtype.type(1.0)
-    tiny = d.dtype.type(np.finfo(d.dtype).tiny)
-    total = 0.0
-    if cost == QUADRATIC:
-        for i in range(r):
-            for j in range(d.shape[1]):
-                x = a[i, j]
-                e = x - y[i, j]
-                total += e * e
-                d[i, j] = flush(e * x * (one - x), tiny)
-        return 0.5 * total
-    for i in range(r):
-        for j in range(d.shape[1]):
-            e = a[i, j] - y[i, j]
-            d[i, j] = e
-            total -= math.log(max(one - abs(e), tiny))
-    return total
-
-
-@njit(**JIT)
 def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small, blas):
     """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``.
 
@@ -300,38 +231,37 @@ def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small, blas):
 
 # -- whole passes ---------------------------------------------------------------------------
 @njit(**JIT)
-def forward(weights, biases, x, r, acts, scratch, scal, small, blas):
+def forward(weights, biases, x, r, acts, scratch, kinds, scal, small, blas):
     """Feedforward of the first ``r`` rows of ``x``; ``acts[l]`` receives ``A^{l+2}``
     (``scratch``: buffers shaped like ``acts``, free during the feedforward)."""
     a_prev = x
     for l in range(len(weights)):
         z = acts[l]
         linear(weights[l], biases[l], a_prev, r, z, scal, small, blas)
-        zf, tf = z.reshape(z.size), scratch[l].reshape(z.size)
-        size = r * z.shape[1]
-        for c in range(0, size, CHUNK):  # its passes stay in the L1 cache
-            e = min(c + CHUNK, size)
-            sigmoid(zf[c:e], tf[c:e])
+        activate(z, r, kinds[l], scratch[l])
         a_prev = z
 
 
 @njit(**JIT)
-def deltas_of(weights, y, r, acts, deltas, cost, scal, small, blas):
+def deltas_of(weights, y, r, acts, deltas, cost, kinds, scal, small, blas):
     """BP1 then BP2 down to layer 2; ``deltas[l]`` receives ``Δ^{l+2}``. Returns the cost."""
     top = len(weights) - 1
     c = output_error(acts[top], y, r, deltas[top], cost)
     for l in range(top - 1, -1, -1):
         back(weights[l + 1], deltas[l + 1], r, deltas[l], scal, small, blas)
-        mul_sigmoid_prime(deltas[l], acts[l], r)
+        mul_activation_prime(deltas[l], acts[l], r, kinds[l])
     return c
 
 
 @njit(**JIT)
-def step(weights, biases, x, y, r, eta, decay, cost, acts, deltas, scal, small, blas):
+def step(weights, biases, x, y, r, eta, decay, spec, acts, deltas, scal, small, blas):
     """One SGD step on the first ``r`` rows of ``x``/``y``: feedforward, BP1, BP2, then BP3 and
-    BP4 folded into the update. Returns the batch's summed cost (before the update)."""
-    forward(weights, biases, x, r, acts, deltas, scal, small, blas)
-    total = deltas_of(weights, y, r, acts, deltas, cost, scal, small, blas)
+    BP4 folded into the update. Returns the batch's summed cost (before the update).
+
+    ``spec``: the network's ``(cost code, kinds)`` (see the module)."""
+    cost, kinds = spec[0], spec[1]
+    forward(weights, biases, x, r, acts, deltas, kinds, scal, small, blas)
+    total = deltas_of(weights, y, r, acts, deltas, cost, kinds, scal, small, blas)
     alpha = eta / r
     for l in range(len(weights)):
         a_prev = x if l == 0 else acts[l - 1]
@@ -340,7 +270,7 @@ def step(weights, biases, x, y, r, eta, decay, cost, acts, deltas, scal, small, 
 
 
 @njit(**JIT)
-def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, acts, deltas,
+def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, spec, xbuf, ybuf, acts, deltas,
               scal, small, blas):
     """Every mini-batch of ``order`` in turn: gather its rows, then :func:`step`.
 
@@ -355,14 +285,14 @@ def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, ybuf, a
         r = min(m, n - start)
         gather(xs, order, start, r, xbuf)
         gather(ys, order, start, r, ybuf)
-        total += step(weights, biases, xbuf, ybuf, r, eta, decay, cost, acts, deltas, scal,
+        total += step(weights, biases, xbuf, ybuf, r, eta, decay, spec, acts, deltas, scal,
                       small, blas)
     set_mxcsr(saved)
     return total
 
 
 @njit(**JIT)
-def sgd_rows(weights, biases, x, y, rows, m, eta, decay, cost, acts, deltas, scal, small, blas,
+def sgd_rows(weights, biases, x, y, rows, m, eta, decay, spec, acts, deltas, scal, small, blas,
              total):
     """:func:`step` on consecutive mini-batches of ``m`` rows of ``x``/``y`` (rows already
     gathered in the epoch's order: :mod:`fastbp.prefetch`), the first ``rows`` rows. Returns
@@ -372,7 +302,7 @@ def sgd_rows(weights, biases, x, y, rows, m, eta, decay, cost, acts, deltas, sca
     set_mxcsr(saved | np.uint32(FTZ_DAZ))
     for start in range(0, rows, m):
         r = min(m, rows - start)
-        total += step(weights, biases, x[start:], y[start:], r, eta, decay, cost, acts, deltas,
+        total += step(weights, biases, x[start:], y[start:], r, eta, decay, spec, acts, deltas,
                       scal, small, blas)
     set_mxcsr(saved)
     return total
@@ -429,7 +359,7 @@ def barrier(sync, threads, count):
 
 
 @njit(**JIT)
-def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, cost, xbuf, acts, deltas,
+def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, spec, xbuf, acts, deltas,
                    half, scal, small, blas, sync):
     """Thread ``t``'s part (0 or 1) of one epoch that two threads run at once, each calling BLAS
     on one thread; the two meet at a barrier twice a step. Returns its rows' summed cost.
@@ -445,6 +375,7 @@ def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, cost, xbuf,
     """
     saved = get_mxcsr()
     set_mxcsr(saved | np.uint32(FTZ_DAZ))
+    cost, kinds = spec[0], spec[1]
     n = order.shape[0]
     h = (m + 1) // 2
     x, y, acts_t, deltas_t = half
@@ -457,8 +388,9 @@ def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, cost, xbuf,
         if rows > 0:
             gather(xs, order, start + lo, rows, x)
             gather(ys, order, start + lo, rows, y)
-            forward(weights, biases, x, rows, acts_t, deltas_t, scal, small, blas)
-            total += deltas_of(weights, y, rows, acts_t, deltas_t, cost, scal, small, blas)
+            forward(weights, biases, x, rows, acts_t, deltas_t, kinds, scal, small, blas)
+            total += deltas_of(weights, y, rows, acts_t, deltas_t, cost, kinds, scal, small,
+                               blas)
         meetings += 1
         barrier(sync, 2, meetings)  # every Δ of the batch is known
         alpha = eta / r
@@ -500,12 +432,13 @@ def bias_step(b, d, r, j0, j1, alpha):
 
 
 @njit(**JIT)
-def backprop(weights, biases, x, y, cost, acts, deltas, grad_w, grad_b, scal, small, blas):
+def backprop(weights, biases, x, y, spec, acts, deltas, grad_w, grad_b, scal, small, blas):
     """The gradient summed over the rows of ``x``: ``∂C/∂b^l = Σ_i Δ^l_i`` (BP3),
     ``∂C/∂W^l = (Δ^l)ᵀ A^{l-1}`` (BP4), with the same kernels as :func:`sgd_epoch`."""
     r = x.shape[0]
-    forward(weights, biases, x, r, acts, deltas, scal, small, blas)
-    c = deltas_of(weights, y, r, acts, deltas, cost, scal, small, blas)
+    cost, kinds = spec[0], spec[1]
+    forward(weights, biases, x, r, acts, deltas, kinds, scal, small, blas)
+    c = deltas_of(weights, y, r, acts, deltas, cost, kinds, scal, small, blas)
     for l in range(len(weights)):
         a_prev = x if l == 0 else acts[l - 1]
         gw, gb = grad_w[l], grad_b[l]

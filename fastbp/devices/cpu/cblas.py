@@ -98,6 +98,12 @@ def find() -> Cblas | None:
     return lib
 
 
+def load(name: str) -> Cblas | None:
+    """The library ``name`` (``mkl`` or ``openblas``) if it can be loaded here, else None
+    (the planner tries each)."""
+    return _load(name)
+
+
 @functools.cache
 def _dll(path: str) -> Any:
     """The loaded library at ``path`` (loaded once)."""

@@ -6,9 +6,10 @@ of the same buffers), every GEMM is one BLAS call on Fortran-ordered views (a C-
 array is its own transpose in Fortran order, so no copy is made), and the SGD update is folded
 into the weight-gradient GEMM:
 
-- feedforward: ``(Z^l)ᵀ = W^l (A^{l-1})ᵀ``, then ``A^l = σ(Z^l + b^l)`` (:func:`sigmoid`)
+- feedforward: ``(Z^l)ᵀ = W^l (A^{l-1})ᵀ``, then ``A^l = f(Z^l + b^l)`` (:func:`activate`:
+  σ, tanh, relu, or softmax along each row)
 - BP1: ``Δ^L = (A^L − Y) ⊙ A^L ⊙ (1 − A^L)`` (quadratic; other costs via ``output_error``)
-- BP2: ``(Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ``, then ``⊙ A^l ⊙ (1 − A^l)``
+- BP2: ``(Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ``, then ``⊙ f'(Z^l)`` from ``A^l`` (:func:`mul_prime`)
 - BP3 + BP4 + SGD: ``(W^l)ᵀ ← decay·(W^l)ᵀ − (η/m) (A^{l-1})ᵀ Δ^l`` (one GEMM, β = decay) and
   ``b^l ← b^l − (η/m) (Δ^l)ᵀ 1`` (one GEMV)
 
@@ -28,6 +29,7 @@ from scipy.special import expit as _expit
 
 from ...core.costs import QuadraticCost
 from ...core.memory import translate_oom
+from ...core.neurons import kinds_of
 from . import cblas, prefetch
 from .blas_threads import narrow, step_threads, step_work, threaded
 
@@ -94,6 +96,7 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
         gemv = _gemv_as_gemm(gemm)
     weights, biases, cost = plan.weights, plan.biases, plan.cost
     quadratic = cost is QuadraticCost
+    kinds = kinds_of(plan.kinds, len(weights))
     m, eta, decay = plan.batch_size, plan.eta, plan.decay
     buffers = _buffers(backend, plan.sizes, m, dtype.name, plan.workspaces)
     add, subtract, multiply, vdot = np.add, np.subtract, np.multiply, np.vdot
@@ -111,11 +114,11 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
             a_t, d_t = [ai.T for ai in a], [di.T for di in d]
         else:
             inputs_t[0] = x.T
-        # feedforward: (Z^l)ᵀ = W^l (A^{l-1})ᵀ, then A^l = σ(Z^l + b^l)
+        # feedforward: (Z^l)ᵀ = W^l (A^{l-1})ᵀ, then A^l = f(Z^l + b^l)
         for l in range(top + 1):
             gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
             add(a[l], b_row[l], out=a[l])
-            sigmoid(a[l])
+            activate(a[l], kinds[l], s[l])
         # BP1
         if quadratic:
             subtract(a[top], y, out=d[top])
@@ -123,10 +126,10 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
             _mul_sigmoid_prime(d[top], a[top], s[top], subtract, multiply)
         else:
             total += float(cost.output_error(backend, a[top], y, d[top], s[top]))
-        # BP2: (Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ, then the hadamard with σ'(Z^l) = A^l (1 − A^l)
+        # BP2: (Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ, then the hadamard with f'(Z^l), from A^l
         for l in range(top - 1, -1, -1):
             gemm(1.0, w_t[l + 1], d_t[l + 1], 0.0, d_t[l], 0, 0, 1)
-            _mul_sigmoid_prime(d[l], a[l], s[l], subtract, multiply)
+            mul_prime(d[l], a[l], s[l], kinds[l])
         # BP3 and BP4 folded into the update
         alpha = -eta / r
         for l in range(top + 1):
@@ -186,6 +189,37 @@ def sigmoid(z: np.ndarray) -> None:
         np.exp(z, out=z)
     np.add(z, 1.0, out=z)
     np.reciprocal(z, out=z)
+
+
+def activate(z: np.ndarray, kind: str, scratch: np.ndarray) -> None:
+    """In place on sample-major rows: ``z ← f(z)``; softmax runs along each row (one sample),
+    shifted by the row's largest entry (``scratch``: a buffer of ``z``'s shape)."""
+    if kind == "sigmoid":
+        sigmoid(z)
+    elif kind == "tanh":
+        np.tanh(z, out=z)
+    elif kind == "relu":
+        np.maximum(z, 0.0, out=z)
+    else:
+        top = scratch[:, :1]
+        np.max(z, axis=1, keepdims=True, out=top)
+        np.subtract(z, top, out=z)
+        np.exp(z, out=z)
+        np.sum(z, axis=1, keepdims=True, out=top)
+        np.divide(z, top, out=z)
+
+
+def mul_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, kind: str) -> None:
+    """In place: ``Δ ← Δ ⊙ f'(Z)`` from ``A``: ``A(1 − A)``, ``1 − A²`` or ``[A > 0]``."""
+    if kind == "sigmoid":
+        _mul_sigmoid_prime(d, a, s, np.subtract, np.multiply)
+        return
+    if kind == "tanh":
+        np.multiply(a, a, out=s)
+        np.subtract(1.0, s, out=s)
+    else:
+        np.greater(a, 0.0, out=s)
+    np.multiply(d, s, out=d)
 
 
 def _mul_sigmoid_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, subtract: Any,

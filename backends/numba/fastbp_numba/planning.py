@@ -1,0 +1,142 @@
+"""How ``cpu-jit`` runs an epoch, measured on this machine (:mod:`fastbp.devices.planner`).
+
+A candidate is ``STRATEGY/LIBRARY``: the GEMM library the compiled steps call (MKL, NumPy's
+OpenBLAS, or SciPy's BLAS) and one of
+
+- ``one-thread``: every step on this thread, BLAS on one thread;
+- ``overlap``: the same, while another core gathers the next chunk of rows;
+- ``two-threads``: two threads of the epoch's own, each with half of every step;
+- ``blas-threads``: the BLAS library's own threads split each product.
+
+The first epoch of a configuration picks the fastest in a short trial of real steps on copies of
+the parameters (or takes the cached choice). When an epoch runs at under half the speed its
+trial promised on two cores (another process took one), training moves to ``one-thread``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from fastbp.devices import planner
+from fastbp.devices.cpu import cblas, prefetch
+from fastbp.devices.cpu.blas_threads import library_threads, step_work, threaded
+
+log = logging.getLogger("fastbp")
+
+STRATEGIES = ("one-thread", "overlap", "two-threads", "blas-threads")
+TWO_CORES = ("overlap", "two-threads", "blas-threads")
+# Networks with fewer weights than this split every step over two threads of the epoch's own by
+# default (FASTBP_PLAN=off); wider ones use the BLAS library's threads.
+TWO_THREADS_WEIGHTS = 400_000
+TRIAL_ROWS = 4096  # rows of one candidate's timed trial (at least two batches)
+SLOW = 0.5  # an epoch below this fraction of its trial's speed means a busy machine
+
+
+def library_names() -> list[str]:
+    """The GEMM libraries to try: the one ``$FASTBP_BLAS`` names, else every one found."""
+    if cblas.choice() != "auto":
+        lib = cblas.find()
+        return [lib.name if lib is not None else "scipy"]
+    found = [name for name in ("mkl", "openblas") if cblas.load(name) is not None]
+    return found or ["scipy"]
+
+
+def library(name: str) -> Any:
+    """The :class:`fastbp.devices.cpu.cblas.Cblas` of a candidate's library (None: SciPy)."""
+    return None if name == "scipy" else cblas.load(name)
+
+
+def default(sizes: list[int], m: int, rows: int) -> str:
+    """The fixed choice (``FASTBP_PLAN=off``): the rules these candidates replace."""
+    lib = cblas.find()
+    name = lib.name if lib is not None else "scipy"
+    two_cores = prefetch.cores() >= 2 and library_threads() >= 2
+    if threaded(sizes, m) and step_work(sizes, 1) < TWO_THREADS_WEIGHTS and two_cores:
+        return f"two-threads/{name}"
+    if threaded(sizes, m) and library_threads() >= 2:
+        return f"blas-threads/{name}"
+    overlap = prefetch.mode(sizes, m, threads=False, rows=rows) == "overlap"
+    return f"{'overlap' if overlap else 'one-thread'}/{name}"
+
+
+def candidates(sizes: list[int], m: int, rows: int) -> list[str]:
+    """Every candidate that can run here for batches of ``m`` and an epoch of ``rows``."""
+    cores = prefetch.cores()
+    allowed = ["one-thread"]
+    if prefetch.enabled() and cores >= 2 and rows > prefetch.chunk_rows(m):
+        allowed.append("overlap")
+    if cores >= 2 and library_threads() >= 2:
+        allowed.append("two-threads")
+    if library_threads() >= 2:
+        allowed.append("blas-threads")
+    return [f"{s}/{lib}" for lib in library_names() for s in allowed]
+
+
+def fingerprint() -> dict[str, Any]:
+    """This machine as the cache knows it: :func:`fastbp.devices.planner.fingerprint` plus the
+    GEMM libraries' versions and Numba's."""
+    import numba
+
+    libs = {name: getattr(cblas.load(name), "version", None) for name in ("mkl", "openblas")}
+    return planner.fingerprint({"numba": numba.__version__, "gemm": libs,
+                                "blas_threads": library_threads()})
+
+
+def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner.Choice:
+    """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
+    cached, forced, the default, or measured now with ``run(trial_plan, candidate)``."""
+    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype)
+    held = plan.workspaces.get(("cpu-jit plan", key))
+    if held is not None:
+        return held
+    rows = int(plan.order.shape[0])
+    options = candidates(list(plan.sizes), int(plan.batch_size), rows)
+    fixed = default(list(plan.sizes), int(plan.batch_size), rows)
+    busy = planner.busy_machine()
+    # on a busy machine other processes skew a measurement: one core, and nothing cached
+    measured = [c for c in options if not busy or c.split("/")[0] not in TWO_CORES]
+
+    def trials() -> dict[str, Callable[[], float]]:
+        return {name: (lambda name=name: trial(plan, name, run)) for name in measured}
+
+    choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
+                            fingerprint(), busy=busy)
+    log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
+    plan.workspaces[("cpu-jit plan", key)] = choice
+    return choice
+
+
+def trial(plan: Any, name: str, run: Callable[[Any, str], float]) -> float:
+    """Samples/s of candidate ``name`` on the first rows of ``plan.order``, on copies of the
+    parameters (training is not touched): one batch to warm up, then the timed rows."""
+    m = int(plan.batch_size)
+    rows = min(int(plan.order.shape[0]), max(2 * m, TRIAL_ROWS // m * m))
+    copy = dataclasses.replace(plan, weights=[np.array(w) for w in plan.weights],
+                               biases=[np.array(b) for b in plan.biases])
+    copy.order = plan.order[:m]
+    run(copy, name)
+    copy.order = plan.order[:rows]
+    t0 = time.perf_counter()
+    run(copy, name)
+    return rows / max(time.perf_counter() - t0, 1e-9)
+
+
+def after_epoch(plan: Any, choice: planner.Choice, seconds: float) -> None:
+    """Move a plan that ran on two cores to ``one-thread`` when its epoch ran at under
+    :data:`SLOW` of its trial's speed: another process holds a core. The first epoch of a
+    choice is not judged (it also loads the compiled code and starts the helper thread)."""
+    strategy, lib = choice.name.split("/")
+    choice.epochs += 1
+    if strategy not in TWO_CORES or not choice.speed or choice.epochs == 1:
+        return
+    speed = int(plan.order.shape[0]) / max(seconds, 1e-9)
+    if speed < SLOW * choice.speed:
+        log.warning("fastbp: cpu-jit ran an epoch at %.0f %% of the speed its plan %s measured: "
+                    "the machine is busy, so training moves to one-thread/%s",
+                    100 * speed / choice.speed, choice.name, lib)
+        choice.name, choice.source = f"one-thread/{lib}", "busy"

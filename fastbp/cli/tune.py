@@ -1,0 +1,61 @@
+"""``fastbp tune``: plan the common training configurations ahead (:mod:`fastbp.devices.planner`)
+and print every candidate's speed, so that training starts on the fastest at once."""
+
+from __future__ import annotations
+
+import argparse
+
+from .options import parse_sizes
+
+COMMON = {(784, 30, 10): (1, 10, 100, 1000), (784, 100, 10): (1, 10, 100, 1000),
+          (784, 1024, 1024, 10): (256, 1024)}
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sizes", type=parse_sizes, nargs="+", default=None, metavar="SIZES",
+                   help="networks to plan, e.g. 784,30,10 784,100,10 (default: [784,30,10] and "
+                   "[784,100,10] at batches 1, 10, 100, 1000, [784,1024,1024,10] at 256, 1024)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None, metavar="M",
+                   help="batch sizes for --sizes (default: 1 10 100 1000)")
+    p.add_argument("--device", default="cpu-jit",
+                   help="the device to plan (default: cpu-jit, the default device without a GPU)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="floating-point type (default: float32)")
+    p.add_argument("--samples", type=int, default=8192,
+                   help="MNIST-shaped synthetic samples each trial draws from (default: 8192)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    import numpy as np
+
+    from ..core.validate import check_count
+    from ..devices import planner
+    from ..model.network import Network
+
+    samples = check_count("--samples", args.samples, low=1)
+    jobs = ({tuple(s): tuple(args.batch_sizes or (1, 10, 100, 1000)) for s in args.sizes}
+            if args.sizes else COMMON)
+    os.environ[planner.ENV_VAR] = "measure"
+    print(f"fastbp tune: {args.device}, {args.dtype}; plans cached in {planner.cache_path()}")
+    print(f"{'configuration':<44} {'chosen':<24} candidates (samples/s)")
+    rng = np.random.default_rng(0)
+    for sizes, batches in jobs.items():
+        X = (rng.random((sizes[0], samples)) < 0.19) * rng.random((sizes[0], samples))
+        labels = rng.integers(0, sizes[-1], samples)
+        for m in batches:
+            net = Network(list(sizes), device=args.device, dtype=args.dtype, seed=0,
+                          init="scaled")
+            plan = net.epoch_plan(X, labels, batch_size=m, eta=0.1)
+            plan.order = net.backend.index_array(np.arange(samples))
+            choose = getattr(net.backend, "plan_for", None)
+            key = planner.config_key(net.device, sizes, m, args.dtype)
+            if choose is None:
+                print(f"{key:<44} {'(nothing to plan)':<24}")
+                continue
+            choice = choose(plan)
+            speeds = ", ".join(f"{name} {speed:,.0f}" for name, speed in
+                               sorted(choice.speeds.items(), key=lambda kv: -kv[1]))
+            print(f"{key:<44} {choice.name:<24} {speeds}", flush=True)
+    return 0

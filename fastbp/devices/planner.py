@@ -1,0 +1,247 @@
+"""The planner: how a device runs a training configuration is measured on this machine, not
+taken from constants tuned on another.
+
+For a configuration (device, layer sizes, batch size, dtype) a device offers candidate ways of
+running its epoch (one thread or two, which GEMM library, gathering ahead, a CUDA graph or not).
+The planner times each on a short trial of real steps, keeps the fastest, and caches the choice
+per machine fingerprint (CPU model, core count, library versions, the BLAS environment
+variables) in the user cache, so the second run costs nothing. As FFTW's wisdom does.
+
+``$FASTBP_PLAN``: ``auto`` (default: the cache, else measure), ``measure`` (measure again and
+rewrite the cache), ``off`` (the device's fixed defaults, for benchmarking the defaults
+themselves), or a candidate's name (``two-threads/mkl``, or only its first part) to force it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import ConfigError
+
+log = logging.getLogger("fastbp")
+
+ENV_VAR = "FASTBP_PLAN"
+CACHE_ENV = "FASTBP_CACHE"
+FORMAT = "fastbp-plans"
+FORMAT_VERSION = 1
+MODES = ("auto", "measure", "off")
+# Environment variables that change what the candidates do, so belong to the fingerprint.
+ENV_KEYS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+            "OMP_NUM_THREADS", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "FASTBP_BLAS",
+            "FASTBP_THREADED_WORK", "FASTBP_PREFETCH", "CUDA_VISIBLE_DEVICES")
+
+_warned: set[str] = set()
+
+
+@dataclass
+class Choice:
+    """How one configuration runs: the candidate's ``name``, where the choice came from
+    (``measured``, ``cache``, ``default``, ``forced``, ``busy``), and the measured samples/s of
+    every candidate (empty unless measured here or cached)."""
+
+    name: str
+    source: str
+    speeds: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # what measuring cost
+    epochs: int = 0  # epochs run with this choice (the first also loads and warms the code)
+
+    @property
+    def speed(self) -> float | None:
+        """The chosen candidate's measured samples/s, if known."""
+        return self.speeds.get(self.name)
+
+    def describe(self) -> str:
+        speed = f", {self.speed:,.0f} samples/s in its trial" if self.speed else ""
+        cost = f", measured in {self.seconds:.2f} s" if self.source == "measured" else ""
+        return f"{self.name} ({self.source}{speed}{cost})"
+
+
+def mode() -> str:
+    """``$FASTBP_PLAN``, checked: a mode of :data:`MODES` or a candidate's name."""
+    value = os.environ.get(ENV_VAR, "").strip().lower() or "auto"
+    if value in MODES:
+        return value
+    if not all(c.isalnum() or c in "-/_" for c in value):
+        raise ConfigError(f"{ENV_VAR}={value!r}: use auto, measure, off or a candidate's name "
+                          "(fastbp tune lists them)")
+    return value
+
+
+def cache_path() -> Path:
+    """``$FASTBP_CACHE/plans.json``, else ``$XDG_CACHE_HOME/fastbp/plans.json``, else
+    ``~/.cache/fastbp/plans.json``."""
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        return Path(base) / "plans.json"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "fastbp" / "plans.json"
+
+
+def fingerprint(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What makes timings of this machine comparable: CPU model, cores, Python and library
+    versions, the BLAS environment variables, and ``extra`` (a device's own: its GEMM
+    libraries' versions, a GPU's name)."""
+    import numpy as np
+
+    from .cpu.backend import cpu_model
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "machine": platform.machine(),
+        "python": platform.python_version(), "numpy": np.__version__,
+        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+    }
+    info.update(extra or {})
+    return info
+
+
+def config_key(device: str, sizes: Sequence[int], batch_size: int, dtype: str,
+               extra: str = "") -> str:
+    """The cache key of one training configuration, e.g. ``cpu-jit [784,30,10] m=10 float32``."""
+    key = f"{device} [{','.join(str(s) for s in sizes)}] m={batch_size} {dtype}"
+    return f"{key} {extra}".strip()
+
+
+def _warn_once(what: str, message: str) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        log.warning(message)
+
+
+def read_cache(machine: Mapping[str, Any]) -> dict[str, Any]:
+    """The cached choices for this machine (``{key: {"choice": ..., "speeds": ...}}``); a
+    missing cache is empty, a corrupt or stale one (another machine, other library versions, an
+    older format) is ignored with one warning and rewritten at the next choice."""
+    path = cache_path()
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        _warn_once(f"unreadable {path}", f"fastbp: the plan cache {path} cannot be read ({exc}); "
+                   "planning anew")
+        return {}
+    try:
+        doc = json.loads(raw)
+        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
+            raise ValueError(f"format {doc.get('format')!r} version {doc.get('version')!r}")
+        plans = doc["plans"]
+        if not isinstance(plans, dict):
+            raise ValueError("plans is not an object")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _warn_once(f"corrupt {path}", f"fastbp: the plan cache {path} is damaged ({exc}); "
+                   "it is ignored and will be rewritten")
+        return {}
+    if doc.get("fingerprint") != _jsonable(machine):
+        changed = sorted(k for k in {**machine, **doc.get("fingerprint", {})}
+                         if _jsonable(machine).get(k) != doc.get("fingerprint", {}).get(k))
+        _warn_once(f"stale {path}", f"fastbp: the plan cache {path} was made for another machine "
+                   f"or other libraries (differs in {', '.join(changed)}); planning anew")
+        return {}
+    return plans
+
+
+def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any]) -> None:
+    """Write the cache atomically (a temporary file renamed over it); a cache that cannot be
+    written only costs measuring again, so it says so once and goes on."""
+    path = cache_path()
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, "fingerprint": _jsonable(machine),
+           "plans": dict(plans)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        _warn_once(f"unwritable {path}", f"fastbp: the plan cache {path} cannot be written "
+                   f"({exc}); plans will be measured again next time")
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def digest(machine: Mapping[str, Any]) -> str:
+    """A short hash of a fingerprint, for messages."""
+    return hashlib.sha256(json.dumps(_jsonable(machine), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def measure(trials: Mapping[str, Callable[[], float]], rounds: int = 2
+            ) -> tuple[dict[str, float], float]:
+    """Samples/s of each candidate, the best of ``rounds`` trials taken in turn (``trial()``
+    runs one short trial and returns samples/s), so a moment of load elsewhere does not decide;
+    a candidate whose trial fails is left out, saying why once. Returns the speeds and the
+    seconds measuring took."""
+    t0 = time.perf_counter()
+    speeds: dict[str, float] = {}
+    failed: set[str] = set()
+    for _ in range(rounds):
+        for name, trial in trials.items():
+            if name in failed:
+                continue
+            try:
+                speeds[name] = max(speeds.get(name, 0.0), float(trial()))
+            except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not chosen
+                failed.add(name)
+                speeds.pop(name, None)
+                _warn_once(f"trial {name}", f"fastbp: the plan candidate {name} failed its "
+                           f"trial ({type(exc).__name__}: {exc}); it is not used")
+    return speeds, time.perf_counter() - t0
+
+
+def choose(key: str, candidates: Sequence[str], default: str,
+           trials: Callable[[], Mapping[str, Callable[[], float]]],
+           machine: Mapping[str, Any], busy: bool = False) -> Choice:
+    """The candidate to run ``key`` with: forced by ``$FASTBP_PLAN``, the fixed ``default``
+    (``off``), the cached choice, or measured now (``trials()`` builds the trial callables) and
+    cached. On a ``busy`` machine the measurement is not cached (another process skews it)."""
+    how = mode()
+    if how == "off":
+        return Choice(default, "default")
+    if how not in ("auto", "measure"):
+        named = [c for c in candidates if c == how or c.split("/")[0] == how]
+        if not named:
+            raise ConfigError(f"{ENV_VAR}={how!r} is not a candidate for {key}; candidates: "
+                              f"{', '.join(candidates)} (or auto, measure, off)")
+        return Choice(named[0], "forced")
+    cached = read_cache(machine) if how == "auto" else {}
+    entry = cached.get(key)
+    if isinstance(entry, dict) and entry.get("choice") in candidates:
+        speeds = {k: float(v) for k, v in dict(entry.get("speeds") or {}).items()}
+        return Choice(str(entry["choice"]), "cache", speeds)
+    speeds, seconds = measure(trials())
+    if not speeds:
+        return Choice(default, "default")
+    best = max(speeds, key=speeds.__getitem__)
+    if busy:
+        return Choice(best, "busy", speeds, seconds)
+    plans = read_cache(machine)
+    plans[key] = {"choice": best, "speeds": speeds, "measured_s": round(seconds, 4),
+                  "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_cache(machine, plans)
+    return Choice(best, "measured", speeds, seconds)
+
+
+def others_load() -> float:
+    """The run queue's 1-minute load average less this process's own busy threads (an
+    estimate of how many cores other processes keep busy); 0 where the OS cannot say."""
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return 0.0
+    return max(0.0, load - 1.0)
+
+
+def busy_machine() -> bool:
+    """Whether other processes keep at least one core of this machine busy."""
+    return others_load() >= 0.8

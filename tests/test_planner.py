@@ -1,0 +1,205 @@
+"""The planner: candidates measured once per machine and configuration, cached, reused; a
+damaged or stale cache ignored with one warning; ``FASTBP_PLAN`` honoured; a busy machine on one
+thread. (Speed itself is measured by the benchmarks, never asserted here.)"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp.devices import planner
+
+MACHINE = {"cpu": "test cpu", "cores": 2}
+
+
+@pytest.fixture
+def auto(monkeypatch, tmp_path):
+    """Planning on, a fresh cache folder, a quiet machine."""
+    monkeypatch.setenv("FASTBP_PLAN", "auto")
+    monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
+    monkeypatch.setattr(planner, "busy_machine", lambda: False)
+    planner._warned.clear()
+    return tmp_path / "plans.json"
+
+
+def fake_trials(calls: list[str]):
+    speeds = {"a/x": 1.0, "b/x": 3.0, "c/x": 2.0}
+
+    def trials():
+        return {name: (lambda name=name: calls.append(name) or speeds[name]) for name in speeds}
+
+    return trials
+
+
+def test_the_fastest_is_measured_once_then_read_from_the_cache(auto):
+    calls: list[str] = []
+    first = planner.choose("k", ["a/x", "b/x", "c/x"], "a/x", fake_trials(calls), MACHINE)
+    assert (first.name, first.source) == ("b/x", "measured")
+    assert sorted(calls) == ["a/x", "a/x", "b/x", "b/x", "c/x", "c/x"]  # two rounds each
+    doc = json.loads(auto.read_text())
+    assert doc["plans"]["k"]["choice"] == "b/x" and doc["fingerprint"] == MACHINE
+    again = planner.choose("k", ["a/x", "b/x", "c/x"], "a/x", fake_trials(calls), MACHINE)
+    assert (again.name, again.source) == ("b/x", "cache") and len(calls) == 6
+    assert again.speeds == {"a/x": 1.0, "b/x": 3.0, "c/x": 2.0}
+
+
+def test_measure_ignores_the_cache(auto, monkeypatch):
+    calls: list[str] = []
+    planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials(calls), MACHINE)
+    monkeypatch.setenv("FASTBP_PLAN", "measure")
+    assert planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials(calls),
+                          MACHINE).source == "measured"
+    assert len(calls) == 12  # measured twice, two rounds of three trials each
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"format": "other"}', "[]",
+                                     '{"format": "fastbp-plans", "version": 1, "plans": 3}'])
+def test_a_damaged_cache_is_ignored_with_one_warning_and_rewritten(auto, content, caplog):
+    auto.parent.mkdir(parents=True, exist_ok=True)
+    auto.write_text(content)
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        for _ in range(3):
+            choice = planner.choose("k", ["a/x", "b/x", "c/x"], "a/x", fake_trials([]), MACHINE)
+            assert choice.name == "b/x"
+            auto.write_text(content) if _ == 0 else None
+    warned = [r.getMessage() for r in caplog.records if "plan cache" in r.getMessage()]
+    assert len(warned) == 1 and "damaged" in warned[0] and str(auto) in warned[0]
+
+
+def test_a_stale_cache_is_ignored_with_one_warning(auto, caplog):
+    planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials([]), MACHINE)
+    other = {**MACHINE, "cpu": "another cpu"}
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        choice = planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials([]), other)
+        planner.choose("j", ["a/x", "b/x"], "a/x", fake_trials([]), MACHINE)
+    assert choice.source == "measured"
+    warned = [r.getMessage() for r in caplog.records if "plan cache" in r.getMessage()]
+    assert len(warned) == 1 and "differs in cpu" in warned[0]
+    assert json.loads(auto.read_text())["fingerprint"] == MACHINE  # rewritten for this one
+
+
+def test_off_gives_the_default_and_writes_nothing(auto, monkeypatch):
+    monkeypatch.setenv("FASTBP_PLAN", "off")
+    calls: list[str] = []
+    choice = planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials(calls), MACHINE)
+    assert (choice.name, choice.source) == ("a/x", "default") and not calls
+    assert not auto.exists()
+
+
+def test_a_candidate_can_be_forced_by_name(auto, monkeypatch):
+    monkeypatch.setenv("FASTBP_PLAN", "c")
+    assert planner.choose("k", ["a/x", "c/x"], "a/x", fake_trials([]), MACHINE).name == "c/x"
+    monkeypatch.setenv("FASTBP_PLAN", "zzz")
+    with pytest.raises(fastbp.ConfigError, match="FASTBP_PLAN='zzz' is not a candidate"):
+        planner.choose("k", ["a/x", "c/x"], "a/x", fake_trials([]), MACHINE)
+    monkeypatch.setenv("FASTBP_PLAN", "a b")
+    with pytest.raises(fastbp.ConfigError, match="FASTBP_PLAN"):
+        planner.mode()
+
+
+def test_a_candidate_that_fails_its_trial_is_not_chosen(auto, caplog):
+    def trials():
+        return {"a/x": lambda: 1.0, "b/x": lambda: 1 / 0}
+
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        assert planner.choose("k", ["a/x", "b/x"], "b/x", trials, MACHINE).name == "a/x"
+    assert any("b/x failed its trial" in r.getMessage() for r in caplog.records)
+
+
+def test_a_measurement_on_a_busy_machine_is_not_cached(auto):
+    choice = planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials([]), MACHINE, busy=True)
+    assert choice.source == "busy" and not auto.exists()
+
+
+def test_an_unwritable_cache_costs_only_a_warning(auto, monkeypatch, caplog, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("FASTBP_CACHE", str(blocker / "below"))
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        assert planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials([]), MACHINE).name == "b/x"
+    assert any("cannot be written" in r.getMessage() for r in caplog.records)
+
+
+# -- cpu-jit ----------------------------------------------------------------------------------
+jit = pytest.importorskip("fastbp_numba.planning")
+
+
+def data(n=600, sizes=(20, 8, 4), seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((sizes[0], n))
+    return X, rng.integers(0, sizes[-1], n)
+
+
+def plan_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "cpu-jit plan for" in r.getMessage()]
+
+
+def test_cpu_jit_plans_a_configuration_once_and_reads_it_back(auto, caplog):
+    X, labels = data()
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        net = fastbp.Network([20, 8, 4], device="cpu-jit", seed=1)
+        net.train(X, labels, epochs=2, batch_size=10, eta=1.0)
+        fastbp.Network([20, 8, 4], device="cpu-jit", seed=1).train(X, labels, epochs=1,
+                                                                    batch_size=10, eta=1.0)
+    lines = plan_lines(caplog)
+    assert len(lines) == 2 and "(measured" in lines[0] and "(cache" in lines[1]
+    key = "cpu-jit [20,8,4] m=10 float32"
+    entry = json.loads(auto.read_text())["plans"][key]
+    assert entry["choice"] in jit.candidates([20, 8, 4], 10, 600)
+    assert set(entry["speeds"]) <= set(jit.candidates([20, 8, 4], 10, 600))
+
+
+def test_cpu_jit_trials_leave_training_untouched(auto, monkeypatch):
+    """The same seed gives the same network whether the plan was measured or fixed."""
+    X, labels = data()
+    measured = fastbp.Network([20, 8, 4], device="cpu-jit", seed=3, dtype="float64")
+    measured.train(X, labels, epochs=1, batch_size=10, eta=1.0)
+    name = json.loads(auto.read_text())["plans"]["cpu-jit [20,8,4] m=10 float64"]["choice"]
+    monkeypatch.setenv("FASTBP_PLAN", name)
+    forced = fastbp.Network([20, 8, 4], device="cpu-jit", seed=3, dtype="float64")
+    forced.train(X, labels, epochs=1, batch_size=10, eta=1.0)
+    for a, b in zip([*measured.weights, *measured.biases], [*forced.weights, *forced.biases]):
+        np.testing.assert_array_equal(a, b)
+    assert measured.rng.bit_generator.state == forced.rng.bit_generator.state
+
+
+def test_cpu_jit_on_a_busy_machine_plans_one_core(auto, monkeypatch, caplog):
+    monkeypatch.setattr(planner, "busy_machine", lambda: True)
+    X, labels = data()
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=1, batch_size=10,
+                                                           eta=1.0)
+    (line,) = plan_lines(caplog)
+    assert "one-thread/" in line and "(busy" in line and not auto.exists()
+
+
+def test_an_epoch_far_slower_than_its_plan_moves_to_one_thread(caplog):
+    class Plan:
+        order = np.arange(1000)
+
+    choice = planner.Choice("two-threads/mkl", "cache", {"two-threads/mkl": 1e6})
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        jit.after_epoch(Plan(), choice, seconds=1.0)  # the first epoch: loading, not judged
+        assert choice.name == "two-threads/mkl"
+        jit.after_epoch(Plan(), choice, seconds=0.0009)  # 1.1 M samples/s: as planned
+        assert choice.name == "two-threads/mkl"
+        jit.after_epoch(Plan(), choice, seconds=0.01)  # 100 k samples/s: busy
+    assert (choice.name, choice.source) == ("one-thread/mkl", "busy")
+    assert any("machine is busy" in r.getMessage() for r in caplog.records)
+
+
+def test_the_default_plan_follows_the_fixed_rules(monkeypatch):
+    from fastbp.devices.cpu import blas_threads, prefetch
+
+    monkeypatch.setattr(prefetch, "cores", lambda: 2)
+    monkeypatch.setattr(jit, "library_threads", lambda: 2)
+    monkeypatch.setenv(blas_threads.ENV_VAR, "0")  # every step threaded
+    assert jit.default([784, 30, 10], 100, 50_000).startswith("two-threads/")
+    assert jit.default([784, 1024, 1024, 10], 256, 50_000).startswith("blas-threads/")
+    monkeypatch.setenv(blas_threads.ENV_VAR, str(10**15))  # no step threaded
+    assert jit.default([784, 30, 10], 10, 50_000).startswith("overlap/")
+    assert jit.default([784, 30, 10], 10, 1_000).startswith("one-thread/")

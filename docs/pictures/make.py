@@ -14,6 +14,8 @@ and GEMM library) the numbers must match exactly; elsewhere rounding in another 
 float32 run a little, so they must match within :data:`TOLERANCE`. It also checks that each
 committed PNG is the one written with the committed data, and that the README quotes the table's
 figures as recorded. MNIST comes from ``$FASTBP_DATA`` (or the cache), as for ``fastbp train``.
+The commands run with ``FASTBP_PLAN=off`` (the device's fixed plan), so that a measured plan
+choosing another GEMM library cannot change the last bits of a run.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def run(command: str, cwd: Path, plot: bool = True) -> str:
     if argv[0] == "train":
         argv.append("--quiet")
     out = io.StringIO()
+    # the fixed plan: a plan measured now could pick another GEMM library than the recorded run
+    os.environ["FASTBP_PLAN"] = "off"
     with inside(cwd), contextlib.redirect_stdout(out):
         status = cli.main(argv)
     if status:

@@ -1,5 +1,10 @@
 """``CuPyBackend``: the ``cuda`` device. The equations on CuPy arrays, products on cuBLAS.
 
+Why one module of this size: it is the device's whole life cycle (import and checks, the Ops
+operations, the choice between graph, eager and generic epochs, and memory), each part a few
+short methods of one class; the programs themselves are in :mod:`.graph`, :mod:`.eager` and
+:mod:`.kernels`.
+
 CuPy is imported when the backend is built (``device="cuda"``), never at ``import fastbp`` or
 when the plugin's entry point is loaded; every way that can fail becomes a ``DeviceError`` that
 keeps CuPy's or CUDA's own message and says what to do. Building the backend compiles and runs

@@ -1,5 +1,9 @@
 """Numba-compiled kernels: one whole epoch of mini-batch SGD without returning to Python.
 
+Why one module of this size: these functions call one another inside compiled code, and Numba
+caches each module's compiled functions together; the neurons' elementwise passes live in
+:mod:`fastbp_numba.neurons`.
+
 Layout: everything is sample-major, one sample per **row** (the transpose of the book's columns,
 so a mini-batch is a C-contiguous block of rows and the last, shorter batch is a prefix of the
 same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l`` ``(n_l, 1)``:

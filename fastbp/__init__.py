@@ -33,7 +33,7 @@ from .errors import (
 )
 from .model.evaluation import evaluate
 from .model.gradcheck import gradcheck
-from .model.monitoring import EarlyStopping, Monitor, Monitoring
+from .model.monitoring import EarlyStopping, LearningRateSchedule, Monitor, Monitoring
 from .model.network import Network
 from .model.persist import load
 from .version import __version__
@@ -45,5 +45,5 @@ __all__ = [
     "ShapeError", "TrainingDiverged", "backend_names", "datasets", "gradcheck", "mnist_loader",
     "reference", "register_backend", "sigmoid", "sigmoid_prime", "use_device",
     "EarlyStopping", "Evaluation", "MissingDependency", "Monitor", "Monitoring", "evaluate",
-    "load", "SaveError", "__version__",
+    "load", "SaveError", "__version__", "LearningRateSchedule",
 ]

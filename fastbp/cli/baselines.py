@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_data_arg, add_device_arg
+from .options import add_data_arg, add_device_arg, load_data
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.validate import check_count
-    from ..data.mnist import load_mnist
     from ..model.baselines import format_table, table
     from ..model.network import Network
     from ..model.persist import load
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         epochs = check_count("--epochs", args.epochs, low=0)
         net = Network([784, 30, 10], device=args.device, seed=args.seed)
         name = f"network [784, 30, 10], {epochs} epoch{'s' if epochs != 1 else ''}"
-    data = load_mnist(args.data)
+    data = load_data(args.data)[0]
     if not args.model and epochs:
         print(f"training {net} for {epochs} epoch(s) on {len(data.train):,} images ...",
               flush=True)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_data_arg, add_device_arg
+from .options import add_data_arg, add_device_arg, load_data
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("models", nargs="+", metavar="MODEL", help="a model saved by fastbp (.npz)")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="a model saved by fastbp (.npz) or by the book's network2.py (.json)")
     p.add_argument("--split", default="test", choices=["test", "validation"],
                    help="the MNIST images to score on (default: test)")
     p.add_argument("--plot", metavar="DIR", default=None,
@@ -25,7 +26,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.validate import check_count
-    from ..data.mnist import load_mnist
     from ..model.evaluation import evaluate
     from ..model.persist import load_checkpoint
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         _figure((1, 1))  # matplotlib missing: say so before any work
     # Every model first: a bad file fails before MNIST is read.
     loaded = [(Path(m), load_checkpoint(m, device=args.device).network) for m in args.models]
-    split = getattr(load_mnist(args.data), args.split)
+    split = getattr(load_data(args.data)[0], args.split)
     several = len(loaded) > 1
     runs, costs, pictures = {}, {}, []
     for path, net in loaded:

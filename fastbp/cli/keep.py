@@ -15,11 +15,17 @@ from typing import Any
 
 from ..core.validate import check_count
 from ..errors import ConfigError, FastbpError
-from .outputs import check_paths, checked_extra, save_or_rescue, warn_checkpoint
+from .outputs import (
+    check_paths,
+    checked_extra,
+    save_format,
+    save_or_rescue,
+    warn_checkpoint,
+)
 
 RESUMABLE = ("epochs", "batch_size", "eta", "lmbda", "limit", "patience", "checkpoint_every")
 """Options a resumed run takes from the model file unless given again."""
-MODEL_OPTIONS = ("sizes", "cost", "init", "dtype")
+MODEL_OPTIONS = ("sizes", "cost", "init", "dtype", "activation")
 """Options fixed by the model file: given again, they must match it."""
 MONITORS = ("monitor_evaluation_accuracy", "monitor_evaluation_cost",
             "monitor_training_accuracy", "monitor_training_cost")
@@ -29,8 +35,8 @@ def add_keep_args(p: argparse.ArgumentParser) -> None:
     """The options of this module; call after the training options are defined."""
     g = p.add_argument_group("keep and see")
     g.add_argument("--save", metavar="PATH", default=None,
-                   help="save the model as the last epoch left it to PATH (.npz; see "
-                   "fastbp.io.checkpoint)")
+                   help="save the model as the last epoch left it to PATH (.npz, see "
+                   "fastbp.io.checkpoint; a .json name writes the book's network2.py file)")
     g.add_argument("--checkpoint-every", type=int, metavar="N", default=None,
                    help="also save to the --save path every N epochs")
     g.add_argument("--resume", metavar="PATH", default=None,
@@ -72,8 +78,10 @@ class Session:
             ckpt = load_checkpoint(args.resume, device=args.device)
             self.net, self.extra = ckpt.network, checked_extra(ckpt.extra, args.resume)
             saved = dict(self.extra.get("train", {}))
+            hidden = sorted(set(self.net.kinds[:-1])) or ["sigmoid"]
             model = {"sizes": self.net.sizes, "cost": self.net.cost.name,
-                     "init": self.net.init, "dtype": self.net.dtype}
+                     "init": self.net.init, "dtype": self.net.dtype,
+                     "activation": hidden[0] if len(hidden) == 1 else ",".join(hidden)}
             for key, value in model.items():
                 given = getattr(args, key)
                 if given is not None and given != value:
@@ -91,7 +99,7 @@ class Session:
                 if getattr(args, key) is None:
                     setattr(args, key, book[key])
             self.net = Network(args.sizes, cost=args.cost, device=args.device, dtype=args.dtype,
-                               seed=args.seed, init=args.init)
+                               seed=args.seed, init=args.init, activation=args.activation)
         check_count("epochs", args.epochs, low=0)
         self.save_path = args.save or args.resume
         if args.checkpoint_every is not None and not self.save_path:
@@ -140,6 +148,16 @@ class Session:
         options: dict[str, Any] = {"callback": chain(
             self._note, show, self.monitor if self.monitor.active else None, self.stopper,
             self._checkpoint)}
+        self.schedule = None
+        if args.schedule:
+            if args.distributed:
+                raise ConfigError("--schedule does not run with --distributed")
+            from ..model.monitoring import LearningRateSchedule
+
+            self.schedule = LearningRateSchedule(*args.schedule, data=validation,
+                                                 verbose=not args.quiet)
+            self.schedule.load_state(self.extra.get("schedule", {}))
+            options["schedule"] = self.schedule
         if show is not None and show.hook is not None and not args.distributed:
             options["progress"] = show.hook
         return options
@@ -172,10 +190,12 @@ class Session:
         extra = {"train": self.config(), "monitor": self.monitor.state()}
         if self.stopper is not None:
             extra["early_stopping"] = self.stopper.state()
+        if getattr(self, "schedule", None) is not None:
+            extra["schedule"] = self.schedule.state()
         if final:
             save_or_rescue(self.net, self.save_path, extra)
         else:
-            self.net.save(self.save_path, extra=extra)
+            self.net.save(self.save_path, extra=extra, format=save_format(self.save_path))
 
     # -- after training ----------------------------------------------------------------------------
     def finish(self, data: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 DEVICE_HELP = ("cpu, cpu-jit, cuda, cuda:N, auto or an installed plugin's name (default: "
                "$FASTBP_DEVICE, else cpu; `fastbp devices` lists them)")
@@ -23,12 +24,35 @@ def parse_sizes(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"sizes must look like 784,30,10, got {text!r}") from None
 
 
+def parse_schedule(text: str) -> tuple[int, int]:
+    """``10,7`` → ``(10, 7)``: epochs without improvement before η is halved, halvings."""
+    try:
+        n, k = (int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--schedule looks like 10,7 (N epochs, K halvings), "
+                                         f"got {text!r}") from None
+    if n < 1 or k < 1:
+        raise argparse.ArgumentTypeError(f"--schedule needs N >= 1 and K >= 1, got {text!r}")
+    return n, k
+
+
 def add_data_arg(p: argparse.ArgumentParser, help_text: str | None = None) -> None:
-    """``--data DIR``, the folder of the MNIST files, with ``--data-dir`` as a hidden alias."""
-    p.add_argument("--data", metavar="DIR", default=None, help=help_text or (
+    """``--data DIR|NAME``, the folder of the MNIST files or a data set's name, with
+    ``--data-dir`` as a hidden alias."""
+    p.add_argument("--data", metavar="DIR|NAME", default=None, help=help_text or (
         "folder of the four MNIST IDX files, gzip or plain (default: $FASTBP_DATA, else "
-        "~/.cache/fastbp/mnist, else a download into it)"))
+        "~/.cache/fastbp/mnist, else a download into it); or a data set in the same format, "
+        "fashion-mnist or kmnist (from ~/.cache/fastbp/NAME, else a download into it), or "
+        "NAME:DIR for its files in DIR"))
     p.add_argument("--data-dir", dest="data", default=None, help=argparse.SUPPRESS)
+
+
+def load_data(value: str | None) -> tuple[Any, str]:
+    """The data set ``--data`` names (:func:`fastbp.data.sets.parse_source`) and its title."""
+    from ..data.sets import load, parse_source, title_of
+
+    name, path = parse_source(value)
+    return load(name, path), title_of(name)
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
@@ -57,9 +81,14 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="learning rate η (default: 3.0)")
     p.add_argument("--lmbda", type=float, default=0.0, metavar="LMBDA",
                    help="L2 regularisation λ, the book's chapter 3 (default: 0, none)")
-    p.add_argument("--cost", default="quadratic", choices=["quadratic", "cross-entropy"],
-                   help="the cost C: quadratic ½‖y − a‖² (chapter 1) or cross-entropy "
-                   "(chapter 3) (default: quadratic)")
+    p.add_argument("--cost", default="quadratic",
+                   choices=["quadratic", "cross-entropy", "log-likelihood"],
+                   help="the cost C: quadratic ½‖y − a‖² (chapter 1), cross-entropy, or "
+                   "log-likelihood −ln a^L_y with a softmax output layer (chapter 3) "
+                   "(default: quadratic)")
+    p.add_argument("--activation", default="sigmoid", choices=["sigmoid", "tanh", "relu"],
+                   help="the hidden layers' neuron (the output layer follows --cost) "
+                   "(default: sigmoid)")
     p.add_argument("--init", default=None, choices=["standard", "scaled"],
                    help="initial weights: standard draws weights and biases from N(0, 1) "
                    "(chapter 1); scaled divides each weight by √n_in, the number of inputs of "

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError, FastbpError, ModelFormatError, SaveError
-from ..io import targets
+from ..io import network2, targets
 
 # What each saved training option may hold: (type test, words for the message).
 _COUNT = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
@@ -54,6 +54,8 @@ def check_paths(args: Any, net: Any, save_path: str | None) -> None:
         option = "--save" if args.save else "--resume"
         need = targets.model_bytes(net.sizes, net.dtype, max(args.epochs, len(net.history)))
         targets.check_file(save_path, f"{option} {save_path}", need)
+        if network2.is_json_name(save_path):
+            network2.check_fits(net.cost.name, net.kinds)
     if args.plot and getattr(args, "rank", 0) == 0:
         targets.check_folder(args.plot, f"--plot {args.plot}")
 
@@ -94,11 +96,17 @@ def _bad(path: Any, where: str, value: Any, words: str) -> None:
                            "options are damaged (the weights may still load with fastbp.load)")
 
 
+def save_format(path: Any) -> str:
+    """``network2`` (the book's JSON, :mod:`fastbp.io.network2`) for a ``.json`` path, else
+    ``fastbp`` (the ``.npz`` model)."""
+    return network2.FORMAT if network2.is_json_name(path) else "fastbp"
+
+
 def save_or_rescue(net: Any, path: str, extra: dict[str, Any]) -> None:
     """``net.save(path)``; if that fails, the network saved in a rescue folder and a
     :class:`SaveError` (exit status 1) that says where, or that nothing could keep it."""
     try:
-        net.save(path, extra=extra)
+        net.save(path, extra=extra, format=save_format(path))
         return
     except (OSError, FastbpError) as exc:
         failure = exc

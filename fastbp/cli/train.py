@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from .keep import Session, add_keep_args
-from .options import add_training_args
+from .options import add_training_args, load_data, parse_schedule
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -18,6 +18,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="train on the first N of the 50,000 training images only, for quick runs "
                    "(default: all of them)")
+    p.add_argument("--expand", action="store_true",
+                   help="train on the book's expanded set: each training image and four copies "
+                   "shifted one pixel down, up, right and left (250,000 for MNIST)")
+    p.add_argument("--schedule", type=parse_schedule, default=None, metavar="N,K",
+                   help="chapter 3's schedule: halve η after N epochs without a better "
+                   "validation accuracy, stop when that happens the K-th time")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over MPI: run as `mpiexec -n P fastbp train --distributed`, "
                    "with P at most the number of cores (or GPUs)")
@@ -38,16 +44,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..core.validate import check_count
-    from ..data.mnist import load_mnist
 
     session = Session(args)
     net = session.net
-    data = load_mnist(args.data)
+    data, title = load_data(args.data)
     n = len(data.train)
     if args.limit is not None:
         n = check_count("--limit", args.limit, low=1, high=n)
     X, labels = data.train.X[:, :n], data.train.labels[:n]
-    session.say(f"fastbp: {net} on {n:,} MNIST training images"
+    if args.expand:
+        from ..data.expand import expand
+        from ..data.mnist import Split
+
+        train = expand(Split(data.train.images[:n], labels))
+        X, labels, n = train.X, train.labels, len(train)
+    session.say(f"fastbp: {net} on {n:,} {title} training images"
                 + (f", resuming at epoch {len(net.history)}" if args.resume else ""))
     fit = net.train
     if args.distributed:

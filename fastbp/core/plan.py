@@ -35,7 +35,8 @@ class EpochPlan:
     """What one epoch of SGD works on; ``sgd_epoch`` (or a backend's own) carries it out.
 
     ``xs``/``ys`` are the sample-major training set on the device, ``order`` the epoch's sample
-    order (device indices), ``decay`` the L2 factor ``1 − ηλ/n`` (1 without regularisation),
+    order (device indices), ``decay`` the L2 factor ``1 − ηλ/n`` (1 without regularisation; set
+    both with :meth:`set_eta`),
     ``kinds`` each layer's neuron (:mod:`fastbp.core.neurons`; ``None``: all sigmoid).
     """
 
@@ -51,6 +52,12 @@ class EpochPlan:
     decay: float = 1.0
     workspaces: dict[int, Workspace] = field(default_factory=dict)
     kinds: tuple[str, ...] | None = None
+    lmbda: float = 0.0
+
+    def set_eta(self, eta: float) -> None:
+        """A new learning rate ``η`` and with it the L2 factor ``decay = 1 − ηλ/n``."""
+        self.eta = eta
+        self.decay = 1.0 - eta * self.lmbda / int(self.xs.shape[0])
 
     def workspace(self, backend: Ops, m: int) -> Workspace:
         ws = self.workspaces.get(m)

@@ -33,9 +33,11 @@ def find(directory: Path, stems: Mapping[str, str]) -> dict[str, Path] | None:
     return found
 
 
-def find_in_given(directory: Path, stems: Mapping[str, str], source: str = "") -> dict[str, Path]:
+def find_in_given(directory: Path, stems: Mapping[str, str], source: str = "",
+                  title: str = "MNIST") -> dict[str, Path]:
     """The files of :func:`find` in the folder the user named, or ``DataError`` saying what is
-    wrong with it. ``source`` says where the name came from (e.g. ``"FASTBP_DATA="``)."""
+    wrong with it. ``source`` says where the name came from (e.g. ``"FASTBP_DATA="``), ``title``
+    which data set it should hold."""
     where = f"{source}{directory}"
     names = ", ".join(stems.values())
     try:
@@ -43,7 +45,7 @@ def find_in_given(directory: Path, stems: Mapping[str, str], source: str = "") -
     except OSError as exc:
         raise DataError(f"{where}: cannot be read ({exc.strerror or exc})") from exc
     if not exists:
-        raise DataError(f"{where}: no such folder; it should hold the four MNIST files "
+        raise DataError(f"{where}: no such folder; it should hold the four {title} files "
                         f"{names} (gzip or plain)")
     if not is_dir:
         raise DataError(f"{where}: not a folder; give the folder that holds {names}")
@@ -53,6 +55,6 @@ def find_in_given(directory: Path, stems: Mapping[str, str], source: str = "") -
     if found is None:
         missing = [s for s in stems.values()
                    if not (_is_file(directory / (s + ".gz")) or _is_file(directory / s))]
-        raise DataError(f"{where}: MNIST is incomplete here: missing {', '.join(missing)} "
+        raise DataError(f"{where}: {title} is incomplete here: missing {', '.join(missing)} "
                         "(as NAME.gz or NAME)")
     return found

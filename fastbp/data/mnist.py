@@ -20,7 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -148,12 +148,15 @@ def verify(path: Path, stem: str) -> None:
         raise DataError(f"{path}: checksum mismatch (sha256 {digest}, expected {SHA256[stem]})")
 
 
-def fetch(target: Path, mirrors: tuple[str, ...] = MIRRORS) -> dict[str, Path]:
-    """Download the four files into ``target``, verified, each moved in atomically."""
+def fetch(target: Path, mirrors: tuple[str, ...] = MIRRORS, *, title: str = "MNIST",
+          check: Callable[[Path, str], None] | None = None) -> dict[str, Path]:
+    """Download the four files into ``target``, each checked by ``check(path, stem)`` (default
+    :func:`verify`) and moved in atomically."""
+    check = check or verify
     try:
         import pooch
     except ImportError as exc:
-        raise DataError("pooch is needed to download MNIST: pip install pooch") from exc
+        raise DataError(f"pooch is needed to download {title}: pip install pooch") from exc
     created = []  # the folders made here, removed again if they stay empty
     folder = target
     while not folder.exists():
@@ -162,12 +165,12 @@ def fetch(target: Path, mirrors: tuple[str, ...] = MIRRORS) -> dict[str, Path]:
     target.mkdir(parents=True, exist_ok=True)
     out = {}
     if not all((target / (stem + ".gz")).is_file() for stem in FILES.values()):
-        print(f"fastbp: downloading MNIST into {target}", file=sys.stderr, flush=True)
+        print(f"fastbp: downloading {title} into {target}", file=sys.stderr, flush=True)
     try:
         for key, stem in FILES.items():
             final = target / (stem + ".gz")
             if not final.is_file():
-                _download_one(pooch, stem, final, mirrors)
+                _download_one(pooch, stem, final, mirrors, check)
             out[key] = final
     except BaseException:
         for folder in created:
@@ -195,7 +198,8 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:120]}" + ("..." if len(text) > 120 else "")
 
 
-def _download_one(pooch, stem: str, final: Path, mirrors: tuple[str, ...]) -> None:
+def _download_one(pooch, stem: str, final: Path, mirrors: tuple[str, ...],
+                  check: Callable[[Path, str], None] = verify) -> None:
     errors: list[str] = []
     logger = pooch.get_logger()  # its "Downloading data from ..." lines, one per try
     level = logger.level
@@ -210,10 +214,10 @@ def _download_one(pooch, stem: str, final: Path, mirrors: tuple[str, ...]) -> No
                     errors.append(f"{_host(mirror)}: {_short(exc)}")
                     continue
                 try:
-                    verify(got, stem)
+                    check(got, stem)
                 except DataError as exc:
                     got.unlink(missing_ok=True)
-                    why = re.sub(r"([0-9a-f]{8})[0-9a-f]{56}", r"\1...",  # short digests
+                    why = re.sub(r"([0-9a-f]{8})[0-9a-f]{24,56}", r"\1...",  # short digests
                                  str(exc).removeprefix(f"{got}: "))
                     errors.append(f"{_host(mirror)}: {why} (removed)")
                     continue
@@ -233,7 +237,7 @@ def _has_tqdm() -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_raw(files: tuple[tuple[str, Path], ...]) -> dict[str, np.ndarray]:
+def _read_raw(files: tuple[tuple[str, Path], ...], title: str = "MNIST") -> dict[str, np.ndarray]:
     f = dict(files)
     raw = {k: read_idx(p) for k, p in f.items()}
     for part in ("train", "test"):
@@ -241,10 +245,11 @@ def _read_raw(files: tuple[tuple[str, Path], ...]) -> dict[str, np.ndarray]:
         for kind, array, want in (("images", images, EXPECTED[part]),
                                   ("labels", labels, EXPECTED[part][:1])):
             if array.shape != want:  # name the file that is wrong
-                raise DataError(f"{f[f'{part}_{kind}']}: MNIST {part} {kind} have shape "
+                raise DataError(f"{f[f'{part}_{kind}']}: {title} {part} {kind} have shape "
                                 f"{array.shape}, expected {want}")
         if images.dtype != np.uint8 or labels.dtype != np.uint8 or labels.max() > 9:
-            raise DataError(f"{f[part + '_labels']}: not MNIST data (dtype or labels out of 0..9)")
+            raise DataError(f"{f[part + '_labels']}: not {title} data (dtype or labels out of "
+                            "0..9)")
     return raw
 
 
@@ -261,8 +266,12 @@ def load_mnist(path: str | os.PathLike | None = None, *, dtype: str = "float32",
     if path is not None and not os.fspath(path):
         raise ConfigError("the MNIST folder is an empty string; give a folder, or None to use "
                           "FASTBP_DATA or the cache")
-    files = locate(path, download=download)
-    raw = _read_raw(tuple(sorted((k, p.resolve()) for k, p in files.items())))
+    return book_split(locate(path, download=download), dtype)
+
+
+def book_split(files: dict[str, Path], dtype: str, title: str = "MNIST") -> MNIST:
+    """The four IDX ``files`` read, checked and split as the book splits MNIST, as ``dtype``."""
+    raw = _read_raw(tuple(sorted((k, p.resolve()) for k, p in files.items())), title)
 
     def split(images: np.ndarray, labels: np.ndarray) -> Split:
         x = images.reshape(len(images), -1).astype(dtype)

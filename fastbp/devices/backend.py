@@ -27,6 +27,9 @@ __all__ = ["DTYPES", "Array", "Backend", "array_device", "check_dtype"]
 class Backend:
     """One device with one array module. Written once against ``self.xp``.
 
+    (Why a class of this size: one short method per operation of :class:`fastbp.core.ops.Ops`,
+    the contract every device fulfils; splitting it would split the contract.)
+
     Subclasses set ``name`` and ``kind`` and override what their module does differently.
     Every method that takes ``out`` writes its result there and returns it.
     """

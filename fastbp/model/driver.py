@@ -41,12 +41,16 @@ def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, ep
                shuffle: bool, eta: float, callback: Callable[..., Any] | None = None,
                verbose: bool = False, progress: Callable[[int, float, int], None] | None = None,
                on_diverge: str = "raise", epoch_fn: EpochFn | None = None,
-               history: History | None = None) -> History:
+               history: History | None = None, schedule: Any = None) -> History:
     """Run ``epochs`` epochs of ``plan`` on ``net``; returns this call's records (``history``,
     a new :class:`History` by default) and extends ``net.history`` with them.
 
     ``callback(record, net)`` runs after every epoch and stops training when it returns
     ``False``; ``progress(done, cost_sum, n)`` runs after each of a few slices of every epoch.
+    ``schedule`` (e.g. :class:`~fastbp.model.monitoring.LearningRateSchedule`) sets ``η`` (and
+    the L2 factor with it) before the first epoch and after each: ``schedule.begin(eta)``
+    gives the rate to start with, ``schedule(record, net)`` runs after the callback, stops
+    training when it returns ``False`` and leaves the next epoch's rate in ``schedule.eta``.
 
     An epoch that does not finish (Ctrl-C, divergence, any exception) gives the network back
     the parameters and random state of the last finished one, so ``net.history``, the parameters
@@ -57,6 +61,8 @@ def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, ep
     epoch_fn = epoch_fn or default_epoch(net)
     history = History() if history is None else history
     n = int(plan.xs.shape[0])
+    if schedule is not None:
+        plan.set_eta(schedule.begin(eta))
     with training(net):
         guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge, eta=eta,
                                 first_epoch=len(net.history))
@@ -92,6 +98,13 @@ def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, ep
                 print(format_record(record, evaluator.n if evaluator else None), flush=True)
             if callback is not None and callback(record, net) is False:
                 break
+            if schedule is not None:
+                go = schedule(record, net)
+                if schedule.eta != plan.eta:
+                    plan.set_eta(schedule.eta)
+                    guard.eta = schedule.eta
+                if go is False:
+                    break
     return history
 
 

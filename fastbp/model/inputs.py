@@ -55,7 +55,8 @@ def make_plan(backend: Ops, sizes: list[int], weights: list[Array], biases: list
         xs = samples_major(backend, X)
         ys = targets_major(backend, Y, n, sizes[-1])
     return EpochPlan(sizes, weights, biases, cost, xs, ys, order=None, batch_size=batch_size,
-                     eta=eta, decay=1.0 - eta * lmbda / n, workspaces=workspaces, kinds=kinds)
+                     eta=eta, decay=1.0 - eta * lmbda / n, workspaces=workspaces, kinds=kinds,
+                     lmbda=lmbda)
 
 
 def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int,

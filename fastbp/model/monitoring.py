@@ -1,5 +1,6 @@
 """Per-epoch callbacks for :meth:`Network.train`: monitoring like the book's ``network2.py``,
-early stopping on validation accuracy, and :func:`chain` to run several.
+early stopping on validation accuracy, chapter 3's learning-rate schedule, and :func:`chain` to
+run several.
 
 A callback is ``callback(record, net)``, called after every epoch; training stops when it
 returns ``False``. Their state is plain JSON (``state()`` / ``load_state()``), so a checkpoint
@@ -159,6 +160,72 @@ class EarlyStopping:
 
     def load_state(self, state: dict[str, Any]) -> None:
         for key in ("best_accuracy", "best_epoch", "wait", "stopped_epoch"):
+            setattr(self, key, state.get(key, getattr(self, key)))
+
+
+class LearningRateSchedule:
+    """Chapter 3's schedule: halve ``η`` when the validation accuracy has not improved for
+    ``patience`` epochs in a row (``η ← η/2``), and stop training when that happens the
+    ``halvings``-th time (the rate would fall to ``η₀/2^halvings``).
+
+    Pass it as ``net.train(..., schedule=LearningRateSchedule(10, 7, data=validation))``. The
+    accuracy is measured on ``data=(X, labels)`` after every epoch, or taken from the record
+    (``train``'s ``test`` set) without it. Improvement means strictly more than the best.
+    ``etas`` lists the rate of every epoch it has seen.
+    """
+
+    def __init__(self, patience: int, halvings: int, data: tuple[Any, Any] | None = None,
+                 verbose: bool = False, print_fn: Callable[[str], None] = print) -> None:
+        self.patience = check_count("patience", patience, low=1)
+        self.halvings = check_count("halvings", halvings, low=1)
+        self.data = data
+        self.verbose, self.print_fn = verbose, print_fn
+        self.eta: float | None = None
+        self.halved = 0
+        self.best_accuracy: float | None = None
+        self.wait = 0
+        self.stopped_epoch: int | None = None
+        self.etas: list[float] = []
+
+    def begin(self, eta: float) -> float:
+        """The rate of the next epoch: ``eta`` on a fresh schedule, its own once it has run."""
+        if self.eta is None:
+            self.eta = check_positive("eta", eta)
+        return self.eta
+
+    def __call__(self, record: EpochRecord, net: Network) -> bool:
+        if self.eta is None:
+            raise ConfigError("the schedule has no rate yet: pass it to train(schedule=...)")
+        self.etas.append(self.eta)
+        acc = net.accuracy(*self.data) if self.data is not None else record.accuracy
+        if acc is None:
+            raise ConfigError("the schedule needs validation data, or a test set passed to train")
+        if self.best_accuracy is None or acc > self.best_accuracy:
+            self.best_accuracy, self.wait = acc, 0
+            return True
+        self.wait += 1
+        if self.wait < self.patience:
+            return True
+        self.wait = 0
+        self.halved += 1
+        if self.halved >= self.halvings:
+            self.stopped_epoch = record.epoch
+            if self.verbose:
+                self.print_fn(f"Schedule: no better validation accuracy in {self.patience} "
+                              f"epochs, η halved {self.halved} times: stopping")
+            return False
+        self.eta = self.eta / 2
+        if self.verbose:
+            self.print_fn(f"Schedule: no better validation accuracy in {self.patience} epochs: "
+                          f"η = {self.eta:g}")
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"eta": self.eta, "halved": self.halved, "best_accuracy": self.best_accuracy,
+                "wait": self.wait, "stopped_epoch": self.stopped_epoch, "etas": list(self.etas)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for key in ("eta", "halved", "best_accuracy", "wait", "stopped_epoch", "etas"):
             setattr(self, key, state.get(key, getattr(self, key)))
 
 

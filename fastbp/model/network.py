@@ -35,8 +35,8 @@ from ..core.validate import (
     check_targets,
 )
 from ..devices.backend import Backend
-from ..errors import ConfigError, ShapeError
-from ..io import checkpoint
+from ..errors import ConfigError
+from ..io import checkpoint, network2
 from ..io.checkpoint import ModelState
 from . import driver, inputs
 from .book import BookAPI
@@ -47,6 +47,10 @@ INITS = ("standard", "scaled")
 
 class Network(BookAPI):
     """A fully connected sigmoid network; ``sizes[0]`` inputs, ``sizes[-1]`` outputs.
+
+    (Why a class of this size: it is the public face, one short method per entry point, each
+    validating its arguments and moving data to the device; the book's API lives in
+    :mod:`.book`, data moves in :mod:`.inputs`, the epochs in :mod:`.driver`.)
 
     ``weights[l]`` is ``W^{l+2}`` with shape ``(sizes[l+1], sizes[l])``, ``biases[l]`` is
     ``b^{l+2}`` with shape ``(sizes[l+1], 1)`` (layer 1 is the input, as in the book).
@@ -123,7 +127,7 @@ class Network(BookAPI):
 
     @weights.setter
     def weights(self, values: Iterable[Any]) -> None:
-        self._assign(self.weights, values)
+        self.weights.assign(values)
 
     @property
     def biases(self) -> ParameterList:
@@ -131,25 +135,12 @@ class Network(BookAPI):
 
     @biases.setter
     def biases(self, values: Iterable[Any]) -> None:
-        self._assign(self.biases, values)
+        self.biases.assign(values)
 
     def parameters(self) -> list[Array]:
         """The live device arrays ``W^2 … W^L, b^2 … b^L``, for device code (distributed
         training): write them in place, never replace them; ``weights``/``biases`` are the API."""
         return [*self._weights, *self._biases]
-
-    @staticmethod
-    def _assign(target: ParameterList, values: Iterable[Any]) -> None:
-        try:
-            values = list(values)
-        except TypeError as exc:
-            raise ShapeError(f"{target._what} must be a list of arrays, got "
-                             f"{type(values).__name__}") from exc
-        if len(values) != len(target):
-            raise ShapeError(f"expected {len(target)} arrays for {target._what}, got {len(values)}")
-        checked = [target._check(i, v) for i, v in enumerate(values)]  # all or nothing
-        for i, v in enumerate(checked):
-            target._net.backend.copy_into(target._arrays[i], v)
 
     def __repr__(self) -> str:
         hidden = "" if set(self.kinds[:-1]) <= {"sigmoid"} else \
@@ -172,10 +163,15 @@ class Network(BookAPI):
         other.history = History(self.history)
         return other
 
-    def save(self, path: Any, *, extra: dict[str, Any] | None = None) -> Any:
+    def save(self, path: Any, *, extra: dict[str, Any] | None = None,
+             format: str = "fastbp") -> Any:
         """Write parameters, random state and history to ``path`` atomically; read it back
-        with :func:`fastbp.load`. The format is in :mod:`fastbp.io.checkpoint`."""
-        return checkpoint.save(self.state(extra), path)
+        with :func:`fastbp.load`. The format is in :mod:`fastbp.io.checkpoint`;
+        ``format="network2"`` writes the book's JSON instead (:mod:`fastbp.io.network2`)."""
+        if format not in ("fastbp", network2.FORMAT):
+            raise ConfigError(f"format must be 'fastbp' or 'network2', got {format!r}")
+        save = network2.save if format == network2.FORMAT else checkpoint.save
+        return save(self.state(extra), path)
 
     def state(self, extra: dict[str, Any] | None = None) -> ModelState:
         """This network as plain state: host copies of ``W^l`` and ``b^l``, its generator and
@@ -250,6 +246,7 @@ class Network(BookAPI):
         verbose: bool = False,
         progress: Callable[[int, float, int], None] | None = None,
         on_diverge: str = "raise",
+        schedule: Any = None,
     ) -> History:
         """Mini-batch SGD on arrays: ``X`` is ``(sizes[0], N)``, ``Y`` one-hot ``(sizes[-1], N)``
         or ``N`` integer labels; ``test`` is ``(X_test, labels)``.
@@ -258,8 +255,9 @@ class Network(BookAPI):
         weight of the book's chapter 3 (``W ← (1 − ηλ/n) W − (η/m) ∂C/∂W``). ``callback(record,
         net)`` runs after every epoch and stops training when it returns ``False``.
         ``progress(done, cost_sum, n)`` runs after each of a few slices of every epoch (see
-        :mod:`fastbp.model.progress`). Epochs are numbered from ``len(self.history)``, which every
-        epoch extends. Returns the per-epoch :class:`History` of this call.
+        :mod:`fastbp.model.progress`). ``schedule`` changes ``η`` between epochs (chapter 3's
+        halving: :class:`~fastbp.model.monitoring.LearningRateSchedule`). Epochs are numbered
+        from ``len(self.history)``. Returns the per-epoch :class:`History` of this call.
 
         After each epoch the cost and the parameters are checked once (:mod:`fastbp.core.guard`): on
         NaN or inf the network gets back its last finite parameters and ``TrainingDiverged``
@@ -277,7 +275,8 @@ class Network(BookAPI):
             evaluator = inputs.make_evaluator(be, self.sizes, test, plan.batch_size, self.kinds)
             return driver.run_epochs(self, plan, evaluator, epochs=epochs, shuffle=shuffle,
                                      eta=eta, callback=callback, verbose=verbose,
-                                     progress=progress, on_diverge=on_diverge)
+                                     progress=progress, on_diverge=on_diverge,
+                                     schedule=schedule)
 
     def epoch_plan(self, X: Any, Y: Any, *, batch_size: int, eta: float,
                    lmbda: float = 0.0) -> EpochPlan:

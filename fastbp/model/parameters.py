@@ -8,7 +8,7 @@ says to assign instead (``w = net.weights[0].copy(); w[0, 0] = 1.0; net.weights[
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -136,3 +136,16 @@ class ParameterList(Sequence):
 
     def __repr__(self) -> str:
         return f"{self._what}{[tuple(a.shape) for a in self._arrays]}"
+
+    def assign(self, values: Iterable[Any]) -> None:
+        """Copy ``values`` (one array per layer) into these parameters, all or nothing."""
+        try:
+            values = list(values)
+        except TypeError as exc:
+            raise ShapeError(f"{self._what} must be a list of arrays, got "
+                             f"{type(values).__name__}") from exc
+        if len(values) != len(self):
+            raise ShapeError(f"expected {len(self)} arrays for {self._what}, got {len(values)}")
+        checked = [self._check(i, v) for i, v in enumerate(values)]
+        for i, v in enumerate(checked):
+            self._net.backend.copy_into(self._arrays[i], v)

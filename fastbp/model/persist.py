@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DeviceError, FastbpError, ModelFormatError
-from ..io import checkpoint
+from ..io import checkpoint, network2
 from .network import Network
 
 
@@ -30,14 +30,19 @@ class Checkpoint:
 def load(path: str | os.PathLike, *, device: str | None = None) -> Network:
     """The network saved at ``path``, on ``device`` (default: the current device), with its
     training history and random state; raises :class:`ModelFormatError` for anything that is
-    not an intact fastbp model."""
+    not an intact fastbp model. A ``.json`` file is the book's: what ``network2.py``'s ``save``
+    writes (:mod:`fastbp.io.network2`), loaded as ``float64`` with a fresh random state."""
     return load_checkpoint(path, device=device).network
 
 
 def load_checkpoint(path: str | os.PathLike, *, device: str | None = None) -> Checkpoint:
     """Like :func:`load`, also returning the metadata (with the ``extra`` dict)."""
     path = checkpoint.as_path(path)
-    state, meta = checkpoint.read_state(path)
+    if network2.is_json(path):
+        state = network2.read_state(path)
+        meta = {"format": network2.FORMAT, "epoch": 0, "sizes": state.sizes, "cost": state.cost}
+    else:
+        state, meta = checkpoint.read_state(path)
     try:
         kinds = state.kinds or ["sigmoid"] * (len(state.sizes) - 1)
         net = Network(state.sizes, cost=state.cost, device=device, dtype=state.dtype,

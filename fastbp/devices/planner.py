@@ -232,16 +232,37 @@ def choose(key: str, candidates: Sequence[str], default: str,
     return Choice(best, "measured", speeds, seconds)
 
 
-def others_load() -> float:
-    """The run queue's 1-minute load average less this process's own busy threads (an
-    estimate of how many cores other processes keep busy); 0 where the OS cannot say."""
+def others_load(window: float = 0.1) -> float:
+    """How many cores other processes kept busy over the last ``window`` seconds: the
+    machine's busy CPU time (``/proc/stat``) less this process's own (``os.times``), while this
+    process waits. Where ``/proc/stat`` cannot be read, the 1-minute load average less one."""
     try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return 0.0
-    return max(0.0, load - 1.0)
+        busy0, own0 = _machine_busy(), _own_cpu()
+        t0 = time.perf_counter()
+        time.sleep(window)
+        busy1, own1 = _machine_busy(), _own_cpu()
+        wall = time.perf_counter() - t0
+    except (OSError, ValueError, IndexError):
+        try:
+            return max(0.0, os.getloadavg()[0] - 1.0)
+        except (OSError, AttributeError):
+            return 0.0
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / wall)
+
+
+def _machine_busy() -> float:
+    """Seconds of CPU time the whole machine has spent busy since boot (every core)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def busy_machine() -> bool:
-    """Whether other processes keep at least one core of this machine busy."""
-    return others_load() >= 0.8
+    """Whether other processes keep at least half a core of this machine busy."""
+    return others_load() >= 0.5

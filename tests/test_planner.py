@@ -30,7 +30,8 @@ def fake_trials(calls: list[str]):
     speeds = {"a/x": 1.0, "b/x": 3.0, "c/x": 2.0}
 
     def trials():
-        return {name: (lambda name=name: calls.append(name) or speeds[name]) for name in speeds}
+        return {name: (lambda scale, name=name: calls.append(name) or speeds[name])
+                for name in speeds}
 
     return trials
 
@@ -39,7 +40,7 @@ def test_the_fastest_is_measured_once_then_read_from_the_cache(auto):
     calls: list[str] = []
     first = planner.choose("k", ["a/x", "b/x", "c/x"], "a/x", fake_trials(calls), MACHINE)
     assert (first.name, first.source) == ("b/x", "measured")
-    assert sorted(calls) == ["a/x", "a/x", "b/x", "b/x", "c/x", "c/x"]  # two rounds each
+    assert sorted(calls) == ["a/x", "a/x", "b/x", "b/x", "c/x", "c/x"]  # short, then long
     doc = json.loads(auto.read_text())
     assert doc["plans"]["k"]["choice"] == "b/x" and doc["fingerprint"] == MACHINE
     again = planner.choose("k", ["a/x", "b/x", "c/x"], "a/x", fake_trials(calls), MACHINE)
@@ -103,7 +104,7 @@ def test_a_candidate_can_be_forced_by_name(auto, monkeypatch):
 
 def test_a_candidate_that_fails_its_trial_is_not_chosen(auto, caplog):
     def trials():
-        return {"a/x": lambda: 1.0, "b/x": lambda: 1 / 0}
+        return {"a/x": lambda scale: 1.0, "b/x": lambda scale: 1 / 0}
 
     with caplog.at_level(logging.WARNING, logger="fastbp"):
         assert planner.choose("k", ["a/x", "b/x"], "b/x", trials, MACHINE).name == "a/x"
@@ -203,3 +204,20 @@ def test_the_default_plan_follows_the_fixed_rules(monkeypatch):
     monkeypatch.setenv(blas_threads.ENV_VAR, str(10**15))  # no step threaded
     assert jit.default([784, 30, 10], 10, 50_000).startswith("overlap/")
     assert jit.default([784, 30, 10], 10, 1_000).startswith("one-thread/")
+
+
+def test_the_fastest_three_are_measured_again_on_a_longer_trial(auto):
+    """Successive halving: a short trial for every candidate, then a trial four times as long
+    for the three fastest, whose figures decide (a short trial flatters a quick start)."""
+    short = {"a/x": 5.0, "b/x": 4.0, "c/x": 3.0, "d/x": 2.0, "e/x": 1.0}
+    long = {"a/x": 1.0, "b/x": 2.0, "c/x": 6.0}
+    scales: list[tuple[str, int]] = []
+
+    def trials():
+        return {name: (lambda scale, name=name: scales.append((name, scale))
+                       or (short if scale == 1 else long)[name]) for name in short}
+
+    choice = planner.choose("k", list(short), "a/x", trials, MACHINE)
+    assert choice.name == "c/x"
+    assert sorted(n for n, s in scales if s == 4) == ["a/x", "b/x", "c/x"]
+    assert sorted(n for n, s in scales if s == 1) == sorted(short)

@@ -176,31 +176,35 @@ def digest(machine: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(_jsonable(machine), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def measure(trials: Mapping[str, Callable[[], float]], rounds: int = 2
-            ) -> tuple[dict[str, float], float]:
-    """Samples/s of each candidate, the best of ``rounds`` trials taken in turn (``trial()``
-    runs one short trial and returns samples/s), so a moment of load elsewhere does not decide;
-    a candidate whose trial fails is left out, saying why once. Returns the speeds and the
-    seconds measuring took."""
+FINALISTS = 3  # candidates measured again, on a trial four times as long
+
+
+def measure(trials: Mapping[str, Callable[[int], float]]) -> tuple[dict[str, float], float]:
+    """Samples/s of each candidate, by successive halving: every candidate on a short trial
+    (``trial(1)`` runs it and returns samples/s), then the :data:`FINALISTS` fastest on one
+    four times as long (``trial(4)``), whose figures decide; a short trial favours what starts
+    fast over what runs fast. A candidate whose trial fails is left out, saying why once.
+    Returns the speeds and the seconds measuring took."""
     t0 = time.perf_counter()
     speeds: dict[str, float] = {}
-    failed: set[str] = set()
-    for _ in range(rounds):
-        for name, trial in trials.items():
-            if name in failed:
-                continue
-            try:
-                speeds[name] = max(speeds.get(name, 0.0), float(trial()))
-            except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not chosen
-                failed.add(name)
-                speeds.pop(name, None)
-                _warn_once(f"trial {name}", f"fastbp: the plan candidate {name} failed its "
-                           f"trial ({type(exc).__name__}: {exc}); it is not used")
+
+    def run(name: str, scale: int) -> None:
+        try:
+            speeds[name] = float(trials[name](scale))
+        except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not chosen
+            speeds.pop(name, None)
+            _warn_once(f"trial {name}", f"fastbp: the plan candidate {name} failed its "
+                       f"trial ({type(exc).__name__}: {exc}); it is not used")
+
+    for name in trials:
+        run(name, 1)
+    for name in sorted(speeds, key=speeds.__getitem__, reverse=True)[:FINALISTS]:
+        run(name, 4)
     return speeds, time.perf_counter() - t0
 
 
 def choose(key: str, candidates: Sequence[str], default: str,
-           trials: Callable[[], Mapping[str, Callable[[], float]]],
+           trials: Callable[[], Mapping[str, Callable[[int], float]]],
            machine: Mapping[str, Any], busy: bool = False) -> Choice:
     """The candidate to run ``key`` with: forced by ``$FASTBP_PLAN``, the fixed ``default``
     (``off``), the cached choice, or measured now (``trials()`` builds the trial callables) and

@@ -101,8 +101,9 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     # on a busy machine other processes skew a measurement: one core, and nothing cached
     measured = [c for c in options if not busy or c.split("/")[0] not in TWO_CORES]
 
-    def trials() -> dict[str, Callable[[], float]]:
-        return {name: (lambda name=name: trial(plan, name, run)) for name in measured}
+    def trials() -> dict[str, Callable[[int], float]]:
+        return {name: (lambda scale, name=name: trial(plan, name, run, scale))
+                for name in measured}
 
     choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
                             fingerprint(), busy=busy)
@@ -111,14 +112,16 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     return choice
 
 
-def trial(plan: Any, name: str, run: Callable[[Any, str], float]) -> float:
-    """Samples/s of candidate ``name`` on the first rows of ``plan.order``, on copies of the
-    parameters (training is not touched): one batch to warm up, then the timed rows."""
+def trial(plan: Any, name: str, run: Callable[[Any, str], float], scale: int = 1) -> float:
+    """Samples/s of candidate ``name`` on the first rows of ``plan.order`` (``scale`` times
+    :data:`TRIAL_ROWS`), on copies of the parameters (training is not touched): a chunk of rows
+    to warm up (threads started, rows gathered ahead), then the timed rows."""
     m = int(plan.batch_size)
-    rows = min(int(plan.order.shape[0]), max(2 * m, TRIAL_ROWS // m * m))
+    n = int(plan.order.shape[0])
+    rows = min(n, max(2 * m, scale * TRIAL_ROWS // m * m))
     copy = dataclasses.replace(plan, weights=[np.array(w) for w in plan.weights],
                                biases=[np.array(b) for b in plan.biases])
-    copy.order = plan.order[:m]
+    copy.order = plan.order[:min(n, prefetch.chunk_rows(m))]
     run(copy, name)
     copy.order = plan.order[:rows]
     t0 = time.perf_counter()

@@ -21,8 +21,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="the device to plan (default: cpu-jit, the default device without a GPU)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="floating-point type (default: float32)")
-    p.add_argument("--samples", type=int, default=8192,
-                   help="MNIST-shaped synthetic samples each trial draws from (default: 8192)")
+    p.add_argument("--samples", type=int, default=50_000,
+                   help="MNIST-shaped synthetic samples, as many as MNIST has (default: 50000)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -176,7 +176,7 @@ def digest(machine: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(_jsonable(machine), sort_keys=True).encode()).hexdigest()[:12]
 
 
-FINALISTS = 3  # candidates measured again, on a trial four times as long
+FINALISTS = 4  # candidates measured again, on a trial four times as long
 
 
 def measure(trials: Mapping[str, Callable[[int], float]]) -> tuple[dict[str, float], float]:

@@ -221,3 +221,15 @@ def test_the_fastest_four_are_measured_again_on_a_longer_trial(auto):
     assert choice.name == "c/x"
     assert sorted(n for n, s in scales if s == 4) == sorted(["a/x", "b/x", "c/x", "d/x"] * 2)
     assert sorted(n for n, s in scales if s == 1) == sorted(short)
+
+
+def test_the_default_stands_unless_a_candidate_is_clearly_faster(auto):
+    """Trials are short and machines noisy: the device's fixed rule is kept unless another
+    candidate measures at least 10 % faster."""
+    def trials(speeds):
+        return lambda: {name: (lambda scale, v=v: v) for name, v in speeds.items()}
+
+    near = planner.choose("k1", ["a/x", "b/x"], "a/x", trials({"a/x": 1.0, "b/x": 1.05}), MACHINE)
+    assert near.name == "a/x" and near.speeds == {"a/x": 1.0, "b/x": 1.05}
+    far = planner.choose("k2", ["a/x", "b/x"], "a/x", trials({"a/x": 1.0, "b/x": 1.2}), MACHINE)
+    assert far.name == "b/x"

@@ -177,15 +177,18 @@ def digest(machine: Mapping[str, Any]) -> str:
 
 
 FINALISTS = 4  # candidates measured again, on a trial four times as long
+MARGIN = 0.10  # a candidate replaces the device's default only when this much faster
 
 
-def measure(trials: Mapping[str, Callable[[int], float]]) -> tuple[dict[str, float], float]:
+def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = None
+            ) -> tuple[dict[str, float], float]:
     """Samples/s of each candidate, by successive halving: every candidate on a short trial
     (``trial(1)`` runs it and returns samples/s), then the :data:`FINALISTS` fastest, in turn,
     twice on one four times as long (``trial(4)``), whose better figure decides; a short trial
     favours what starts fast over what runs fast. A candidate whose trial fails is left out,
     saying why once.
-    Returns the speeds and the seconds measuring took."""
+    ``keep`` (the device's default) is always among the finalists. Returns the speeds and the
+    seconds measuring took."""
     t0 = time.perf_counter()
     speeds: dict[str, float] = {}
 
@@ -200,6 +203,8 @@ def measure(trials: Mapping[str, Callable[[int], float]]) -> tuple[dict[str, flo
     for name in trials:
         run(name, 1)
     finalists = sorted(speeds, key=speeds.__getitem__, reverse=True)[:FINALISTS]
+    if keep in speeds and keep not in finalists:  # the default is always measured in full
+        finalists.append(keep)
     best: dict[str, float] = {}
     for _ in range(2):  # in turn, twice: the better of two, so a moment of noise cannot decide
         for name in finalists:
@@ -230,10 +235,12 @@ def choose(key: str, candidates: Sequence[str], default: str,
     if isinstance(entry, dict) and entry.get("choice") in candidates:
         speeds = {k: float(v) for k, v in dict(entry.get("speeds") or {}).items()}
         return Choice(str(entry["choice"]), "cache", speeds)
-    speeds, seconds = measure(trials())
+    speeds, seconds = measure(trials(), keep=default)
     if not speeds:
         return Choice(default, "default")
     best = max(speeds, key=speeds.__getitem__)
+    if default in speeds and speeds[best] < (1 + MARGIN) * speeds[default]:
+        best = default  # within the trials' noise: the fixed rule stands
     if busy:
         return Choice(best, "busy", speeds, seconds)
     plans = read_cache(machine)

@@ -182,7 +182,8 @@ MARGIN = 0.10  # a candidate replaces the device's default only when this much f
 
 def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = None
             ) -> tuple[dict[str, float], float]:
-    """Samples/s of each candidate, by successive halving: every candidate on a short trial
+    """Samples/s of each candidate, by successive halving (in the order of ``trials``): every
+    candidate on a short trial
     (``trial(1)`` runs it and returns samples/s), then the :data:`FINALISTS` fastest, in turn,
     twice on one four times as long (``trial(4)``), whose better figure decides; a short trial
     favours what starts fast over what runs fast. A candidate whose trial fails is left out,
@@ -202,9 +203,11 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
 
     for name in trials:
         run(name, 1)
-    finalists = sorted(speeds, key=speeds.__getitem__, reverse=True)[:FINALISTS]
-    if keep in speeds and keep not in finalists:  # the default is always measured in full
-        finalists.append(keep)
+    fastest = sorted(speeds, key=speeds.__getitem__, reverse=True)[:FINALISTS]
+    if keep in speeds and keep not in fastest:  # the default is always measured in full
+        fastest.append(keep)
+    # in the trials' own order: a device puts last what leaves threads spinning behind it
+    finalists = [name for name in trials if name in fastest]
     best: dict[str, float] = {}
     for _ in range(2):  # in turn, twice: the better of two, so a moment of noise cannot decide
         for name in finalists:

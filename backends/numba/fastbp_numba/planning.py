@@ -74,7 +74,9 @@ def candidates(sizes: list[int], m: int, rows: int) -> list[str]:
         allowed.append("two-threads")
     if library_threads() >= 2:
         allowed.append("blas-threads")
-    return [f"{s}/{lib}" for lib in library_names() for s in allowed]
+    # the libraries' own threads last: an OpenMP or OpenBLAS pool keeps spinning for a while
+    # after a threaded product, which would slow the candidate timed next
+    return [f"{s}/{lib}" for s in allowed for lib in library_names()]
 
 
 def fingerprint() -> dict[str, Any]:

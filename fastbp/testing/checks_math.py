@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ..core import epoch as generic
 from ..core import reference
 from ..core.costs import CrossEntropyCost, QuadraticCost
 from ..model.gradcheck import gradcheck
@@ -102,11 +101,7 @@ def test_conformance_generic_loop_on_the_device(conformance_device: Any, cost: A
     X, labels, Y = oracle.batch(sizes, n, seed=4)
     net = conformance_device.network(sizes, cost=cost)
     start, order = oracle.parameters(net), np.random.default_rng(2).permutation(n)
-    plan = net.epoch_plan(X, labels, batch_size=m, eta=ETA, lmbda=LMBDA)
-    be = net.backend
-    with be.activate():
-        plan.order = be.index_array(order)
-        total = float(generic.sgd_epoch(be, plan))
+    total = oracle.generic_epoch(net, X, labels, m, ETA, LMBDA, order)
     want, want_total = oracle.reference_epoch(start, X, Y, m, ETA, cost, order, LMBDA)
     oracle.assert_parameters_close(oracle.parameters(net), want, oracle.ATOL,
                                    what="generic loop")

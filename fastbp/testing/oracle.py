@@ -75,6 +75,19 @@ def reference_epoch(params: list[np.ndarray], X: np.ndarray, Y: np.ndarray, batc
     return [p.copy() for p in got], total
 
 
+def generic_epoch(net: Any, X: Any, labels: Any, batch_size: int, eta: float, lmbda: float,
+                  order: np.ndarray) -> float:
+    """One epoch of ``net`` over ``order`` through the core's generic loop (only the device's
+    operations, never its own epoch); returns the summed cost."""
+    from ..core import epoch as generic
+
+    plan = net.epoch_plan(X, labels, batch_size=batch_size, eta=eta, lmbda=lmbda)
+    be = net.backend
+    with be.activate():
+        plan.order = be.index_array(order)
+        return float(generic.sgd_epoch(be, plan))
+
+
 def assert_parameters_close(got: Sequence[Any], want: Sequence[np.ndarray], atol: float,
                             rtol: float = 0.0, what: str = "") -> None:
     """Every array of ``got`` equals the one of ``want`` within ``atol + rtol·|want|``."""

@@ -88,15 +88,13 @@ def distributed_path(device: str) -> str:
 
 def plans_line() -> str:
     """Where the planner's choices come from: ``$FASTBP_PLAN`` and the cache's content."""
-    import json
-
     from ..devices import planner
 
     how, path = planner.mode(), planner.cache_path()
     if how == "off":
         return "plans: off (FASTBP_PLAN=off): every device runs its fixed defaults"
     try:
-        plans = json.loads(path.read_text(encoding="utf-8")).get("plans", {})
+        plans = planner.load_cache(path)["plans"]
         cached = ", ".join(f"{k}: {v.get('choice')}" for k, v in sorted(plans.items())[:6])
         more = f", and {len(plans) - 6} more" if len(plans) > 6 else ""
         held = f"{len(plans)} cached in {path} ({cached}{more})" if plans else f"none in {path}"

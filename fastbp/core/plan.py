@@ -60,9 +60,17 @@ class EpochPlan:
         self.decay = 1.0 - eta * self.lmbda / int(self.xs.shape[0])
 
     def workspace(self, backend: Ops, m: int) -> Workspace:
-        ws = self.workspaces.get(m)
-        if ws is None:
-            ws = self.workspaces[m] = Workspace(backend, self.sizes, m)
-        return ws
+        """The plan's work buffers for a batch of ``m`` (made once)."""
+        return cached_workspace(backend, self.sizes, self.workspaces, m)
+
+
+def cached_workspace(backend: Ops, sizes: list[int], cache: dict[Any, Any], m: int
+                     ) -> Workspace:
+    """The work buffers for a batch of ``m`` columns, made once and kept in ``cache`` (a
+    network's, shared by its plans)."""
+    ws = cache.get(m)
+    if ws is None:
+        ws = cache[m] = Workspace(backend, sizes, m)
+    return ws
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from ..core import memory
+from ..core.costs import TINY
 from ..core.ops import DTYPES, Array, Scalar, check_dtype
 from ..errors import DeviceError
 
@@ -199,7 +200,7 @@ class Backend:
         """``Σ y ln max(a, tiny)`` over every entry (the log-likelihood of BP1 for one-hot
         ``y``: ``ln a_y`` per column), ``tiny`` the dtype's smallest normal number."""
         xp = self.xp
-        xp.maximum(a, float(np.finfo(self.dtype).tiny), out=scratch)
+        xp.maximum(a, TINY[self.dtype], out=scratch)
         xp.log(scratch, out=scratch)
         return xp.vdot(y, scratch)
 
@@ -217,7 +218,7 @@ class Backend:
         xp = self.xp
         xp.abs(a, out=scratch)
         xp.subtract(1.0, scratch, out=scratch)
-        xp.maximum(scratch, float(np.finfo(self.dtype).tiny), out=scratch)
+        xp.maximum(scratch, TINY[self.dtype], out=scratch)
         xp.log(scratch, out=scratch)
         return xp.sum(scratch)
 

@@ -116,29 +116,37 @@ def _warn_once(what: str, message: str) -> None:
         log.warning(message)
 
 
+def load_cache(path: Path) -> dict[str, Any]:
+    """The cache file's document, checked: ``ValueError`` (or ``OSError``) when it is not a
+    plan cache of this format; a missing file is ``FileNotFoundError``."""
+    raw = path.read_text(encoding="utf-8")
+    try:
+        doc = json.loads(raw)
+        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
+            raise ValueError(f"format {doc.get('format')!r} version {doc.get('version')!r}")
+        if not isinstance(doc["plans"], dict):
+            raise ValueError("plans is not an object")
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    return doc
+
+
 def read_cache(machine: Mapping[str, Any]) -> dict[str, Any]:
     """The cached choices for this machine (``{key: {"choice": ..., "speeds": ...}}``); a
     missing cache is empty, a corrupt or stale one (another machine, other library versions, an
     older format) is ignored with one warning and rewritten at the next choice."""
     path = cache_path()
     try:
-        raw = path.read_text(encoding="utf-8")
+        doc = load_cache(path)
     except FileNotFoundError:
+        return {}
+    except ValueError as exc:  # json.JSONDecodeError too
+        _warn_once(f"corrupt {path}", f"fastbp: the plan cache {path} is damaged ({exc}); "
+                   "it is ignored and will be rewritten")
         return {}
     except OSError as exc:
         _warn_once(f"unreadable {path}", f"fastbp: the plan cache {path} cannot be read ({exc}); "
                    "planning anew")
-        return {}
-    try:
-        doc = json.loads(raw)
-        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
-            raise ValueError(f"format {doc.get('format')!r} version {doc.get('version')!r}")
-        plans = doc["plans"]
-        if not isinstance(plans, dict):
-            raise ValueError("plans is not an object")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        _warn_once(f"corrupt {path}", f"fastbp: the plan cache {path} is damaged ({exc}); "
-                   "it is ignored and will be rewritten")
         return {}
     if doc.get("fingerprint") != _jsonable(machine):
         changed = sorted(k for k in {**machine, **doc.get("fingerprint", {})}
@@ -146,7 +154,7 @@ def read_cache(machine: Mapping[str, Any]) -> dict[str, Any]:
         _warn_once(f"stale {path}", f"fastbp: the plan cache {path} was made for another machine "
                    f"or other libraries (differs in {', '.join(changed)}); planning anew")
         return {}
-    return plans
+    return doc["plans"]
 
 
 def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any]) -> None:
@@ -246,7 +254,7 @@ def choose(key: str, candidates: Sequence[str], default: str,
         best = default  # within the trials' noise: the fixed rule stands
     if busy:
         return Choice(best, "busy", speeds, seconds)
-    plans = read_cache(machine)
+    plans = read_cache(machine)  # again: another process may have added plans meanwhile
     plans[key] = {"choice": best, "speeds": speeds, "measured_s": round(seconds, 4),
                   "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_cache(machine, plans)

@@ -10,7 +10,7 @@ import numpy as np
 from ..core.evaluator import Evaluator
 from ..core.memory import translate_oom
 from ..core.ops import Array, Ops
-from ..core.plan import EpochPlan, Workspace
+from ..core.plan import EpochPlan
 from ..core.validate import cast_checked, check_batch, check_count, check_labels, check_targets
 from ..errors import ConfigError, ShapeError
 
@@ -86,14 +86,6 @@ def outputs_in_chunks(net: Network, X: Any, chunk: int = 10_000) -> Iterator[Arr
                    chunk=chunk, kinds=net.kinds)
     for start in range(0, n, ev.chunk):
         yield ev.outputs(net._weights, net._biases, start, min(start + ev.chunk, n))
-
-
-def workspace(backend: Ops, sizes: list[int], cache: dict[Any, Any], m: int) -> Workspace:
-    """The cached work buffers for a batch of ``m`` columns."""
-    ws = cache.get(m)
-    if ws is None:
-        ws = cache[m] = Workspace(backend, sizes, m)
-    return ws
 
 
 def stack_pairs(pairs: Iterable[tuple[Any, Any]], name: str,

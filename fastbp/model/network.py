@@ -20,7 +20,7 @@ from ..core.evaluator import Evaluator
 from ..core.memory import translate_oom
 from ..core.neurons import GAIN, layer_kinds
 from ..core.ops import Array
-from ..core.plan import EpochPlan, Workspace
+from ..core.plan import EpochPlan, Workspace, cached_workspace
 from ..core.records import EpochRecord, History
 from ..core.validate import (
     cast_checked,
@@ -188,7 +188,7 @@ class Network(BookAPI):
         return cast_checked(self.backend, x, name)
 
     def _workspace(self, m: int) -> Workspace:
-        return inputs.workspace(self.backend, self.sizes, self._workspaces, m)
+        return cached_workspace(self.backend, self.sizes, self._workspaces, m)
 
     def feedforward(self, a: Any) -> np.ndarray:
         """``a^L`` for a batch ``a`` of shape ``(sizes[0], m)``; ``(sizes[0], 1)`` is one sample."""

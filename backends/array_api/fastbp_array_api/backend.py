@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fastbp.core.costs import TINY
 from fastbp.devices.backend import Array, Backend
 from fastbp.errors import DeviceError
 
@@ -249,7 +250,7 @@ class ArrayAPIBackend(Backend):
     def sum_log_picked(self, a: Array, y: Array, scratch: Array) -> Array:
         """``Σ y ln max(a, tiny)`` (the log-likelihood of one-hot ``y``)."""
         ns = self.ns
-        tiny = float(np.finfo(self.dtype).tiny)
+        tiny = TINY[self.dtype]
         return ns.sum(y * ns.log(ns.where(a > tiny, a, ns.full_like(a, tiny))))
 
     def sum_columns(self, a: Array, out: Array) -> Array:

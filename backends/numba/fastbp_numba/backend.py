@@ -21,9 +21,7 @@ from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import layer_kinds
 from fastbp.devices.cpu import cblas, halves, prefetch
 from fastbp.devices.cpu.backend import NumpyBackend
-from fastbp.devices.cpu.blas_threads import (
-    one_thread,
-)
+from fastbp.devices.cpu.blas_threads import one_thread
 from fastbp.errors import ConfigError, MissingDependency
 
 from . import planning
@@ -32,14 +30,6 @@ log = logging.getLogger("fastbp")
 
 # Mini-batches of at most this many rows run compiled loops, larger ones BLAS (see kernels).
 SMALL_ROWS = 1
-# Threaded steps of a network with fewer weights than this run as two threads of the epoch's
-# own, each with half of every step (kernels.sgd_epoch_half): its products are skinny, and split
-# better by rows of the batch. Wider networks use the BLAS library's threads, which split each
-# of their large products as well or better. 2-core machine, MKL, samples/s, two threads of
-# our own against MKL's: [784,30,10] batch 10000 1.36 M / 0.92 M; [784,100,10] batch 1000
-# 0.62 M / 0.55 M, batch 10000 0.58 M / 0.49 M; [784,1024,1024,10] batch 256 / 1024 28.7k /
-# 26.5k against 29.7k / 32.7k.
-TWO_THREADS_WEIGHTS = 400_000
 
 
 class NumbaBackend(NumpyBackend):
@@ -83,7 +73,7 @@ class NumbaBackend(NumpyBackend):
     # -- training --------------------------------------------------------------------------
     def sgd_epoch(self, state: Any) -> Any:
         """One epoch of mini-batch SGD in one compiled call; the same equations and order of
-        operations as :func:`fastbp.numpy_epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
+        operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
 
         A cost other than the three built in runs the ``cpu`` device's loop (its
         ``output_error`` is Python), and says so once in the log.
@@ -149,7 +139,7 @@ class NumbaBackend(NumpyBackend):
             if gathering is None:
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
-            total = 0.0  # the same steps, on rows gathered ahead (fastbp.prefetch)
+            total = 0.0  # the same steps, on rows gathered ahead (fastbp.devices.cpu.prefetch)
             chunks = prefetch.chunks(xs, ys, order, prefetch.chunk_buffers(self, plan),
                                      parallel=gathering == "parallel")
             with contextlib.closing(chunks):  # an error waits for the gather in flight
@@ -194,7 +184,7 @@ class NumbaBackend(NumpyBackend):
         return totals[0] + totals[1]
 
     def gemm_pointer(self) -> Any:
-        """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.cblas.find`), or None for
+        """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.devices.cpu.cblas.find`), or None for
         SciPy's BLAS."""
         lib = cblas.find()
         return None if lib is None else lib.gemm_for(self.dtype)

@@ -4,8 +4,8 @@ BP1 + BP2, update (BP3 + BP4 + SGD), per mini-batch, in microseconds.
 Each stage is timed as the difference between two compiled epochs that stop after it, so the
 figures add up to the whole step (on a busy machine a difference can come out negative: take
 the best of several runs). This is the epoch's one-thread form, with the gather inline and BLAS
-on one thread (the BLAS :mod:`fastbp.cblas` picks): what each core does when the epoch gathers
-ahead on another core or splits its steps between two threads. Usage::
+on one thread (the BLAS :mod:`fastbp.devices.cpu.cblas` picks): what each core does when the
+epoch gathers ahead on another core or splits its steps between two threads. Usage::
 
     python benchmarks/profile_cpu_jit.py --sizes 784,30,10 --batches 1,10,100,1000
 """

@@ -5,7 +5,7 @@ cost, ``eta`` 3.0, shuffled order, float32), the best of ``--repeat`` epochs aft
 (which compiles what needs compiling). Each method runs in its own process, so the thread pools of
 one library do not disturb another. Methods:
 
-- ``loop``: the per-sample loop, :func:`fastbp.reference.sgd_epoch` (the book's ``network.py``)
+- ``loop``: the per-sample loop, :func:`fastbp.core.reference.sgd_epoch` (the book's ``network.py``)
 - ``numpy``: fastbp's ``cpu`` device (its ``sgd_epoch``, as ``Network.train`` runs it)
 - ``numpy-before``: the same, from the fastbp sources in ``--before`` (an older checkout)
 - ``cpu-jit``: fastbp's ``cpu-jit`` device (the Numba plugin, whole epoch compiled)

@@ -1,5 +1,5 @@
-"""Direct CBLAS calls (fastbp.cblas): the choice of library, and GEMMs and epochs that agree
-with NumPy and with the per-sample oracle on every library present."""
+"""Direct CBLAS calls (fastbp.devices.cpu.cblas): the choice of library, and GEMMs and epochs
+that agree with NumPy and with the per-sample oracle on every library present."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rows gathered ahead on a helper thread (fastbp.prefetch): the same batches, the same
+"""Rows gathered ahead on a helper thread (fastbp.devices.cpu.prefetch): the same batches, the same
 training, to the bit."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Two kinds of work:
   ``Network.train(X, Y, epochs=1, batch_size=m, eta=η, shuffle=True)``.
 
 Implementations: ``matrix`` (fastbp, on every registered device that starts here), ``loop``
-(the per-sample oracle :func:`fastbp.reference.sgd_epoch`, NumPy on the CPU), and the peers of
+(the per-sample oracle :func:`fastbp.core.reference.sgd_epoch`, NumPy on the CPU), and the peers of
 ``benchmarks/peers/`` (see :mod:`fastbp.bench.peers`). Everything uses the quadratic cost, sigmoid
 layers, the book's N(0, 1) initialisation (same seed for every implementation) and η = 3.0.
 """

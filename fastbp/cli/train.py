@@ -1,5 +1,5 @@
 """``fastbp train``: train on MNIST with the book's defaults, one line (or bar) per epoch; save,
-checkpoint, resume, stop early, monitor and plot (see :mod:`fastbp.commands._keep`)."""
+checkpoint, resume, stop early, monitor and plot (see :mod:`fastbp.cli.keep`)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class BookAPI:
         With any of ``network2.py``'s keywords (``lmbda``, ``evaluation_data``, ``monitor_*``,
         ``early_stopping_n``) it is that chapter's ``SGD`` and returns its four lists
         ``(evaluation_cost, evaluation_accuracy, training_cost, training_accuracy)``; see
-        :func:`fastbp.monitoring.sgd_network2`.
+        :func:`fastbp.model.monitoring.sgd_network2`.
         """
         chapter3 = dict(evaluation_data=evaluation_data,
                         monitor_evaluation_cost=monitor_evaluation_cost,

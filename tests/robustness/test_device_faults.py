@@ -54,7 +54,7 @@ def numbers(message: str) -> list[int]:
 @pytest.mark.parametrize("loop", ["cpu", "generic"])
 def test_forced_failure_in_train_names_asked_free_and_a_batch(data, monkeypatch, loop) -> None:
     net = fastbp.Network(SIZES, seed=2)
-    if loop == "generic":  # the Backend base class's loop over fastbp.training.Workspace
+    if loop == "generic":  # the Backend base class's loop over fastbp.core.plan.Workspace
         monkeypatch.setattr(numpy_epoch, "applies", lambda plan: False)
     before = [*net.weights, *net.biases]
     fail_big_allocations(monkeypatch, net.backend, limit=SIZES[0] * 100)  # batches > 100 fail

@@ -22,7 +22,7 @@ same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l``
 - BP3 + BP4 folded into the SGD step, one GEMM with ``β = decay``:
   ``W^l ← decay · W^l − (η/m) (Δ^l)ᵀ A^{l-1}``, ``b^l ← b^l − (η/m) Σ_rows Δ^l``
 
-The GEMMs call CBLAS through the function pointer :mod:`fastbp.cblas` finds (MKL when
+The GEMMs call CBLAS through the function pointer :mod:`fastbp.devices.cpu.cblas` finds (MKL when
 installed, else NumPy's OpenBLAS), or, when it finds none, the BLAS SciPy ships through
 Numba's ``numba_xxgemm`` helper; always with ``alpha``/``beta`` and no temporary. Batches of at
 most ``small`` rows (one sample, by default) run compiled loops instead: there a product is a
@@ -84,7 +84,7 @@ def _xxgemm(dtype: types.Type) -> types.ExternalFunction:
 def gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, blas):
     """Column-major BLAS GEMM: ``C ← α op(A) op(B) + β C`` (``scal`` holds α and β).
 
-    ``blas`` is a CBLAS ``?gemm`` function pointer (:mod:`fastbp.cblas`: MKL or NumPy's
+    ``blas`` is a CBLAS ``?gemm`` function pointer (:mod:`fastbp.devices.cpu.cblas`: MKL or NumPy's
     OpenBLAS), or None for the BLAS SciPy ships."""
     raise NotImplementedError  # only the compiled overload below runs
 
@@ -299,8 +299,8 @@ def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, spec, xbuf, ybuf, a
 def sgd_rows(weights, biases, x, y, rows, m, eta, decay, spec, acts, deltas, scal, small, blas,
              total):
     """:func:`step` on consecutive mini-batches of ``m`` rows of ``x``/``y`` (rows already
-    gathered in the epoch's order: :mod:`fastbp.prefetch`), the first ``rows`` rows. Returns
-    ``total`` plus their summed cost (added in the order :func:`sgd_epoch` adds it);
+    gathered in the epoch's order: :mod:`fastbp.devices.cpu.prefetch`), the first ``rows`` rows.
+    Returns ``total`` plus their summed cost (added in the order :func:`sgd_epoch` adds it);
     flush-to-zero as in :func:`sgd_epoch`."""
     saved = get_mxcsr()
     set_mxcsr(saved | np.uint32(FTZ_DAZ))

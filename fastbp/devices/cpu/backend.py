@@ -45,7 +45,7 @@ class NumpyBackend(Backend):
         info = super().describe()
         info.update(model=cpu_model(), cores=os.cpu_count(), numpy=np.__version__)
         info["blas"] = blas_description()
-        info["gemm"] = cblas.description()  # what training's GEMMs call (fastbp.cblas)
+        info["gemm"] = cblas.description()  # what training's GEMMs call (fastbp.devices.cpu.cblas)
         return info
 
 

@@ -43,7 +43,7 @@ def step_work(sizes: Sequence[int], m: int) -> int:
 
 def threaded_work() -> int:
     """The threshold in force: ``$FASTBP_THREADED_WORK`` (read each time), else the default of
-    the BLAS the epochs call (:mod:`fastbp.cblas`)."""
+    the BLAS the epochs call (:mod:`fastbp.devices.cpu.cblas`)."""
     value = env_int(ENV_VAR, low=0, hint="multiply-adds per step, e.g. 50000000; 0 keeps the "
                     "BLAS library's thread setting")
     if value is None:
@@ -114,7 +114,7 @@ def _blas_libraries() -> list[Any]:
 
 def _blas_controller() -> Any:
     """A threadpoolctl controller of the BLAS libraries loaded now: SciPy's, and the one
-    :mod:`fastbp.cblas` calls (made again when that choice loads another library)."""
+    :mod:`fastbp.devices.cpu.cblas` calls (made again when that choice loads another library)."""
     global _controller, _controller_for
     try:
         import scipy.linalg.blas  # noqa: F401 - load SciPy's BLAS before looking for it

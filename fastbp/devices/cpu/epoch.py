@@ -1,6 +1,6 @@
 """The ``cpu`` device's own epoch loop: NumPy for elementwise passes, BLAS for GEMMs.
 
-The same equations as :func:`fastbp.training.sgd_epoch`, with the per-step Python cost cut down:
+The same equations as :func:`fastbp.core.epoch.sgd_epoch`, with the per-step Python cost cut down:
 the buffers are sample-major (one sample per **row**, so the last, shorter mini-batch is a prefix
 of the same buffers), every GEMM is one BLAS call on Fortran-ordered views (a C-ordered ``(m, n)``
 array is its own transpose in Fortran order, so no copy is made), and the SGD update is folded
@@ -14,8 +14,8 @@ into the weight-gradient GEMM:
   ``b^l ← b^l − (η/m) (Δ^l)ᵀ 1`` (one GEMV)
 
 Steps of at least :data:`DIRECT_WORK` multiply-adds call MKL or NumPy's OpenBLAS directly
-(:mod:`fastbp.cblas`) and take their rows from chunks gathered ahead (:mod:`fastbp.prefetch`);
-smaller ones call SciPy's BLAS wrappers, which cost less per call, and gather their own rows.
+(:mod:`.cblas`) and take their rows from chunks gathered ahead (:mod:`.prefetch`); smaller ones
+call SciPy's BLAS wrappers, which cost less per call, and gather their own rows.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from ...core.neurons import kinds_of
 from . import cblas, prefetch
 from .blas_threads import narrow, step_threads, step_work, threaded
 
-# Steps of at least this many multiply-adds call CBLAS directly (fastbp.cblas); below it the
-# few microseconds a ctypes call costs outweigh the faster library, and SciPy's wrappers run.
+# Steps of at least this many multiply-adds call CBLAS directly (.cblas); below it the few
+# microseconds a ctypes call costs outweigh the faster library, and SciPy's wrappers run.
 DIRECT_WORK = 1_000_000
 SIMD_SIGMOID = 4096  # elements from which sigmoid() runs as four vectorised passes
 
@@ -76,7 +76,7 @@ class RowBuffers:
 def sgd_epoch(backend: Any, plan: Any) -> float:
     """One pass of mini-batch SGD over ``plan.order`` (see module docstring); returns the summed
     cost of the batches, each taken before its update. BLAS threads: see
-    :mod:`fastbp.blas_threads` (one thread where a step is too small or a network too narrow)."""
+    :mod:`.blas_threads` (one thread where a step is too small or a network too narrow)."""
     threads = threaded(plan.sizes, plan.batch_size) and not narrow(plan.sizes)
     with step_threads(plan.sizes, plan.batch_size, threads):
         return _sgd_epoch(backend, plan, threads)
@@ -141,8 +141,8 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
 def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
              ) -> Iterator[tuple[np.ndarray, ...]]:
     """The epoch's mini-batches as ``(X rows, Y rows)``: for steps of at least
-    :data:`DIRECT_WORK` multiply-adds gathered ahead by another core (:mod:`fastbp.prefetch`),
-    else gathered here, one batch at a time (a small batch costs less to gather than to hand
+    :data:`DIRECT_WORK` multiply-adds gathered ahead by another core (:mod:`.prefetch`), else
+    gathered here, one batch at a time (a small batch costs less to gather than to hand
     over)."""
     xs, ys, order, m = plan.xs, plan.ys, plan.order, plan.batch_size
     gathering = None

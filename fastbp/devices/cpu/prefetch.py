@@ -3,8 +3,8 @@ the current chunk trains.
 
 Gathering a mini-batch, ``X[order[i : i + m]]``, is a copy of random rows that runs at the
 memory's pace on one core: 40 % of a one-thread step of ``[784, 30, 10]`` at batch 1000 with
-MKL. Where a step's BLAS runs on one thread (:mod:`fastbp.blas_threads`), another core is idle,
-so the gather moves there: the epoch's order is cut into chunks of whole mini-batches, chunk
+MKL. Where a step's BLAS runs on one thread (:mod:`.blas_threads`), another core is idle, so
+the gather moves there: the epoch's order is cut into chunks of whole mini-batches, chunk
 ``c + 1`` is gathered (``np.take``, which releases the GIL) while chunk ``c`` trains, and
 training reads each batch as a contiguous slice of its chunk. The batches, their order and the
 arithmetic are those of the loop that gathers each batch itself: the results are the same to
@@ -51,7 +51,7 @@ def mode(sizes: Sequence[int], m: int, threads: bool | None = None, rows: int | 
     threads gather a chunk, then it trains), or None (one core, or ``$FASTBP_PREFETCH=0``:
     each batch is gathered when it is needed; also for an epoch of ``rows`` samples that fits
     in one chunk, where there is nothing to overlap). ``threads``: whether BLAS runs threaded in
-    this epoch (default: :func:`fastbp.blas_threads.threaded`)."""
+    this epoch (default: :func:`fastbp.devices.cpu.blas_threads.threaded`)."""
     if not enabled() or cores() < 2:
         return None
     if rows is not None and rows <= chunk_rows(m):

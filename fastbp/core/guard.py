@@ -52,25 +52,31 @@ class DivergenceGuard:
 
     def __init__(self, backend: Ops, weights: Sequence[Array], biases: Sequence[Array], *,
                  on_diverge: str = "raise", eta: float | None = None,
-                 first_epoch: int = 0) -> None:
+                 first_epoch: int = 0, state: Sequence[Array] = ()) -> None:
+        """``state``: more arrays (momentum velocities) kept and given back with the
+        parameters."""
         self.backend, self.weights, self.biases = backend, weights, biases
+        self.state = list(state)
         self.on_diverge = check_on_diverge(on_diverge)
         self.eta = eta
         self.last_finite: int | None = first_epoch - 1 if first_epoch > 0 else None
         self.warned = False
         # The parameters of the last finished epoch (with "raise", the last finite one too):
         # what a diverged, interrupted or failed epoch gives back (see restore).
-        self._saved = [backend.empty(tuple(a.shape)) for a in (*weights, *biases)]
+        self._saved = [backend.empty(tuple(a.shape)) for a in self._arrays()]
         self._snapshot()
 
+    def _arrays(self) -> list[Array]:
+        return [*self.weights, *self.biases, *self.state]
+
     def _snapshot(self) -> None:
-        for dst, src in zip(self._saved, (*self.weights, *self.biases)):
+        for dst, src in zip(self._saved, self._arrays()):
             self.backend.copy_into(dst, src)
 
     def restore(self) -> None:
         """Put the parameters of the last finished epoch back into the network's arrays (in
         place); with ``on_diverge="raise"`` they are the last finite ones."""
-        for dst, src in zip((*self.weights, *self.biases), self._saved):
+        for dst, src in zip(self._arrays(), self._saved):
             self.backend.copy_into(dst, src)
 
     def keep(self) -> None:

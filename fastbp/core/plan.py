@@ -16,10 +16,13 @@ from .ops import Array, Ops
 
 
 class Workspace:
-    """The buffers one step of batch size ``m`` needs: ``a^l``, ``δ^l``, scratch, the batch."""
+    """The buffers one step of batch size ``m`` needs: ``a^l``, ``δ^l``, scratch, the batch;
+    with dropout also each hidden layer's mask ``D^l`` and ``ã^l = a^l ⊙ D^l`` (made when first
+    asked for, :meth:`dropout_buffers`)."""
 
     def __init__(self, backend: Ops, sizes: list[int], m: int) -> None:
         self.m = m
+        self.backend, self.sizes = backend, sizes
         with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers
             self.activations = [backend.empty((n, m)) for n in sizes[1:]]
             self.deltas = [backend.empty((n, m)) for n in sizes[1:]]
@@ -28,6 +31,18 @@ class Workspace:
             self.ybuf = backend.empty((m, sizes[-1]))
             self.grad_w = [backend.empty((n, k)) for k, n in zip(sizes[:-1], sizes[1:])]
             self.grad_b = [backend.empty((n, 1)) for n in sizes[1:]]
+        self.masks: list[Array] | None = None
+        self.dropped: list[Array] | None = None
+
+    def dropout_buffers(self) -> tuple[list[Array], list[Array]]:
+        """``(masks, dropped)``: ``D^l`` and ``ã^l`` for every hidden layer, ``(n_l, m)``."""
+        if self.masks is None:
+            hidden = self.sizes[1:-1]
+            with translate_oom(self.backend, self.sizes, self.m):
+                self.masks = [self.backend.empty((n, self.m)) for n in hidden]
+                self.dropped = [self.backend.empty((n, self.m)) for n in hidden]
+        assert self.dropped is not None
+        return self.masks, self.dropped
 
 
 @dataclass
@@ -38,6 +53,13 @@ class EpochPlan:
     order (device indices), ``decay`` the L2 factor ``1 − ηλ/n`` (1 without regularisation; set
     both with :meth:`set_eta`),
     ``kinds`` each layer's neuron (:mod:`fastbp.core.neurons`; ``None``: all sigmoid).
+
+    Chapter 3's techniques (:mod:`fastbp.core.update`, :mod:`fastbp.core.dropout`): ``mu`` the
+    momentum, ``l1`` the L1 weight ``λ₁``, ``velocities`` the buffers ``v`` (one per ``W^l``,
+    then one per ``b^l``; present whenever ``mu`` or ``l1`` is set), ``dropout`` the
+    probability ``p`` of dropping a hidden neuron, ``seed`` the epoch's mask seed and
+    ``first_step`` the number of the first mini-batch of ``order`` within its epoch (an epoch
+    run in slices keeps its masks).
     """
 
     sizes: list[int]
@@ -53,6 +75,27 @@ class EpochPlan:
     workspaces: dict[int, Workspace] = field(default_factory=dict)
     kinds: tuple[str, ...] | None = None
     lmbda: float = 0.0
+    mu: float = 0.0
+    l1: float = 0.0
+    dropout: float = 0.0
+    velocities: list[Array] | None = None
+    seed: int = 0
+    first_step: int = 0
+
+    @property
+    def plain(self) -> bool:
+        """Whether every step is the book's plain rule (no momentum, L1 or dropout)."""
+        return self.velocities is None and not self.dropout
+
+    @property
+    def l2_step(self) -> float:
+        """``ηλ/n``, the L2 term of a step: ``1 − decay``."""
+        return self.eta * self.lmbda / int(self.xs.shape[0])
+
+    @property
+    def l1_step(self) -> float:
+        """``ηλ₁/n``, the L1 term of a step (times ``sgn W``)."""
+        return self.eta * self.l1 / int(self.xs.shape[0])
 
     def set_eta(self, eta: float) -> None:
         """A new learning rate ``η`` and with it the L2 factor ``decay = 1 − ηλ/n``."""
@@ -72,5 +115,3 @@ def cached_workspace(backend: Ops, sizes: list[int], cache: dict[Any, Any], m: i
     if ws is None:
         ws = cache[m] = Workspace(backend, sizes, m)
     return ws
-
-

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from ..core import memory
+from ..core import dropout, memory
 from ..core.costs import TINY
 from ..core.ops import DTYPES, Array, Scalar, check_dtype
 from ..errors import DeviceError
@@ -254,6 +254,55 @@ class Backend:
             self.xp.multiply(p, beta, out=p)
         grad *= alpha
         self.xp.subtract(p, grad, out=p)
+
+    def velocity_update(self, p: Array, grad: Array, velocity: Array, alpha: float, mu: float,
+                        l2: float = 0.0, l1: float = 0.0) -> None:
+        """Chapter 3's step, in place, from a gradient ``g`` summed over the batch (``grad``,
+        overwritten): ``v ← μ v − α g − l2·p − l1·sgn(p)``, then ``p ← p + v``.
+
+        ``α = η/m``, ``l2 = ηλ/n`` (L2), ``l1 = ηλ₁/n`` (L1), ``μ`` the momentum (0: ``v`` is
+        just the step). With ``μ = l1 = 0`` it is the plain rule ``p ← (1 − l2) p − α g``
+        (:meth:`sgd_update`), rounded once more."""
+        xp, v = self.xp, velocity
+        xp.multiply(grad, alpha, out=grad)
+        if mu:
+            xp.multiply(v, mu, out=v)
+            xp.subtract(v, grad, out=v)
+        else:
+            xp.negative(grad, out=v)
+        if l2:
+            xp.multiply(p, l2, out=grad)
+            xp.subtract(v, grad, out=v)
+        if l1:
+            xp.sign(p, out=grad)
+            xp.multiply(grad, l1, out=grad)
+            xp.subtract(v, grad, out=v)
+        xp.add(p, v, out=p)
+
+    def multiply(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a ⊙ b``."""
+        return self.xp.multiply(a, b, out=out)
+
+    def dropout_mask(self, key: int, p: float, out: Array) -> Array:
+        """``out = D``, the dropout mask of :mod:`fastbp.core.dropout` for ``key``: entry
+        ``(j, c)`` of an ``(n, m)`` mask is ``1/(1 − p)`` when ``mix(key + j·m + c) ≥ ⌊p·2^32⌋``,
+        else 0."""
+        xp = self.xp
+        n, m = (int(d) for d in out.shape)
+        index = self._mask_index(n * m)
+        h = dropout.mix_array(xp, xp.add(index, key & dropout.MASK32))
+        kept = xp.reshape(xp.greater_equal(h, dropout.threshold(p)), (n, m))
+        out[...] = xp.where(kept, xp.asarray(dropout.scale(p), dtype=out.dtype),
+                            xp.asarray(0.0, dtype=out.dtype))
+        return out
+
+    def _mask_index(self, size: int) -> Array:
+        """``0, 1, …, size − 1`` as unsigned 32-bit integers on the device (kept per size)."""
+        cache = self.__dict__.setdefault("_mask_indices", {})
+        index = cache.get(size)
+        if index is None:
+            index = cache[size] = self.xp.arange(size, dtype=self.xp.uint32)
+        return index
 
     def take_rows(self, src: Array, idx: Array, out: Array) -> Array:
         """Gather rows: ``out[i] = src[idx[i]]`` (mini-batches from a sample-major data set)."""

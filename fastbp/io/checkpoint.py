@@ -1,13 +1,16 @@
 """Keep a trained network: a documented, versioned, pickle-free file, written atomically.
 
-The format (``fastbp-model``, version 2) is an ordinary NumPy ``.npz`` archive (a zip of
+The format (``fastbp-model``, version 3) is an ordinary NumPy ``.npz`` archive (a zip of
 ``.npy`` files) that loads with ``numpy.load(path, allow_pickle=False)``:
 
 * ``weights_{i}`` — ``W^{i+2}``, shape ``(sizes[i+1], sizes[i])``, for ``i = 0 .. L-2``;
 * ``biases_{i}`` — ``b^{i+2}``, shape ``(sizes[i+1], 1)``;
+* ``velocity_weights_{i}``, ``velocity_biases_{i}`` — the momentum velocities ``v`` of ``W^{i+2}``
+  and ``b^{i+2}``, same shapes, all present or none (version 3; a network trained with momentum
+  or L1 has them, and resumes with them);
 * ``metadata`` — a 1-D ``uint8`` array holding UTF-8 JSON::
 
-      {"format": "fastbp-model", "format_version": 2, "fastbp_version": "0.1.0",
+      {"format": "fastbp-model", "format_version": 3, "fastbp_version": "0.1.0",
        "sizes": [784, 30, 10], "cost": "quadratic", "dtype": "float32", "init": "standard",
        "kinds": ["sigmoid", "sigmoid"],   # each layer's neuron after the input (version 2)
        "epoch": 5,                       # epochs trained so far (the next one is numbered 5)
@@ -16,7 +19,8 @@ The format (``fastbp-model``, version 2) is an ordinary NumPy ``.npz`` archive (
        "rng": {"bit_generator": "PCG64", "state": {...}, ...},   # numpy bit_generator.state
        "extra": {...}}                   # free JSON, e.g. the command line's training options
 
-Version 1 files (no ``kinds``) still load: every layer of theirs is sigmoid. Every array has the
+Version 1 files (no ``kinds``) still load: every layer of theirs is sigmoid; version 1 and 2
+files hold no velocities. Every array has the
 network's dtype (``float32`` or ``float64``) and is stored exactly, so a
 network loaded from a file trains on bit for bit as the one that was saved.
 
@@ -48,7 +52,7 @@ from .archive import ZIP_ERRORS, check_npz
 from .targets import atomic_write, fsync_directory  # noqa: F401 - the save's own steps
 
 FORMAT = "fastbp-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _TOP_KEYS = ("format", "format_version", "fastbp_version", "sizes", "cost", "dtype", "init",
              "epoch", "history", "rng", "extra")
@@ -70,6 +74,7 @@ class ModelState:
     history: History
     extra: dict[str, Any] = field(default_factory=dict)
     kinds: list[str] | None = None  # each layer's neuron; None: all sigmoid (version 1 files)
+    velocities: list[np.ndarray] | None = None  # v of every W^l, then of every b^l (version 3)
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -97,6 +102,11 @@ def save(state: ModelState, path: str | os.PathLike) -> Path:
     arrays = {"metadata": np.frombuffer(meta, dtype=np.uint8)}
     for i, (w, b) in enumerate(zip(state.weights, state.biases)):
         arrays[f"weights_{i}"], arrays[f"biases_{i}"] = w, b
+    if state.velocities is not None:
+        L = len(state.weights)
+        for i in range(L):
+            arrays[f"velocity_weights_{i}"] = state.velocities[i]
+            arrays[f"velocity_biases_{i}"] = state.velocities[L + i]
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
 
@@ -124,7 +134,10 @@ def read_state(path: str | os.PathLike) -> tuple[ModelState, dict[str, Any]]:
         weights=[arrays[f"weights_{i}"] for i in range(L)],
         biases=[arrays[f"biases_{i}"] for i in range(L)],
         rng=_generator(path, meta["rng"]), history=history, extra=dict(meta["extra"]),
-        kinds=meta.get("kinds"))
+        kinds=meta.get("kinds"),
+        velocities=([arrays[f"velocity_weights_{i}"] for i in range(L)]
+                    + [arrays[f"velocity_biases_{i}"] for i in range(L)])
+        if "velocity_weights_0" in arrays else None)
     return state, meta
 
 
@@ -220,8 +233,11 @@ def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
 def _check_arrays(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     sizes, dtype = meta["sizes"], np.dtype(meta["dtype"])
     expected = {}
+    velocities = any(name.startswith("velocity_") for name in arrays)
     for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
         expected[f"weights_{i}"], expected[f"biases_{i}"] = (n, k), (n, 1)
+        if velocities:  # all or none
+            expected[f"velocity_weights_{i}"], expected[f"velocity_biases_{i}"] = (n, k), (n, 1)
     missing = sorted(set(expected) - set(arrays))
     unknown = sorted(set(arrays) - set(expected))
     if missing or unknown:

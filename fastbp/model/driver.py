@@ -65,12 +65,14 @@ def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, ep
         plan.set_eta(schedule.begin(eta))
     with training(net):
         guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge, eta=eta,
-                                first_epoch=len(net.history))
+                                first_epoch=len(net.history), state=plan.velocities or ())
         for epoch in range(len(net.history), len(net.history) + epochs):
             rng_state, finished = net.rng.bit_generator.state, False
             try:
                 order = net.rng.permutation(n) if shuffle else np.arange(n)
-                plan.order = be.index_array(order)
+                if plan.dropout:  # the epoch's masks (fastbp.core.dropout)
+                    plan.seed = int(net.rng.integers(1 << 32))
+                plan.order, plan.first_step = be.index_array(order), 0
                 t0 = time.perf_counter()
                 if progress is None:
                     cost = epoch_fn(plan) / n

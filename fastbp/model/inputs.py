@@ -43,9 +43,12 @@ def targets_major(backend: Ops, Y: Any, n: int, n_out: int) -> Array:
 
 def make_plan(backend: Ops, sizes: list[int], weights: list[Array], biases: list[Array],
               cost: Any, X: Any, Y: Any, batch_size: int, eta: float, lmbda: float,
-              workspaces: dict[Any, Any], kinds: tuple[str, ...] | None = None) -> EpochPlan:
+              workspaces: dict[Any, Any], kinds: tuple[str, ...] | None = None, *,
+              mu: float = 0.0, l1: float = 0.0, dropout: float = 0.0,
+              velocities: list[Array] | None = None) -> EpochPlan:
     """Validate ``X``/``Y`` and move them to the device, sample-major, as an epoch plan
-    (``order`` is set per epoch)."""
+    (``order`` is set per epoch); ``mu``, ``l1``, ``dropout`` and ``velocities`` are chapter 3's
+    (:class:`~fastbp.core.plan.EpochPlan`)."""
     X = check_batch(backend.check_device(X, "X"), sizes[0], "X")
     n = int(X.shape[1])
     batch_size = check_count("batch_size", batch_size, low=1, high=n)
@@ -56,7 +59,7 @@ def make_plan(backend: Ops, sizes: list[int], weights: list[Array], biases: list
         ys = targets_major(backend, Y, n, sizes[-1])
     return EpochPlan(sizes, weights, biases, cost, xs, ys, order=None, batch_size=batch_size,
                      eta=eta, decay=1.0 - eta * lmbda / n, workspaces=workspaces, kinds=kinds,
-                     lmbda=lmbda)
+                     lmbda=lmbda, mu=mu, l1=l1, dropout=dropout, velocities=velocities)
 
 
 def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int,

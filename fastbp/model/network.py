@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import devices
 from ..core.costs import QuadraticCost, get_cost, output_of
+from ..core.dropout import check_dropout
 from ..core.equations import backpropagate, bp3, bp4, feedforward
 from ..core.evaluator import Evaluator
 from ..core.memory import translate_oom
@@ -35,7 +36,7 @@ from ..core.validate import (
     check_targets,
 )
 from ..devices.backend import Backend
-from ..errors import ConfigError
+from ..errors import ConfigError, ShapeError
 from ..io import checkpoint, network2
 from ..io.checkpoint import ModelState
 from . import driver, inputs
@@ -110,6 +111,7 @@ class Network(BookAPI):
                 self._biases = [self.backend.asarray(b) for b in biases]
                 self._weights = [self.backend.asarray(w) for w in weights]
         self._workspaces: dict[int, Workspace] = {}
+        self._velocities: list[Array] | None = None  # momentum's v (W's, then b's), when used
         self.history = History()  # every epoch this network has trained, kept by save/load
 
     # -- parameters ---------------------------------------------------------------------
@@ -159,6 +161,9 @@ class Network(BookAPI):
             # np.array: writable copies (a read of a parameter is read-only)
             other._weights = [other.backend.asarray(np.array(w)) for w in self.weights]
             other._biases = [other.backend.asarray(np.array(b)) for b in self.biases]
+            other._velocities = None if self._velocities is None else [
+                other.backend.asarray(np.array(self.backend.to_numpy(v)))
+                for v in self._velocities]
         other._workspaces = {}
         other.history = History(self.history)
         return other
@@ -179,7 +184,36 @@ class Network(BookAPI):
         return ModelState(sizes=list(self.sizes), cost=self.cost.name, dtype=self.dtype,
                           init=self.init, kinds=list(self.kinds), weights=list(self.weights),
                           biases=list(self.biases),
-                          rng=self.rng, history=History(self.history), extra=extra or {})
+                          rng=self.rng, history=History(self.history), extra=extra or {},
+                          velocities=self.velocities)
+
+    @property
+    def velocities(self) -> list[np.ndarray] | None:
+        """Host copies of the momentum velocities ``v`` (every ``W^l``'s, then every
+        ``b^l``'s), or ``None`` before any training with momentum or L1."""
+        if self._velocities is None:
+            return None
+        return [np.array(self.backend.to_numpy(v)) for v in self._velocities]
+
+    @velocities.setter
+    def velocities(self, values: Sequence[Any] | None) -> None:
+        if values is None:
+            self._velocities = None
+            return
+        values = list(values)
+        shapes = [tuple(p.shape) for p in self.parameters()]
+        if [tuple(np.shape(v)) for v in values] != shapes:
+            raise ShapeError(f"velocities must have the parameters' shapes {shapes}, got "
+                             f"{[tuple(np.shape(v)) for v in values]}")
+        with self.backend.activate():
+            self._velocities = [cast_checked(self.backend, np.asarray(v), "velocities")
+                                for v in values]
+
+    def _velocity_buffers(self) -> list[Array]:
+        """The device velocities, zero when training with momentum or L1 first asks for them."""
+        if self._velocities is None:
+            self._velocities = [self.backend.zeros(tuple(p.shape)) for p in self.parameters()]
+        return self._velocities
 
     # -- the matrix form ----------------------------------------------------------------
     def _input(self, x: Any, name: str = "X") -> Array:
@@ -247,6 +281,9 @@ class Network(BookAPI):
         progress: Callable[[int, float, int], None] | None = None,
         on_diverge: str = "raise",
         schedule: Any = None,
+        momentum: float = 0.0,
+        l1: float = 0.0,
+        dropout: float = 0.0,
     ) -> History:
         """Mini-batch SGD on arrays: ``X`` is ``(sizes[0], N)``, ``Y`` one-hot ``(sizes[-1], N)``
         or ``N`` integer labels; ``test`` is ``(X_test, labels)``.
@@ -256,7 +293,12 @@ class Network(BookAPI):
         net)`` runs after every epoch and stops training when it returns ``False``.
         ``progress(done, cost_sum, n)`` runs after each of a few slices of every epoch (see
         :mod:`fastbp.model.progress`). ``schedule`` changes ``η`` between epochs (chapter 3's
-        halving: :class:`~fastbp.model.monitoring.LearningRateSchedule`). Epochs are numbered
+        halving: :class:`~fastbp.model.monitoring.LearningRateSchedule`).
+
+        Chapter 3's techniques: ``momentum`` ``μ`` and the L1 weight ``l1`` (``λ₁``) make each
+        step ``v ← μ v − (η/m) ∂C/∂W − (ηλ/n) W − (ηλ₁/n) sgn W``, ``W ← W + v`` (the velocities
+        stay with the network and in its file); ``dropout`` drops each hidden neuron with that
+        probability for one mini-batch (:mod:`fastbp.core.dropout`). Epochs are numbered
         from ``len(self.history)``. Returns the per-epoch :class:`History` of this call.
 
         After each epoch the cost and the parameters are checked once (:mod:`fastbp.core.guard`): on
@@ -266,12 +308,14 @@ class Network(BookAPI):
         epochs = check_count("epochs", epochs, low=0)
         eta = check_positive("eta", eta)
         lmbda = check_positive("lmbda", lmbda, allow_zero=True)
+        extras = self._extras(momentum, l1, dropout)
         shuffle, verbose = check_flag("shuffle", shuffle), check_flag("verbose", verbose)
         check_callable("callback", callback), check_callable("progress", progress)
         be = self.backend
         with be.activate():
             plan = inputs.make_plan(be, self.sizes, self._weights, self._biases, self.cost, X, Y,
-                                    batch_size, eta, lmbda, self._workspaces, self.kinds)
+                                    batch_size, eta, lmbda, self._workspaces, self.kinds,
+                                    **extras)
             evaluator = inputs.make_evaluator(be, self.sizes, test, plan.batch_size, self.kinds)
             return driver.run_epochs(self, plan, evaluator, epochs=epochs, shuffle=shuffle,
                                      eta=eta, callback=callback, verbose=verbose,
@@ -279,14 +323,31 @@ class Network(BookAPI):
                                      schedule=schedule)
 
     def epoch_plan(self, X: Any, Y: Any, *, batch_size: int, eta: float,
-                   lmbda: float = 0.0) -> EpochPlan:
+                   lmbda: float = 0.0, momentum: float = 0.0, l1: float = 0.0,
+                   dropout: float = 0.0) -> EpochPlan:
         """``X``, ``Y`` on the device as the plan ``train`` runs: set ``plan.order`` (device
-        indices, e.g. ``backend.index_array(order)``), then
+        indices, e.g. ``backend.index_array(order)``; with dropout ``plan.seed`` too), then
         :func:`fastbp.core.epoch.run_epoch` runs one epoch of it (what the benchmarks time)."""
+        extras = self._extras(momentum, l1, dropout)
         with self.backend.activate():
             return inputs.make_plan(self.backend, self.sizes, self._weights, self._biases,
                                     self.cost, X, Y, batch_size, eta, lmbda, self._workspaces,
-                                    self.kinds)
+                                    self.kinds, **extras)
+
+    def _extras(self, momentum: Any, l1: Any, dropout: Any) -> dict[str, Any]:
+        """Chapter 3's settings checked, with the velocities when a step needs them."""
+        mu = check_positive("momentum", momentum, allow_zero=True)
+        if mu >= 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r} (1 or more never "
+                              "slows the velocity down)")
+        l1 = check_positive("l1", l1, allow_zero=True)
+        p = check_dropout(dropout)
+        if p and len(self.sizes) < 3:
+            raise ConfigError("dropout drops hidden neurons, and this network has no hidden "
+                              "layer")
+        with self.backend.activate():
+            velocities = self._velocity_buffers() if mu or l1 else None
+        return {"mu": mu, "l1": l1, "dropout": p, "velocities": velocities}
 
     def accuracy(self, X: Any, labels: Any) -> float:
         """The fraction of columns of ``X`` classified as ``labels``."""

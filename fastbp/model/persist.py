@@ -56,6 +56,7 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | None = None) -> Ch
         raise ModelFormatError(f"{path}: invalid metadata ({exc})") from exc
     net.weights = state.weights
     net.biases = state.biases
+    net.velocities = state.velocities
     net.rng = state.rng
     net.history = state.history
     return Checkpoint(net, meta, dict(state.extra))

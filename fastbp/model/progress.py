@@ -43,8 +43,10 @@ def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
     progress(0, 0.0, n)
     for start in range(0, n, step):
         plan.order = backend.index_array(order[start:start + step])
+        plan.first_step = start // plan.batch_size  # the slice's masks are the epoch's
         total += epoch_fn(plan)
         progress(min(start + step, n), total, n)
+    plan.first_step = 0
     return total
 
 

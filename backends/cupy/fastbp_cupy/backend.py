@@ -401,6 +401,8 @@ class CuPyBackend(NeuronKernels, Backend):
 
     def _raw_kernels_apply(self, plan: Any) -> bool:
         """Whether the raw kernels take this plan (a built-in cost; float32/float64)."""
+        if not plan.plain:
+            return False
         try:
             check_arrays(plan.weights, plan.biases, plan.xs, plan.ys)
             cost_kind(plan.cost)

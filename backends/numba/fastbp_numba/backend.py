@@ -79,6 +79,8 @@ class NumbaBackend(NumpyBackend):
         ``output_error`` is Python), and says so once in the log.
         """
         plan = state
+        if not plan.plain:
+            return None
         code = self._spec(plan.cost, plan.kinds, len(plan.weights))
         if code is None:
             if not getattr(self, "_warned_cost", False):

@@ -37,7 +37,7 @@ class NumpyBackend(Backend):
         """One epoch: the loop of :mod:`fastbp.devices.cpu.epoch` (BLAS called directly, the SGD
         update folded into the weight-gradient GEMM) where it applies, else ``None`` (the
         generic loop runs)."""
-        if epoch.applies(plan):
+        if epoch.applies(plan) and plan.plain:
             return epoch.sgd_epoch(self, plan)
         return None
 

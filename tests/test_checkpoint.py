@@ -69,7 +69,7 @@ def test_the_file_is_a_plain_documented_npz(rng, tmp_path):
     assert names == sorted(["metadata", *[f"weights_{i}" for i in range(3)],
                             *[f"biases_{i}" for i in range(3)]])
     assert np.array_equal(w1, net.weights[1]) and w1.shape == (7, 9)
-    assert meta["format"] == "fastbp-model" and meta["format_version"] == 2
+    assert meta["format"] == "fastbp-model" and meta["format_version"] == 3
     assert meta["kinds"] == ["sigmoid"] * 3
     assert meta["fastbp_version"] == fastbp.__version__
     assert meta["sizes"] == SIZES and meta["cost"] == "quadratic" and meta["dtype"] == "float64"
@@ -326,8 +326,8 @@ def test_a_corrupted_byte_is_refused(rng, tmp_path):
 
 def test_a_newer_format_version_is_refused_with_upgrade_advice(rng, tmp_path):
     _, path = trained(rng, tmp_path)
-    bad = with_metadata(path, tmp_path / "new.npz", format_version=3, fastbp_version="9.0")
-    with pytest.raises(ModelFormatError, match="format version 3.*reads version 2.*upgrade"):
+    bad = with_metadata(path, tmp_path / "new.npz", format_version=4, fastbp_version="9.0")
+    with pytest.raises(ModelFormatError, match="format version 4.*reads versions 1 to 3.*upgrade"):
         fastbp.load(bad)
     bad = with_metadata(path, tmp_path / "zero.npz", format_version=0)
     with pytest.raises(ModelFormatError, match="invalid format_version 0"):

@@ -23,7 +23,8 @@ from .outputs import (
     warn_checkpoint,
 )
 
-RESUMABLE = ("epochs", "batch_size", "eta", "lmbda", "limit", "patience", "checkpoint_every")
+RESUMABLE = ("epochs", "batch_size", "eta", "lmbda", "momentum", "l1", "dropout", "limit",
+             "expand", "schedule", "patience", "checkpoint_every")
 """Options a resumed run takes from the model file unless given again."""
 MODEL_OPTIONS = ("sizes", "cost", "init", "dtype", "activation")
 """Options fixed by the model file: given again, they must match it."""
@@ -94,6 +95,8 @@ class Session:
         for key in RESUMABLE:
             if getattr(args, key) is None:
                 setattr(args, key, saved.get(key, book.get(key)))
+        if args.schedule is not None:  # a JSON list in the model file
+            args.schedule = tuple(args.schedule)
         if not args.resume:
             for key in MODEL_OPTIONS:
                 if getattr(args, key) is None:

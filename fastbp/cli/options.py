@@ -81,6 +81,16 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
                    help="learning rate η (default: 3.0)")
     p.add_argument("--lmbda", type=float, default=0.0, metavar="LMBDA",
                    help="L2 regularisation λ, the book's chapter 3 (default: 0, none)")
+    p.add_argument("--momentum", type=float, default=0.0, metavar="MU",
+                   help="momentum μ in [0, 1): v ← μv − η∇C, w ← w + v (chapter 3) "
+                   "(default: 0, plain SGD)")
+    p.add_argument("--l1", type=float, default=0.0, metavar="LMBDA1",
+                   help="L1 regularisation λ₁: each step also takes (ηλ₁/n) sgn(w) off the "
+                   "weights (chapter 3) (default: 0, none)")
+    p.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                   help="drop each hidden neuron with probability P for one mini-batch "
+                   "(chapter 3; the same masks on every device for a given --seed) "
+                   "(default: 0, none)")
     p.add_argument("--cost", default="quadratic",
                    choices=["quadratic", "cross-entropy", "log-likelihood"],
                    help="the cost C: quadratic ½‖y − a‖² (chapter 1), cross-entropy, or "

@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         fit = trainer(net)
     fit(X, labels, epochs=session.epochs_left,
         batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
+        momentum=args.momentum, l1=args.l1, dropout=args.dropout,
         test=(data.test.X, data.test.labels), **session.train_options(data, X, labels))
     session.finish(data)  # final save, pictures, best test accuracy
     return 0

@@ -210,7 +210,7 @@ def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
     if version > FORMAT_VERSION:
         raise ModelFormatError(
             f"{path}: written by fastbp {meta.get('fastbp_version', '?')} in format version "
-            f"{version}; this fastbp reads version {FORMAT_VERSION} only: upgrade fastbp")
+            f"{version}; this fastbp reads versions 1 to {FORMAT_VERSION}: upgrade fastbp")
     missing = [k for k in _TOP_KEYS if k not in meta]
     if missing:
         raise ModelFormatError(f"{path}: metadata lacks {', '.join(missing)}")

@@ -10,8 +10,8 @@ float64, one epoch of SGD against the book's per-sample SGD on every path a step
 (:mod:`fastbp.testing.paths`), with and without L2, in float64 and float32, the gradient check,
 float32 σ to a few ulp through the device's own epoch, the same for tanh and relu hidden layers
 and the softmax output with the log-likelihood cost (:mod:`fastbp.testing.checks_neurons`),
-momentum, L1 and dropout (:mod:`fastbp.testing.checks_techniques`), arrays of another device refused, out of memory as a clear ``DeviceError``, and the save/load
-round trip. Needs pytest.
+momentum, L1 and dropout (:mod:`fastbp.testing.checks_techniques`), arrays of another device
+refused, out of memory as a clear ``DeviceError``, and the save/load round trip. Needs pytest.
 """
 
 from __future__ import annotations

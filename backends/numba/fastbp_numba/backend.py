@@ -3,7 +3,8 @@
 Arrays are NumPy arrays and every operation outside training is the ``cpu`` device's. What
 differs is :meth:`NumbaBackend.sgd_epoch`: the whole epoch (gather, feedforward, BP1, BP2 and the
 folded update, for every mini-batch) runs in one call of a Numba-compiled function
-(:func:`fastbp_numba.kernels.sgd_epoch`), so no step returns to Python. The compiled code is
+(:func:`fastbp_numba.kernels.sgd_epoch`, or with momentum, L1 or dropout
+:func:`fastbp_numba.techniques.sgd_epoch`), so no step returns to Python. The compiled code is
 cached on disk, so only the first use on a machine compiles (a few seconds).
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fastbp.core import dropout
 from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import layer_kinds
@@ -75,12 +77,12 @@ class NumbaBackend(NumpyBackend):
         """One epoch of mini-batch SGD in one compiled call; the same equations and order of
         operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
 
-        A cost other than the three built in runs the ``cpu`` device's loop (its
-        ``output_error`` is Python), and says so once in the log.
+        A plan with momentum, L1 or dropout runs the compiled twins of
+        :mod:`fastbp_numba.techniques` on every strategy. A cost other than the three built in
+        runs the ``cpu`` device's loop (its ``output_error`` is Python), and says so once in
+        the log.
         """
         plan = state
-        if not plan.plain:
-            return None
         code = self._spec(plan.cost, plan.kinds, len(plan.weights))
         if code is None:
             if not getattr(self, "_warned_cost", False):
@@ -91,7 +93,7 @@ class NumbaBackend(NumpyBackend):
             return super().sgd_epoch(plan)
         choice = planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
         strategy, library = choice.name.split("/")
-        params = (*plan.weights, *plan.biases)
+        params = (*plan.weights, *plan.biases, *(plan.velocities or ()))
         saved = None if strategy == "one-thread" else [np.array(a) for a in params]
         t0 = time.perf_counter()
         try:
@@ -117,7 +119,8 @@ class NumbaBackend(NumpyBackend):
 
     def _epoch(self, plan: Any, code: Any, candidate: str) -> float:
         """One epoch of ``plan`` run as ``candidate`` (``STRATEGY/LIBRARY``, see
-        :mod:`fastbp_numba.planning`); returns the summed cost."""
+        :mod:`fastbp_numba.planning`); returns the summed cost. A plan that is not plain runs
+        the same strategy on the kernels of :mod:`fastbp_numba.techniques`."""
         strategy, library = candidate.split("/")
         lib = planning.library(library)
         k = self.kernels
@@ -130,36 +133,104 @@ class NumbaBackend(NumpyBackend):
         order = np.ascontiguousarray(plan.order, dtype=np.int64)
         eta, decay = float(plan.eta), float(plan.decay)
         blas = None if lib is None else lib.gemm_for(self.dtype)
+        tech = None if plan.plain else self._techniques(plan, weights, biases, acts)
         if strategy == "two-threads":
             with one_thread():  # BLAS on one thread in each of the two
                 return self._two_threads(k, weights, biases, xs, ys, order, m, eta, decay, code,
-                                         (xbuf, ybuf, acts, deltas), blas, lib)
+                                         (xbuf, ybuf, acts, deltas), blas, lib, tech,
+                                         int(plan.first_step))
         threads = strategy == "blas-threads"
         with contextlib.nullcontext() if threads else one_thread():
             gathering = {"overlap": "overlap", "one-thread": None}.get(
                 strategy, prefetch.mode(plan.sizes, m, threads=True, rows=int(order.shape[0])))
             if gathering is None:
+                if tech is not None:
+                    t = self.techniques
+                    return t.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code,
+                                       tech[0], int(plan.first_step), xbuf, ybuf, acts, deltas,
+                                       tech[1], scal, SMALL_ROWS, blas)
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
             total = 0.0  # the same steps, on rows gathered ahead (fastbp.devices.cpu.prefetch)
+            done = 0  # rows of the epoch already trained (whole batches: chunks hold whole ones)
             chunks = prefetch.chunks(xs, ys, order, prefetch.chunk_buffers(self, plan),
                                      parallel=gathering == "parallel")
             with contextlib.closing(chunks):  # an error waits for the gather in flight
                 for x, y in chunks:
-                    total = k.sgd_rows(weights, biases, x, y, x.shape[0], m, eta, decay, code,
-                                       acts, deltas, scal, SMALL_ROWS, blas, total)
+                    if tech is None:
+                        total = k.sgd_rows(weights, biases, x, y, x.shape[0], m, eta, decay,
+                                           code, acts, deltas, scal, SMALL_ROWS, blas, total)
+                        continue
+                    total = self.techniques.sgd_rows(
+                        weights, biases, x, y, x.shape[0], m, eta, decay, code, tech[0],
+                        int(plan.first_step) + done // m, acts, deltas, tech[1], scal,
+                        SMALL_ROWS, blas, total)
+                    done += int(x.shape[0])
             return total
+
+    @property
+    def techniques(self) -> Any:
+        """:mod:`fastbp_numba.techniques`, the compiled epoch with chapter 3's techniques."""
+        self.kernels  # noqa: B018 - Numba's absence is reported there
+        from . import techniques
+
+        return techniques
+
+    def _techniques(self, plan: Any, weights: tuple, biases: tuple, acts: tuple
+                    ) -> tuple[tuple, tuple]:
+        """The kernels' ``(tech, extra)`` for a plan with momentum, L1 or dropout
+        (:mod:`fastbp_numba.techniques`): ``(μ, ηλ/n, ηλ₁/n, velocity?, dropout?, seed,
+        ⌊p·2^32⌋, 1/(1 − p))`` and ``(masks, dropped, velocities)``. The parts a plan does not
+        use are placeholders the kernels never touch (the activations, the parameters)."""
+        p = float(plan.dropout)
+        velocity = plan.velocities is not None
+        tech = (float(plan.mu), float(plan.l2_step), float(plan.l1_step), velocity, p > 0.0,
+                int(plan.seed) & dropout.MASK32, dropout.threshold(p) if p else 0,
+                dropout.scale(p))
+        if p:
+            masks, dropped = self._dropout_work(plan.sizes, int(plan.batch_size),
+                                                plan.workspaces)
+        else:
+            masks = dropped = acts
+        if velocity:
+            velocities = tuple(_contiguous(v, self.dtype, "velocities")
+                               for v in plan.velocities)
+            if len(velocities) != 2 * len(weights):
+                raise ConfigError(f"cpu-jit needs one velocity per weight and bias "
+                                  f"({2 * len(weights)}), got {len(velocities)}")
+        else:
+            velocities = (*weights, *biases)
+        return tech, (masks, dropped, velocities)
+
+    def _dropout_work(self, sizes: list[int], m: int, cache: dict) -> tuple[tuple, tuple]:
+        """``(masks, dropped)``: sample-major ``D^l`` and ``Ã^l`` buffers, ``(m, n_l)`` for every
+        layer (the output layer's are not used), made once per shape in ``cache``."""
+        key = ("cpu-jit dropout", tuple(sizes), m, self.dtype)
+        work = cache.get(key)
+        if work is None:
+            dt = self.dtype
+            with translate_oom(self, sizes, m):
+                work = cache[key] = (tuple(np.empty((m, n), dt) for n in sizes[1:]),
+                                     tuple(np.empty((m, n), dt) for n in sizes[1:]))
+        return work
 
     def _two_threads(self, k: Any, weights: tuple, biases: tuple, xs: np.ndarray,
                      ys: np.ndarray, order: np.ndarray, m: int, eta: float, decay: float,
-                     code: int, work: tuple, blas: Any, lib: Any) -> float:
-        """The epoch on two threads (:func:`fastbp_numba.kernels.sgd_epoch_half`): this one
-        and a helper, each with half of every step and BLAS on one thread. ``work``: the
-        epoch's row buffers; ``blas``: :meth:`gemm_pointer`."""
+                     code: int, work: tuple, blas: Any, lib: Any, tech: Any = None,
+                     first_step: int = 0) -> float:
+        """The epoch on two threads (:func:`fastbp_numba.kernels.sgd_epoch_half`, or
+        :func:`fastbp_numba.techniques.sgd_epoch_half` with ``tech``, the pair
+        :meth:`_techniques` gives): this one and a helper, each with half of every step and
+        BLAS on one thread. ``work``: the epoch's row buffers; ``blas``: :meth:`gemm_pointer`;
+        ``first_step``: the number of the first mini-batch in its epoch."""
         xbuf, ybuf, acts, deltas = work
         h = (m + 1) // 2
+        halves_of = (slice(0, h), slice(h, m))
         views = [(xbuf[rows], ybuf[rows], tuple(a[rows] for a in acts),
-                  tuple(d[rows] for d in deltas)) for rows in (slice(0, h), slice(h, m))]
+                  tuple(d[rows] for d in deltas)) for rows in halves_of]
+        extra_views = None if tech is None else [
+            (tuple(a[rows] for a in tech[1][0]), tuple(a[rows] for a in tech[1][1]))
+            for rows in halves_of]
         sync = np.zeros(1, np.int64)  # arrivals at the barrier
         totals = [0.0, 0.0]
         errors: list[BaseException] = []
@@ -167,10 +238,17 @@ class NumbaBackend(NumpyBackend):
         def run(t: int) -> None:
             try:
                 with lib.one_thread_here() if lib else contextlib.nullcontext():
-                    totals[t] = k.sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta,
-                                                 decay, code, xbuf, acts, deltas, views[t],
-                                                 np.empty(4, self.dtype), SMALL_ROWS, blas,
-                                                 sync)
+                    if tech is None:
+                        totals[t] = k.sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta,
+                                                     decay, code, xbuf, acts, deltas, views[t],
+                                                     np.empty(4, self.dtype), SMALL_ROWS, blas,
+                                                     sync)
+                    else:
+                        assert extra_views is not None
+                        totals[t] = self.techniques.sgd_epoch_half(
+                            t, weights, biases, xs, ys, order, m, eta, decay, code, tech[0],
+                            first_step, xbuf, acts, deltas, tech[1], views[t], extra_views[t],
+                            np.empty(4, self.dtype), SMALL_ROWS, blas, sync)
             except BaseException as exc:  # the other thread must not wait for this one
                 errors.append(exc)
                 sync[0] = 1 << 62

@@ -29,6 +29,10 @@ most ``small`` rows (one sample, by default) run compiled loops instead: there a
 matrix-vector one, bound by reading ``W`` from cache, and a BLAS call would only add its
 overhead (and, for a large ``W``, wake BLAS threads for a few microseconds of work).
 
+A plan with momentum, L1 or dropout runs the twins of these epochs in
+:mod:`fastbp_numba.techniques` (the velocities, the dropout masks); the functions here are the
+plain rule alone.
+
 The epoch runs with the thread's flush-to-zero mode on, and errors below the smallest normal
 float are flushed to 0 (:func:`flush`): a saturated sigmoid layer otherwise fills ``Δ`` with
 subnormals, which x86 multiplies through a slow microcode path.

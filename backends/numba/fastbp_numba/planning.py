@@ -8,6 +8,9 @@ OpenBLAS, or SciPy's BLAS) and one of
 - ``two-threads``: two threads of the epoch's own, each with half of every step;
 - ``blas-threads``: the BLAS library's own threads split each product.
 
+Every candidate runs chapter 3's techniques (momentum, L1, dropout) in its compiled code
+(:mod:`fastbp_numba.techniques`), so a plan with them chooses among the same ones.
+
 The first epoch of a configuration picks the fastest in a short trial of real steps on copies of
 the parameters (or takes the cached choice). When an epoch runs at under half the speed its
 trial promised on two cores (another process took one), training moves to ``one-thread``.
@@ -119,13 +122,14 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
 
 def trial(plan: Any, name: str, run: Callable[[Any, str], float], scale: int = 1) -> float:
     """Samples/s of candidate ``name`` on the first rows of ``plan.order`` (``scale`` times
-    :data:`TRIAL_ROWS`), on copies of the parameters (training is not touched): a chunk of rows
-    to warm up (threads started, rows gathered ahead), then the timed rows."""
+    :data:`TRIAL_ROWS`), on copies of the parameters and velocities (training is not touched):
+    a chunk of rows to warm up (threads started, rows gathered ahead), then the timed rows."""
     m = int(plan.batch_size)
     n = int(plan.order.shape[0])
     rows = min(n, max(2 * m, scale * TRIAL_ROWS // m * m))
+    velocities = None if plan.velocities is None else [np.array(v) for v in plan.velocities]
     copy = dataclasses.replace(plan, weights=[np.array(w) for w in plan.weights],
-                               biases=[np.array(b) for b in plan.biases])
+                               biases=[np.array(b) for b in plan.biases], velocities=velocities)
     copy.order = plan.order[:min(n, prefetch.chunk_rows(m))]
     run(copy, name)
     copy.order = plan.order[:rows]

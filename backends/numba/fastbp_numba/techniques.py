@@ -1,0 +1,335 @@
+"""Chapter 3's techniques in the compiled epoch: momentum, L1 beside L2, and dropout.
+
+The plain epoch (:func:`fastbp_numba.kernels.sgd_epoch` and its relatives) is left as it is;
+these functions are its twins for a plan that is not plain, with the same layout (one sample per
+row) and the same pieces (gather, :func:`~fastbp_numba.kernels.linear`,
+:func:`~fastbp_numba.kernels.back`, the neurons' passes).
+
+- Dropout (:mod:`fastbp.core.dropout`): after ``A^l = f(Z^l)`` of a hidden layer the mask
+  ``D^l`` is drawn from the counter hash (entry ``(c, j)`` of an ``r``-row batch, sample ``c``
+  and neuron ``j``, is kept when ``mix(key + j·r + c) ≥ ⌊p·2^32⌋``, ``key`` the layer's
+  :func:`step_key`) and the next layer reads ``Ã^l = A^l ⊙ D^l``; BP2 is
+  ``Δ^l = ((Δ^{l+1} W^{l+1}) ⊙ f'(A^l)) ⊙ D^l`` (``f'`` from the unmasked ``A^l``) and BP4 takes
+  ``Ã^{l-1}``. The output layer is never dropped.
+- Momentum and L1 (the velocities ``V``): BP4 is one GEMM with ``β = μ`` straight into the
+  velocity, ``V ← μ V − α Δᵀ A^{l-1}`` (``α = η/m``), then one elementwise pass
+  ``V ← V − l2·W − l1·sgn W``, ``W ← W + V`` (``l2 = ηλ/n``, ``l1 = ηλ₁/n``); biases
+  ``v_b ← μ v_b − α Σ_i Δ_i``, ``b ← b + v_b``. Without velocities the update is the plain
+  folded one, ``W ← decay·W − α Δᵀ Ã^{l-1}``.
+
+``tech`` is the tuple ``(mu, l2, l1, velocity, dropout, seed, threshold, keep)``: ``velocity``
+whether the step goes through the velocities, ``dropout`` whether hidden layers are dropped,
+``seed`` the epoch's mask seed, ``threshold`` ``⌊p·2^32⌋`` and ``keep`` ``1/(1 − p)``.
+``extra`` is ``(masks, dropped, velocities)``: ``D^l`` and ``Ã^l`` (one buffer per layer, the
+output layer's unused) and the velocities (every ``W^l``'s, then every ``b^l``'s); a part a plan
+does not use holds placeholders that are never read or written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .kernels import (
+    _N,
+    _T,
+    FTZ_DAZ,
+    back,
+    barrier,
+    bias_step,
+    gather,
+    gemm,
+    get_mxcsr,
+    linear,
+    set_mxcsr,
+    sgd_update,
+    update_columns,
+)
+from .neurons import JIT, activate, mul_activation_prime, output_error
+
+MASK32 = np.uint64(0xFFFFFFFF)
+MIX1 = np.uint64(0x7FEB352D)  # lowbias32's multipliers
+MIX2 = np.uint64(0x846CA68B)
+S8, S15, S16 = np.uint64(8), np.uint64(15), np.uint64(16)
+
+
+# -- the dropout masks ------------------------------------------------------------------------
+@njit(inline="always", **JIT)
+def mix32(x):
+    """``lowbias32`` of the low 32 bits of ``x`` (uint64; the products wrap modulo ``2^32``)."""
+    x = x & MASK32
+    x ^= x >> S16
+    x = (x * MIX1) & MASK32
+    x ^= x >> S15
+    x = (x * MIX2) & MASK32
+    return x ^ (x >> S16)
+
+
+@njit(**JIT)
+def step_key(seed, step, layer):
+    """``mix(seed ⊕ mix(step·2^8 + layer))``: the key of layer ``layer``'s mask in mini-batch
+    ``step`` (:func:`fastbp.core.dropout.step_key`)."""
+    inner = mix32((np.uint64(step) << S8) + np.uint64(layer))
+    return mix32((np.uint64(seed) & MASK32) ^ inner)
+
+
+@njit(**JIT)
+def draw_dropout(key, threshold, keep, a, mask, dropped, rows, lo, r):
+    """Rows ``i < rows`` (sample ``c = lo + i`` of an ``r``-row batch): ``D_ij = keep`` when
+    ``mix(key + j·r + c) ≥ threshold``, else 0, and ``Ã_ij = A_ij · D_ij``."""
+    n = a.shape[1]
+    zero = a.dtype.type(0.0)
+    k = a.dtype.type(keep)
+    t = np.uint64(threshold)
+    stride = np.uint64(r)
+    for i in range(rows):
+        base = key + np.uint64(lo + i)
+        for j in range(n):
+            d = k if mix32(base + np.uint64(j) * stride) >= t else zero
+            mask[i, j] = d
+            dropped[i, j] = a[i, j] * d
+
+
+@njit(**JIT)
+def apply_mask(d, mask, rows):
+    """BP2's last factor, in place: ``Δ ← Δ ⊙ D`` on the first ``rows`` rows."""
+    for i in range(rows):
+        for j in range(d.shape[1]):
+            d[i, j] *= mask[i, j]
+
+
+@njit(**JIT)
+def forward(weights, biases, x, rows, lo, r, acts, scratch, kinds, tech, step, masks, dropped,
+            scal, small, blas):
+    """Feedforward of ``rows`` rows (samples ``lo…`` of an ``r``-row batch) with each hidden
+    layer dropped by the masks of mini-batch ``step``: ``acts[l]`` receives the unmasked
+    ``A^{l+2}``, ``masks[l]`` and ``dropped[l]`` the mask and ``Ã^{l+2}`` the next layer reads."""
+    drop, seed, threshold, keep = tech[4], tech[5], tech[6], tech[7]
+    top = len(weights) - 1
+    a_prev = x
+    for l in range(len(weights)):
+        z = acts[l]
+        linear(weights[l], biases[l], a_prev, rows, z, scal, small, blas)
+        activate(z, rows, kinds[l], scratch[l])
+        if drop and l < top:
+            draw_dropout(step_key(seed, step, l), threshold, keep, z, masks[l], dropped[l],
+                         rows, lo, r)
+            a_prev = dropped[l]
+        else:
+            a_prev = z
+
+
+@njit(**JIT)
+def deltas_of(weights, y, rows, acts, deltas, cost, kinds, drop, masks, scal, small, blas):
+    """BP1, then BP2 down to layer 2 times each hidden layer's mask when ``drop``. Returns the
+    cost of the ``rows`` rows."""
+    top = len(weights) - 1
+    c = output_error(acts[top], y, rows, deltas[top], cost)
+    for l in range(top - 1, -1, -1):
+        back(weights[l + 1], deltas[l + 1], rows, deltas[l], scal, small, blas)
+        mul_activation_prime(deltas[l], acts[l], rows, kinds[l])
+        if drop:
+            apply_mask(deltas[l], masks[l], rows)
+    return c
+
+
+# -- the update through the velocities ----------------------------------------------------------
+@njit(**JIT)
+def penalties_and_step(w, v, c0, c1, l2, l1):
+    """Columns ``c0:c1``: ``V ← V − l2·W − l1·sgn W``, then ``W ← W + V``."""
+    n = w.shape[0]
+    p2 = w.dtype.type(l2)
+    p1 = w.dtype.type(l1)
+    zero = w.dtype.type(0.0)
+    if l1 != 0.0:
+        for j in range(n):
+            for c in range(c0, c1):
+                x = w[j, c]
+                s = p1 if x > zero else (-p1 if x < zero else zero)
+                u = v[j, c] - p2 * x - s
+                v[j, c] = u
+                w[j, c] = x + u
+    elif l2 != 0.0:
+        for j in range(n):
+            for c in range(c0, c1):
+                x = w[j, c]
+                u = v[j, c] - p2 * x
+                v[j, c] = u
+                w[j, c] = x + u
+    else:
+        for j in range(n):
+            for c in range(c0, c1):
+                w[j, c] += v[j, c]
+
+
+@njit(**JIT)
+def velocity_columns(v, d, a_prev, r, c0, c1, alpha, mu, scal, blas):
+    """Columns ``c0:c1`` of BP4 folded into the velocity: ``V[:, c0:c1] ← μ V[:, c0:c1] − α Δᵀ
+    A^{l-1}[:, c0:c1]`` (one GEMM with ``β = μ``)."""
+    n, k = v.shape
+    gemm(_N, _T, c1 - c0, n, r, -alpha, a_prev[0:, c0:], k, d, n, mu, v[0:, c0:], k, scal, blas)
+
+
+@njit(**JIT)
+def velocity_update(w, b, vw, vb, d, a_prev, r, alpha, tech, scal, small, blas):
+    """BP3 and BP4 through the velocities: ``V ← μ V − α Δᵀ A^{l-1} − l2·W − l1·sgn W``,
+    ``W ← W + V``; ``v_b ← μ v_b − α Σ_i Δ_i``, ``b ← b + v_b``.
+
+    Overwrites the first row of ``Δ`` (with the column sums)."""
+    mu, l2, l1 = tech[0], tech[1], tech[2]
+    n, k = w.shape
+    a = w.dtype.type(alpha)
+    m = w.dtype.type(mu)
+    if r <= small:
+        for j in range(n):
+            for p in range(k):
+                vw[j, p] *= m
+        for j in range(n):
+            for i in range(r):
+                c = a * d[i, j]
+                for p in range(k):
+                    vw[j, p] -= c * a_prev[i, p]
+    else:
+        velocity_columns(vw, d, a_prev, r, 0, k, alpha, mu, scal, blas)
+    penalties_and_step(w, vw, 0, k, l2, l1)
+    for i in range(1, r):
+        for j in range(n):
+            d[0, j] += d[i, j]
+    for j in range(n):
+        u = m * vb[j, 0] - a * d[0, j]
+        vb[j, 0] = u
+        b[j, 0] += u
+
+
+@njit(**JIT)
+def bias_velocity(b, vb, d, r, j0, j1, alpha, mu):
+    """Entries ``j0:j1``: ``v_b ← μ v_b − α Σ_i Δ_ij``, ``b ← b + v_b`` (``Δ`` read only)."""
+    a = b.dtype.type(alpha)
+    m = b.dtype.type(mu)
+    for j in range(j0, j1):
+        s = d.dtype.type(0.0)
+        for i in range(r):
+            s += d[i, j]
+        u = m * vb[j, 0] - a * s
+        vb[j, 0] = u
+        b[j, 0] += u
+
+
+# -- steps and epochs ---------------------------------------------------------------------------
+@njit(**JIT)
+def step(weights, biases, x, y, r, eta, decay, spec, tech, step_no, acts, deltas, extra, scal,
+         small, blas):
+    """One SGD step of mini-batch ``step_no`` on the first ``r`` rows of ``x``/``y`` with the
+    plan's techniques (see the module). Returns the batch's summed cost (before the update)."""
+    cost, kinds = spec[0], spec[1]
+    velocity, drop = tech[3], tech[4]
+    masks, dropped, velocities = extra
+    forward(weights, biases, x, r, 0, r, acts, deltas, kinds, tech, step_no, masks, dropped,
+            scal, small, blas)
+    total = deltas_of(weights, y, r, acts, deltas, cost, kinds, drop, masks, scal, small, blas)
+    alpha = eta / r
+    layers = len(weights)
+    for l in range(layers):
+        a_prev = x if l == 0 else (dropped[l - 1] if drop else acts[l - 1])
+        if velocity:
+            velocity_update(weights[l], biases[l], velocities[l], velocities[layers + l],
+                            deltas[l], a_prev, r, alpha, tech, scal, small, blas)
+        else:
+            sgd_update(weights[l], biases[l], deltas[l], a_prev, r, alpha, decay, scal, small,
+                       blas)
+    return total
+
+
+@njit(**JIT)
+def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, spec, tech, first_step, xbuf, ybuf,
+              acts, deltas, extra, scal, small, blas):
+    """Every mini-batch of ``order`` in turn (mini-batch ``s`` is number ``first_step + s`` of
+    its epoch): gather its rows, then :func:`step`. Returns the summed cost; flush-to-zero as
+    :func:`fastbp_numba.kernels.sgd_epoch`."""
+    saved = get_mxcsr()
+    set_mxcsr(saved | np.uint32(FTZ_DAZ))
+    n = order.shape[0]
+    total = 0.0
+    for start in range(0, n, m):
+        r = min(m, n - start)
+        gather(xs, order, start, r, xbuf)
+        gather(ys, order, start, r, ybuf)
+        total += step(weights, biases, xbuf, ybuf, r, eta, decay, spec, tech,
+                      first_step + start // m, acts, deltas, extra, scal, small, blas)
+    set_mxcsr(saved)
+    return total
+
+
+@njit(**JIT)
+def sgd_rows(weights, biases, x, y, rows, m, eta, decay, spec, tech, first_step, acts, deltas,
+             extra, scal, small, blas, total):
+    """:func:`step` on consecutive mini-batches of ``m`` rows of ``x``/``y`` (rows gathered
+    ahead in the epoch's order; the first is mini-batch ``first_step``), the first ``rows`` rows.
+    Returns ``total`` plus their summed cost."""
+    saved = get_mxcsr()
+    set_mxcsr(saved | np.uint32(FTZ_DAZ))
+    for start in range(0, rows, m):
+        r = min(m, rows - start)
+        total += step(weights, biases, x[start:], y[start:], r, eta, decay, spec, tech,
+                      first_step + start // m, acts, deltas, extra, scal, small, blas)
+    set_mxcsr(saved)
+    return total
+
+
+@njit(**JIT)
+def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, spec, tech, first_step,
+                   xbuf, acts, deltas, extra, half, half_extra, scal, small, blas, sync):
+    """Thread ``t``'s part of an epoch two threads run at once
+    (:func:`fastbp_numba.kernels.sgd_epoch_half`) with the plan's techniques. Each thread draws
+    the masks of its own rows, with the column index of the hash the sample's place in the whole
+    batch; the update, split by units, reads the whole batch's ``Δ`` and ``Ã``.
+
+    ``half``: this thread's views of the rows of ``xbuf``, ``ybuf``, ``acts``, ``deltas``;
+    ``half_extra``: of the masks and ``Ã``."""
+    saved = get_mxcsr()
+    set_mxcsr(saved | np.uint32(FTZ_DAZ))
+    cost, kinds = spec[0], spec[1]
+    velocity, drop = tech[3], tech[4]
+    _, dropped, velocities = extra
+    n = order.shape[0]
+    h = (m + 1) // 2
+    x, y, acts_t, deltas_t = half
+    masks_t, dropped_t = half_extra
+    layers = len(weights)
+    total = 0.0
+    meetings = 0
+    for start in range(0, n, m):
+        r = min(m, n - start)
+        step_no = first_step + start // m
+        lo = 0 if t == 0 else h
+        rows = min(h, r) if t == 0 else r - h
+        if rows > 0:
+            gather(xs, order, start + lo, rows, x)
+            gather(ys, order, start + lo, rows, y)
+            forward(weights, biases, x, rows, lo, r, acts_t, deltas_t, kinds, tech, step_no,
+                    masks_t, dropped_t, scal, small, blas)
+            total += deltas_of(weights, y, rows, acts_t, deltas_t, cost, kinds, drop, masks_t,
+                               scal, small, blas)
+        meetings += 1
+        barrier(sync, 2, meetings)  # every Δ and Ã of the batch is known
+        alpha = eta / r
+        for l in range(layers):
+            w, b, d = weights[l], biases[l], deltas[l]
+            nl, k = w.shape
+            c0, c1 = (0, k // 2) if t == 0 else (k // 2, k)
+            j0, j1 = (0, nl // 2) if t == 0 else (nl // 2, nl)
+            a_prev = xbuf if l == 0 else (dropped[l - 1] if drop else acts[l - 1])
+            if velocity:
+                vw, vb = velocities[l], velocities[layers + l]
+                if c1 > c0:
+                    velocity_columns(vw, d, a_prev, r, c0, c1, alpha, tech[0], scal, blas)
+                    penalties_and_step(w, vw, c0, c1, tech[1], tech[2])
+                bias_velocity(b, vb, d, r, j0, j1, alpha, tech[0])
+            else:
+                if c1 > c0:
+                    update_columns(w, d, a_prev, r, c0, c1, alpha, decay, scal, blas)
+                bias_step(b, d, r, j0, j1, alpha)
+        meetings += 1
+        barrier(sync, 2, meetings)  # every parameter is updated
+    set_mxcsr(saved)
+    return total

@@ -10,6 +10,10 @@ synchronize, all inside the timed region. A peer's epoch ends with its own synch
 (``torch.cuda.synchronize``, ``block_until_ready``). The contenders of a case alternate, round by
 round; each figure is the best of ``--repeat`` rounds, after one warm-up epoch each.
 
+The ``graph+md`` and ``eager+md`` contenders time the same paths training with chapter 3's
+momentum (μ = 0.9) and dropout (p = 0.5, hidden layers): the velocity step and the masks drawn on
+the device (inside the graph for ``graph+md``).
+
 For the networks too large for graphs, ``bounds`` gives the rate cuBLAS alone would allow: the
 step's GEMMs (forward, BP2, the weight update) timed on their own at the same shapes.
 
@@ -41,7 +45,8 @@ CASES = {
              ([784, 1024, 1024, 10], 256), ([784, 1024, 1024, 10], 1024)],
     "quick": [([784, 30, 10], 10), ([784, 100, 10], 100), ([784, 1024, 1024, 10], 256)],
 }
-CONTENDERS = ("graph", "eager", "cpu", "torch-eager", "jax-scan")
+CONTENDERS = ("graph", "eager", "cpu", "torch-eager", "jax-scan", "graph+md", "eager+md")
+TECHNIQUES = {"momentum": 0.9, "dropout": 0.5}  # the "+md" contenders: momentum and dropout
 
 
 def fastbp_internals() -> dict[str, Any]:
@@ -56,7 +61,8 @@ class Skip(Exception):
 
 
 class FastbpContender:
-    """fastbp on ``cuda`` with graphs (``graph``) or without (``eager``), or on ``cpu``."""
+    """fastbp on ``cuda`` with graphs (``graph``) or without (``eager``), or on ``cpu``; a
+    ``+md`` suffix trains with momentum and dropout (:data:`TECHNIQUES`)."""
 
     def __init__(self, name: str, sizes: list[int], m: int, X: np.ndarray,
                  labels: np.ndarray) -> None:
@@ -68,20 +74,25 @@ class FastbpContender:
     def prepare(self) -> None:
         import fastbp
 
-        if self.name == "cpu":
+        path, _, extra = self.name.partition("+")
+        techniques = TECHNIQUES if extra == "md" else {}
+        if techniques and len(self.sizes) < 3:
+            raise Skip("dropout needs a hidden layer")
+        if path == "cpu":
             backend: Any = fastbp.devices.resolve("cpu", "float32")
         else:
             from fastbp_cupy import CuPyBackend
 
-            backend = CuPyBackend("float32", graphs=self.name == "graph")
+            backend = CuPyBackend("float32", graphs=path == "graph")
             weights = sum(k * n for k, n in zip(self.sizes[:-1], self.sizes[1:]))
-            if self.name == "graph" and not (self.m <= backend.graph_max_batch
+            if path == "graph" and not (self.m <= backend.graph_max_batch
                                              and weights <= backend.graph_max_weights):
                 raise Skip(f"graphs run batches ≤ {backend.graph_max_batch} of networks with ≤ "
                            f"{backend.graph_max_weights:,} weights; this case runs eager")
         self.backend = backend
         self.net = fastbp.Network(self.sizes, seed=SEED, device=backend)
-        self.plan = self.net.epoch_plan(self.X, self.labels, batch_size=self.m, eta=ETA)
+        self.plan = self.net.epoch_plan(self.X, self.labels, batch_size=self.m, eta=ETA,
+                                        **techniques)
         self.rng = np.random.default_rng(0)
         self._run_epoch = fastbp_internals()["run_epoch"]
 
@@ -93,6 +104,7 @@ class FastbpContender:
             be.synchronize()
             t0 = time.perf_counter()
             plan.order = be.index_array(order)
+            plan.seed = int(self.rng.integers(1 << 32))  # a new mask seed, as train() draws
             total = self._run_epoch(be, plan)
             be.synchronize()
             cost = float(total)
@@ -217,7 +229,8 @@ def time_case(sizes: list[int], m: int, X: np.ndarray, labels: np.ndarray,
         if m > n:
             row["skipped"] = f"batch {m} > {n} samples"
             continue
-        c: Any = (FastbpContender(name, sizes, m, X, labels) if name in ("graph", "eager", "cpu")
+        fastbp_path = name.partition("+")[0] in ("graph", "eager", "cpu")
+        c: Any = (FastbpContender(name, sizes, m, X, labels) if fastbp_path
                   else PeerContender(name, sizes, m, X, Y, weights, biases))
         try:
             c.prepare()

@@ -268,6 +268,95 @@ class Checker:
                 self.guarded("fastbp_bias_update", f"m={m}", dtype,
                              lambda n=n, m=m: self.check_bias(dtype, n, m))
 
+    # -- chapter 3: dropout masks and the momentum step -----------------------------------------
+    def check_dropout(self, dtype: str, n: int, m: int, p: float, kind: str, captured: bool
+                      ) -> None:
+        """The mask against :func:`fastbp.core.dropout.mask` exactly (``ã = a ⊙ D`` is one
+        rounding, so bit for bit), ``F = f'(z) ⊙ D`` within a few ulps; the captured kernel
+        with its key from device memory (seed, first mini-batch, step counter)."""
+        from fastbp.core import dropout
+
+        cp, G, K, rng = self.cp, self.G, self.K, self.rng
+        u = unit_roundoff(dtype)
+        a_h = rng.random((n, m)).astype(dtype) * (2 if kind == "sigmoid" else 4) - \
+            (0 if kind == "sigmoid" else 2)
+        if kind == "sigmoid":
+            a_h = a_h / 2
+        a, f, d = cp.asarray(a_h), cp.full((n, m), np.nan, dtype), cp.full((n, m), np.nan, dtype)
+        seed, first, at, layer = 0xC0FFEE11, 7, 3, 1
+        key = dropout.step_key(seed, first + at, layer)
+        if captured:
+            keys = cp.asarray(np.array([seed, first], np.uint32))
+            step = cp.asarray(np.array([at], np.int32))
+            item = G.dropout_step_launch(a, f, d, kind, p, keys, step, layer)
+        else:
+            grid, head = G.dropout_args(a, f, d, kind)
+            real = np.float32 if dtype == "float32" else np.float64
+            item = G.Launch("fastbp_dropout_key", grid, (K.ELEMENT_THREADS,),
+                            (*head, np.uint32(key), np.int32(K.PRIME_KIND[kind]),
+                             np.uint32(dropout.threshold(p)), real(dropout.scale(p))))
+        self.launch(dtype, item)
+        D = dropout.mask(key, p, n, m, dtype)
+        exact = np.array_equal(cp.asnumpy(d), a_h * D)
+        a64 = a_h.astype(np.float64)
+        prime = {"sigmoid": a64 * (1 - a64), "tanh": 1 - a64 * a64,
+                 "relu": (a64 > 0).astype(np.float64)}[kind]
+        ref = prime * D.astype(np.float64)
+        bound = 4 * u * (np.abs(ref) + np.abs(D) * (1 + a64 * a64))
+        ok, worst = self.judge(cp.asnumpy(f).astype(np.float64), ref, bound)
+        name = "fastbp_dropout_step" if captured else "fastbp_dropout_key"
+        self.record(name, f"n={n} m={m} p={p} {kind}", dtype, ok and exact, worst,
+                    "" if exact else "the mask or ã differs from fastbp.core.dropout")
+
+    def check_velocity(self, dtype: str, n: int, k: int, m: int) -> None:
+        """The weight step after the GEMM, and the biases' whole step, against float64."""
+        cp, G, rng = self.cp, self.G, self.rng
+        u = unit_roundoff(dtype)
+        mu, alpha, l2, l1 = 0.7, 0.05, 1e-3, 2e-3
+        w_h = rng.standard_normal((n, k)).astype(dtype)
+        w_h[0, 0] = 0  # sgn 0
+        v_h = rng.standard_normal((n, k)).astype(dtype) * 0.1
+        w, v = cp.asarray(w_h), cp.asarray(v_h)
+        self.launch(dtype, G.velocity_launch(w, v, l2, l1))
+        w64, v64 = w_h.astype(np.float64), v_h.astype(np.float64)
+        v_ref = v64 - l2 * w64 - l1 * np.sign(w64)
+        bound_v = 3 * u * (np.abs(v64) + l2 * np.abs(w64) + l1)
+        ok_v, worst_v = self.judge(cp.asnumpy(v).astype(np.float64), v_ref, bound_v)
+        ok_w, worst_w = self.judge(cp.asnumpy(w).astype(np.float64), w64 + v_ref,
+                                   2 * u * np.abs(w64 + v_ref) + bound_v)
+        self.record("fastbp_velocity_apply", f"({n}, {k})", dtype, ok_v and ok_w,
+                    max(worst_v, worst_w))
+        b_h = rng.standard_normal((n, 1)).astype(dtype)
+        vb_h = rng.standard_normal((n, 1)).astype(dtype) * 0.1
+        d_h = rng.standard_normal((n, m)).astype(dtype)
+        b, vb, delta = cp.asarray(b_h), cp.asarray(vb_h), cp.asarray(d_h)
+        step = cp.asarray(np.array([5], np.int32))
+        self.launch(dtype, G.bias_velocity_launch(b, vb, delta, alpha, mu, step, True))
+        s = d_h.astype(np.float64).sum(axis=1, keepdims=True)
+        vb_ref = mu * vb_h.astype(np.float64) - alpha * s
+        bound = (alpha * gamma(m, u) * np.abs(d_h.astype(np.float64)).sum(axis=1, keepdims=True)
+                 + 3 * u * (np.abs(mu * vb_h.astype(np.float64)) + alpha * np.abs(s)))
+        ok_vb, worst_vb = self.judge(cp.asnumpy(vb).astype(np.float64), vb_ref, bound)
+        b_ref = b_h.astype(np.float64) + vb_ref
+        ok_b, worst_b = self.judge(cp.asnumpy(b).astype(np.float64), b_ref,
+                                   bound + 2 * u * np.abs(b_ref))
+        advanced = int(cp.asnumpy(step)[0]) == 6
+        self.record("fastbp_bias_velocity", f"n={n} m={m}", dtype, ok_vb and ok_b and advanced,
+                    max(worst_vb, worst_b), "" if advanced else "step counter not moved on once")
+
+    def techniques(self, dtype: str) -> None:
+        shapes = [(7, 5), (30, 129)] if self.quick else [(1, 1), (7, 5), (30, 10), (30, 129),
+                                                         (1024, 256)]
+        for n, m in shapes:
+            for kind in ("sigmoid", "tanh", "relu"):
+                for captured in (True, False):
+                    for p in ((0.5,) if self.quick else (0.0, 0.3, 0.5, 0.9)):
+                        self.guarded("dropout", f"n={n} m={m} {kind}", dtype,
+                                     lambda n=n, m=m, kind=kind, c=captured, p=p:
+                                     self.check_dropout(dtype, n, m, p, kind, c))
+            self.guarded("velocity", f"n={n} m={m}", dtype,
+                         lambda n=n, m=m: self.check_velocity(dtype, n, 2 * n + 3, m))
+
     # -- whole steps, and their graph ------------------------------------------------------------
     def numpy_steps(self, W, b, xs, ys, order, m, steps, alpha, beta, kind, dtype):  # noqa: ANN001, ANN201
         """``steps`` SGD steps in NumPy in ``dtype`` (the reference); ``(params, cost)``."""
@@ -392,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checker = Checker(cp, args.quick)
     for dtype in ("float32", "float64"):
-        for part in (checker.gemms, checker.small_kernels, checker.steps):
+        for part in (checker.gemms, checker.small_kernels, checker.techniques, checker.steps):
             try:
                 part(dtype)
             except Exception as exc:  # noqa: BLE001 - report and go on

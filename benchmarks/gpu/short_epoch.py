@@ -1,5 +1,6 @@
 """A short training run of the ``cuda`` device for ``compute-sanitizer``: the graph path and the
-eager path (each with a last partial batch), in float32 and float64, a few steps each.
+eager path (each with a last partial batch), in float32 and float64, a few steps each, plain and
+with momentum, L1 and dropout (the velocity and mask kernels).
 
 ``--no-pool`` makes CuPy allocate every array with its own ``cudaMalloc``, so memcheck knows the
 bounds of each buffer (inside CuPy's pool an overrun lands in a neighbour unseen).
@@ -11,6 +12,8 @@ import argparse
 import sys
 
 import numpy as np
+
+TECHNIQUES = {"momentum": 0.9, "l1": 0.5, "dropout": 0.5}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         for graphs in (True, False):
             be = CuPyBackend(dtype=dtype, graphs=graphs)
             net = fastbp.Network(sizes, dtype=dtype, seed=1, device=be)
-            for m in (10, 7):
-                h = net.train(X, labels, epochs=1, batch_size=m, eta=3.0, test=(X, labels))
-                print(f"{dtype} graphs={graphs} m={m}: path {be.last_epoch_path}, cost "
-                      f"{h[0].cost:.6f}, accuracy {h[0].accuracy:.3f}", flush=True)
+            for m, extra in ((10, {}), (7, {}), (10, TECHNIQUES), (7, TECHNIQUES)):
+                h = net.train(X, labels, epochs=1, batch_size=m, eta=3.0, test=(X, labels),
+                              **extra)
+                print(f"{dtype} graphs={graphs} m={m} {extra or 'plain'}: path "
+                      f"{be.last_epoch_path}, cost {h[0].cost:.6f}, accuracy "
+                      f"{h[0].accuracy:.3f}", flush=True)
                 if not np.isfinite(h[0].cost):
                     return 1
     cupy.cuda.Device().synchronize()

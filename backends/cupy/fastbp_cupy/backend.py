@@ -20,6 +20,11 @@ An epoch (:meth:`CuPyBackend.sgd_epoch`) runs one of three paths:
   (:mod:`fastbp_cupy.eager`); nothing is allocated per step;
 * **generic** (custom costs, float16): the core's loop on this backend's operations.
 
+Chapter 3's momentum, L1 and dropout run on the graph and eager paths too, with their own
+kernels (:mod:`fastbp_cupy.kernels`): the dropout masks of a captured step are drawn inside the
+graph from the epoch's seed and the step counter in device memory, so replays need no host work
+per step.
+
 The data set stays on the device sample-major; mini-batches are gathered there; the epoch's
 cost is summed on the device and read once. Programs and graphs are built per training plan and
 kept on it, so they, and the data set their graphs point at, are freed with the plan. A capture
@@ -38,6 +43,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from fastbp.core.memory import translate_oom
+from fastbp.core.neurons import kinds_of
 from fastbp.core.validate import env_flag
 from fastbp.devices import Array, Backend
 from fastbp.devices.registry import no_driver_reason
@@ -393,21 +399,25 @@ class CuPyBackend(NeuronKernels, Backend):
                      for size, start, stop in _batches(first, n, m)]
             acc.cost.fill(0)
             if captured is not None:
-                captured.run(plan.order, full)
+                captured.run(plan.order, full, plan.seed, plan.first_step)
             for program, start, stop in eager:
                 program.run(plan, start, stop)
             self.last_epoch_path = "graph" if captured is not None else "eager"
             return acc.cost[0].copy()
 
     def _raw_kernels_apply(self, plan: Any) -> bool:
-        """Whether the raw kernels take this plan (a built-in cost; float32/float64)."""
-        if not plan.plain:
-            return False
+        """Whether the raw kernels take this plan (a built-in cost; float32/float64; velocities
+        like the parameters; dropout on σ, tanh or relu hidden layers)."""
         try:
             check_arrays(plan.weights, plan.biases, plan.xs, plan.ys)
+            if plan.velocities is not None:
+                check_arrays(plan.velocities, [], plan.xs, plan.ys)
             cost_kind(plan.cost)
         except NotCapturable:
             return False
+        if plan.dropout:
+            hidden = kinds_of(plan.kinds, len(plan.weights))[:-1]
+            return all(kind in K.PRIME_KIND for kind in hidden)
         return True
 
     def _raw_kernels_load(self, plan: Any) -> bool:
@@ -441,13 +451,16 @@ class CuPyBackend(NeuronKernels, Backend):
         if not self._graph_worthwhile(plan, steps):
             return None
         alpha, beta = plan.eta / m, plan.decay
-        key = ("graph", m, alpha, beta, plan.cost, plan.kinds, _identity(plan))
+        key = ("graph", m, alpha, beta, plan.cost, plan.kinds, _identity(plan),
+               _techniques(plan))
         captured = programs.get(key)
         try:
             if captured is None:
                 program = StepProgram(self.cp, plan.weights, plan.biases, plan.xs, plan.ys,
                                       plan.cost, m, alpha, beta, acc=acc,
-                                      poison_buffers=self.poison_buffers, kinds=plan.kinds)
+                                      poison_buffers=self.poison_buffers, kinds=plan.kinds,
+                                      velocities=plan.velocities, mu=plan.mu,
+                                      l2=plan.l2_step, l1=plan.l1_step, dropout=plan.dropout)
                 captured = CapturedEpoch(self.cp, program, self.graph_steps, self.index)
             captured.prepare(steps)
         except NotCapturable:
@@ -473,7 +486,7 @@ class CuPyBackend(NeuronKernels, Backend):
 
     def _eager(self, plan: Any, programs: dict, acc: Accumulator, m: int) -> EagerProgram:
         """The plan's eager program for batches of ``m`` (built on first use)."""
-        key = ("eager", m, plan.cost, plan.kinds, _identity(plan))
+        key = ("eager", m, plan.cost, plan.kinds, _identity(plan), plan.dropout)
         program = programs.get(key)
         if program is None:
             with translate_oom(self, plan.sizes, m):  # MemoryError -> DeviceError with numbers
@@ -511,7 +524,16 @@ def plan_programs(plan: Any) -> dict:
 
 def _identity(plan: Any) -> tuple[int, ...]:
     """The plan's arrays by identity (a program holds them, so no id is reused meanwhile)."""
-    return tuple(id(a) for a in (*plan.weights, *plan.biases, plan.xs, plan.ys))
+    return tuple(id(a) for a in (*plan.weights, *plan.biases, plan.xs, plan.ys,
+                                 *(plan.velocities or ())))
+
+
+def _techniques(plan: Any) -> tuple[Any, ...]:
+    """What a captured step freezes of chapter 3's techniques: ``μ``, ``ηλ/n``, ``ηλ₁/n`` and
+    the dropout ``p`` (the velocities are in :func:`_identity`; the seed is device memory)."""
+    if plan.plain:
+        return ()
+    return (plan.velocities is not None, plan.mu, plan.l2_step, plan.l1_step, plan.dropout)
 
 
 def _remember(programs: dict, key: tuple, program: Any) -> None:

@@ -62,6 +62,8 @@ def _epilogue(acc, C, c_idx, v, v_idx, mode, alpha, beta) -> None:  # noqa: ANN0
     elif mode == K.GEMM_BP2_TANH:
         av = v[v_idx]
         C[c_idx] = acc * (1 - av * av)
+    elif mode == K.GEMM_BP2_FACTOR:
+        C[c_idx] = acc * v[v_idx]
     else:
         assert mode == K.GEMM_BP2_RELU, mode
         C[c_idx] = np.where(v[v_idx] > 0, acc, 0)
@@ -190,9 +192,83 @@ def softmax_columns(z, n, m) -> None:  # noqa: ANN001
     p[idx] = (e * (1 / e.sum(axis=0, keepdims=True))).reshape(-1)
 
 
+U32 = np.uint32
+
+
+def mix(x: np.ndarray) -> np.ndarray:
+    """``fastbp_mix`` (lowbias32) on ``uint32`` arrays, line by line as the CUDA source."""
+    x = np.asarray(x, dtype=U32)
+    x = x ^ (x >> U32(16))
+    x = x * U32(0x7FEB352D)
+    x = x ^ (x >> U32(15))
+    x = x * U32(0x846CA68B)
+    return x ^ (x >> U32(16))
+
+
+def step_key(seed: Any, step: Any, layer: Any) -> int:
+    """``fastbp_step_key``: ``mix(seed ^ mix(step·2^8 + layer))`` in ``uint32``."""
+    with np.errstate(over="ignore"):
+        inner = (U32(step) << U32(8)) + U32(layer)
+        return int(mix(U32(seed) ^ mix(inner)))
+
+
+def _dropout(key: int, a: Any, factor: Any, dropped: Any, n: int, m: int, kind: int,
+             threshold: Any, scale: Any) -> None:
+    t = np.arange(int(n) * int(m))
+    with np.errstate(over="ignore"):
+        h = mix(U32(key) + t.astype(U32))
+    av = Pointer(a)[t]
+    d = np.where(h >= U32(threshold), scale, 0).astype(av.dtype)
+    if int(kind) == 0:
+        fp = av * (1 - av)
+    elif int(kind) == 1:
+        fp = 1 - av * av
+    else:
+        fp = (av > 0).astype(av.dtype)
+    Pointer(dropped)[t] = av * d
+    Pointer(factor)[t] = fp * d
+
+
+def dropout_key(a, factor, dropped, n, m, key, kind, threshold, scale) -> None:  # noqa: ANN001
+    """``fastbp_dropout_key``: the mask of ``key``; writes ``ã = a ⊙ D`` and ``F = f'(z) ⊙ D``."""
+    _dropout(int(key), a, factor, dropped, n, m, kind, threshold, scale)
+
+
+def dropout_step(a, factor, dropped, n, m, seed, step, layer, kind, threshold,  # noqa: ANN001
+                 scale) -> None:
+    """``fastbp_dropout_step``: the key from ``seed[0]``, mini-batch ``seed[1] + step[0]``."""
+    with np.errstate(over="ignore"):
+        number = U32(seed[1]) + U32(int(step[0]) & 0xFFFFFFFF)
+    _dropout(step_key(seed[0], number, layer), a, factor, dropped, n, m, kind, threshold, scale)
+
+
+def velocity_apply(p, v, size, l2, l1) -> None:  # noqa: ANN001
+    """``fastbp_velocity_apply``: ``v ← v − l2 p − l1 sgn p``, ``p ← p + v``."""
+    t = np.arange(int(size))
+    pp, vp = Pointer(p), Pointer(v)
+    pv = pp[t]
+    vv = vp[t] - l2 * pv - l1 * np.sign(pv)
+    vp[t] = vv
+    pp[t] = pv + vv
+
+
+def bias_velocity(b, vb, delta, n, m, alpha, mu, step, advance) -> None:  # noqa: ANN001
+    """``fastbp_bias_velocity``: ``v ← μ v − α Σ_j δ_j``, ``b ← b + v``."""
+    d = Pointer(delta)[np.arange(int(n) * int(m))].reshape(int(n), int(m))
+    rows = np.arange(int(n))
+    bp, vp = Pointer(b), Pointer(vb)
+    v = mu * vp[rows] - alpha * d.sum(axis=1)
+    vp[rows] = v
+    bp[rows] = bp[rows] + v
+    if advance:
+        step[0] += 1
+
+
 KERNELS = {"fastbp_softmax_columns": softmax_columns, "fastbp_gemm_tiled": gemm_tiled,
            "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
-           "fastbp_output_error": output_error, "fastbp_bias_update": bias_update}
+           "fastbp_output_error": output_error, "fastbp_bias_update": bias_update,
+           "fastbp_dropout_key": dropout_key, "fastbp_dropout_step": dropout_step,
+           "fastbp_velocity_apply": velocity_apply, "fastbp_bias_velocity": bias_velocity}
 
 
 def run_kernel(name: str, grid: tuple, block: tuple, args: tuple) -> None:

@@ -7,6 +7,14 @@ captured step is made of the raw kernels of :mod:`fastbp_cupy.kernels` on buffer
 beforehand; it learns which mini-batch it is from a step counter in device memory, so one graph
 of K steps is replayed ``steps // K`` times per epoch.
 
+Chapter 3's techniques are captured too. Momentum and L1 go through the velocities: the
+weight-gradient GEMM writes ``v ← μ v − α δ aᵀ`` and ``fastbp_velocity_apply`` then does
+``v ← v − l2 W − l1 sgn W``, ``W ← W + v``; ``fastbp_bias_velocity`` is the biases' step. Dropout
+draws each hidden layer's mask inside the graph (``fastbp_dropout_step``): a kernel's arguments
+are frozen at capture, so the key comes from device memory, the epoch's seed and first
+mini-batch in ``keys`` (written before the replays, :meth:`CapturedEpoch.run`) and the step
+counter the graph already moves on for its gather.
+
 :class:`StepProgram` lists the launches of one step (kernel, grid, block, arguments) and is
 written against any array module with ``empty``/``zeros`` and ``strides``: with CuPy it is
 captured, with NumPy :mod:`fastbp_cupy.emulator` runs it on the CPU, which is how the launch
@@ -24,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fastbp.core import dropout as drop
 from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
 from fastbp.core.neurons import layer_kinds
 
@@ -179,6 +188,57 @@ def bias_launch(b: Any, delta: Any, alpha: float, step: Any, advance: bool) -> L
                   (b, delta, np.int32(n), np.int32(m), real(alpha), step, np.int32(advance)))
 
 
+def element_blocks(total: int) -> int:
+    """Blocks of an elementwise raw kernel over ``total`` entries (grid-stride beyond)."""
+    return max(1, min(K.ELEMENT_MAX_BLOCKS, math.ceil(total / K.ELEMENT_THREADS)))
+
+
+def velocity_launch(p: Any, v: Any, l2: float, l1: float) -> Launch:
+    """After the GEMM ``v ← μ v − α g``: ``v ← v − l2 p − l1 sgn p``, ``p ← p + v``."""
+    assert _contiguous(p) and _contiguous(v) and tuple(p.shape) == tuple(v.shape)
+    size = int(p.size)
+    real = _real(p)
+    return Launch("fastbp_velocity_apply", (element_blocks(size),), (K.ELEMENT_THREADS,),
+                  (p, v, np.int64(size), real(l2), real(l1)))
+
+
+def bias_velocity_launch(b: Any, vb: Any, delta: Any, alpha: float, mu: float, step: Any,
+                         advance: bool) -> Launch:
+    """BP3 with momentum, ``v ← μ v − α Σ_j δ_j``, ``b ← b + v``, one warp per row;
+    ``advance`` moves ``step`` on."""
+    n, m = int(delta.shape[0]), int(delta.shape[1])
+    real = _real(b)
+    rows_per_block = K.BIAS_THREADS // 32
+    return Launch("fastbp_bias_velocity", (math.ceil(n / rows_per_block),), (K.BIAS_THREADS,),
+                  (b, vb, delta, np.int32(n), np.int32(m), real(alpha), real(mu), step,
+                   np.int32(advance)))
+
+
+def dropout_args(a: Any, factor: Any, dropped: Any, kind: str) -> tuple[tuple[int, ...], Any]:
+    """The grid and the leading arguments ``(a, factor, dropped, n, m)`` of a dropout kernel,
+    after checking that the kernel can take the layer (C-contiguous ``(n, m)``; f' of σ, tanh,
+    relu)."""
+    if kind not in K.PRIME_KIND:
+        raise NotCapturable(f"dropout on a {kind} layer has no raw kernel")
+    n, m = int(a.shape[0]), int(a.shape[1])
+    assert all(_contiguous(x) and tuple(x.shape) == (n, m) for x in (a, factor, dropped))
+    return (element_blocks(n * m),), (a, factor, dropped, np.int32(n), np.int32(m))
+
+
+def dropout_step_launch(a: Any, factor: Any, dropped: Any, kind: str, p: float, keys: Any,
+                        step: Any, layer: int) -> Launch:
+    """Hidden layer ``layer``'s dropout in the captured step: the key from ``keys`` (seed, first
+    mini-batch) and the step counter; writes ``ã = a ⊙ D`` and ``F = f'(z) ⊙ D``."""
+    grid, head = dropout_args(a, factor, dropped, kind)
+    return Launch("fastbp_dropout_step", grid, (K.ELEMENT_THREADS,),
+                  (*head, keys, step, np.int32(layer), np.int32(K.PRIME_KIND[kind]),
+                   np.uint32(drop.threshold(p)), _real(a)(drop.scale(p))))
+
+
+def _real(a: Any) -> Any:
+    return np.float32 if np.dtype(str(a.dtype)) == np.float32 else np.float64
+
+
 def poison(arrays: Sequence[Any]) -> None:
     """Fill ``arrays`` with NaN: a kernel that reads what no kernel wrote shows up at once."""
     for a in arrays:
@@ -194,12 +254,24 @@ class StepProgram:
     updates ``W^l ← β W^l − α δ^l (a^{l-1})ᵀ`` and ``b^l ← b^l − α Σ_j δ^l_j``, the last of which
     moves the step counter on. ``α = η/m``, ``β`` is the L2 decay. The cost of every step is
     added to ``acc.cost``. With ``poison`` the work buffers start as NaN.
+
+    With ``velocities`` (``v`` of every ``W^l``, then of every ``b^l``) the updates are chapter
+    3's: ``v ← μ v − α δ aᵀ − l2 W − l1 sgn W``, ``W ← W + v`` (``l2 = ηλ/n``, ``l1 = ηλ₁/n``;
+    ``β`` unused) and ``v_b ← μ v_b − α Σ_j δ_j``, ``b ← b + v_b``. With ``dropout`` ``p > 0``
+    each hidden layer's mask ``D^l`` is drawn after its feedforward from ``keys`` (the epoch's
+    seed and first mini-batch, set by :meth:`set_keys`) and the step counter: the next layer and
+    BP4 read ``ã^l = a^l ⊙ D^l``, BP2 is ``δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ F^l`` with
+    ``F^l = f'(z^l) ⊙ D^l``.
     """
 
     def __init__(self, xp: Any, weights: Sequence[Any], biases: Sequence[Any], xs: Any, ys: Any,
                  cost: Any, m: int, alpha: float, beta: float, *, acc: Accumulator | None = None,
-                 poison_buffers: bool = False, kinds: Sequence[str] | None = None) -> None:
+                 poison_buffers: bool = False, kinds: Sequence[str] | None = None,
+                 velocities: Sequence[Any] | None = None, mu: float = 0.0, l2: float = 0.0,
+                 l1: float = 0.0, dropout: float = 0.0) -> None:
         dtype = check_arrays(weights, biases, xs, ys)
+        if velocities is not None:
+            check_arrays(velocities, [], xs, ys)
         self.kind = cost_kind(cost)
         self.kinds = tuple(kinds) if kinds is not None else \
             layer_kinds(len(weights), "sigmoid", output_of(cost))
@@ -207,6 +279,8 @@ class StepProgram:
         self.dtype, self.m = dtype.name, m
         self.alpha, self.beta = alpha, beta
         self.weights, self.biases, self.xs, self.ys = list(weights), list(biases), xs, ys
+        self.velocities = None if velocities is None else list(velocities)
+        self.mu, self.l2, self.l1, self.dropout = mu, l2, l1, dropout
         n, n_in = int(xs.shape[0]), int(xs.shape[1])
         n_out = int(ys.shape[1])
         sizes = [n_in] + [int(w.shape[0]) for w in weights]
@@ -219,8 +293,13 @@ class StepProgram:
         self.y_rows = xp.empty((m, n_out), dtype=dtype)
         self.activations = [xp.empty((k, m), dtype=dtype) for k in sizes[1:]]
         self.deltas = [xp.empty((k, m), dtype=dtype) for k in sizes[1:]]
+        hidden = sizes[1:-1] if dropout else []
+        self.keys = xp.zeros((2,), dtype=np.uint32)  # the epoch's mask seed, first mini-batch
+        self.factors = [xp.empty((k, m), dtype=dtype) for k in hidden]  # F^l = f'(z^l) ⊙ D^l
+        self.dropped = [xp.empty((k, m), dtype=dtype) for k in hidden]  # ã^l = a^l ⊙ D^l
         if poison_buffers:
-            poison([self.x_rows, self.y_rows, *self.activations, *self.deltas])
+            poison([self.x_rows, self.y_rows, *self.activations, *self.deltas, *self.factors,
+                    *self.dropped])
         self.launches = self._build()
 
     @property
@@ -238,22 +317,54 @@ class StepProgram:
                            (self.xs, self.ys, self.order, self.step, i32(m), i32(n_in),
                             i32(n_out), self.x_rows, self.y_rows))]
         x = self.x_rows.T  # (n_in, m): one sample per column, without a copy
-        inputs = [x, *acts[:-1]]
+        masked = bool(self.dropped)
+        inputs = [x, *(self.dropped if masked else acts[:-1])]
         for l in range(L):  # feedforward
             launches.append(gemm_launch(W[l], inputs[l], acts[l], b[l],
                                         K.FORWARD_MODE[self.kinds[l]]))
             if self.kinds[l] == "softmax":
                 launches.append(softmax_launch(acts[l]))
+            if masked and l < L - 1:  # D^l, ã^l and F^l of a hidden layer
+                launches.append(dropout_step_launch(acts[l], self.factors[l], self.dropped[l],
+                                                    self.kinds[l], self.dropout, self.keys,
+                                                    self.step, l))
         launches.append(output_error_launch(acts[-1], self.y_rows, deltas[-1], self.kind,
                                             self.acc))  # BP1
         for l in range(L - 2, -1, -1):  # BP2
-            launches.append(gemm_launch(W[l + 1].T, deltas[l + 1], deltas[l], acts[l],
-                                        K.BP2_MODE[self.kinds[l]]))
+            if masked:
+                launches.append(gemm_launch(W[l + 1].T, deltas[l + 1], deltas[l],
+                                            self.factors[l], K.GEMM_BP2_FACTOR))
+            else:
+                launches.append(gemm_launch(W[l + 1].T, deltas[l + 1], deltas[l], acts[l],
+                                            K.BP2_MODE[self.kinds[l]]))
+        if self.velocities is not None:
+            return launches + self._velocity_updates(inputs)
         for l in range(L):  # BP3, BP4 and the SGD step
             launches.append(gemm_launch(deltas[l], inputs[l].T, W[l], W[l], K.GEMM_SGD,
                                         alpha=self.alpha, beta=self.beta))
             launches.append(bias_launch(b[l], deltas[l], self.alpha, self.step, l == L - 1))
         return launches
+
+    def _velocity_updates(self, inputs: list[Any]) -> list[Launch]:
+        """BP3, BP4 and the momentum step of every layer (see the class)."""
+        assert self.velocities is not None
+        W, b, deltas, L = self.weights, self.biases, self.deltas, len(self.weights)
+        v_w, v_b = self.velocities[:L], self.velocities[L:]
+        launches = []
+        for l in range(L):
+            launches.append(gemm_launch(deltas[l], inputs[l].T, v_w[l], v_w[l], K.GEMM_SGD,
+                                        alpha=self.alpha, beta=self.mu))
+            launches.append(velocity_launch(W[l], v_w[l], self.l2, self.l1))
+            launches.append(bias_velocity_launch(b[l], v_b[l], deltas[l], self.alpha, self.mu,
+                                                 self.step, l == L - 1))
+        return launches
+
+    def set_keys(self, seed: int, first_step: int) -> None:
+        """The epoch's mask seed and the number of its mini-batch where the steps start, in
+        device memory (the captured dropout kernels read them; no wait)."""
+        if self.dropped:
+            self.keys[0] = np.uint32(seed & drop.MASK32)
+            self.keys[1] = np.uint32(first_step & drop.MASK32)
 
     def run(self, launch: Callable[[Launch], None], steps: int = 1) -> None:
         """Issue ``steps`` steps through ``launch`` (a kernel call, or the emulator)."""
@@ -306,13 +417,15 @@ class CapturedEpoch:
         if steps % self.k:
             self._graph(1)
 
-    def run(self, order: Any, steps: int) -> None:
+    def run(self, order: Any, steps: int, seed: int = 0, first_step: int = 0) -> None:
         """Replay ``steps`` steps over ``order`` (device indices), adding their summed cost to
-        ``program.cost``; nothing waits for the GPU."""
+        ``program.cost``; with dropout the masks are those of ``seed`` from mini-batch
+        ``first_step`` on. Nothing waits for the GPU."""
         prog = self.program
         self.prepare(steps)
         prog.order[: int(order.shape[0])] = order
         prog.step.fill(0)
+        prog.set_keys(seed, first_step)
         for _ in range(steps // self.k):
             self._graphs[self.k].launch()
         for _ in range(steps % self.k):

@@ -4,7 +4,8 @@ Two families:
 
 * **Fused elementwise kernels** (``cupy.ElementwiseKernel``) for the eager path, where cuBLAS
   does the products: ``a = f(z + b)`` (feedforward: σ, tanh, relu), ``x ← x ⊙ f'(z)`` from
-  ``a`` (the hadamard of BP1/BP2: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``), and the SGD update
+  ``a`` (the hadamard of BP1/BP2: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``), ``x ← x ⊙ F`` (BP2
+  under dropout, ``F = f'(z) ⊙ D`` from the dropout kernel), and the SGD update
   ``p ← β p − α g``. A softmax layer adds its bias, then runs ``fastbp_softmax_columns``.
 * **Raw kernels** (``cupy.RawModule``). cuBLAS cannot be called while a stream is being captured
   into a CUDA graph, so the captured step does its products with its own small GEMMs whose
@@ -12,6 +13,14 @@ Two families:
   through a step counter kept in device memory, and reduces the cost and the bias gradient with
   its own deterministic kernels (no CUB scratch, no allocation). The eager step uses the
   output-error kernel too, so that it allocates nothing per step either.
+
+Chapter 3's techniques (:mod:`fastbp.core.dropout`, ``Backend.velocity_update``) are raw kernels
+shared by both steps: ``fastbp_dropout_key`` / ``fastbp_dropout_step`` draw a hidden layer's mask
+``D`` with the counter hash (unsigned 32-bit arithmetic, the key given, or derived in the kernel
+from the epoch's seed and the step counter in device memory) and write ``ã = a ⊙ D`` and BP2's
+factor ``F = f'(z) ⊙ D``; ``fastbp_velocity_apply`` finishes the momentum step after the GEMM
+``v ← μ v − α δ aᵀ`` (``v ← v − l2 W − l1 sgn W``, ``W ← W + v``), and ``fastbp_bias_velocity``
+does the biases' whole step in one launch.
 
 The sources are plain strings, so they can be compiled (and checked) without a GPU.
 """
@@ -38,6 +47,8 @@ ELEMENTWISE = {
     # BP2's hadamard from a: tanh' = 1 − a², relu' = [a > 0]
     "mul_tanh_prime": ("T a", "T x", "x = x * (T(1) - a * a)", "fastbp_mul_tanh_prime"),
     "mul_relu_prime": ("T a", "T x", "x = x * T(a > T(0))", "fastbp_mul_relu_prime"),
+    # BP2 under dropout: x ← x ⊙ F, F = f'(z) ⊙ D written by the dropout kernel
+    "mul_factor": ("T f", "T x", "x = x * f", "fastbp_mul_factor"),
     # the SGD update where it is not folded into a GEMM: p ← β p − α g
     "sgd_update": ("T g, T alpha, T beta", "T p", "p = beta * p - alpha * g", "fastbp_sgd_update"),
     # compiled and run once when a backend is built: the compiler and its headers work
@@ -67,9 +78,12 @@ GEMM_FORWARD_RELU = 4  # C = max(A B + v_i, 0)
 GEMM_FORWARD_LINEAR = 5  # C = A B + v_i             (a softmax layer, before its kernel)
 GEMM_BP2_TANH = 6      # C = (A B) ⊙ (1 − v²)
 GEMM_BP2_RELU = 7      # C = (A B) ⊙ [v > 0]
+GEMM_BP2_FACTOR = 8    # C = (A B) ⊙ v               BP2 under dropout, v = F = f'(z) ⊙ D
 FORWARD_MODE = {"sigmoid": GEMM_FORWARD, "tanh": GEMM_FORWARD_TANH, "relu": GEMM_FORWARD_RELU,
                 "softmax": GEMM_FORWARD_LINEAR}
 BP2_MODE = {"sigmoid": GEMM_BP2, "tanh": GEMM_BP2_TANH, "relu": GEMM_BP2_RELU}
+# the dropout kernels' code for f' from a: a(1 − a), 1 − a², [a > 0]
+PRIME_KIND = {"sigmoid": 0, "tanh": 1, "relu": 2}
 
 # ``layout`` bits of the tiled GEMM: which way its threads walk each operand's tile.
 LOAD_A_ALONG_ROWS = 1  # threadIdx.x walks A's row index i (A's unit stride runs down a column)
@@ -86,6 +100,8 @@ REDUCE_THREADS = 256
 REDUCE_MAX_BLOCKS = 64   # blocks of the output-error kernel (its partial sums' buffer)
 REDUCE_PER_THREAD = 4    # about this many outputs per thread before another block is added
 BIAS_THREADS = 128       # threads per block of the bias update (one warp per row)
+ELEMENT_THREADS = 256    # threads per block of the elementwise raw kernels (dropout, velocity)
+ELEMENT_MAX_BLOCKS = 1024
 
 RAW_SOURCE = r"""
 // fastbp: raw kernels of the training step. `real` is float or double.
@@ -115,6 +131,8 @@ __device__ __forceinline__ void fastbp_epilogue(
     } else if (mode == 6) {                // BP2: acc ⊙ (1 − a²)
         const real a = v[i * v0 + j * v1];
         *c = acc * (real(1) - a * a);
+    } else if (mode == 8) {                // BP2 under dropout: acc ⊙ F, F = f'(z) ⊙ D
+        *c = acc * v[i * v0 + j * v1];
     } else {                               // BP2: acc ⊙ [a > 0]
         *c = v[i * v0 + j * v1] > real(0) ? acc : real(0);
     }
@@ -289,10 +307,101 @@ extern "C" __global__ void fastbp_bias_update(
     for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
     if (lane == 0) b[row] -= alpha * s;
 }
+
+// -- chapter 3: dropout and momentum ------------------------------------------------------------
+// lowbias32, the integer hash of fastbp.core.dropout (unsigned 32-bit, products wrap mod 2^32).
+__device__ __forceinline__ unsigned int fastbp_mix(unsigned int x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    x ^= x >> 16;
+    return x;
+}
+
+// The mask key of layer `layer` in mini-batch `step`: mix(seed ^ mix(step * 2^8 + layer)).
+__device__ __forceinline__ unsigned int fastbp_step_key(unsigned int seed, unsigned int step,
+                                                        unsigned int layer) {
+    return fastbp_mix(seed ^ fastbp_mix((step << 8) + layer));
+}
+
+// One hidden layer's dropout, a and the outputs (n, m) row-major, entry t = j * m + c: neuron j
+// of sample c is kept when mix(key + t) >= threshold, D = scale (1/(1 − p)) if kept, else 0.
+// Writes dropped = a ⊙ D (what the next layer and BP4 read) and factor = f'(z) ⊙ D with f' from
+// the unmasked a (kind 0: a(1 − a), 1: 1 − a², 2: [a > 0]), BP2's hadamard.
+__device__ __forceinline__ void fastbp_dropout_body(
+        unsigned int key, const real* a, real* factor, real* dropped, long long total, int kind,
+        unsigned int threshold, real scale) {
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+         t += (long long)gridDim.x * blockDim.x) {
+        const unsigned int h = fastbp_mix(key + (unsigned int)t);
+        const real d = h >= threshold ? scale : real(0);
+        const real av = a[t];
+        real fp;
+        if (kind == 0) fp = av * (real(1) - av);
+        else if (kind == 1) fp = real(1) - av * av;
+        else fp = av > real(0) ? real(1) : real(0);
+        dropped[t] = av * d;
+        factor[t] = fp * d;
+    }
+}
+
+// The eager step's dropout: the key computed on the host.
+extern "C" __global__ void fastbp_dropout_key(
+        const real* a, real* factor, real* dropped, int n, int m, unsigned int key, int kind,
+        unsigned int threshold, real scale) {
+    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, kind, threshold, scale);
+}
+
+// The captured step's dropout: the key from device memory, seed[0] the epoch's mask seed and
+// seed[1] the number of the epoch's mini-batch where the replays start (written before them),
+// *step the step counter the graph moves on; the mini-batch is seed[1] + *step.
+extern "C" __global__ void fastbp_dropout_step(
+        const real* a, real* factor, real* dropped, int n, int m, const unsigned int* seed,
+        const int* step, int layer, int kind, unsigned int threshold, real scale) {
+    const unsigned int key = fastbp_step_key(seed[0], seed[1] + (unsigned int)(*step),
+                                             (unsigned int)layer);
+    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, kind, threshold, scale);
+}
+
+// The momentum step after the GEMM v ← μ v − α δ aᵀ: v ← v − l2 p − l1 sgn(p), then p ← p + v
+// (p and v contiguous, `size` entries; l2 = ηλ/n, l1 = ηλ₁/n).
+extern "C" __global__ void fastbp_velocity_apply(real* p, real* v, long long size, real l2,
+                                                 real l1) {
+    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < size;
+         t += (long long)gridDim.x * blockDim.x) {
+        const real pv = p[t];
+        const real sg = pv > real(0) ? real(1) : (pv < real(0) ? real(-1) : real(0));
+        const real vv = v[t] - l2 * pv - l1 * sg;
+        v[t] = vv;
+        p[t] = pv + vv;
+    }
+}
+
+// BP3 with momentum for the biases: v_i ← μ v_i − α Σ_j δ_ij, b_i ← b_i + v_i; one warp per
+// row as fastbp_bias_update, which it replaces (the step counter likewise).
+extern "C" __global__ void fastbp_bias_velocity(
+        real* b, real* vb, const real* delta, int n, int m, real alpha, real mu, int* step,
+        int advance) {
+    if (advance && blockIdx.x == 0 && threadIdx.x == 0) *step += 1;
+    const long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (row >= n) return;                   // whole warps leave together
+    real s = 0;
+    for (int j = lane; j < m; j += 32) s += delta[row * m + j];
+    #pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+    if (lane == 0) {
+        const real v = mu * vb[row] - alpha * s;
+        vb[row] = v;
+        b[row] += v;
+    }
+}
 """
 
 RAW_KERNELS = ("fastbp_gemm_tiled", "fastbp_gemm_dot", "fastbp_gather", "fastbp_output_error",
-               "fastbp_bias_update", "fastbp_softmax_columns")
+               "fastbp_bias_update", "fastbp_softmax_columns", "fastbp_dropout_key",
+               "fastbp_dropout_step", "fastbp_velocity_apply", "fastbp_bias_velocity")
 
 
 def raw_source(real: str) -> str:

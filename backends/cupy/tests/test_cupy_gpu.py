@@ -193,6 +193,66 @@ def test_epochs_equal_numpy_in_float64(graphs, cost, sizes, m):
     assert rel([r.cost for r in hg], [r.cost for r in hc]) <= F64_TOL
 
 
+# -- chapter 3: momentum, L1 and dropout on the device's own kernels ---------------------------
+TECHNIQUES = {"momentum": {"momentum": 0.9}, "l1": {"l1": 2.0}, "dropout": {"dropout": 0.5},
+              "all": {"momentum": 0.6, "l1": 1.0, "dropout": 0.3}}
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+@pytest.mark.parametrize("name", list(TECHNIQUES))
+@pytest.mark.parametrize("sizes,m", [([784, 30, 10], 10), ([50, 40, 30, 10], 7),
+                                     ([784, 100, 10], 129)])
+def test_techniques_equal_numpy_in_float64(graphs, name, sizes, m):
+    """Momentum, L1 and dropout through the graph (the masks drawn inside it from the seed in
+    device memory) and the eager step, with L2 and a last partial batch, held to the cpu; the
+    velocities too."""
+    X, Y = data(sizes, samples(503))
+    gpu = fastbp.Network(sizes, dtype="float64", seed=3, device=backend("float64", graphs),
+                         cost="cross-entropy")
+    cpu = twin(gpu, "float64")
+    train = dict(epochs=2, batch_size=m, eta=0.3, lmbda=0.5, **TECHNIQUES[name])
+    hg = gpu.train(X, Y, **train)
+    hc = cpu.train(X, Y, **train)
+    assert gpu.backend.last_epoch_path == ("graph" if graphs and m <= 128 else "eager")
+    assert gpu.backend.graph_error is None and gpu.backend.raw_error is None
+    assert rel(params(gpu), params(cpu)) <= F64_TOL
+    if cpu.velocities is not None:
+        assert rel(gpu.velocities, cpu.velocities) <= F64_TOL
+    assert rel([r.cost for r in hg], [r.cost for r in hc]) <= F64_TOL
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_momentum_and_dropout_in_float32_against_float64(graphs):
+    sizes = [784, 30, 10]
+    X, labels = data(sizes, samples(1003))
+    net = fastbp.Network(sizes, seed=8, device=backend(graphs=graphs), init="scaled")
+    err, tol, _ = against_float64(net, X, labels, epochs=1, batch_size=10, eta=0.5,
+                                  momentum=0.9, dropout=0.5)
+    assert net.backend.last_epoch_path == ("graph" if graphs else "eager")
+    assert err <= tol, f"parameters off by {err:.3g} (tolerance {tol:.3g})"
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_techniques_with_poisoned_buffers_are_bit_equal(graphs):
+    """Two runs with momentum, L1 and dropout, the second with every work buffer NaN at first:
+    bit for bit the same (no kernel reads what none wrote; the graph replays deterministically)."""
+    sizes = [784, 30, 20, 10]
+    X, labels = data(sizes, samples(507))
+    runs = []
+    for poisoned in (False, True):
+        net = fastbp.Network(sizes, seed=9,
+                             device=backend(graphs=graphs, poison_buffers=poisoned))
+        h = net.train(X, labels, epochs=2, batch_size=10, eta=0.5, momentum=0.6, l1=0.5,
+                      dropout=0.3)
+        assert net.backend.last_epoch_path == ("graph" if graphs else "eager")
+        runs.append((params(net) + [np.asarray(v) for v in net.velocities],
+                     [r.cost for r in h]))
+    assert all(np.isfinite(runs[1][1]))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert runs[0][1] == runs[1][1]
+
+
 def test_graph_and_eager_are_each_within_float32_rounding():
     sizes = [784, 30, 10]
     X, labels = data(sizes, samples(1000))

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -163,9 +163,11 @@ def check_parameters(net: Network, comm: Any, epoch: int | None = None) -> None:
         )
 
 
-def broadcast_parameters(net: Network, comm: Any, root: int = 0) -> None:
-    """Copy ``root``'s weights, biases and random state to every rank (one ``Bcast``)."""
-    params = net.parameters()
+def broadcast_parameters(net: Network, comm: Any, root: int = 0,
+                         velocities: Sequence[Any] | None = None) -> None:
+    """Copy ``root``'s weights, biases (and ``velocities``, momentum's ``v``, when given) and
+    random state to every rank (one ``Bcast``)."""
+    params = [*net.parameters(), *(velocities or ())]
     host = np.empty(sum(int(np.prod(a.shape)) for a in params), dtype=net.backend.dtype)
     if comm.Get_rank() == root:
         host[...] = np.concatenate([net.backend.to_numpy(a).ravel() for a in params])

@@ -6,6 +6,12 @@ mini-batch of ``m`` samples is the sum of the gradients of any split of it. With
 ``r`` takes the contiguous share :func:`shard` of every mini-batch and computes
 ``Σ_x ∂C_x/∂W^l`` (BP4), ``Σ_x ∂C_x/∂b^l`` (BP3) and ``Σ_x C_x`` over it into views of one flat
 buffer (:class:`FlatGradients`); one reduction per step gives every rank the whole batch's sums.
+
+Chapter 3's techniques split alike: the update after the reduction goes through the velocities
+(momentum, L1; :meth:`fastbp.devices.Backend.velocity_update`) on every rank, and with dropout
+each rank takes its share's columns ``[lo, hi)`` of the whole mini-batch's masks (a sample's
+column is its position in the mini-batch), so the shares together draw the masks one process
+draws.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ..core import dropout
 from ..core.equations import backpropagate, bp3, bp4, feedforward
 from ..core.plan import EpochPlan
 from ..devices.backend import Array, Backend
@@ -86,8 +93,11 @@ class ShardEpoch(TimedEpoch):
     Per mini-batch of ``m`` samples: this rank's share into :class:`FlatGradients`,
     ``reduce(flat)`` to sum it over the ranks, then on every rank alike the backend's update
     (:meth:`fastbp.devices.Backend.sgd_update`) ``W^l ← (1 − ηλ/n) W^l − (η/m) Σ_x ∂C_x/∂W^l``,
-    ``b^l ← b^l − (η/m) Σ_x ∂C_x/∂b^l``. With ``profile`` the device is idle before and after
-    each reduction, so ``comm_seconds`` measures it exactly.
+    ``b^l ← b^l − (η/m) Σ_x ∂C_x/∂b^l``; with momentum or L1 the velocity step
+    (:meth:`fastbp.devices.Backend.velocity_update`) ``v ← μ v − (η/m) g − (ηλ/n) W −
+    (ηλ₁/n) sgn W``, ``W ← W + v``. With dropout the share's columns of the batch's masks
+    (:meth:`masks`). With ``profile`` the device is idle before and after each reduction, so
+    ``comm_seconds`` measures it exactly.
     """
 
     def __init__(self, net: Network, rank: int, size: int, reduce: Callable[[Array], None],
@@ -95,38 +105,67 @@ class ShardEpoch(TimedEpoch):
         super().__init__(net)
         self.rank, self.size, self.reduce, self.grads = rank, size, reduce, grads
         self.profile = profile
+        self.full_masks: dict[int, list[Array]] = {}  # batch size -> the batch's masks D^l
 
     def run(self, plan: EpochPlan) -> float:
         """SGD over ``plan.order`` with this rank's share of each mini-batch."""
         be, g = self.backend, self.grads
         n = int(plan.order.shape[0])
+        top = len(plan.weights) - 1
+        velocities = plan.velocities
         total: Any = 0.0
         for start in range(0, n, plan.batch_size):
             m = min(plan.batch_size, n - start)
             lo, hi = shard(m, self.size, self.rank)
             if hi > lo:
-                self.gradients(plan, plan.order[start + lo : start + hi])
+                step = plan.first_step + start // plan.batch_size
+                masks = self.masks(plan, step, m, lo, hi) if plan.dropout else None
+                self.gradients(plan, plan.order[start + lo : start + hi], masks)
             else:
                 g.flat.fill(0)
             self.sum_over_ranks(g.flat)
             alpha = plan.eta / m
-            for w, b, gw, gb in zip(plan.weights, plan.biases, g.grad_w, g.grad_b):
-                be.sgd_update(w, gw, alpha, plan.decay)
-                be.sgd_update(b, gb, alpha)
+            if velocities is None:
+                for w, b, gw, gb in zip(plan.weights, plan.biases, g.grad_w, g.grad_b):
+                    be.sgd_update(w, gw, alpha, plan.decay)
+                    be.sgd_update(b, gb, alpha)
+            else:
+                for l, (w, b, gw, gb) in enumerate(zip(plan.weights, plan.biases, g.grad_w,
+                                                       g.grad_b)):
+                    be.velocity_update(w, gw, velocities[l], alpha, plan.mu, plan.l2_step,
+                                       plan.l1_step)
+                    be.velocity_update(b, gb, velocities[top + 1 + l], alpha, plan.mu)
             total = total + g.cost[0]
         return float(total)  # reading the cost waits for the device
 
-    def gradients(self, plan: EpochPlan, idx: Array) -> None:
-        """Feedforward, BP1–BP2 on the samples ``idx``, then BP3 and BP4 summed over them into
-        the flat buffer (and their summed cost into its cost slot)."""
+    def masks(self, plan: EpochPlan, step: int, m: int, lo: int, hi: int) -> list[Array]:
+        """This rank's columns ``[lo, hi)`` of mini-batch ``step``'s dropout masks: the whole
+        ``(n_l, m)`` masks ``D^l`` are drawn (:meth:`fastbp.devices.Backend.dropout_mask`, into
+        buffers kept per ``m``) and their columns taken as views."""
+        be = self.backend
+        full = self.full_masks.get(m)
+        if full is None:
+            full = self.full_masks[m] = [be.empty((n, m)) for n in plan.sizes[1:-1]]
+        for l, d in enumerate(full):
+            be.dropout_mask(dropout.step_key(plan.seed, step, l), plan.dropout, d)
+        return [d[:, lo:hi] for d in full]
+
+    def gradients(self, plan: EpochPlan, idx: Array, masks: list[Array] | None = None
+                  ) -> None:
+        """Feedforward, BP1–BP2 on the samples ``idx`` (with ``masks``, their columns of the
+        dropout masks ``D^l``), then BP3 and BP4 summed over them into the flat buffer (and
+        their summed cost into its cost slot)."""
         be, g = self.backend, self.grads
         ws = plan.workspace(be, int(idx.shape[0]))
         x = be.take_rows(plan.xs, idx, out=ws.xbuf).T
         y = be.take_rows(plan.ys, idx, out=ws.ybuf).T
-        feedforward(be, plan.weights, plan.biases, x, ws.activations, plan.kinds)
+        dropped = None if masks is None else ws.dropout_buffers()[1]
+        feedforward(be, plan.weights, plan.biases, x, ws.activations, plan.kinds, masks,
+                    dropped)
         g.cost[...] = backpropagate(be, plan.cost, plan.weights, x, y, ws.activations,
-                                    ws.deltas, ws.scratch, plan.kinds)
-        inputs = [x, *ws.activations[:-1]]
+                                    ws.deltas, ws.scratch, plan.kinds, masks)
+        fed = ws.activations if dropped is None else dropped
+        inputs = [x, *fed[: len(plan.weights) - 1]]
         for l, delta in enumerate(ws.deltas):
             bp4(be, delta, inputs[l], out=g.grad_w[l])
             bp3(be, delta, out=g.grad_b[l])

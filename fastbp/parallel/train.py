@@ -114,6 +114,9 @@ def train(
     verbose: bool = False,
     profile: bool = False,
     on_diverge: str = "raise",
+    momentum: float = 0.0,
+    l1: float = 0.0,
+    dropout: float = 0.0,
 ) -> DistributedHistory:
     """:meth:`fastbp.Network.train` on every rank of ``comm`` (default ``MPI.COMM_WORLD``).
 
@@ -125,7 +128,10 @@ def train(
     ``len(net.history)``, which every epoch extends, and ``on_diverge`` says what NaN or inf
     does (the same on every rank, since cost and parameters agree). ``profile`` synchronises
     the device around each reduction so ``comm_seconds`` measures it exactly (on the CPU it is
-    exact anyway). An exception on any rank aborts the whole job (see :func:`abort_on_error`).
+    exact anyway). ``momentum``, ``l1`` and ``dropout`` are chapter 3's techniques as in
+    ``Network.train``: every rank keeps the same velocities (rank 0's at the start), and the
+    shares of a mini-batch draw its dropout masks together. An exception on any rank aborts the
+    whole job (see :func:`abort_on_error`).
     """
     with abort_on_error():
         comm = comm if comm is not None else world()
@@ -137,7 +143,8 @@ def train(
         be = net.backend
         backend_path(be)  # NumPy or CuPy arrays, else a clear error before any buffer is made
         with be.activate():
-            plan = net.epoch_plan(X, Y, batch_size=batch_size, eta=eta, lmbda=lmbda)
+            plan = net.epoch_plan(X, Y, batch_size=batch_size, eta=eta, lmbda=lmbda,
+                                  momentum=momentum, l1=l1, dropout=dropout)
             evaluator = make_evaluator(be, net.sizes, test, plan.batch_size, net.kinds)
             n, n_test = int(plan.xs.shape[0]), (evaluator.n if evaluator else None)
             xp = be.xp
@@ -146,8 +153,9 @@ def train(
             data_sum = float(f"{data_sum:.10e}")  # other data differ by far more than rounding
             agree(comm, "the network, data and options",
                   (net.sizes, net.cost.__name__, be.dtype, n, n_test, data_sum, epochs,
-                   plan.batch_size, eta, lmbda, shuffle, len(net.history)))
-            broadcast_parameters(net, comm)
+                   plan.batch_size, eta, lmbda, plan.mu, plan.l1, plan.dropout, shuffle,
+                   len(net.history)))
+            broadcast_parameters(net, comm, velocities=plan.velocities)
             check_parameters(net, comm)
             rank, size = comm.Get_rank(), comm.Get_size()
             epoch: TimedEpoch = TimedEpoch(net)

@@ -35,9 +35,9 @@ class NumpyBackend(Backend):
 
     def sgd_epoch(self, plan: EpochPlan) -> Any:
         """One epoch: the loop of :mod:`fastbp.devices.cpu.epoch` (BLAS called directly, the SGD
-        update folded into the weight-gradient GEMM) where it applies, else ``None`` (the
-        generic loop runs)."""
-        if epoch.applies(plan) and plan.plain:
+        or velocity update folded into the weight-gradient GEMM; momentum, L1 and dropout
+        included) where it applies, else ``None`` (the generic loop runs)."""
+        if epoch.applies(plan):
             return epoch.sgd_epoch(self, plan)
         return None
 

@@ -13,6 +13,13 @@ into the weight-gradient GEMM:
 - BP3 + BP4 + SGD: ``(W^l)ᵀ ← decay·(W^l)ᵀ − (η/m) (A^{l-1})ᵀ Δ^l`` (one GEMM, β = decay) and
   ``b^l ← b^l − (η/m) (Δ^l)ᵀ 1`` (one GEMV)
 
+Chapter 3's techniques (:class:`Techniques`): with momentum or L1 the GEMM writes the velocity,
+``Vᵀ ← μ Vᵀ − (η/m) (A^{l-1})ᵀ Δ^l`` (β = μ), in-place passes subtract ``(ηλ/n) W`` and
+``(ηλ₁/n) sgn W``, then ``W ← W + V``; the biases likewise with one GEMV. With dropout each hidden
+layer's mask ``D^l`` is drawn into a sample-major buffer (entry ``[c, j]``: neuron ``j`` of sample
+``c``, hash index ``j·m + c``, :mod:`fastbp.core.dropout`); the next layer and BP4 read
+``Ã^l = A^l ⊙ D^l``, BP2 takes ``f'`` from the unmasked ``A^l`` and multiplies by ``D^l``.
+
 Steps of at least :data:`DIRECT_WORK` multiply-adds call MKL or NumPy's OpenBLAS directly
 (:mod:`.cblas`) and take their rows from chunks gathered ahead (:mod:`.prefetch`); smaller ones
 call SciPy's BLAS wrappers, which cost less per call, and gather their own rows.
@@ -27,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit as _expit
 
+from ...core import dropout
 from ...core.costs import QuadraticCost
 from ...core.memory import translate_oom
 from ...core.neurons import kinds_of
@@ -50,7 +58,8 @@ def applies(plan: Any) -> bool:
         import scipy.special  # noqa: F401
     except ImportError:
         return False
-    arrays = [plan.xs, plan.ys, plan.order, *plan.weights, *plan.biases]
+    arrays = [plan.xs, plan.ys, plan.order, *plan.weights, *plan.biases,
+              *(plan.velocities or ())]
     return all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays) and all(
         a.dtype == dtype for a in arrays[:2] + arrays[3:])
 
@@ -71,6 +80,55 @@ class RowBuffers:
         """Views of the first ``r`` rows of every buffer: ``x, y, a, d, s, ones``."""
         return (self.x[:r], self.y[:r], [a[:r] for a in self.a], [d[:r] for d in self.d],
                 [s[:r] for s in self.s], self.ones[:r])
+
+
+class Techniques:
+    """Chapter 3's buffers for mini-batches of up to ``m`` rows: each hidden layer's mask ``D``,
+    masked activations ``Ã = A ⊙ D`` and hash words (``(m, n_l)``, sample-major), and a scratch
+    of each ``W^l``'s shape for the L2 and L1 terms of the velocity step."""
+
+    def __init__(self, sizes: list[int], m: int, dtype: str) -> None:
+        hidden = sizes[1:-1]
+        self.masks = [np.empty((m, n), dtype) for n in hidden]
+        self.dropped = [np.empty((m, n), dtype) for n in hidden]
+        self.words = [np.empty((m, n), np.uint32) for n in hidden]
+        self.shifted = [np.empty((m, n), np.uint32) for n in hidden]
+        self.scratch = [np.empty((n, k), dtype) for k, n in zip(sizes[:-1], sizes[1:])]
+        self.hidden = hidden
+        self._rows: dict[int, list[tuple[np.ndarray, ...]]] = {}
+
+    def rows(self, r: int) -> list[tuple[np.ndarray, ...]]:
+        """Per hidden layer ``(index, words, shifted, mask)`` for an ``r``-sample batch, the
+        buffers' first ``r`` rows, where ``index[c, j] = j·r + c`` (made once per ``r``)."""
+        views = self._rows.get(r)
+        if views is None:
+            views = self._rows[r] = [
+                (np.ascontiguousarray(np.arange(n * r, dtype=np.uint32).reshape(n, r).T),
+                 h[:r], t[:r], d[:r])
+                for n, h, t, d in zip(self.hidden, self.words, self.shifted, self.masks)]
+        return views
+
+    def draw(self, seed: int, step: int, p: float, r: int) -> list[np.ndarray]:
+        """The masks ``D^l`` (first ``r`` rows) of mini-batch ``step``:
+        ``D[c, j] = 1/(1 − p)`` if ``mix(key_l + j·r + c) ≥ ⌊p·2^32⌋``, else 0."""
+        u32, xor, shift, mul = np.uint32, np.bitwise_xor, np.right_shift, np.multiply
+        mix1, mix2 = u32(dropout.MIX1), u32(dropout.MIX2)
+        cut, keep = u32(dropout.threshold(p)), dropout.scale(p)
+        masks = []
+        for l, (idx, h, t, d) in enumerate(self.rows(r)):
+            np.add(idx, u32(dropout.step_key(seed, step, l)), out=h)  # wraps modulo 2^32
+            shift(h, 16, out=t)
+            xor(h, t, out=h)
+            mul(h, mix1, out=h)
+            shift(h, 15, out=t)
+            xor(h, t, out=h)
+            mul(h, mix2, out=h)
+            shift(h, 16, out=t)
+            xor(h, t, out=h)
+            np.greater_equal(h, cut, out=d)
+            mul(d, keep, out=d)
+            masks.append(d)
+        return masks
 
 
 def sgd_epoch(backend: Any, plan: Any) -> float:
@@ -104,21 +162,37 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
     b_row = [b.T for b in biases]  # (1, n_l) views for the broadcast add
     b_vec = [b.reshape(-1) for b in biases]  # (n_l,) views for the GEMV
     top = len(weights) - 1
+    p = plan.dropout
+    extra = None if plan.plain else _techniques(backend, plan.sizes, m, dtype.name,
+                                                 plan.workspaces)
+    momentum = plan.velocities is not None
+    if momentum:  # v's of the W's (transposed, like w_t), then of the b's
+        mu, l2, l1 = plan.mu, plan.l2_step, plan.l1_step
+        v_t = [v.T for v in plan.velocities[: top + 1]]
+        v_w = plan.velocities[: top + 1]
+        vb_vec = [v.reshape(-1) for v in plan.velocities[top + 1 :]]
+    masks = None
     total = 0.0
     r = -1
-    for x, y in _batches(backend, plan, buffers, threads):
+    for step, (x, y) in enumerate(_batches(backend, plan, buffers, threads),
+                                  plan.first_step):
         if x.shape[0] != r:  # the first batch, and a shorter last one
             r = int(x.shape[0])
             _, _, a, d, s, ones = buffers.rows(r)
-            inputs_t = [x.T] + [ai.T for ai in a[:-1]]
+            fed = a if not p else [ai[:r] for ai in extra.dropped] + a[top:]
+            inputs_t = [x.T] + [ai.T for ai in fed[:-1]]
             a_t, d_t = [ai.T for ai in a], [di.T for di in d]
         else:
             inputs_t[0] = x.T
-        # feedforward: (Z^l)ᵀ = W^l (A^{l-1})ᵀ, then A^l = f(Z^l + b^l)
+        if p:
+            masks = extra.draw(plan.seed, step, p, r)
+        # feedforward: (Z^l)ᵀ = W^l (Ã^{l-1})ᵀ, then A^l = f(Z^l + b^l), Ã^l = A^l ⊙ D^l
         for l in range(top + 1):
             gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
             add(a[l], b_row[l], out=a[l])
             activate(a[l], kinds[l], s[l])
+            if masks is not None and l < top:
+                multiply(a[l], masks[l], out=fed[l])
         # BP1
         if quadratic:
             subtract(a[top], y, out=d[top])
@@ -126,15 +200,33 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
             _mul_sigmoid_prime(d[top], a[top], s[top], subtract, multiply)
         else:
             total += float(cost.output_error(backend, a[top], y, d[top], s[top]))
-        # BP2: (Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ, then the hadamard with f'(Z^l), from A^l
+        # BP2: (Δ^l)ᵀ = (W^{l+1})ᵀ (Δ^{l+1})ᵀ, then the hadamard with f'(Z^l), from A^l, and D^l
         for l in range(top - 1, -1, -1):
             gemm(1.0, w_t[l + 1], d_t[l + 1], 0.0, d_t[l], 0, 0, 1)
             mul_prime(d[l], a[l], s[l], kinds[l])
+            if masks is not None:
+                multiply(d[l], masks[l], out=d[l])
         # BP3 and BP4 folded into the update
         alpha = -eta / r
+        if not momentum:
+            for l in range(top + 1):
+                gemm(alpha, inputs_t[l], d_t[l], decay, w_t[l], 0, 1, 1)
+                gemv(alpha, d_t[l], ones, 1.0, b_vec[l], 0, 1, 0, 1, 0, 1)
+            continue
+        # Vᵀ ← μ Vᵀ − (η/m)(Ã^{l-1})ᵀ Δ^l − (ηλ/n) Wᵀ − (ηλ₁/n) sgn Wᵀ; W ← W + V; b likewise
         for l in range(top + 1):
-            gemm(alpha, inputs_t[l], d_t[l], decay, w_t[l], 0, 1, 1)
-            gemv(alpha, d_t[l], ones, 1.0, b_vec[l], 0, 1, 0, 1, 0, 1)
+            gemm(alpha, inputs_t[l], d_t[l], mu, v_t[l], 0, 1, 1)
+            w, v, sw = weights[l], v_w[l], extra.scratch[l]
+            if l2:
+                multiply(w, l2, out=sw)
+                subtract(v, sw, out=v)
+            if l1:
+                np.sign(w, out=sw)
+                multiply(sw, l1, out=sw)
+                subtract(v, sw, out=v)
+            add(w, v, out=w)
+            gemv(alpha, d_t[l], ones, mu, vb_vec[l], 0, 1, 0, 1, 0, 1)
+            add(b_vec[l], vb_vec[l], out=b_vec[l])
     return total
 
 
@@ -239,4 +331,15 @@ def _buffers(backend: Any, sizes: list[int], m: int, dtype: str, cache: dict) ->
     if buf is None:
         with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers
             buf = cache[key] = RowBuffers(list(sizes), m, dtype)
+    return buf
+
+
+def _techniques(backend: Any, sizes: list[int], m: int, dtype: str, cache: dict
+                ) -> Techniques:
+    """The network's cached :class:`Techniques` buffers for this shape and batch size."""
+    key = ("techniques", tuple(sizes), m, dtype)
+    buf = cache.get(key)
+    if buf is None:
+        with translate_oom(backend, sizes, m):
+            buf = cache[key] = Techniques(list(sizes), m, dtype)
     return buf

@@ -432,3 +432,31 @@ def test_one_rank_on_the_command_line_is_bit_for_bit_the_plain_run(tmp_path):
         assert np.array_equal(a, b)
     assert d.rng.bit_generator.state == p.rng.bit_generator.state
     assert [r.cost for r in d.history] == [r.cost for r in p.history]
+
+
+@pytest.mark.mpi
+@needs_mpi
+def test_the_schedule_runs_with_distributed_training_as_in_one_process(tmp_path):
+    """``--schedule`` over two ranks halves η at the epochs one process does, and stops with
+    it (every rank scores the same parameters)."""
+    mnist = mnist_dir()
+    if mnist is None:
+        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
+    import fastbp.model.persist as persist
+
+    opts = ["train", "--limit", "300", "--epochs", "12", "--seed", "3", "--dtype", "float64",
+            "--data", str(mnist), "--quiet", "--schedule", "1,2", "--momentum", "0.5",
+            "--cost", "cross-entropy", "--eta", "4"]
+    fastbp_cmd = [sys.executable, "-m", "fastbp"]
+    res = mpirun(2, [*fastbp_cmd, *opts, "--distributed", "--save", str(tmp_path / "d.npz")])
+    assert res.returncode == 0, res.stdout + res.stderr
+    one = subprocess.run([*fastbp_cmd, *opts, "--save", str(tmp_path / "p.npz")],
+                         capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    d = persist.load_checkpoint(tmp_path / "d.npz")
+    p = persist.load_checkpoint(tmp_path / "p.npz")
+    assert d.extra["schedule"]["halved"] == p.extra["schedule"]["halved"] == 2
+    assert d.extra["schedule"]["stopped_epoch"] == p.extra["schedule"]["stopped_epoch"] < 11
+    for a, b in zip([*d.network.weights, *d.network.biases],
+                    [*p.network.weights, *p.network.biases]):
+        np.testing.assert_allclose(a, b, atol=1e-9)

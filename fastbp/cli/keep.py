@@ -152,9 +152,7 @@ class Session:
             self._note, show, self.monitor if self.monitor.active else None, self.stopper,
             self._checkpoint)}
         self.schedule = None
-        if args.schedule:
-            if args.distributed:
-                raise ConfigError("--schedule does not run with --distributed")
+        if args.schedule:  # every rank scores the same parameters, so all halve η together
             from ..model.monitoring import LearningRateSchedule
 
             self.schedule = LearningRateSchedule(*args.schedule, data=validation,

@@ -117,6 +117,7 @@ def train(
     momentum: float = 0.0,
     l1: float = 0.0,
     dropout: float = 0.0,
+    schedule: Any = None,
 ) -> DistributedHistory:
     """:meth:`fastbp.Network.train` on every rank of ``comm`` (default ``MPI.COMM_WORLD``).
 
@@ -130,8 +131,9 @@ def train(
     the device around each reduction so ``comm_seconds`` measures it exactly (on the CPU it is
     exact anyway). ``momentum``, ``l1`` and ``dropout`` are chapter 3's techniques as in
     ``Network.train``: every rank keeps the same velocities (rank 0's at the start), and the
-    shares of a mini-batch draw its dropout masks together. An exception on any rank aborts the
-    whole job (see :func:`abort_on_error`).
+    shares of a mini-batch draw its dropout masks together; ``schedule`` as in ``Network.train``
+    (every rank scores the same parameters, so every rank halves ``η`` alike). An exception on
+    any rank aborts the whole job (see :func:`abort_on_error`).
     """
     with abort_on_error():
         comm = comm if comm is not None else world()
@@ -168,7 +170,8 @@ def train(
                 evaluator = ShardEvaluator(evaluator, comm) if evaluator else None
             end = EpochEnd(comm, epoch, history, n, n_test, callback, verbose)
             run_epochs(net, plan, evaluator, epochs=epochs, shuffle=shuffle, eta=eta,
-                       callback=end, on_diverge=on_diverge, epoch_fn=epoch, history=history)
+                       callback=end, on_diverge=on_diverge, epoch_fn=epoch, history=history,
+                       schedule=schedule)
             return history
 
 

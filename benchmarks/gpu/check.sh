@@ -20,6 +20,9 @@
 #   cuda-headers where CuPy cannot find the CUDA headers to compile with, CUDA_PATH set to a
 #                folder of them found on the machine (a toolkit, or pip's nvidia packages)
 #   devices      python -m fastbp devices
+#   plans        fastbp tune --device cuda on the book's configurations ([784,30,10] and
+#                [784,100,10] at batches 10 and 100, [784,1024,1024,10] at 256): graph or eager
+#                measured by the planner, its table kept in results (report.py plans)
 #   gpu-tests    pytest -m gpu backends/cupy/tests/test_cupy_gpu.py
 #   kernels      every raw kernel against NumPy float64, outputs poisoned with NaN, awkward shapes
 #   timing       graph vs eager vs cpu vs PyTorch eager vs JAX lax.scan (benchmarks/speed_cuda.py)
@@ -41,7 +44,7 @@ OUT_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     -*) echo "check.sh: unknown option $1" >&2; exit 2 ;;
     *) OUT_DIR=$1 ;;
   esac
@@ -64,6 +67,9 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX shares the GPU with CuPy and P
 # FP32 everywhere, as fastbp computes: no TF32 in cuBLAS (any library), none in JAX's dots
 export NVIDIA_TF32_OVERRIDE=0 JAX_DEFAULT_MATMUL_PRECISION=highest
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE      # the benchmark rules: never a forced slow kernel
+# Every stage but plans runs the paths it names (the graph and eager contenders, the tests'
+# switches) by the fixed estimates; plans measures; the plan cache lives in the work folder.
+export FASTBP_PLAN=off FASTBP_CACHE="$WORK/plan-cache"
 DATA=""
 for d in "${FASTBP_DATA:-}" "$ROOT/.gpu-data" "$ROOT/../shared/data/mnist"; do
   if [ -n "$d" ] && [ -f "$d/train-images-idx3-ubyte.gz" ]; then
@@ -171,6 +177,12 @@ EOF
   fi
 
   stage devices 60 - "$PY" -m fastbp devices
+
+  # -- the planner: graph or eager measured per configuration -----------------------------------
+  local plan_args=()
+  if ((DRY)); then plan_args=(--quick); fi
+  stage plans 90 - "$PY" benchmarks/gpu/report.py plans "$WORK/plans.json" \
+    ${plan_args[@]+"${plan_args[@]}"}
 
   # -- the gpu tests ---------------------------------------------------------------------------
   local marks="gpu"

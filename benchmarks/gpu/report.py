@@ -9,6 +9,11 @@
   compiles its kernels with them), a folder with ``include/cuda_fp16.h`` found on this machine
   (a CUDA toolkit, or the ``nvidia`` packages other libraries installed) written to ``FILE``, for
   ``CUDA_PATH``;
+- ``plans OUT.json [--quick]``: ``fastbp tune --device cuda`` for the book's configurations
+  ([784,30,10] and [784,100,10] at batches 10 and 100, [784,1024,1024,10] at 256; ``--quick``:
+  a small network on few samples), then ``fastbp devices`` with the plans in force, and the
+  planner's table (every candidate's samples/s, the choice, the estimate it had to beat) in
+  ``OUT.json``;
 - ``write WORK OUT [--dry-run]``: the stages' records and results in ``WORK`` as
   ``OUT/results.json`` and ``OUT/results.md``, with the issue's targets checked.
 """
@@ -32,11 +37,13 @@ PACKAGES = ("numpy", "scipy", "cupy", "cupy-cuda13x", "cupy-cuda12x", "numba", "
             "pytest", "pytest-benchmark", "hypothesis", "jax", "jaxlib", "torch", "fastbp",
             "fastbp-cupy")
 ENV_VARS = ("CUDA_VISIBLE_DEVICES", "CUDA_PATH", "CUPY_TF32", "NVIDIA_TF32_OVERRIDE",
-            "CUPY_ACCELERATORS", "FASTBP_CUDA_GRAPHS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+            "CUPY_ACCELERATORS", "FASTBP_CUDA_GRAPHS", "FASTBP_PLAN", "FASTBP_CACHE",
+            "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
             "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_DEFAULT_MATMUL_PRECISION")
 TARGET_GRAPH_M10 = 1_000_000
 TARGET_VS_JAX = 1.2
 TARGET_VS_CUBLAS = 0.7
+MARGIN_PERCENT = 10  # fastbp.devices.planner.MARGIN
 
 
 # -- env ----------------------------------------------------------------------------------------
@@ -148,6 +155,61 @@ def find_headers(out: Path) -> int:
         out.write_text(str(folders[0]))
         print(f"CUDA_PATH={folders[0]} for the stages that follow")
     return 0
+
+
+# -- plans --------------------------------------------------------------------------------------
+# The book's configurations: (layer sizes, batch sizes).
+PLAN_CONFIGS = (("784,30,10", ("10", "100")), ("784,100,10", ("10", "100")),
+                ("784,1024,1024,10", ("256",)))
+QUICK_CONFIGS = (("20,8,4", ("4", "8")),)
+
+
+def plans(out: Path, quick: bool) -> int:
+    """``fastbp tune --device cuda`` on each configuration (measured, whatever the cache
+    holds), ``fastbp devices`` with the plans in force, the table in ``out``."""
+    from fastbp.cli import main as fastbp_main
+    from fastbp.devices import planner
+
+    samples = "64" if quick else "20000"  # the long trial takes 16,384 rows
+    rc = 0
+    for sizes, batches in QUICK_CONFIGS if quick else PLAN_CONFIGS:
+        argv = ["tune", "--device", "cuda", "--sizes", sizes, "--batch-sizes", *batches,
+                "--samples", samples]
+        print("$ fastbp " + " ".join(argv), flush=True)
+        try:
+            rc |= fastbp_main(argv)
+        except Exception as exc:  # noqa: BLE001 - the next configuration still runs
+            print(f"fastbp tune failed: {type(exc).__name__}: {exc}", flush=True)
+            rc = 1
+    os.environ[planner.ENV_VAR] = "auto"  # the cached plans, as training reads them
+    print("$ FASTBP_PLAN=auto fastbp devices", flush=True)
+    fastbp_main(["devices"])
+    try:
+        doc = planner.load_cache(planner.cache_path())
+    except (OSError, ValueError) as exc:
+        print(f"no plan cache to report: {exc}")
+        doc = {}
+    section = (doc.get("sections") or {}).get("cuda") or {}
+    table = []
+    for key, entry in sorted((section.get("plans") or {}).items()):
+        sizes_part, batch = key.split(" ")[1], key.split(" ")[2]
+        layers = [int(v) for v in sizes_part.strip("[]").split(",")]
+        m = int(batch.removeprefix("m="))
+        table.append({"configuration": key, "choice": entry.get("choice"),
+                      "estimate": estimate(layers, m), "speeds": entry.get("speeds", {}),
+                      "measured_s": entry.get("measured_s")})
+    result = {"fingerprint": section.get("fingerprint"), "plans": table}
+    out.write_text(json.dumps(result, indent=2, default=str))
+    return rc
+
+
+def estimate(sizes: list[int], m: int) -> str:
+    """What the backend's estimates choose (``FASTBP_PLAN=off``) for ``sizes`` at batch ``m``."""
+    from fastbp_cupy import CuPyBackend
+
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    small = m <= CuPyBackend.graph_max_batch and weights <= CuPyBackend.graph_max_weights
+    return "graph" if small else "eager"
 
 
 # -- write --------------------------------------------------------------------------------------
@@ -349,6 +411,20 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"- {c['sizes']} m={c['batch_size']}: {e}")
     else:
         lines.append("No timing results (see timing.log).")
+    lines += ["", "## Plans: graph or eager, measured (fastbp tune --device cuda)", ""]
+    table = (result.get("plans") or {}).get("plans") or []
+    if table:
+        lines += ["The planner's trials, samples/s; a candidate replaces the estimate "
+                  f"(`FASTBP_PLAN=off`) only when {MARGIN_PERCENT} % faster.", "",
+                  "| configuration | chosen | estimate | graph | eager | measured in s |",
+                  "|---|---|---|---:|---:|---:|"]
+        for row in table:
+            speeds = row["speeds"]
+            lines.append(f"| {row['configuration']} | {row['choice']} | {row['estimate']} | "
+                         f"{fmt(speeds.get('graph'))} | {fmt(speeds.get('eager'))} | "
+                         f"{fmt(row.get('measured_s'))} |")
+    else:
+        lines.append("No plans measured (see check.log, stage plans).")
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t in result.get("targets", []):
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
@@ -372,6 +448,7 @@ def write(work: Path, out: Path, dry_run: bool) -> int:
         "tests": read_junit(work / "junit.xml"),
         "kernels": load_json(work / "kernels.json"),
         "timing": timing,
+        "plans": load_json(work / "plans.json"),
         "rates": rates,
         "targets": targets(rates[0]),
         "sanitizer": sanitizer_verdicts(out / "sanitizer.log", stages),
@@ -392,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("directory")
     h = sub.add_parser("headers")
     h.add_argument("file")
+    pl = sub.add_parser("plans")
+    pl.add_argument("out")
+    pl.add_argument("--quick", action="store_true", help="a small network on few samples")
     w = sub.add_parser("write")
     w.add_argument("work")
     w.add_argument("out")
@@ -409,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "headers":
         return find_headers(Path(args.file))
+    if args.command == "plans":
+        return plans(Path(args.out), args.quick)
     return write(Path(args.work), Path(args.out), args.dry_run)
 
 

@@ -94,7 +94,10 @@ def plans_line() -> str:
     if how == "off":
         return "plans: off (FASTBP_PLAN=off): every device runs its fixed defaults"
     try:
-        plans = planner.load_cache(path)["plans"]
+        doc = planner.load_cache(path)
+        plans = dict(doc.get("plans") or {})
+        for part in (doc.get("sections") or {}).values():  # a GPU's plans, in its own section
+            plans.update((part or {}).get("plans") or {})
         cached = ", ".join(f"{k}: {v.get('choice')}" for k, v in sorted(plans.items())[:6])
         more = f", and {len(plans) - 6} more" if len(plans) > 6 else ""
         held = f"{len(plans)} cached in {path} ({cached}{more})" if plans else f"none in {path}"

@@ -5,7 +5,9 @@ For a configuration (device, layer sizes, batch size, dtype) a device offers can
 running its epoch (one thread or two, which GEMM library, gathering ahead, a CUDA graph or not).
 The planner times each on a short trial of real steps, keeps the fastest, and caches the choice
 per machine fingerprint (CPU model, core count, library versions, the BLAS environment
-variables) in the user cache, so the second run costs nothing. As FFTW's wisdom does.
+variables) in the user cache, so the second run costs nothing. As FFTW's wisdom does. A device
+with hardware of its own (a GPU) keeps its plans in a section of the same file, under a
+fingerprint that names that hardware too.
 
 ``$FASTBP_PLAN``: ``auto`` (default: the cache, else measure), ``measure`` (measure again and
 rewrite the cache), ``off`` (the device's fixed defaults, for benchmarking the defaults
@@ -131,10 +133,11 @@ def load_cache(path: Path) -> dict[str, Any]:
     return doc
 
 
-def read_cache(machine: Mapping[str, Any]) -> dict[str, Any]:
+def read_cache(machine: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
     """The cached choices for this machine (``{key: {"choice": ..., "speeds": ...}}``); a
     missing cache is empty, a corrupt or stale one (another machine, other library versions, an
-    older format) is ignored with one warning and rewritten at the next choice."""
+    older format) is ignored with one warning and rewritten at the next choice. A device whose
+    fingerprint is its own (a GPU's) keeps its plans in ``section`` of the same file."""
     path = cache_path()
     try:
         doc = load_cache(path)
@@ -148,21 +151,37 @@ def read_cache(machine: Mapping[str, Any]) -> dict[str, Any]:
         _warn_once(f"unreadable {path}", f"fastbp: the plan cache {path} cannot be read ({exc}); "
                    "planning anew")
         return {}
-    if doc.get("fingerprint") != _jsonable(machine):
-        changed = sorted(k for k in {**machine, **doc.get("fingerprint", {})}
-                         if _jsonable(machine).get(k) != doc.get("fingerprint", {}).get(k))
-        _warn_once(f"stale {path}", f"fastbp: the plan cache {path} was made for another machine "
-                   f"or other libraries (differs in {', '.join(changed)}); planning anew")
+    part = doc if section is None else (doc.get("sections") or {}).get(section)
+    if not isinstance(part, dict) or not isinstance(part.get("plans"), dict) or not part["plans"]:
+        return {}  # nothing cached here: nothing stale to say
+    known = part.get("fingerprint") if isinstance(part.get("fingerprint"), dict) else {}
+    if known != _jsonable(machine):
+        changed = sorted(k for k in {**machine, **known}
+                         if _jsonable(machine).get(k) != known.get(k))
+        where = f"{path}" if section is None else f"{path} ({section})"
+        _warn_once(f"stale {where}", f"fastbp: the plan cache {where} was made for another "
+                   f"machine or other libraries (differs in {', '.join(changed)}); planning anew")
         return {}
-    return doc["plans"]
+    return part["plans"]
 
 
-def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any]) -> None:
-    """Write the cache atomically (a temporary file renamed over it); a cache that cannot be
-    written only costs measuring again, so it says so once and goes on."""
+def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any],
+                section: str | None = None) -> None:
+    """Write the cache atomically (a temporary file renamed over it), keeping the other
+    sections' plans; a cache that cannot be written only costs measuring again, so it says so
+    once and goes on."""
     path = cache_path()
-    doc = {"format": FORMAT, "version": FORMAT_VERSION, "fingerprint": _jsonable(machine),
-           "plans": dict(plans)}
+    try:
+        doc = load_cache(path)
+    except (OSError, ValueError):
+        doc = {"fingerprint": {}, "plans": {}}
+    doc.update(format=FORMAT, version=FORMAT_VERSION)
+    if section is None:
+        doc.update(fingerprint=_jsonable(machine), plans=dict(plans))
+    else:
+        sections = doc.get("sections") if isinstance(doc.get("sections"), dict) else {}
+        sections[section] = {"fingerprint": _jsonable(machine), "plans": dict(plans)}
+        doc["sections"] = sections
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,10 +247,12 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
 
 def choose(key: str, candidates: Sequence[str], default: str,
            trials: Callable[[], Mapping[str, Callable[[int], float]]],
-           machine: Mapping[str, Any], busy: bool = False) -> Choice:
+           machine: Mapping[str, Any], busy: bool = False, section: str | None = None
+           ) -> Choice:
     """The candidate to run ``key`` with: forced by ``$FASTBP_PLAN``, the fixed ``default``
     (``off``), the cached choice, or measured now (``trials()`` builds the trial callables) and
-    cached. On a ``busy`` machine the measurement is not cached (another process skews it)."""
+    cached (in ``section`` of the cache, for a device with a fingerprint of its own). On a
+    ``busy`` machine the measurement is not cached (another process skews it)."""
     how = mode()
     if how == "off":
         return Choice(default, "default")
@@ -241,7 +262,7 @@ def choose(key: str, candidates: Sequence[str], default: str,
             raise ConfigError(f"{ENV_VAR}={how!r} is not a candidate for {key}; candidates: "
                               f"{', '.join(candidates)} (or auto, measure, off)")
         return Choice(named[0], "forced")
-    cached = read_cache(machine) if how == "auto" else {}
+    cached = read_cache(machine, section) if how == "auto" else {}
     entry = cached.get(key)
     if isinstance(entry, dict) and entry.get("choice") in candidates:
         speeds = {k: float(v) for k, v in dict(entry.get("speeds") or {}).items()}
@@ -254,10 +275,10 @@ def choose(key: str, candidates: Sequence[str], default: str,
         best = default  # within the trials' noise: the fixed rule stands
     if busy:
         return Choice(best, "busy", speeds, seconds)
-    plans = read_cache(machine)  # again: another process may have added plans meanwhile
+    plans = read_cache(machine, section)  # again: another process may have added plans
     plans[key] = {"choice": best, "speeds": speeds, "measured_s": round(seconds, 4),
                   "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    write_cache(machine, plans)
+    write_cache(machine, plans, section)
     return Choice(best, "measured", speeds, seconds)
 
 

@@ -12,13 +12,16 @@ one trivial kernel, so a CuPy that cannot compile (no CUDA headers) says so ther
 
 An epoch (:meth:`CuPyBackend.sgd_epoch`) runs one of three paths:
 
-* **graph** (small batches of small networks): the step captured once as CUDA graphs of raw
-  kernels and replayed (:mod:`fastbp_cupy.graph`); ``graphs=False`` or
-  ``FASTBP_CUDA_GRAPHS=0`` turns it off;
-* **eager** (every other batch of the two built-in costs in float32/float64): cuBLAS products
-  with the SGD update folded in, fused elementwise kernels, and a raw kernel for BP1 and the cost
-  (:mod:`fastbp_cupy.eager`); nothing is allocated per step;
+* **graph**: the step captured once as CUDA graphs of raw kernels and replayed
+  (:mod:`fastbp_cupy.graph`); ``graphs=False`` or ``FASTBP_CUDA_GRAPHS=0`` turns it off;
+* **eager**: cuBLAS products with the SGD update folded in, fused elementwise kernels, and a raw
+  kernel for BP1 and the cost (:mod:`fastbp_cupy.eager`); nothing is allocated per step;
 * **generic** (custom costs, float16): the core's loop on this backend's operations.
+
+Between graph and eager the planner chooses per configuration (:mod:`fastbp_cupy.planning`):
+measured on this GPU on the first epoch and cached, or by the estimates below
+(``FASTBP_PLAN=off``: graphs for small batches of small networks, where launches cost more than
+the work).
 
 Chapter 3's momentum, L1 and dropout run on the graph and eager paths too, with their own
 kernels (:mod:`fastbp_cupy.kernels`): the dropout masks of a captured step are drawn inside the
@@ -45,11 +48,12 @@ import numpy as np
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import kinds_of
 from fastbp.core.validate import env_flag
-from fastbp.devices import Array, Backend
+from fastbp.devices import Array, Backend, planner
 from fastbp.devices.registry import no_driver_reason
 from fastbp.errors import DeviceError
 
 from . import kernels as K
+from . import planning
 from .eager import EagerProgram
 from .graph import (
     Accumulator,
@@ -178,8 +182,9 @@ class CuPyBackend(NeuronKernels, Backend):
 
     name = "cuda"
     kind = "gpu"
-    # When to capture (estimates from the kernels' design, to be tuned on a GPU): small batches
-    # of small networks, where launches cost more than the work; cuBLAS wins beyond.
+    # The planner's default between graph and eager (FASTBP_PLAN=off, and what a measured
+    # candidate must beat), estimated from the kernels' design: small batches of small networks,
+    # where launches cost more than the work; cuBLAS wins beyond.
     graph_max_batch = 128        # batch sizes up to this
     graph_max_weights = 262_144  # networks with at most this many weights Σ n_l n_{l-1}
     graph_steps = 50             # steps per captured graph
@@ -212,10 +217,37 @@ class CuPyBackend(NeuronKernels, Backend):
 
     @property
     def graphs(self) -> bool:
-        """Whether small-batch steps are captured as CUDA graphs (flag, else the environment)."""
+        """Whether steps may be captured as CUDA graphs (flag, else the environment)."""
         if self._graphs_flag is not None:
             return bool(self._graphs_flag)
         return graphs_from_env()
+
+    def graphs_off_reason(self) -> str | None:
+        """Why every epoch runs eager without planning (``graphs=False``,
+        ``FASTBP_CUDA_GRAPHS=0``, a capture that failed here), or ``None``."""
+        if self._graphs_flag is not None:
+            return None if self._graphs_flag else "graphs=False"
+        if not graphs_from_env():
+            return f"{GRAPHS_ENV}={os.environ.get(GRAPHS_ENV, '').strip()}"
+        if self.graph_error is not None:
+            return f"fallback: capture failed here ({self.graph_error})"
+        return None
+
+    def graph_estimate(self, plan: Any) -> bool:
+        """The estimate the planner starts from: whether ``plan``'s step is small enough for
+        launches to dominate (batches ≤ ``graph_max_batch``, ≤ ``graph_max_weights`` weights)."""
+        weights = sum(int(w.shape[0]) * int(w.shape[1]) for w in plan.weights)
+        return (int(plan.batch_size) <= self.graph_max_batch
+                and weights <= self.graph_max_weights)
+
+    def plan_for(self, plan: Any) -> planner.Choice:
+        """How epochs of ``plan`` will run here (:func:`fastbp_cupy.planning.choose`): ``graph``
+        or ``eager``, cached, forced, the default, or the fastest in a trial now; ``generic``
+        where the raw kernels do not take the plan (a custom cost, float16)."""
+        with self._device:
+            if not (self._raw_kernels_apply(plan) and self._raw_kernels_load(plan)):
+                return planner.Choice("generic", "the raw kernels do not take this plan")
+            return planning.choose(self, plan, self._trial_epoch)
 
     # -- identity ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -249,8 +281,28 @@ class CuPyBackend(NeuronKernels, Backend):
             cuda_runtime=cuda_version(cp.cuda.runtime.runtimeGetVersion()),
             cuda_driver=cuda_version(cp.cuda.runtime.driverGetVersion()),
             graphs="on" if self.graphs else "off",
+            plans=self._plans_summary(),
         )
         return info
+
+    def _plans_summary(self) -> str:
+        """How graph or eager is chosen here, and the plans cached for this GPU."""
+        off = self.graphs_off_reason()
+        if off is not None:
+            return f"eager ({off})"
+        how = planner.mode()
+        if how == "off":
+            return (f"estimates (FASTBP_PLAN=off: graph for batches ≤ {self.graph_max_batch} of "
+                    f"≤ {self.graph_max_weights:,} weights)")
+        if how not in planner.MODES:
+            return f"{how} (FASTBP_PLAN)"
+        cached = planner.read_cache(planning.fingerprint(self), planning.SECTION)
+        mine = sorted(k for k in cached if k.split(" ")[0] == self.device)
+        held = ", ".join(f"{k[len(self.device) + 1:]}: {cached[k].get('choice')}"
+                         for k in mine[:4])
+        more = f", and {len(mine) - 4} more" if len(mine) > 4 else ""
+        return (f"graph or eager measured per configuration; {len(mine)} cached"
+                + (f" ({held}{more})" if mine else ""))
 
     @classmethod
     def probe(cls) -> list[dict[str, Any]]:
@@ -378,32 +430,53 @@ class CuPyBackend(NeuronKernels, Backend):
         """One epoch over ``plan.order``: the summed cost as a device scalar (nothing waits), or
         ``None`` for the generic loop (a custom cost, float16).
 
-        Full mini-batches of size ``≤ graph_max_batch`` replay a captured graph; the rest (a
-        last partial batch, large batches, graphs off) run the eager step.
+        The plan (:mod:`fastbp_cupy.planning`) says whether the full mini-batches replay a
+        captured graph; the rest (a last partial batch, an ``eager`` plan) run the eager step.
+        A plan whose graph cannot be captured falls back to eager, said in one warning.
         """
-        n, m = int(plan.order.shape[0]), int(plan.batch_size)
-        full = n // m
         with self._device:
             if not (self._raw_kernels_apply(plan) and self._raw_kernels_load(plan)):
                 self.last_epoch_path = "generic"
                 return None
-            programs = plan_programs(plan)
-            acc = programs.get("acc")
-            if acc is None:
-                with translate_oom(self, plan.sizes, m):
-                    acc = programs["acc"] = Accumulator(self.cp)
-            captured = self._captured(plan, programs, acc, m, full)
-            first = full * m if captured is not None else 0
-            # every program the epoch needs exists before its first step runs
-            eager = [(self._eager(plan, programs, acc, size), start, stop)
-                     for size, start, stop in _batches(first, n, m)]
-            acc.cost.fill(0)
-            if captured is not None:
-                captured.run(plan.order, full, plan.seed, plan.first_step)
-            for program, start, stop in eager:
-                program.run(plan, start, stop)
-            self.last_epoch_path = "graph" if captured is not None else "eager"
-            return acc.cost[0].copy()
+            choice = planning.choose(self, plan, self._trial_epoch)
+            total = self._epoch(plan, choice.name)
+            if choice.name == "graph" and self.graph_error is not None:
+                planning.fall_back(choice)
+            return total
+
+    def _trial_epoch(self, plan: Any, candidate: str) -> Any:
+        """One epoch of a planner's trial plan as ``candidate``: a capture that fails raises
+        (the planner leaves the candidate out) instead of turning graphs off."""
+        with self._device:
+            total = self._epoch(plan, candidate, trial=True)
+        if candidate == "graph" and self.last_epoch_path != "graph":
+            raise NotCapturable("the step was not captured")
+        return total
+
+    def _epoch(self, plan: Any, candidate: str, *, trial: bool = False) -> Any:
+        """One epoch of ``plan`` as ``candidate`` (``graph`` or ``eager``); the summed cost as
+        a device scalar. In a ``trial`` a failed capture raises."""
+        n, m = int(plan.order.shape[0]), int(plan.batch_size)
+        full = n // m
+        programs = plan_programs(plan)
+        acc = programs.get("acc")
+        if acc is None:
+            with translate_oom(self, plan.sizes, m):
+                acc = programs["acc"] = Accumulator(self.cp)
+        captured = None
+        if candidate == "graph" and self.graph_error is None and full > 0:
+            captured = self._captured(plan, programs, acc, m, full, strict=trial)
+        first = full * m if captured is not None else 0
+        # every program the epoch needs exists before its first step runs
+        eager = [(self._eager(plan, programs, acc, size), start, stop)
+                 for size, start, stop in _batches(first, n, m)]
+        acc.cost.fill(0)
+        if captured is not None:
+            captured.run(plan.order, full, plan.seed, plan.first_step)
+        for program, start, stop in eager:
+            program.run(plan, start, stop)
+        self.last_epoch_path = "graph" if captured is not None else "eager"
+        return acc.cost[0].copy()
 
     def _raw_kernels_apply(self, plan: Any) -> bool:
         """Whether the raw kernels take this plan (a built-in cost; float32/float64; velocities
@@ -433,23 +506,14 @@ class CuPyBackend(NeuronKernels, Backend):
                             "with the generic loop", self.device, self.raw_error)
         return self.raw_error is None
 
-    def _graph_worthwhile(self, plan: Any, full: int) -> bool:
-        """Graphs on, never failed here, and a step small enough for launches to dominate."""
-        weights = sum(int(w.shape[0]) * int(w.shape[1]) for w in plan.weights)
-        return (self.graphs and self.graph_error is None and full > 0
-                and plan.batch_size <= self.graph_max_batch
-                and weights <= self.graph_max_weights)
-
     def _captured(self, plan: Any, programs: dict, acc: Accumulator, m: int,
-                  steps: int) -> CapturedEpoch | None:
+                  steps: int, *, strict: bool = False) -> CapturedEpoch | None:
         """The plan's captured step with graphs for ``steps`` steps, or ``None`` to go eager.
 
         A capture that runs out of GPU memory skips graphs for this epoch only (said once, the
         next epoch tries again); any other failure turns graphs off on this backend, said in
-        one warning.
+        one warning. ``strict`` (a planner's trial): any failure raises.
         """
-        if not self._graph_worthwhile(plan, steps):
-            return None
         alpha, beta = plan.eta / m, plan.decay
         key = ("graph", m, alpha, beta, plan.cost, plan.kinds, _identity(plan),
                _techniques(plan))
@@ -464,12 +528,17 @@ class CuPyBackend(NeuronKernels, Backend):
                 captured = CapturedEpoch(self.cp, program, self.graph_steps, self.index)
             captured.prepare(steps)
         except NotCapturable:
+            if strict:
+                raise
             return None
         except Exception as exc:  # noqa: BLE001 - any capture failure: train eagerly
             programs.pop(key, None)
             reason = f"{type(exc).__name__}: {exc}"
             if out_of_memory(exc):
                 self._release_pool()
+            if strict:
+                raise
+            if out_of_memory(exc):
                 if self.graph_skipped is None:
                     log.warning("fastbp: not enough GPU memory on %s to capture the step (%s); "
                                 "this epoch trains without graphs, the next one tries again",
@@ -477,8 +546,8 @@ class CuPyBackend(NeuronKernels, Backend):
                 self.graph_skipped = reason
                 return None
             self.graph_error = reason
-            log.warning("fastbp: CUDA graph capture failed on %s (%s); training without graphs",
-                        self.device, self.graph_error)
+            log.warning("fastbp: CUDA graph capture failed on %s (%s); the plan falls back to "
+                        "eager: training without graphs", self.device, self.graph_error)
             return None
         _remember(programs, key, captured)
         self.graph_skipped = None

@@ -283,6 +283,33 @@ def test_two_runs_are_bit_equal(graphs):
     assert runs[0][1] == runs[1][1]
 
 
+@pytest.mark.parametrize("extra", [{}, {"momentum": 0.9, "dropout": 0.5}],
+                         ids=["plain", "techniques"])
+def test_a_measured_plan_leaves_training_bit_equal(monkeypatch, tmp_path, extra):
+    """The planner's trials (graph and eager, on copies of the parameters and velocities) change
+    nothing: training that measured its plan equals training forced to the chosen candidate."""
+    import json
+
+    monkeypatch.setenv("FASTBP_PLAN", "auto")
+    monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
+    sizes = [784, 30, 10]
+    X, labels = data(sizes, samples(1003))
+    runs = []
+    for _ in range(2):
+        net = fastbp.Network(sizes, seed=5, device=backend(graphs=None))
+        h = net.train(X, labels, epochs=2, batch_size=10, eta=3.0, **extra)
+        runs.append((params(net) + list(net.velocities or []), [r.cost for r in h],
+                     net.backend.last_epoch_path))
+        plans = json.loads((tmp_path / "plans.json").read_text())["sections"]["cuda"]["plans"]
+        entry = plans["cuda [784,30,10] m=10 float32"]
+        assert set(entry["speeds"]) == {"graph", "eager"}
+        monkeypatch.setenv("FASTBP_PLAN", entry["choice"])
+    assert runs[0][2] == runs[1][2] == entry["choice"]
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert runs[0][1] == runs[1][1]
+
+
 @pytest.mark.parametrize("graphs", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_buffers_poisoned_with_nan_change_nothing(graphs, dtype):

@@ -18,9 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "check.sh"
-STAGES = ("environment", "install", "devices", "gpu-tests", "kernels", "timing",
+STAGES = ("environment", "install", "devices", "plans", "gpu-tests", "kernels", "timing",
           "sanitizer-memcheck", "sanitizer-racecheck")
-MUST_PASS = ("environment", "devices", "gpu-tests", "kernels", "timing", "sanitizer-memcheck")
+MUST_PASS = ("environment", "devices", "plans", "gpu-tests", "kernels", "timing",
+             "sanitizer-memcheck")
 FILES = {"check.log", "tests.log", "kernels.log", "timing.log", "sanitizer.log", "results.json",
          "results.md"}
 
@@ -56,9 +57,12 @@ def test_the_gpu_check_runs_every_stage_on_the_stand_in(tmp_path):
     assert {"graph", "eager", "cpu"} <= set(contenders) and len(cases) == 3
     assert all(case.get("eager") for case in cases)
     assert [t["target"] for t in result["targets"]] and result["sanitizer"]
+    plans = result["plans"]["plans"]  # the planner's table: both candidates measured
+    assert plans and all(set(row["speeds"]) == {"graph", "eager"} for row in plans)
+    assert all(row["choice"] in ("graph", "eager") for row in plans)
     md = (out / "results.md").read_text()
-    for heading in ("## Stages", "## GPU tests", "## Raw kernels", "## Training throughput",
-                    "## Targets", "## compute-sanitizer"):
+    for heading in ("## Stages", "## GPU tests", "## Raw kernels", "## Plans",
+                    "## Training throughput", "## Targets", "## compute-sanitizer"):
         assert heading in md
     assert "Dry run" in md
     assert "== report: ok" in (out / "check.log").read_text()

@@ -1,0 +1,124 @@
+"""How the ``cuda`` device runs an epoch, measured on this GPU (:mod:`fastbp.devices.planner`).
+
+The candidates for a configuration (GPU, layer sizes, batch size, dtype):
+
+- ``graph``: the full mini-batches replay the step captured as CUDA graphs of raw kernels
+  (:mod:`fastbp_cupy.graph`); a last, shorter batch runs eagerly;
+- ``eager``: every step launched from Python, the products on cuBLAS (:mod:`fastbp_cupy.eager`).
+
+The default (``FASTBP_PLAN=off``, and what a measurement must beat by the planner's margin) is
+the estimate the backend used before it planned: ``graph`` for batches of at most
+``CuPyBackend.graph_max_batch`` on networks of at most ``graph_max_weights`` weights, else
+``eager``. ``FASTBP_CUDA_GRAPHS=0`` or ``CuPyBackend(graphs=False)`` runs ``eager`` without
+planning, and so does a backend whose capture has failed; the plan line says which.
+
+The first epoch of a configuration runs each candidate on a short trial of real steps on copies
+of the parameters and velocities (the training's own arrays are never touched), or takes the
+cached choice. The plans live in the ``cuda`` section of the planner's cache, under the GPU's
+own fingerprint (model, compute capability, CuPy and CUDA versions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Any, Callable
+
+from fastbp.devices import planner
+
+log = logging.getLogger("fastbp")
+
+CANDIDATES = ("graph", "eager")
+SECTION = "cuda"  # the planner cache's section for GPU plans
+TRIAL_ROWS = 4096  # rows of one candidate's timed trial (at least two batches)
+# Environment variables that change how fast the candidates run on the GPU.
+GPU_ENV_KEYS = ("CUPY_TF32", "NVIDIA_TF32_OVERRIDE", "CUPY_ACCELERATORS",
+                "CUPY_CUDA_COMPILE_WITH_DEBUG")
+PLAN_KEY = "cuda plan"  # the choice kept in ``plan.workspaces`` for the plan's later epochs
+
+
+def default(backend: Any, plan: Any) -> str:
+    """The fixed choice (``FASTBP_PLAN=off``): the backend's estimates
+    (:meth:`fastbp_cupy.backend.CuPyBackend.graph_estimate`)."""
+    return "graph" if backend.graph_estimate(plan) else "eager"
+
+
+def fingerprint(backend: Any) -> dict[str, Any]:
+    """This GPU as the cache knows it: :func:`fastbp.devices.planner.fingerprint` (the host,
+    which launches the steps) plus the GPU's model, compute capability, CuPy's and CUDA's
+    versions and the variables that change cuBLAS's speed."""
+    cp = backend.cp
+    props = cp.cuda.runtime.getDeviceProperties(backend.index)
+    model = props.get("name", b"?")
+    model = model.decode() if isinstance(model, bytes) else str(model)
+    return planner.fingerprint({
+        "gpu": model, "compute_capability": f"{props.get('major')}.{props.get('minor')}",
+        "cupy": getattr(cp, "__version__", "?"),
+        "cuda_runtime": int(cp.cuda.runtime.runtimeGetVersion()),
+        "cuda_driver": int(cp.cuda.runtime.driverGetVersion()),
+        "gpu_env": {k: os.environ[k] for k in GPU_ENV_KEYS if k in os.environ},
+    })
+
+
+def choose(backend: Any, plan: Any, run: Callable[[Any, str], Any]) -> planner.Choice:
+    """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
+    ``eager`` where graphs are switched off or failed here, else cached, forced, the default,
+    or measured now with ``run(trial_plan, candidate)`` (one epoch of ``trial_plan``)."""
+    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype)
+    held = plan.workspaces.get((PLAN_KEY, key))
+    if held is not None:
+        return held
+    off = backend.graphs_off_reason()
+    if off is not None:
+        choice = planner.Choice("eager", off)
+    else:
+        fixed = default(backend, plan)
+        choice = planner.choose(key, list(CANDIDATES), fixed,
+                                lambda: trials(backend, plan, run), fingerprint(backend),
+                                section=SECTION)
+    log.info("fastbp: cuda plan for %s: %s", key, choice.describe())
+    plan.workspaces[(PLAN_KEY, key)] = choice
+    return choice
+
+
+def trials(backend: Any, plan: Any, run: Callable[[Any, str], Any]
+           ) -> dict[str, Callable[[int], float]]:
+    """The trial of each candidate, or none when ``plan.order`` holds fewer than two full
+    mini-batches (the default stands, and nothing is cached)."""
+    if int(plan.order.shape[0]) // int(plan.batch_size) < 2:
+        return {}
+    return {name: (lambda scale, name=name: trial(backend, plan, name, run, scale))
+            for name in CANDIDATES}
+
+
+def trial(backend: Any, plan: Any, name: str, run: Callable[[Any, str], Any],
+          scale: int = 1) -> float:
+    """Samples/s of candidate ``name`` on the first full mini-batches of ``plan.order``
+    (``scale`` times :data:`TRIAL_ROWS`), on copies of the parameters and velocities (training
+    is not touched): the same rows once to build the programs and capture the graphs, then
+    timed, with the GPU synchronised before and after."""
+    m = int(plan.batch_size)
+    n = int(plan.order.shape[0]) // m * m
+    rows = min(n, max(2 * m, scale * TRIAL_ROWS // m * m))
+    cp = backend.cp
+
+    def copies(arrays: Any) -> list[Any]:
+        return [cp.copy(a, order="K") for a in arrays]
+
+    velocities = None if plan.velocities is None else copies(plan.velocities)
+    copy = dataclasses.replace(plan, weights=copies(plan.weights), biases=copies(plan.biases),
+                               velocities=velocities, workspaces={})
+    copy.order = plan.order[:rows]
+    run(copy, name)
+    backend.synchronize()
+    t0 = time.perf_counter()
+    run(copy, name)
+    backend.synchronize()
+    return rows / max(time.perf_counter() - t0, 1e-9)
+
+
+def fall_back(choice: planner.Choice) -> None:
+    """The plan runs ``eager`` from now on: its graph could not be captured here."""
+    choice.name, choice.source = "eager", "fallback"

@@ -45,6 +45,7 @@ from .blas_threads import narrow, step_threads, step_work, threaded
 # microseconds a ctypes call costs outweigh the faster library, and SciPy's wrappers run.
 DIRECT_WORK = 1_000_000
 SIMD_SIGMOID = 4096  # elements from which sigmoid() runs as four vectorised passes
+FLUSH_EVERY = 16  # steps between flushes of subnormal velocities to 0 (Techniques.flush)
 
 
 def applies(plan: Any) -> bool:
@@ -94,8 +95,23 @@ class Techniques:
         self.words = [np.empty((m, n), np.uint32) for n in hidden]
         self.shifted = [np.empty((m, n), np.uint32) for n in hidden]
         self.scratch = [np.empty((n, k), dtype) for k, n in zip(sizes[:-1], sizes[1:])]
+        self.small = [np.empty((n, k), bool) for k, n in zip(sizes[:-1], sizes[1:])]
+        self.tiny = np.finfo(dtype).tiny
         self.hidden = hidden
         self._rows: dict[int, list[tuple[np.ndarray, ...]]] = {}
+
+    def flush(self, velocities: list[np.ndarray]) -> None:
+        """Velocities below the smallest normal number set to 0. A weight whose gradient is
+        mostly 0 (an input pixel that is nearly always dark, a dead relu) keeps a velocity that
+        decays by ``μ`` each step through the subnormal range, where x86 arithmetic takes a slow
+        microcode path (momentum ran 2× slower on MNIST without this; the compiled epoch runs
+        with flush-to-zero on for the same reason)."""
+        # W^l's velocity, then b^l's, which uses the first entries of the same layer's scratch
+        for v, sw, small in zip(velocities, self.scratch * 2, self.small * 2):
+            a, mask = sw.reshape(-1)[: v.size].reshape(v.shape), small.reshape(-1)[: v.size]
+            np.abs(v, out=a)
+            np.less(a, self.tiny, out=mask.reshape(v.shape))
+            np.putmask(v, mask.reshape(v.shape), 0.0)
 
     def rows(self, r: int) -> list[tuple[np.ndarray, ...]]:
         """Per hidden layer ``(index, words, shifted, mask)`` for an ``r``-sample batch, the
@@ -227,6 +243,8 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
             add(w, v, out=w)
             gemv(alpha, d_t[l], ones, mu, vb_vec[l], 0, 1, 0, 1, 0, 1)
             add(b_vec[l], vb_vec[l], out=b_vec[l])
+        if step % FLUSH_EVERY == FLUSH_EVERY - 1:
+            extra.flush(plan.velocities)
     return total
 
 

@@ -193,6 +193,25 @@ def test_an_epoch_far_slower_than_its_plan_moves_to_one_thread(caplog):
     assert any("machine is busy" in r.getMessage() for r in caplog.records)
 
 
+def test_a_cached_plan_far_slower_than_its_epochs_is_measured_again(auto, caplog):
+    """An epoch at over 1.5× its cached trial's speed means that trial ran while another
+    process held a core: the entry leaves the cache, and the next run measures anew."""
+    rng = np.random.default_rng(0)
+    X, labels = rng.random((20, 300)), rng.integers(0, 4, 300)
+    fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=1, batch_size=10,
+                                                       eta=1.0)
+    key = "cpu-jit [20,8,4] m=10 float32"
+    doc = json.loads(auto.read_text())
+    assert key in doc["plans"]
+    doc["plans"][key]["speeds"] = {k: 1.0 for k in doc["plans"][key]["speeds"]}  # "disturbed"
+    auto.write_text(json.dumps(doc))
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=2, batch_size=10,
+                                                           eta=1.0)
+    assert key not in json.loads(auto.read_text())["plans"]
+    assert any("that trial was disturbed" in r.getMessage() for r in caplog.records)
+
+
 def test_the_default_plan_follows_the_fixed_rules(monkeypatch):
     from fastbp.devices.cpu import blas_threads, prefetch
 

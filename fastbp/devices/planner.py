@@ -55,6 +55,7 @@ class Choice:
     speeds: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0  # what measuring cost
     epochs: int = 0  # epochs run with this choice (the first also loads and warms the code)
+    key: str = ""  # the configuration it is for (config_key)
 
     @property
     def speed(self) -> float | None:
@@ -192,6 +193,14 @@ def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any],
             tmp.unlink()
         _warn_once(f"unwritable {path}", f"fastbp: the plan cache {path} cannot be written "
                    f"({exc}); plans will be measured again next time")
+
+
+def forget(key: str, machine: Mapping[str, Any], section: str | None = None) -> None:
+    """Drop ``key``'s cached choice, so that its next run measures again (a cached trial that
+    another process disturbed)."""
+    plans = read_cache(machine, section)
+    if plans.pop(key, None) is not None:
+        write_cache(machine, plans, section)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -41,6 +41,7 @@ TWO_CORES = ("overlap", "two-threads", "blas-threads")
 TWO_THREADS_WEIGHTS = 400_000
 TRIAL_ROWS = 4096  # rows of one candidate's timed trial (at least two batches)
 SLOW = 0.5  # an epoch below this fraction of its trial's speed means a busy machine
+FAST = 1.5  # an epoch above this multiple of its cached trial's speed: the trial was disturbed
 
 
 def library_names() -> list[str]:
@@ -116,6 +117,7 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
                             fingerprint(), busy=busy)
     log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
+    choice.key = key
     plan.workspaces[("cpu-jit plan", key)] = choice
     return choice
 
@@ -140,13 +142,25 @@ def trial(plan: Any, name: str, run: Callable[[Any, str], float], scale: int = 1
 
 def after_epoch(plan: Any, choice: planner.Choice, seconds: float) -> None:
     """Move a plan that ran on two cores to ``one-thread`` when its epoch ran at under
-    :data:`SLOW` of its trial's speed: another process holds a core. The first epoch of a
-    choice is not judged (it also loads the compiled code and starts the helper thread)."""
+    :data:`SLOW` of its trial's speed: another process holds a core. A cached choice whose
+    epoch runs at over :data:`FAST` times its trial's speed was measured while another process
+    held a core: it is dropped from the cache, and the next run measures again. The first
+    epoch of a choice is not judged (it also loads the compiled code and starts the helper
+    thread)."""
     strategy, lib = choice.name.split("/")
     choice.epochs += 1
-    if strategy not in TWO_CORES or not choice.speed or choice.epochs == 1:
+    if not choice.speed or choice.epochs == 1:
         return
     speed = int(plan.order.shape[0]) / max(seconds, 1e-9)
+    if choice.source == "cache" and choice.key and speed > FAST * choice.speed:
+        log.info("fastbp: cpu-jit ran an epoch at %.1f× the speed its cached plan %s measured "
+                 "for %s: that trial was disturbed, so the next run measures again",
+                 speed / choice.speed, choice.name, choice.key)
+        planner.forget(choice.key, fingerprint())
+        choice.source = "cache, disturbed"
+        return
+    if strategy not in TWO_CORES:
+        return
     if speed < SLOW * choice.speed:
         log.warning("fastbp: cpu-jit ran an epoch at %.0f %% of the speed its plan %s measured: "
                     "the machine is busy, so training moves to one-thread/%s",

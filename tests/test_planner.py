@@ -129,7 +129,7 @@ def test_an_unwritable_cache_costs_only_a_warning(auto, monkeypatch, caplog, tmp
 jit = pytest.importorskip("fastbp_numba.planning")
 
 
-def data(n=600, sizes=(20, 8, 4), seed=0):
+def data(n=jit.TRIAL_ROWS, sizes=(20, 8, 4), seed=0):  # the fewest rows that are measured
     rng = np.random.default_rng(seed)
     X = rng.random((sizes[0], n))
     return X, rng.integers(0, sizes[-1], n)
@@ -150,8 +150,8 @@ def test_cpu_jit_plans_a_configuration_once_and_reads_it_back(auto, caplog):
     assert len(lines) == 2 and "(measured" in lines[0] and "(cache" in lines[1]
     key = "cpu-jit [20,8,4] m=10 float32"
     entry = json.loads(auto.read_text())["plans"][key]
-    assert entry["choice"] in jit.candidates([20, 8, 4], 10, 600)
-    assert set(entry["speeds"]) <= set(jit.candidates([20, 8, 4], 10, 600))
+    assert entry["choice"] in jit.candidates([20, 8, 4], 10, jit.TRIAL_ROWS)
+    assert set(entry["speeds"]) <= set(jit.candidates([20, 8, 4], 10, jit.TRIAL_ROWS))
 
 
 def test_cpu_jit_trials_leave_training_untouched(auto, monkeypatch):
@@ -196,8 +196,7 @@ def test_an_epoch_far_slower_than_its_plan_moves_to_one_thread(caplog):
 def test_a_cached_plan_far_slower_than_its_epochs_is_measured_again(auto, caplog):
     """An epoch at over 1.5× its cached trial's speed means that trial ran while another
     process held a core: the entry leaves the cache, and the next run measures anew."""
-    rng = np.random.default_rng(0)
-    X, labels = rng.random((20, 300)), rng.integers(0, 4, 300)
+    X, labels = data()
     fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=1, batch_size=10,
                                                        eta=1.0)
     key = "cpu-jit [20,8,4] m=10 float32"
@@ -210,6 +209,17 @@ def test_a_cached_plan_far_slower_than_its_epochs_is_measured_again(auto, caplog
                                                            eta=1.0)
     assert key not in json.loads(auto.read_text())["plans"]
     assert any("that trial was disturbed" in r.getMessage() for r in caplog.records)
+
+
+def test_an_epoch_too_short_for_a_trial_is_not_measured_or_cached(auto, caplog):
+    """A plan of fewer rows than one trial (a benchmark's single step, a small test) runs the
+    default and leaves the cache alone: a few rows would rank the candidates by noise."""
+    X, labels = data(n=jit.TRIAL_ROWS - 10)
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=1, batch_size=10,
+                                                           eta=1.0)
+    (line,) = plan_lines(caplog)
+    assert "too few rows to measure" in line and not auto.exists()
 
 
 def test_the_default_plan_follows_the_fixed_rules(monkeypatch):

@@ -256,12 +256,15 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
 
 def choose(key: str, candidates: Sequence[str], default: str,
            trials: Callable[[], Mapping[str, Callable[[int], float]]],
-           machine: Mapping[str, Any], busy: bool = False, section: str | None = None
-           ) -> Choice:
+           machine: Mapping[str, Any], busy: bool = False, section: str | None = None,
+           measurable: bool = True) -> Choice:
     """The candidate to run ``key`` with: forced by ``$FASTBP_PLAN``, the fixed ``default``
     (``off``), the cached choice, or measured now (``trials()`` builds the trial callables) and
     cached (in ``section`` of the cache, for a device with a fingerprint of its own). On a
-    ``busy`` machine the measurement is not cached (another process skews it)."""
+    ``busy`` machine the measurement is not cached (another process skews it). A plan too short
+    for a trial (``measurable=False``: a benchmark's single step, a small test) takes the cached
+    choice or the default, and measures and caches nothing: a trial of a few rows would rank the
+    candidates by noise, and its choice would then serve every real run of the configuration."""
     how = mode()
     if how == "off":
         return Choice(default, "default")
@@ -276,6 +279,8 @@ def choose(key: str, candidates: Sequence[str], default: str,
     if isinstance(entry, dict) and entry.get("choice") in candidates:
         speeds = {k: float(v) for k, v in dict(entry.get("speeds") or {}).items()}
         return Choice(str(entry["choice"]), "cache", speeds)
+    if not measurable:
+        return Choice(default, "default, too few rows to measure")
     speeds, seconds = measure(trials(), keep=default)
     if not speeds:
         return Choice(default, "default")

@@ -39,7 +39,7 @@ TWO_CORES = ("overlap", "two-threads", "blas-threads")
 # 1000 0.62 M / 0.55 M, batch 10000 0.58 M / 0.49 M; [784,1024,1024,10] batch 256 / 1024 28.7k /
 # 26.5k against 29.7k / 32.7k.
 TWO_THREADS_WEIGHTS = 400_000
-TRIAL_ROWS = 4096  # rows of one candidate's timed trial (at least two batches)
+TRIAL_ROWS = 4096  # rows of one candidate's timed trial; a shorter epoch is not measured
 SLOW = 0.5  # an epoch below this fraction of its trial's speed means a busy machine
 FAST = 1.5  # an epoch above this multiple of its cached trial's speed: the trial was disturbed
 
@@ -115,7 +115,7 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
                 for name in measured}
 
     choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
-                            fingerprint(), busy=busy)
+                            fingerprint(), busy=busy, measurable=rows >= TRIAL_ROWS)
     log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
     choice.key = key
     plan.workspaces[("cpu-jit plan", key)] = choice

@@ -154,12 +154,13 @@ def test_measuring_the_plan_leaves_the_velocities_alone(monkeypatch: pytest.Monk
     monkeypatch.setenv("FASTBP_PLAN", "measure")
     monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
     monkeypatch.setattr(planner, "busy_machine", lambda: False)  # measure every candidate
-    X, labels = data(SIZES, 300, seed=5)
+    n = planning.TRIAL_ROWS  # the fewest rows the planner measures
+    X, labels = data(SIZES, n, seed=5)
     net = fastbp.Network(SIZES, device="cpu-jit", dtype="float64", seed=1)
     net.velocities = [np.full(p.shape, 0.01) for p in [*net.weights, *net.biases]]
     before = [*net.weights, *net.biases, *net.velocities]
     plan = net.epoch_plan(X, labels, batch_size=10, eta=0.5, momentum=0.9, dropout=0.2)
-    plan.order = np.random.default_rng(0).permutation(300)
+    plan.order = np.random.default_rng(0).permutation(n)
     choice = net.backend.plan_for(plan)
     assert choice.source == "measured" and choice.speeds
     assert_same([*net.weights, *net.biases, *net.velocities], before, rtol=0, atol=0)

@@ -28,6 +28,17 @@ def cpu_device_unless_asked(monkeypatch):
         monkeypatch.setenv("FASTBP_DEVICE", "cpu")
 
 
+@pytest.fixture
+def data_dir(monkeypatch) -> str:
+    """The MNIST folder, also as ``$FASTBP_DATA`` for the test (skipped without MNIST); a test
+    module may define its own."""
+    d = mnist_dir()
+    if d is None:
+        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
+    monkeypatch.setenv("FASTBP_DATA", str(d))
+    return str(d)
+
+
 @pytest.fixture(scope="session")
 def mnist():
     d = mnist_dir()

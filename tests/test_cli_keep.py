@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import mnist_dir
 
 import fastbp
 from fastbp import cli
@@ -19,15 +18,6 @@ from fastbp.io import checkpoint
 from fastbp.model import persist
 
 QUICK = ["--limit", "1000", "--dtype", "float64", "--seed", "3", "--batch-size", "10"]
-
-
-@pytest.fixture
-def data_dir(monkeypatch):
-    d = mnist_dir()
-    if d is None:
-        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
-    monkeypatch.setenv("FASTBP_DATA", str(d))
-    return str(d)
 
 
 def train(*args):

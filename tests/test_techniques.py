@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import mnist_dir
 
 import fastbp
 from fastbp import cli
@@ -159,15 +158,6 @@ def test_a_progress_bar_does_not_change_the_masks():
 # -- the command line -----------------------------------------------------------------------------
 QUICK = ["--limit", "500", "--dtype", "float64", "--seed", "3", "--batch-size", "10", "--quiet",
          "--sizes", "784,20,10", "--cost", "log-likelihood", "--activation", "relu"]
-
-
-@pytest.fixture
-def data_dir(monkeypatch):
-    d = mnist_dir()
-    if d is None:
-        pytest.skip("MNIST not found: set FASTBP_DATA to the directory of the IDX files")
-    monkeypatch.setenv("FASTBP_DATA", str(d))
-    return str(d)
 
 
 def test_cli_resume_keeps_momentum_dropout_expand_and_schedule(data_dir, tmp_path):

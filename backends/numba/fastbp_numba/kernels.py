@@ -209,31 +209,46 @@ def back(w_next, d_next, r, d, scal, small, blas):
 
 
 @njit(**JIT)
-def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small, blas):
-    """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``.
-
-    Overwrites the first row of ``Δ`` (with the column sums)."""
-    n, k = w.shape
-    scal[2] = alpha  # α and decay in the arrays' dtype, so the loops stay in that precision
-    scal[3] = decay
-    a, dec = scal[2], scal[3]
+def scaled_update(x, d, a_prev, r, alpha, beta, scal, small, blas):
+    """BP4 folded into ``X ← β X − α Δᵀ A^{l-1}``: ``X`` is ``W`` with ``β = decay`` (SGD), or
+    its velocity with ``β = μ`` (momentum). Loops for at most ``small`` rows, else one GEMM."""
+    n, k = x.shape
+    scal[2] = alpha  # α and β in the arrays' dtype, so the loops stay in that precision
+    scal[3] = beta
+    a, bet = scal[2], scal[3]
     if r <= small:
-        if decay != 1.0:
+        if beta != 1.0:
             for j in range(n):
                 for p in range(k):
-                    w[j, p] *= dec
+                    x[j, p] *= bet
         for j in range(n):
             for i in range(r):
                 c = a * d[i, j]
                 for p in range(k):
-                    w[j, p] -= c * a_prev[i, p]
+                    x[j, p] -= c * a_prev[i, p]
     else:
-        update_columns(w, d, a_prev, r, 0, k, alpha, decay, scal, blas)  # every column
-    # Σ_i Δ_i row by row into Δ's first row (contiguous reads; Δ is not needed any more)
+        update_columns(x, d, a_prev, r, 0, k, alpha, beta, scal, blas)  # every column
+
+
+@njit(**JIT)
+def column_sums(d, r):
+    """BP3's ``Σ_i Δ_i`` over the ``r`` rows, row by row into ``Δ``'s first row (contiguous
+    reads; ``Δ`` is not needed any more)."""
+    n = d.shape[1]
     for i in range(1, r):
         for j in range(n):
             d[0, j] += d[i, j]
-    for j in range(n):
+
+
+@njit(**JIT)
+def sgd_update(w, b, d, a_prev, r, alpha, decay, scal, small, blas):
+    """BP3 and BP4 folded into the step: ``W ← decay·W − α Δᵀ A^{l-1}``, ``b ← b − α Σ_i Δ_i``.
+
+    Overwrites the first row of ``Δ`` (with the column sums)."""
+    scaled_update(w, d, a_prev, r, alpha, decay, scal, small, blas)
+    column_sums(d, r)
+    a = scal[2]  # α in the arrays' dtype
+    for j in range(w.shape[0]):
         b[j, 0] -= a * d[0, j]
 
 
@@ -420,7 +435,8 @@ def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, spec, xbuf,
 @njit(**JIT)
 def update_columns(w, d, a_prev, r, c0, c1, alpha, decay, scal, blas):
     """Columns ``c0:c1`` of BP4 folded into SGD: ``W[:, c0:c1] ← decay·W[:, c0:c1] − α Δᵀ
-    A^{l-1}[:, c0:c1]`` (one GEMM on the column block, over the ``r`` rows of the batch)."""
+    A^{l-1}[:, c0:c1]`` (one GEMM on the column block, over the ``r`` rows of the batch); a
+    velocity with ``decay = μ`` likewise."""
     n, k = w.shape
     # column-major: rows c0:c1 of Wᵀ (k × n) ← decay·Wᵀ − α (A^{l-1}ᵀ)[c0:c1] (· × r) · Δ (r × n)
     gemm(_N, _T, c1 - c0, n, r, -alpha, a_prev[0:, c0:], k, d, n, decay, w[0:, c0:], k, scal,

@@ -31,16 +31,15 @@ import numpy as np
 from numba import njit
 
 from .kernels import (
-    _N,
-    _T,
     FTZ_DAZ,
     back,
     barrier,
     bias_step,
+    column_sums,
     gather,
-    gemm,
     get_mxcsr,
     linear,
+    scaled_update,
     set_mxcsr,
     sgd_update,
     update_columns,
@@ -163,14 +162,6 @@ def penalties_and_step(w, v, c0, c1, l2, l1):
 
 
 @njit(**JIT)
-def velocity_columns(v, d, a_prev, r, c0, c1, alpha, mu, scal, blas):
-    """Columns ``c0:c1`` of BP4 folded into the velocity: ``V[:, c0:c1] ← μ V[:, c0:c1] − α Δᵀ
-    A^{l-1}[:, c0:c1]`` (one GEMM with ``β = μ``)."""
-    n, k = v.shape
-    gemm(_N, _T, c1 - c0, n, r, -alpha, a_prev[0:, c0:], k, d, n, mu, v[0:, c0:], k, scal, blas)
-
-
-@njit(**JIT)
 def velocity_update(w, b, vw, vb, d, a_prev, r, alpha, tech, scal, small, blas):
     """BP3 and BP4 through the velocities: ``V ← μ V − α Δᵀ A^{l-1} − l2·W − l1·sgn W``,
     ``W ← W + V``; ``v_b ← μ v_b − α Σ_i Δ_i``, ``b ← b + v_b``.
@@ -180,21 +171,9 @@ def velocity_update(w, b, vw, vb, d, a_prev, r, alpha, tech, scal, small, blas):
     n, k = w.shape
     a = w.dtype.type(alpha)
     m = w.dtype.type(mu)
-    if r <= small:
-        for j in range(n):
-            for p in range(k):
-                vw[j, p] *= m
-        for j in range(n):
-            for i in range(r):
-                c = a * d[i, j]
-                for p in range(k):
-                    vw[j, p] -= c * a_prev[i, p]
-    else:
-        velocity_columns(vw, d, a_prev, r, 0, k, alpha, mu, scal, blas)
+    scaled_update(vw, d, a_prev, r, alpha, mu, scal, small, blas)
     penalties_and_step(w, vw, 0, k, l2, l1)
-    for i in range(1, r):
-        for j in range(n):
-            d[0, j] += d[i, j]
+    column_sums(d, r)
     for j in range(n):
         u = m * vb[j, 0] - a * d[0, j]
         vb[j, 0] = u
@@ -322,7 +301,7 @@ def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, spec, tech,
             if velocity:
                 vw, vb = velocities[l], velocities[layers + l]
                 if c1 > c0:
-                    velocity_columns(vw, d, a_prev, r, c0, c1, alpha, tech[0], scal, blas)
+                    update_columns(vw, d, a_prev, r, c0, c1, alpha, tech[0], scal, blas)
                     penalties_and_step(w, vw, c0, c1, tech[1], tech[2])
                 bias_velocity(b, vb, d, r, j0, j1, alpha, tech[0])
             else:

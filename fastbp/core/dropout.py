@@ -39,15 +39,17 @@ def mix(x: Any) -> Any:
     return x ^ (x >> 16)
 
 
-def mix_array(xp: Any, x: Any) -> Any:
+def mix_array(xp: Any, x: Any, scratch: Any = None) -> Any:
     """``mix`` on an unsigned 32-bit array of the array module ``xp`` (NumPy, CuPy, an Array
-    API namespace); the products wrap modulo ``2^32``."""
+    API namespace); the products wrap modulo ``2^32``. With ``scratch`` (an array of ``x``'s
+    shape and dtype) it works in place: ``x`` becomes the hash, and nothing is allocated."""
     shift = getattr(xp, "bitwise_right_shift", None) or xp.right_shift  # CuPy: right_shift
-    x = xp.bitwise_xor(x, shift(x, 16))
-    x = xp.multiply(x, MIX1)
-    x = xp.bitwise_xor(x, shift(x, 15))
-    x = xp.multiply(x, MIX2)
-    return xp.bitwise_xor(x, shift(x, 16))
+    o, t = (None, None) if scratch is None else (x, scratch)
+    x = xp.bitwise_xor(x, shift(x, 16, out=t), out=o)
+    x = xp.multiply(x, MIX1, out=o)
+    x = xp.bitwise_xor(x, shift(x, 15, out=t), out=o)
+    x = xp.multiply(x, MIX2, out=o)
+    return xp.bitwise_xor(x, shift(x, 16, out=t), out=o)
 
 
 def step_key(seed: int, step: int, layer: int) -> int:

@@ -127,22 +127,13 @@ class Techniques:
     def draw(self, seed: int, step: int, p: float, r: int) -> list[np.ndarray]:
         """The masks ``D^l`` (first ``r`` rows) of mini-batch ``step``:
         ``D[c, j] = 1/(1 − p)`` if ``mix(key_l + j·r + c) ≥ ⌊p·2^32⌋``, else 0."""
-        u32, xor, shift, mul = np.uint32, np.bitwise_xor, np.right_shift, np.multiply
-        mix1, mix2 = u32(dropout.MIX1), u32(dropout.MIX2)
-        cut, keep = u32(dropout.threshold(p)), dropout.scale(p)
+        cut, keep = np.uint32(dropout.threshold(p)), dropout.scale(p)
         masks = []
         for l, (idx, h, t, d) in enumerate(self.rows(r)):
-            np.add(idx, u32(dropout.step_key(seed, step, l)), out=h)  # wraps modulo 2^32
-            shift(h, 16, out=t)
-            xor(h, t, out=h)
-            mul(h, mix1, out=h)
-            shift(h, 15, out=t)
-            xor(h, t, out=h)
-            mul(h, mix2, out=h)
-            shift(h, 16, out=t)
-            xor(h, t, out=h)
+            np.add(idx, np.uint32(dropout.step_key(seed, step, l)), out=h)  # wraps mod 2^32
+            dropout.mix_array(np, h, scratch=t)  # in place
             np.greater_equal(h, cut, out=d)
-            mul(d, keep, out=d)
+            np.multiply(d, keep, out=d)
             masks.append(d)
         return masks
 

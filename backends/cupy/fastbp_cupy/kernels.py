@@ -291,6 +291,17 @@ extern "C" __global__ void fastbp_softmax_columns(real* z, int n, int m) {
     for (int i = 0; i < n; ++i) z[(long long)i * m + j] *= inv;
 }
 
+// Σ_j δ_ij of row i = `row` of δ (n, m) row-major, summed by one warp: the lanes read
+// consecutive δ_ij and the warp adds them with shuffles, in a fixed order.
+__device__ __forceinline__ real fastbp_warp_row_sum(const real* delta, long long row, int m,
+                                                    int lane) {
+    real s = 0;
+    for (int j = lane; j < m; j += 32) s += delta[row * m + j];
+    #pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+    return s;                               // lane 0 holds Σ_j δ_row,j
+}
+
 // BP3 + SGD for the biases: b_i ← b_i − α Σ_j δ_ij, one warp per row i (δ is (n, m) row-major):
 // the lanes read consecutive δ_ij and the warp sums with shuffles, in a fixed order. With
 // advance != 0, thread 0 of block 0 also moves the step counter on; the gather, the only kernel
@@ -301,10 +312,7 @@ extern "C" __global__ void fastbp_bias_update(
     const long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
     if (row >= n) return;                   // whole warps leave together
-    real s = 0;
-    for (int j = lane; j < m; j += 32) s += delta[row * m + j];
-    #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+    const real s = fastbp_warp_row_sum(delta, row, m, lane);
     if (lane == 0) b[row] -= alpha * s;
 }
 
@@ -387,10 +395,7 @@ extern "C" __global__ void fastbp_bias_velocity(
     const long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
     if (row >= n) return;                   // whole warps leave together
-    real s = 0;
-    for (int j = lane; j < m; j += 32) s += delta[row * m + j];
-    #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_down_sync(0xffffffffu, s, off);
+    const real s = fastbp_warp_row_sum(delta, row, m, lane);
     if (lane == 0) {
         const real v = mu * vb[row] - alpha * s;
         vb[row] = v;

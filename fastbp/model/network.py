@@ -161,9 +161,9 @@ class Network(BookAPI):
             # np.array: writable copies (a read of a parameter is read-only)
             other._weights = [other.backend.asarray(np.array(w)) for w in self.weights]
             other._biases = [other.backend.asarray(np.array(b)) for b in self.biases]
-            other._velocities = None if self._velocities is None else [
-                other.backend.asarray(np.array(self.backend.to_numpy(v)))
-                for v in self._velocities]
+            velocities = self.velocities  # host copies, or None
+            other._velocities = None if velocities is None else [
+                other.backend.asarray(v) for v in velocities]
         other._workspaces = {}
         other.history = History(self.history)
         return other

@@ -56,8 +56,8 @@ def test_cpu_loop_runs_the_techniques_in_float32(own_loop_only: dict[str, int],
         got, want = checks_techniques._case(Device("cpu"), path,
                                             checks_techniques.TECHNIQUES[-1][1], "float32")
     assert own_loop_only["cpu"] == 2
-    oracle.assert_parameters_close(got, want, atol=checks_techniques.F32_TOL,
-                                   rtol=checks_techniques.F32_TOL, what=f"{path} float32")
+    oracle.assert_float32_close(got, want, checks_techniques._terms(path),
+                                what=f"{path} float32")
 
 
 @pytest.mark.parametrize("r", [10, 3, 1])

@@ -25,7 +25,6 @@ NEURON_IDS = ["relu-softmax", "tanh-xent", "tanh-softmax", "sigmoid-softmax", "r
 EPOCH_NEURONS = NEURONS[:3]  # every path: one each of relu, tanh and the softmax output
 LMBDA = 5.0
 ETA = 0.5
-F32_TOL = 5e-6
 
 
 def _net(device: Any, sizes: Any, activation: Any, cost: Any, dtype: str = "float64") -> Any:
@@ -107,9 +106,12 @@ def test_conformance_neurons_float32_epoch_follows_the_oracle(conformance_device
     float64 oracle (the float32 kernels of softmax, relu and the log-likelihood)."""
     history, got, total, want = _epoch_case(conformance_device, conformance_path, "relu",
                                             LogLikelihoodCost, "float32")
-    oracle.assert_parameters_close(got, want, atol=F32_TOL, rtol=F32_TOL,
-                                   what=f"{conformance_path} float32 epoch")
-    assert history[0].cost == pytest.approx(total / conformance_path.n, rel=1e-5)
+    oracle.assert_float32_close(got, want, oracle.training_terms(
+        conformance_path.sizes, conformance_path.batch_size, conformance_path.n),
+                                what=f"{conformance_path} float32 epoch")
+    assert history[0].cost == pytest.approx(
+        total / conformance_path.n,
+        rel=oracle.float32_tolerance(conformance_path.n + max(conformance_path.sizes)))
 
 
 @pytest.mark.parametrize("activation,cost", EPOCH_NEURONS, ids=NEURON_IDS[:3])

@@ -18,6 +18,55 @@ from ..devices.cpu.blas_threads import one_thread
 
 ATOL = 1e-10  # float64: every parameter within this of the oracle's
 COST_RTOL = 1e-9  # the epoch's cost (sums of logarithms, each rounded where it is computed)
+U32 = 2.0**-24  # float32's unit roundoff u: one rounding changes a value by at most u·|value|
+F32_ULPS = 8  # roundings per reduced term allowed for: two sides, each a few operations
+
+
+def float32_tolerance(reduction: float, ulps: float = F32_ULPS) -> float:
+    """The float32 rounding bound of a computation whose longest sum has ``reduction`` terms:
+    a dot product of length ``K`` computed in float32 differs from the exact one by at most
+    ``γ_K·Σ|x_i y_i|`` with ``γ_K ≈ K·u`` (Higham, *Accuracy and Stability of Numerical
+    Algorithms*, §3.1), whatever the BLAS library's order of summation. So two float32 results
+    of the same training (or one against float64) agree to ``ulps · K · u`` of the arrays'
+    magnitude; a wrong index or a missing term is off by 1e-3 or more."""
+    return ulps * max(1.0, float(reduction)) * U32
+
+
+def reduction_length(sizes: Sequence[int], batch_size: int, steps: int = 1,
+                     momentum: float = 0.0, roundings: int = 1) -> float:
+    """The float32 rounding terms of ``steps`` training steps on ``sizes`` at batch
+    ``batch_size``: the longest sum of a step (the feedforward products reduce over ``n_{l-1}``
+    inputs, BP2 over ``n_{l+1}`` units, BP3 and BP4 over the ``m`` columns of the batch), plus
+    ``roundings`` of every parameter per step (``W ← W − αΔ`` is one; weight decay, a velocity
+    and the L1 term add one each: the errors of successive steps add), each carried into later
+    steps ``1/(1 − μ)`` times by momentum ``μ``."""
+    return (max(*sizes, int(batch_size)) + int(roundings) * int(steps)) / (1.0 - float(momentum))
+
+
+def training_terms(sizes: Sequence[int], batch_size: int, n: int, epochs: int = 1,
+                   momentum: float = 0.0, roundings: int = 2) -> float:
+    """:func:`reduction_length` of ``epochs`` epochs over ``n`` samples (by default the
+    gradient step and weight decay round each parameter)."""
+    return reduction_length(sizes, batch_size, epochs * -(-int(n) // int(batch_size)), momentum,
+                            roundings)
+
+
+def assert_float32_close(got: Sequence[Any], want: Sequence[Any], reduction: float,
+                         what: str = "", ulps: float = F32_ULPS) -> None:
+    """Every array of ``got`` within :func:`float32_tolerance` of ``want``, relative to the
+    array's largest magnitude (a rounding bound scales with the terms summed, not with the one
+    entry: an entry near 0 may hold the rounding of its larger neighbours)."""
+    tol = float32_tolerance(reduction, ulps)
+    assert len(got) == len(want), f"{what}: {len(got)} arrays, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        g = np.asarray(g, dtype=np.float64)
+        w = np.asarray(w, dtype=np.float64)
+        assert g.shape == w.shape, f"{what}: array {i} has shape {g.shape}, expected {w.shape}"
+        scale = max(float(np.max(np.abs(w), initial=0.0)), np.finfo(np.float32).tiny)
+        worst = float(np.max(np.abs(g - w), initial=0.0))
+        assert worst <= tol * scale, (
+            f"{what}: parameter array {i} (W then b) differs by {worst:.3g}, more than the "
+            f"float32 rounding bound {tol:.3g} × max|want| {scale:.3g} (K = {reduction:g})")
 
 
 def batch(sizes: Sequence[int], m: int, seed: int = 0, dtype: str = "float64"

@@ -196,10 +196,13 @@ def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any],
 
 
 def forget(key: str, machine: Mapping[str, Any], section: str | None = None) -> None:
-    """Drop ``key``'s cached choice, so that its next run measures again (a cached trial that
-    another process disturbed)."""
+    """Mark ``key``'s recorded choice for measuring again at its next run (a recorded trial
+    that another process disturbed): it is measured against the candidates that round as it
+    does, so a seed's numbers stay the same."""
     plans = read_cache(machine, section)
-    if plans.pop(key, None) is not None:
+    entry = plans.get(key)
+    if isinstance(entry, dict) and not entry.get("remeasure"):
+        plans[key] = {**entry, "remeasure": True}
         write_cache(machine, plans, section)
 
 
@@ -219,20 +222,23 @@ MARGIN = 0.10  # a candidate replaces the device's default only when this much f
 def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = None
             ) -> tuple[dict[str, float], float]:
     """Samples/s of each candidate, by successive halving (in the order of ``trials``): every
-    candidate on a short trial
-    (``trial(1)`` runs it and returns samples/s), then the :data:`FINALISTS` fastest, in turn,
-    twice on one four times as long (``trial(4)``), whose better figure decides; a short trial
-    favours what starts fast over what runs fast. A candidate whose trial fails is left out,
-    saying why once.
+    candidate on a short trial (``trial(1)`` runs it and returns samples/s), then the
+    :data:`FINALISTS` fastest, in turn, twice on one four times as long (``trial(4)``), whose
+    better figure decides; a short trial favours what starts fast over what runs fast. A
+    candidate whose trial fails, the first or a later one, is left out, saying why once.
     ``keep`` (the device's default) is always among the finalists. Returns the speeds and the
     seconds measuring took."""
     t0 = time.perf_counter()
     speeds: dict[str, float] = {}
+    failed: set[str] = set()
 
     def run(name: str, scale: int) -> None:
+        if name in failed:
+            return
         try:
             speeds[name] = float(trials[name](scale))
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not chosen
+            failed.add(name)
             speeds.pop(name, None)
             _warn_once(f"trial {name}", f"fastbp: the plan candidate {name} failed its "
                        f"trial ({type(exc).__name__}: {exc}); it is not used")
@@ -251,20 +257,28 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
             if name in speeds:
                 best[name] = max(best.get(name, 0.0), speeds[name])
     speeds.update(best)
+    for name in failed:
+        speeds.pop(name, None)
     return speeds, time.perf_counter() - t0
 
 
 def choose(key: str, candidates: Sequence[str], default: str,
            trials: Callable[[], Mapping[str, Callable[[int], float]]],
            machine: Mapping[str, Any], busy: bool = False, section: str | None = None,
-           measurable: bool = True) -> Choice:
+           measurable: bool = True, rounding: Callable[[str], str] | None = None) -> Choice:
     """The candidate to run ``key`` with: forced by ``$FASTBP_PLAN``, the fixed ``default``
-    (``off``), the cached choice, or measured now (``trials()`` builds the trial callables) and
-    cached (in ``section`` of the cache, for a device with a fingerprint of its own). On a
-    ``busy`` machine the measurement is not cached (another process skews it). A plan too short
-    for a trial (``measurable=False``: a benchmark's single step, a small test) takes the cached
-    choice or the default, and measures and caches nothing: a trial of a few rows would rank the
-    candidates by noise, and its choice would then serve every real run of the configuration."""
+    (``off``), the recorded choice, or measured now (``trials()`` builds the trial callables)
+    and recorded (in ``section`` of the cache, for a device with a fingerprint of its own).
+
+    Candidates that round differently (``rounding(name)`` names how a candidate rounds: its
+    GEMM library, how it splits a step) give a seed different numbers, so the choice is made
+    once per machine and configuration and recorded, never per run: on a ``busy`` machine
+    (where another process would skew the trials) the ``default`` is recorded instead of a
+    measurement, and a recorded choice marked for measuring again (:func:`forget`) is measured
+    only against the candidates that round as it does. ``fastbp tune`` (``FASTBP_PLAN=measure``)
+    measures every candidate anew. A plan too short for a trial (``measurable=False``: a
+    benchmark's single step, a small test) takes the recorded choice or the default, and
+    records nothing: a trial of a few rows would rank the candidates by noise."""
     how = mode()
     if how == "off":
         return Choice(default, "default")
@@ -274,26 +288,49 @@ def choose(key: str, candidates: Sequence[str], default: str,
             raise ConfigError(f"{ENV_VAR}={how!r} is not a candidate for {key}; candidates: "
                               f"{', '.join(candidates)} (or auto, measure, off)")
         return Choice(named[0], "forced")
-    cached = read_cache(machine, section) if how == "auto" else {}
-    entry = cached.get(key)
-    if isinstance(entry, dict) and entry.get("choice") in candidates:
-        speeds = {k: float(v) for k, v in dict(entry.get("speeds") or {}).items()}
-        return Choice(str(entry["choice"]), "cache", speeds)
+    entry = read_cache(machine, section).get(key) if how == "auto" else None
+    recorded = entry.get("choice") if isinstance(entry, dict) else None
+    same = candidates
+    if recorded in candidates:
+        speeds = _speeds(entry)
+        if not entry.get("remeasure") or not measurable or busy:
+            return Choice(str(recorded), "cache", speeds)
+        same = [c for c in candidates if rounding is None or rounding(c) == rounding(recorded)]
+        default = str(recorded)
     if not measurable:
         return Choice(default, "default, too few rows to measure")
-    speeds, seconds = measure(trials(), keep=default)
+    if busy and how == "auto":
+        _record(key, default, {}, 0.0, machine, section, busy=True)
+        return Choice(default, "default, busy")
+    made = trials()
+    speeds, seconds = measure({c: made[c] for c in same if c in made}, keep=default)
     if not speeds:
         return Choice(default, "default")
     best = max(speeds, key=speeds.__getitem__)
     if default in speeds and speeds[best] < (1 + MARGIN) * speeds[default]:
         best = default  # within the trials' noise: the fixed rule stands
-    if busy:
-        return Choice(best, "busy", speeds, seconds)
-    plans = read_cache(machine, section)  # again: another process may have added plans
-    plans[key] = {"choice": best, "speeds": speeds, "measured_s": round(seconds, 4),
-                  "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    _record(key, best, speeds, seconds, machine, section, busy=busy)
+    return Choice(best, "measured, busy" if busy else "measured", speeds, seconds)
+
+
+def _speeds(entry: Mapping[str, Any]) -> dict[str, float]:
+    """A recorded entry's candidate speeds (what is not a finite number is left out)."""
+    raw = entry.get("speeds")
+    out: dict[str, float] = {}
+    for k, v in (raw.items() if isinstance(raw, dict) else ()):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v > 0:
+            out[str(k)] = float(v)
+    return out
+
+
+def _record(key: str, choice: str, speeds: Mapping[str, float], seconds: float,
+            machine: Mapping[str, Any], section: str | None, busy: bool) -> None:
+    """Record ``choice`` for ``key`` (re-reading the cache: another process may have added
+    plans)."""
+    plans = read_cache(machine, section)
+    plans[key] = {"choice": choice, "speeds": dict(speeds), "measured_s": round(seconds, 4),
+                  "busy": busy, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_cache(machine, plans, section)
-    return Choice(best, "measured", speeds, seconds)
 
 
 def others_load(window: float = 0.1) -> float:

@@ -35,11 +35,16 @@ def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
     """One epoch of SGD over ``order`` in about ``updates`` calls of ``epoch_fn`` (one epoch
     over ``plan.order``, the summed cost as a host float), calling ``progress`` after each;
     returns the summed cost. Every slice but the last holds a whole number of mini-batches, so
-    the mini-batches are those of a single call."""
+    the mini-batches are those of a single call; a device that plans its epochs
+    (``plan_for``) plans the whole epoch first, so the slices run as one call would."""
     n = len(order)
     steps = -(-n // plan.batch_size)
     step = max(1, -(-steps // max(1, updates))) * plan.batch_size
     total = 0.0
+    plan_for = getattr(backend, "plan_for", None)
+    if plan_for is not None:  # the device plans the whole epoch, not the first slice
+        plan.order = backend.index_array(order)
+        plan_for(plan)
     progress(0, 0.0, n)
     for start in range(0, n, step):
         plan.order = backend.index_array(order[start:start + step])

@@ -51,6 +51,23 @@ def training_terms(sizes: Sequence[int], batch_size: int, n: int, epochs: int = 
                             roundings)
 
 
+def amplification(run: Any, start: Sequence[np.ndarray], seed: int = 0) -> float:
+    """How much the float64 computation ``run(params) -> params`` magnifies a relative change of
+    one rounding (``u``) in every entry of ``start``: the largest relative change of an end
+    array, over ``u``, at least 1. Training steps can magnify the roundings of earlier steps
+    (a large η at batch 1 does); this measures it on the problem itself, in float64, so no
+    float32 library's result enters the tolerance."""
+    rng = np.random.default_rng(seed)
+    base = run([np.array(p, dtype=np.float64) for p in start])
+    moved = run([np.array(p, dtype=np.float64) * (1 + U32 * rng.choice([-1.0, 1.0], np.shape(p)))
+                 for p in start])
+    worst = 0.0
+    for a, b in zip(base, moved):
+        scale = max(float(np.max(np.abs(a), initial=0.0)), np.finfo(np.float32).tiny)
+        worst = max(worst, float(np.max(np.abs(a - b), initial=0.0)) / scale)
+    return max(1.0, worst / U32)
+
+
 def assert_float32_close(got: Sequence[Any], want: Sequence[Any], reduction: float,
                          what: str = "", ulps: float = F32_ULPS) -> None:
     """Every array of ``got`` within :func:`float32_tolerance` of ``want``, relative to the

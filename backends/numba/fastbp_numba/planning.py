@@ -12,8 +12,10 @@ Every candidate runs chapter 3's techniques (momentum, L1, dropout) in its compi
 (:mod:`fastbp_numba.techniques`), so a plan with them chooses among the same ones.
 
 The first epoch of a configuration picks the fastest in a short trial of real steps on copies of
-the parameters (or takes the cached choice). When an epoch runs at under half the speed its
-trial promised on two cores (another process took one), training moves to ``one-thread``.
+the parameters (or takes the recorded choice). Candidates that round differently
+(:func:`rounding`) give a seed different numbers, so the choice is recorded once per machine and
+configuration, and a run never moves to one that rounds differently (see
+:func:`fastbp.devices.planner.choose`).
 """
 
 from __future__ import annotations
@@ -96,9 +98,19 @@ def fingerprint() -> dict[str, Any]:
                                 "blas_threads": library_threads()})
 
 
+def rounding(name: str) -> str:
+    """How candidate ``name`` rounds: its GEMM library and how it splits a step. ``one-thread``
+    and ``overlap`` run the same steps in the same order (``overlap`` only gathers rows ahead on
+    another core), so they give the same numbers; ``two-threads`` splits every step in halves
+    and ``blas-threads`` leaves the split to the library, each rounding its own way."""
+    strategy, library = name.split("/")
+    split = {"overlap": "one-thread"}.get(strategy, strategy)
+    return f"{split}/{library}"
+
+
 def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner.Choice:
     """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
-    cached, forced, the default, or measured now with ``run(trial_plan, candidate)``."""
+    recorded, forced, the default, or measured now with ``run(trial_plan, candidate)``."""
     key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype)
     held = plan.workspaces.get(("cpu-jit plan", key))
     if held is not None:
@@ -106,17 +118,21 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     rows = int(plan.order.shape[0])
     options = candidates(list(plan.sizes), int(plan.batch_size), rows)
     fixed = default(list(plan.sizes), int(plan.batch_size), rows)
-    busy = planner.busy_machine()
-    # on a busy machine other processes skew a measurement: one core, and nothing cached
-    measured = [c for c in options if not busy or c.split("/")[0] not in TWO_CORES]
+    measurable = rows >= TRIAL_ROWS
+    busy = measurable and planner.mode() == "auto" and planner.busy_machine()
 
     def trials() -> dict[str, Callable[[int], float]]:
         return {name: (lambda scale, name=name: trial(plan, name, run, scale))
-                for name in measured}
+                for name in options}
 
     choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
-                            fingerprint(), busy=busy, measurable=rows >= TRIAL_ROWS)
-    log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
+                            fingerprint(), busy=busy, measurable=measurable, rounding=rounding)
+    if choice.source == "default, busy":
+        log.warning("fastbp: cpu-jit planned %s on a busy machine: the default %s is recorded "
+                    "without measuring; run `fastbp tune` on a quiet machine to measure every "
+                    "candidate (a seed's numbers may then change once)", key, choice.name)
+    else:
+        log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
     choice.key = key
     plan.workspaces[("cpu-jit plan", key)] = choice
     return choice
@@ -141,28 +157,38 @@ def trial(plan: Any, name: str, run: Callable[[Any, str], float], scale: int = 1
 
 
 def after_epoch(plan: Any, choice: planner.Choice, seconds: float) -> None:
-    """Move a plan that ran on two cores to ``one-thread`` when its epoch ran at under
-    :data:`SLOW` of its trial's speed: another process holds a core. A cached choice whose
-    epoch runs at over :data:`FAST` times its trial's speed was measured while another process
-    held a core: it is dropped from the cache, and the next run measures again. The first
-    epoch of a choice is not judged (it also loads the compiled code and starts the helper
-    thread)."""
+    """Judge an epoch against its plan's trial. A plan that ran on two cores at under
+    :data:`SLOW` of its trial's speed (another process holds a core) moves to a candidate that
+    rounds as it does (``overlap`` to ``one-thread``; a split step has none, and keeps its plan:
+    a seed's numbers never change mid-run). A recorded choice whose epoch runs at over
+    :data:`FAST` times its trial's speed was measured while another process held a core: the
+    next run measures it again, against the candidates that round as it does. The first epoch
+    of a choice is not judged (it also loads the compiled code and starts the helper thread)."""
     strategy, lib = choice.name.split("/")
+    rows = int(plan.order.shape[0])
+    if rows < TRIAL_ROWS:  # a slice of an epoch (the progress bar's) is too short to judge
+        return
     choice.epochs += 1
     if not choice.speed or choice.epochs == 1:
         return
-    speed = int(plan.order.shape[0]) / max(seconds, 1e-9)
+    speed = rows / max(seconds, 1e-9)
     if choice.source == "cache" and choice.key and speed > FAST * choice.speed:
-        log.info("fastbp: cpu-jit ran an epoch at %.1f× the speed its cached plan %s measured "
+        log.info("fastbp: cpu-jit ran an epoch at %.1f× the speed its recorded plan %s measured "
                  "for %s: that trial was disturbed, so the next run measures again",
                  speed / choice.speed, choice.name, choice.key)
         planner.forget(choice.key, fingerprint())
         choice.source = "cache, disturbed"
         return
-    if strategy not in TWO_CORES:
+    if strategy not in TWO_CORES or speed >= SLOW * choice.speed:
         return
-    if speed < SLOW * choice.speed:
+    if strategy == "overlap":
         log.warning("fastbp: cpu-jit ran an epoch at %.0f %% of the speed its plan %s measured: "
-                    "the machine is busy, so training moves to one-thread/%s",
+                    "the machine is busy, so training moves to one-thread/%s (the same numbers)",
                     100 * speed / choice.speed, choice.name, lib)
         choice.name, choice.source = f"one-thread/{lib}", "busy"
+    elif choice.source != "busy, kept":
+        log.warning("fastbp: cpu-jit ran an epoch at %.0f %% of the speed its plan %s measured: "
+                    "the machine is busy; the plan is kept, since one thread would round "
+                    "differently (FASTBP_PLAN=one-thread runs on one core)",
+                    100 * speed / choice.speed, choice.name)
+        choice.source = "busy, kept"

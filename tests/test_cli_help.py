@@ -224,3 +224,15 @@ def test_offline_mnist_error_is_one_short_line_in_the_commands_words(tmp_path, m
     assert "[Errno -3] Temporary failure in name resolution" in error[0]
     assert "0x7f00" not in error[0]
     assert not (tmp_path / "cache").exists()  # no empty cache folder left behind
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "baselines", "bench"])
+def test_help_names_the_real_default_device(command, capsys):
+    """The default device is ``auto`` (a GPU that works, else cpu-jit), and --help says so."""
+    from fastbp.devices.registry import DEFAULT_DEVICE
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert DEFAULT_DEVICE == "auto" and "else auto: a GPU that works, else cpu-jit" in text
+    assert "else cpu)" not in text and "else cpu;" not in text

@@ -94,7 +94,7 @@ def test_unknown_device_lists_the_available_ones(registry):
 def test_cuda_without_the_plugin_names_the_install_command(no_plugins):
     with pytest.raises(fastbp.DeviceError) as err:
         fastbp.Network([2, 2], device="cuda:0")
-    assert 'pip install "./backends/cupy[cuda12]"' in str(err.value)
+    assert devices.CUDA_INSTALL in str(err.value)
     assert "cuda" in str(err.value)
 
 
@@ -191,15 +191,39 @@ def test_use_device_is_isolated_across_threads(registry):
     assert devices.requested_device() == "auto"
 
 
-def test_auto_falls_back_to_the_cpu_and_says_so(no_plugins, caplog):
+@pytest.fixture
+def driver(monkeypatch):
+    """Whether this test's machine has an NVIDIA driver (``driver(True)``); the hint's once."""
+    monkeypatch.setattr(devices, "_said", set())
+
+    def have(present: bool) -> None:
+        monkeypatch.setattr(devices, "nvidia_driver_present", lambda: present)
+
+    return have
+
+
+def test_auto_falls_back_to_the_cpu_and_says_why_once_where_a_gpu_could_run(no_plugins, caplog,
+                                                                            driver):
+    driver(True)
     with caplog.at_level(logging.WARNING, logger="fastbp"):
         net = fastbp.Network([2, 2], device="auto")
+        fastbp.Network([2, 2], device="auto")
     assert net.device == "cpu"
     lines = [r.getMessage() for r in caplog.records if "auto" in r.getMessage()]
-    assert len(lines) == 1 and "chose cpu" in lines[0] and "backends/cupy" in lines[0]
+    assert len(lines) == 2 and "chose cpu" in lines[0]
+    assert devices.CUDA_INSTALL in lines[0] and "backends/cupy" not in lines[1]
 
 
-def test_auto_prefers_the_compiled_cpu_device_without_a_gpu(no_plugins, caplog):
+def test_auto_without_an_nvidia_driver_gives_no_gpu_hint(no_plugins, caplog, driver):
+    driver(False)
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        net = fastbp.Network([2, 2], device="auto")
+    lines = [r.getMessage() for r in caplog.records if "auto" in r.getMessage()]
+    assert lines == [f"fastbp: device 'auto' chose {net.device} (no NVIDIA GPU here)"]
+
+
+def test_auto_prefers_the_compiled_cpu_device_without_a_gpu(no_plugins, caplog, driver):
+    driver(True)
     fastbp.register_backend("cpu-jit", named("cpu-jit"))
     with caplog.at_level(logging.WARNING, logger="fastbp"):
         net = fastbp.Network([2, 2], device="auto")
@@ -208,7 +232,8 @@ def test_auto_prefers_the_compiled_cpu_device_without_a_gpu(no_plugins, caplog):
     assert len(lines) == 1 and "chose cpu-jit (no usable GPU" in lines[0]
 
 
-def test_auto_takes_a_working_gpu(registry, caplog):
+def test_auto_takes_a_working_gpu(registry, caplog, driver):
+    driver(True)
     fastbp.register_backend("cuda", named("cuda"))
     with caplog.at_level(logging.WARNING, logger="fastbp"):
         net = fastbp.Network([2, 2], device="auto")
@@ -340,7 +365,7 @@ def test_fastbp_devices_without_plugins_says_how_to_install(no_plugins, capsys):
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
     assert 'cuda [not installed]\n  cannot run here: device \'cuda\' needs its plugin' in out
-    assert 'pip install "./backends/cupy[cuda12]"' in out
+    assert devices.CUDA_INSTALL in out
 
 
 @pytest.mark.parametrize("argv,env,want", [

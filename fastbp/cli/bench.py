@@ -65,7 +65,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="mini-batch sizes (default: 1 10 100 1000 10000)")
     p.add_argument("--devices", type=_names, nargs="+", default=None, metavar="DEVICE",
                    help="fastbp devices, or all for every registered one (default: "
-                   "$FASTBP_DEVICE, else cpu)")
+                   "$FASTBP_DEVICE, else auto: a GPU that works, else cpu-jit)")
     p.add_argument("--dtype", type=_dtypes, nargs="+", default=None, metavar="DTYPE",
                    help="float32 and/or float64 (default: float32)")
     p.add_argument("--kinds", type=_names, nargs="+", default=None, metavar="KIND",

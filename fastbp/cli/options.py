@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 DEVICE_HELP = ("cpu, cpu-jit, cuda, cuda:N, auto or an installed plugin's name (default: "
-               "$FASTBP_DEVICE, else cpu; `fastbp devices` lists them)")
+               "$FASTBP_DEVICE, else auto: a GPU that works, else cpu-jit; `fastbp devices` "
+               "lists them)")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -27,6 +27,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import time
 
     import numpy as np
 
@@ -37,9 +38,14 @@ def run(args: argparse.Namespace) -> int:
     samples = check_count("--samples", args.samples, low=1)
     jobs = ({tuple(s): tuple(args.batch_sizes or (1, 10, 100, 1000)) for s in args.sizes}
             if args.sizes else COMMON)
+    for m in {m for batches in jobs.values() for m in batches}:
+        check_count("--batch-sizes", m, low=1, high=samples)
     os.environ[planner.ENV_VAR] = "measure"
-    print(f"fastbp tune: {args.device}, {args.dtype}; plans cached in {planner.cache_path()}")
-    print(f"{'configuration':<44} {'chosen':<24} candidates (samples/s)")
+    t0 = time.perf_counter()
+    print(f"fastbp tune: {args.device}, {args.dtype}, {samples:,} samples; plan cache "
+          f"{planner.cache_path()}")
+    print(f"{'configuration':<40} {'chosen':<24} {'outcome':<38} candidates (samples/s)")
+    recorded = busy = other = 0
     rng = np.random.default_rng(0)
     for sizes, batches in jobs.items():
         X = (rng.random((sizes[0], samples)) < 0.19) * rng.random((sizes[0], samples))
@@ -52,10 +58,45 @@ def run(args: argparse.Namespace) -> int:
             choose = getattr(net.backend, "plan_for", None)
             key = planner.config_key(net.device, sizes, m, args.dtype)
             if choose is None:
-                print(f"{key:<44} {'(nothing to plan)':<24}")
+                print(f"{key:<40} {'(nothing to plan)':<24}")
                 continue
             choice = choose(plan)
+            outcome = _outcome(choice)
+            recorded += choice.source == "measured"
+            busy += choice.source.startswith("measured on a busy")
+            other += not choice.source.startswith("measured")
             speeds = ", ".join(f"{name} {speed:,.0f}" for name, speed in
                                sorted(choice.speeds.items(), key=lambda kv: -kv[1]))
-            print(f"{key:<44} {choice.name:<24} {speeds}", flush=True)
+            print(f"{key:<40} {choice.name:<24} {outcome:<38} {speeds}", flush=True)
+    seconds = time.perf_counter() - t0
+    print(f"fastbp tune: {recorded + busy + other} configurations in {seconds:.1f} s: "
+          f"{recorded} measured and recorded in {planner.cache_path()}"
+          + (f", {busy + other} not recorded" if busy + other else ""))
+    if busy:
+        print(f"fastbp tune: {busy} configuration(s) were measured while other processes kept "
+              "the machine busy, which skews every trial, so nothing was recorded for them; "
+              "run `fastbp tune` again when the machine is quiet")
+    if other:
+        print(f"fastbp tune: {other} configuration(s) were not measured (see the outcome "
+              f"column; a trial needs at least {planner_rows()} samples: --samples)")
     return 0
+
+
+def planner_rows() -> str:
+    """The fewest samples a CPU trial measures, for the message."""
+    try:
+        from fastbp_numba.planning import TRIAL_ROWS
+    except ImportError:
+        return "a few thousand"
+    return f"{TRIAL_ROWS:,}"
+
+
+def _outcome(choice: object) -> str:
+    """One phrase for the table: what the planner did with a configuration."""
+    source = getattr(choice, "source", "")
+    seconds = getattr(choice, "seconds", 0.0)
+    if source == "measured":
+        return f"measured in {seconds:.1f} s, recorded"
+    if source.startswith("measured"):
+        return f"busy: measured in {seconds:.1f} s, not recorded"
+    return source

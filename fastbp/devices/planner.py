@@ -309,8 +309,10 @@ def choose(key: str, candidates: Sequence[str], default: str,
     best = max(speeds, key=speeds.__getitem__)
     if default in speeds and speeds[best] < (1 + MARGIN) * speeds[default]:
         best = default  # within the trials' noise: the fixed rule stands
-    _record(key, best, speeds, seconds, machine, section, busy=busy)
-    return Choice(best, "measured, busy" if busy else "measured", speeds, seconds)
+    if busy:  # asked to measure (fastbp tune) while another process skews every trial
+        return Choice(best, "measured on a busy machine, not recorded", speeds, seconds)
+    _record(key, best, speeds, seconds, machine, section, busy=False)
+    return Choice(best, "measured", speeds, seconds)
 
 
 def _speeds(entry: Mapping[str, Any]) -> dict[str, float]:

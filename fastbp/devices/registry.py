@@ -32,8 +32,11 @@ ENV_VAR = "FASTBP_DEVICE"
 DEFAULT_DEVICE = "auto"
 
 # Devices that ship in this repository's backends/ folder: what to install when one is missing.
+CUDA_INSTALL = 'pip install -e "./backends/cupy[cuda12]"'
+"""The one command that adds the cuda device (from a fastbp checkout; ``[cuda13]`` for a CUDA
+13 driver), said the same way by the README, ``fastbp devices`` and the GPU tests' skips."""
 SHIPPED_PLUGINS = {
-    "cuda": 'pip install "./backends/cupy[cuda12]"  (or [cuda13]; from a fastbp checkout)',
+    "cuda": f"{CUDA_INSTALL}  (from a fastbp checkout; [cuda13] with a CUDA 13 driver)",
     "array-api": 'pip install "./backends/array_api"  (from a fastbp checkout)',
     "cpu-jit": "pip install numba  (a dependency of fastbp; cpu-jit ships with it)",
 }
@@ -164,19 +167,30 @@ def _auto(dtype: str, quiet: bool = False) -> Backend:
     Numba cannot run or the dtype is float16); says which, and why not a GPU, in one log line
     (a warning for an explicit ``auto``, at info level for the default)."""
     say = log.info if quiet else log.warning
-    try:
-        backend = backend_class("cuda")(dtype=dtype, index=0)
-    except DeviceError as exc:
-        no_gpu = no_driver_reason(str(exc)) or exc
-    else:
-        say("fastbp: device 'auto' chose %s", backend.device)
-        return backend
+    driver = nvidia_driver_present()
+    if driver:
+        try:
+            backend = backend_class("cuda")(dtype=dtype, index=0)
+        except DeviceError as exc:
+            no_gpu = str(exc)
+        else:
+            say("fastbp: device 'auto' chose %s", backend.device)
+            return backend
     try:
         backend = backend_class("cpu-jit")(dtype=dtype, index=0)
     except Exception:  # noqa: BLE001 - not installed or broken: the built-in CPU device
         backend = NumpyBackend(dtype=dtype)
-    say("fastbp: device 'auto' chose %s (no usable GPU: %s)", backend.device, no_gpu)
+    if not driver:  # no GPU could run here: nothing to install, nothing to hint
+        say("fastbp: device 'auto' chose %s (no NVIDIA GPU here)", backend.device)
+    elif "gpu hint" in _said:
+        say("fastbp: device 'auto' chose %s (no usable GPU)", backend.device)
+    else:  # an NVIDIA driver, but the GPU cannot be used: why, once per process
+        _said.add("gpu hint")
+        say("fastbp: device 'auto' chose %s (no usable GPU: %s)", backend.device, no_gpu)
     return backend
+
+
+_said: set[str] = set()
 
 
 @contextlib.contextmanager

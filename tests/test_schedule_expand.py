@@ -92,3 +92,24 @@ def test_the_command_line_expands_and_schedules(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["train", "--data", str(data), "--schedule", "0,2"])
     assert "needs N >= 1 and K >= 1" in capsys.readouterr().err
+
+
+def test_a_schedule_cut_short_by_the_epoch_limit_says_so() -> None:
+    """``--schedule 10,7`` over 30 epochs never halves η 7 times: the run says it ended first."""
+    import numpy as np
+
+    import fastbp
+    from fastbp.model.monitoring import LearningRateSchedule
+
+    rng = np.random.default_rng(0)
+    X, labels = rng.random((6, 40)), rng.integers(0, 3, 40)
+    said: list[str] = []
+    schedule = LearningRateSchedule(10, 7, data=(X, labels), verbose=True, print_fn=said.append)
+    fastbp.Network([6, 4, 3], seed=1).train(X, labels, epochs=3, batch_size=10, eta=0.5,
+                                            schedule=schedule)
+    assert schedule.stopped_epoch is None
+    assert said[-1].startswith("Schedule: not finished when the run ended: η was halved 0 of 7")
+    done = LearningRateSchedule(1, 1, data=(X, labels), verbose=True, print_fn=said.append)
+    fastbp.Network([6, 4, 3], seed=1).train(X, labels, epochs=50, batch_size=10, eta=1e-9,
+                                            schedule=done)
+    assert done.stopped_epoch is not None and done.unfinished() is None

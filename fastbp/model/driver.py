@@ -107,6 +107,9 @@ def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, ep
                     guard.eta = schedule.eta
                 if go is False:
                     break
+    note = schedule.unfinished() if schedule is not None and schedule.verbose else None
+    if note:
+        schedule.print_fn(note)
     return history
 
 

@@ -220,6 +220,15 @@ class LearningRateSchedule:
                           f"η = {self.eta:g}")
         return True
 
+    def unfinished(self) -> str | None:
+        """What to say when training ended before the schedule stopped it (the epoch limit came
+        first): how far it got, and how to let it finish; ``None`` when it finished."""
+        if self.stopped_epoch is not None or self.eta is None:
+            return None
+        return (f"Schedule: not finished when the run ended: η was halved {self.halved} of "
+                f"{self.halvings} times (η = {self.eta:g}; {self.wait} of {self.patience} epochs "
+                "without a better validation accuracy); more epochs let it finish")
+
     def state(self) -> dict[str, Any]:
         return {"eta": self.eta, "halved": self.halved, "best_accuracy": self.best_accuracy,
                 "wait": self.wait, "stopped_epoch": self.stopped_epoch, "etas": list(self.etas)}

@@ -31,6 +31,7 @@ from .errors import (
     ShapeError,
     TrainingDiverged,
 )
+from .io import plots
 from .model.evaluation import evaluate
 from .model.gradcheck import gradcheck
 from .model.monitoring import EarlyStopping, LearningRateSchedule, Monitor, Monitoring
@@ -45,5 +46,5 @@ __all__ = [
     "ShapeError", "TrainingDiverged", "backend_names", "datasets", "gradcheck", "mnist_loader",
     "reference", "register_backend", "sigmoid", "sigmoid_prime", "use_device",
     "EarlyStopping", "Evaluation", "MissingDependency", "Monitor", "Monitoring", "evaluate",
-    "load", "SaveError", "__version__", "LearningRateSchedule",
+    "load", "SaveError", "__version__", "LearningRateSchedule", "plots",
 ]

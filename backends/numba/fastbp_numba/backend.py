@@ -59,6 +59,9 @@ class NumbaBackend(NumpyBackend):
                 raise MissingDependency(
                     f"device 'cpu-jit' needs Numba and SciPy ({exc}): pip install numba scipy"
                 ) from exc
+            if not compiled_before(kernels):
+                log.info("fastbp: cpu-jit compiles its epoch (the first run on this machine: "
+                         "a few seconds, kept for later runs)")
             self._kernels = kernels
         return self._kernels
 
@@ -322,6 +325,21 @@ class NumbaBackend(NumpyBackend):
                     np.empty(4, dt),
                 )
         return work
+
+
+def compiled_before(module: Any) -> bool:
+    """Whether Numba's cache already holds ``module``'s compiled epoch (an index file of its
+    ``sgd_epoch`` beside the module or under ``$NUMBA_CACHE_DIR``): if not, the first epoch
+    compiles it, which takes seconds."""
+    import os
+    from pathlib import Path
+
+    here = Path(module.__file__).resolve()
+    places = [here.parent / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    stem = here.stem
+    return any(any(p.rglob(f"{stem}.sgd_epoch-*.nbi")) for p in places if p.is_dir())
 
 
 def _contiguous(a: Any, dtype: str, what: str) -> np.ndarray:

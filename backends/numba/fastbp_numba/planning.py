@@ -119,7 +119,7 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     options = candidates(list(plan.sizes), int(plan.batch_size), rows)
     fixed = default(list(plan.sizes), int(plan.batch_size), rows)
     measurable = rows >= TRIAL_ROWS
-    busy = measurable and planner.mode() == "auto" and planner.busy_machine()
+    busy = measurable and planner.mode() in ("auto", "measure") and planner.busy_machine()
 
     def trials() -> dict[str, Callable[[int], float]]:
         return {name: (lambda scale, name=name: trial(plan, name, run, scale))

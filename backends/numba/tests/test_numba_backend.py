@@ -282,3 +282,23 @@ def test_two_thread_epochs_of_two_networks_at_once(two_threads, rng):
     helper, the other a new one): both end as if trained in turn."""
     X, Y = batch(rng, [12, 8, 4], 300)
     assert_threads_train_as_in_turn("cpu-jit", X, Y, epochs=4, batch_size=6, eta=0.5)
+
+
+def test_a_first_compile_is_announced(tmp_path, monkeypatch) -> None:
+    """Where Numba's cache has no compiled epoch, the first use says it compiles (seconds)."""
+    import types
+
+    from fastbp_numba.backend import compiled_before
+
+    module = types.SimpleNamespace(__file__=str(tmp_path / "kernels.py"))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert not compiled_before(module)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "kernels.sgd_epoch-295.py311.nbi").write_bytes(b"")
+    assert compiled_before(module)
+
+
+def test_plots_come_with_import_fastbp() -> None:
+    import fastbp
+
+    assert callable(fastbp.plots.learning_curves) and callable(fastbp.plots.confusion_heatmap)

@@ -279,3 +279,24 @@ def test_mnist_fuzz_skips_before_hypothesis_runs():
 
 def test_stringio_is_not_a_terminal_width():
     assert progress.terminal_columns(io.StringIO()) is None
+
+
+@pytest.mark.parametrize("size,narrow", [((80, 24), False), ((0, 0), True), ((80, 0), True),
+                                         ((30, 24), True)])
+def test_a_terminal_without_rows_or_columns_gets_plain_lines(monkeypatch, size, narrow):
+    """A terminal reporting 0 rows (or too few columns) shows no bar: the plain per-epoch
+    lines print instead."""
+    import os
+
+    monkeypatch.setattr(progress.os, "get_terminal_size", lambda fd: os.terminal_size(size))
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return 1
+
+    assert progress.too_narrow(Tty()) is narrow
+    if narrow:
+        assert isinstance(progress.reporter(stream=Tty()), progress.PlainLines)

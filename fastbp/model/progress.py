@@ -56,21 +56,29 @@ def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
 
 
 MIN_BAR_COLUMNS = 40
-"""Narrower terminals (some report 0 columns) get plain lines: a bar there shows nothing."""
+"""Narrower terminals (some report 0 columns, or 0 rows) get plain lines: a bar there shows
+nothing."""
 
 
-def terminal_columns(stream: TextIO) -> int | None:
-    """The width of the terminal ``stream`` writes to, or ``None`` when it cannot tell."""
+def terminal_size(stream: TextIO) -> os.terminal_size | None:
+    """The size of the terminal ``stream`` writes to, or ``None`` when it cannot tell."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        return os.get_terminal_size(stream.fileno())
     except (AttributeError, OSError, ValueError):
         return None
 
 
+def terminal_columns(stream: TextIO) -> int | None:
+    """The width of the terminal ``stream`` writes to, or ``None`` when it cannot tell."""
+    size = terminal_size(stream)
+    return None if size is None else size.columns
+
+
 def too_narrow(stream: TextIO) -> bool:
-    """Whether ``stream``'s terminal reports fewer than :data:`MIN_BAR_COLUMNS` columns."""
-    columns = terminal_columns(stream)
-    return columns is not None and columns < MIN_BAR_COLUMNS
+    """Whether ``stream``'s terminal reports fewer than :data:`MIN_BAR_COLUMNS` columns, or no
+    rows at all (some report 0 by 0): a bar there shows nothing."""
+    size = terminal_size(stream)
+    return size is not None and (size.columns < MIN_BAR_COLUMNS or size.lines < 1)
 
 
 def tqdm_available() -> bool:

@@ -152,3 +152,22 @@ def test_bad_sizes_value(nowhere, capsys):
     rc = cli.main(["train", "--sizes", "784", "--data", str(nowhere)])
     assert rc == 2
     assert "at least 2 layers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,want", [
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--eta", "-3"], "eta must be > 0"),
+    (["--momentum", "1.5"], "momentum must be in [0, 1)"),
+    (["--dropout", "1"], "dropout must be a probability in [0, 1)"),
+])
+def test_bad_step_values_are_refused_before_any_data_is_read(argv, want, monkeypatch, capsys,
+                                                             tmp_path):
+    """A bad value is refused before MNIST is read (here: a data folder that does not exist)."""
+    from fastbp.cli import main as cli_main
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was read before the options were checked")
+
+    monkeypatch.setattr("fastbp.cli.train.load_data", no_data)
+    assert cli_main(["train", "--epochs", "1", *argv]) == 2
+    assert want in capsys.readouterr().err

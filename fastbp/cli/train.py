@@ -43,10 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..core.validate import check_count
+    from ..core.validate import check_count, check_step
 
     session = Session(args)
     net = session.net
+    check_step(args.eta, args.lmbda, args.momentum, args.l1, args.dropout)  # before any data
+    check_count("--batch-size", args.batch_size, low=1)
     data, title = load_data(args.data)
     n = len(data.train)
     if args.limit is not None:

@@ -55,6 +55,26 @@ def check_count(name: str, value: Any, *, low: int = 1, high: int | None = None)
     return int(value)
 
 
+def check_momentum(momentum: Any) -> float:
+    """Momentum ``μ`` in ``[0, 1)``."""
+    mu = check_positive("momentum", momentum, allow_zero=True)
+    if mu >= 1.0:
+        raise ConfigError(f"momentum must be in [0, 1), got {momentum!r} (1 or more never "
+                          "slows the velocity down)")
+    return mu
+
+
+def check_step(eta: Any, lmbda: Any = 0.0, momentum: Any = 0.0, l1: Any = 0.0,
+               dropout: Any = 0.0) -> tuple[float, float, float, float, float]:
+    """The step settings ``(η, λ, μ, λ₁, p)``, each checked: what ``Network.train`` and the
+    command line both check, the command line before it reads any data."""
+    from .dropout import check_dropout
+
+    return (check_positive("eta", eta), check_positive("lmbda", lmbda, allow_zero=True),
+            check_momentum(momentum), check_positive("l1", l1, allow_zero=True),
+            check_dropout(dropout))
+
+
 def check_batch(x: Any, n_in: int, name: str = "X") -> Any:
     """A 2-D batch ``(n_in, m)``, one sample per column, with finite entries."""
     shape = getattr(x, "shape", None)

@@ -15,7 +15,6 @@ import numpy as np
 
 from .. import devices
 from ..core.costs import QuadraticCost, get_cost, output_of
-from ..core.dropout import check_dropout
 from ..core.equations import backpropagate, bp3, bp4, feedforward
 from ..core.evaluator import Evaluator
 from ..core.memory import translate_oom
@@ -33,6 +32,7 @@ from ..core.validate import (
     check_positive,
     check_seed,
     check_sizes,
+    check_step,
     check_targets,
 )
 from ..devices.backend import Backend
@@ -336,12 +336,7 @@ class Network(BookAPI):
 
     def _extras(self, momentum: Any, l1: Any, dropout: Any) -> dict[str, Any]:
         """Chapter 3's settings checked, with the velocities when a step needs them."""
-        mu = check_positive("momentum", momentum, allow_zero=True)
-        if mu >= 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r} (1 or more never "
-                              "slows the velocity down)")
-        l1 = check_positive("l1", l1, allow_zero=True)
-        p = check_dropout(dropout)
+        _, _, mu, l1, p = check_step(1.0, 0.0, momentum, l1, dropout)
         if p and len(self.sizes) < 3:
             raise ConfigError("dropout drops hidden neurons, and this network has no hidden "
                               "layer")

@@ -220,3 +220,13 @@ def test_train_saves_and_evaluate_reads_the_books_file(tmp_path, capsys):
     assert cli.main(["train", "--epochs", "1", "--limit", "500", "--activation", "relu",
                      "--data", str(data), "--save", str(relu)]) == 2
     assert "sigmoid neurons" in capsys.readouterr().err and not relu.exists()
+
+
+def test_evaluate_says_a_network2_file_keeps_no_history() -> None:
+    from types import SimpleNamespace
+
+    from fastbp.cli.evaluate import trained
+
+    assert trained("net.json", SimpleNamespace(history=[])).startswith("epochs trained: not "
+                                                                       "recorded")
+    assert trained("m.npz", SimpleNamespace(history=[1, 2])) == "2 epochs trained"

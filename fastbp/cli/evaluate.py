@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     runs, costs, pictures = {}, {}, []
     for path, net in loaded:
         result = evaluate(net, split.X, split.labels)
-        print(f"{path}: {net}, {len(net.history)} epochs trained")
+        print(f"{path}: {net}, {trained(path, net)}")
         print(f"  {args.split} set: {result.summary()}")
         for line in result.format_confusion().splitlines():
             print("  " + line)
@@ -73,3 +73,13 @@ def run(args: argparse.Namespace) -> int:
         print("pictures: " + ", ".join(str(p) for p in pictures))
     return 0
 
+
+def trained(path: object, net: object) -> str:
+    """How much training the file records: ``30 epochs trained``, or for a file that keeps no
+    history (network2's JSON) that it does not say."""
+    history = getattr(net, "history", None)
+    if history:
+        return f"{len(history)} epochs trained"
+    if str(path).lower().endswith(".json"):
+        return "epochs trained: not recorded (network2's JSON format keeps no history)"
+    return "0 epochs trained (an untrained network)"

@@ -183,7 +183,25 @@ def test_bench_compare_prints_ratios(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "--compare", str(out), str(out / "bench.json")]) == 0
     text = capsys.readouterr().out
-    assert "B / A" in text and "1.00" in text and "geometric mean" in text
+    assert "B / A" in text and "1.00" in text
+    assert "geometric mean" in text or "its ratio measures the load" in text
+
+
+def test_compare_marks_cases_timed_under_load_and_leaves_them_out_of_the_mean():
+    from fastbp.bench import report
+
+    def run(speeds, others):
+        return {"benchmarks": [{"extra_info": {
+            "kind": "epoch", "device": "cpu", "impl": "fastbp", "sizes": "784-30-10",
+            "batch_size": m, "dtype": "float32", "samples_per_s": v, "other_cores": o}}
+            for m, v, o in zip((10, 100), speeds, others)]}
+
+    text = report.compare(run([100.0, 100.0], [0.0, 0.9]), run([200.0, 50.0], [0.0, 0.0]))
+    flagged = [line.split() for line in text.splitlines() if line.startswith("epoch")]
+    assert flagged[0][-3:] == ["2.00", "0.00", "0.00"]
+    assert flagged[1][-5:] == ["0.50", "!", "0.90", "!", "0.00"]  # the ratio and others A
+    assert "its ratio measures the load" in text and "its ratio measures the load" in text
+    assert "geometric mean of B / A: cpu fastbp 2.00 (1)" in text
 
 
 def test_bench_without_matplotlib_says_so(tmp_path, capsys, monkeypatch):

@@ -168,20 +168,31 @@ def pivot(rows: Sequence[Row], kind: str, sizes: str, dtype: str, markdown: bool
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], markdown: bool = False) -> str:
-    """The ratio table of two runs (B over A) on the cases both timed, and the geometric mean of
-    the ratios per device × implementation."""
+    """The ratio table of two runs (B over A) on the cases both timed, with the cores other
+    processes took during each (``!`` above :data:`BUSY`, as in :func:`table`), and the
+    geometric mean of the ratios per device × implementation over the undisturbed cases."""
     ra = {r.key: r for r in rows_of(a)}
     rb = {r.key: r for r in rows_of(b)}
     common = sorted((k for k in ra if k in rb), key=lambda k: _order(ra[k]))
     head = ["kind", "device", "impl", "sizes", "batch", "dtype", "A samples/s", "B samples/s",
-            "B / A"]
-    body, logs = [], {}
+            "B / A", "others A", "others B"]
+    body, logs, noisy = [], {}, 0
     for k in common:
         ratio = rb[k].samples_per_s / ra[k].samples_per_s
-        logs.setdefault(ra[k].line, []).append(math.log(ratio))
+        disturbed = any(r.other_cores is not None and r.other_cores > BUSY
+                        for r in (ra[k], rb[k]))
+        noisy += disturbed
+        if not disturbed:
+            logs.setdefault(ra[k].line, []).append(math.log(ratio))
         body.append([*map(str, k), fmt_rate(ra[k].samples_per_s), fmt_rate(rb[k].samples_per_s),
-                     f"{ratio:.2f}"])
+                     f"{ratio:.2f}" + (" !" if disturbed else ""),
+                     fmt_others(ra[k].other_cores), fmt_others(rb[k].other_cores)])
     out = [render(head, body, markdown, right_from=4)] if body else ["no case in common"]
+    if noisy:
+        out.append("")
+        out.append(f"! other processes took more than {BUSY} cores while A or B timed the case: "
+                   f"its ratio measures the load, not the code ({noisy} of {len(body)} cases; "
+                   "left out of the means below)")
     if logs:
         out.append("")
         out.append("geometric mean of B / A: " + ", ".join(

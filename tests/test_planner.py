@@ -301,3 +301,116 @@ def test_the_default_stands_unless_a_candidate_is_clearly_faster(auto):
     assert near.name == "a/x" and near.speeds == {"a/x": 1.0, "b/x": 1.05}
     far = planner.choose("k2", ["a/x", "b/x"], "a/x", trials({"a/x": 1.0, "b/x": 1.2}), MACHINE)
     assert far.name == "b/x"
+
+
+# -- one test per rule of the planner --------------------------------------------------------
+def trials_of(speed):
+    """Stand-in candidates: ``speed(name, scale, call)`` samples/s on the ``call``-th trial."""
+    calls: dict[str, int] = {}
+
+    def trials():
+        def run(name, scale):
+            calls[name] = calls.get(name, 0) + 1
+            return speed(name, scale, calls[name])
+        return {n: (lambda scale, n=n: run(n, scale)) for n in ("a/x", "b/x", "c/x", "d/x",
+                                                                "e/x", "f/x")}
+    return trials, calls
+
+
+CANDIDATES = ["a/x", "b/x", "c/x", "d/x", "e/x", "f/x"]
+
+
+def test_the_choice_is_the_fastest_on_long_trials_not_the_fastest_starter(auto):
+    """``f`` starts slowly (threads starting) and runs fastest; ``b`` starts fast and slows
+    down: the long trials decide, and only the short trial's four fastest get them."""
+    base = {"a/x": 100, "b/x": 400, "c/x": 120, "d/x": 130, "e/x": 90, "f/x": 150}
+
+    def speed(name, scale, call):
+        if name == "f/x":
+            return 150.0 if scale == 1 else 500.0
+        if name == "b/x":
+            return 400.0 if scale == 1 else 200.0
+        return float(base[name])
+
+    trials, calls = trials_of(speed)
+    choice = planner.choose("k", CANDIDATES, "a/x", trials, MACHINE)
+    assert choice.name == "f/x" and choice.speeds["f/x"] == 500.0
+    long_trialled = {n for n, c in calls.items() if c > 1}
+    assert long_trialled == {"b/x", "f/x", "d/x", "c/x", "a/x"}  # four fastest + the default
+    assert calls["e/x"] == 1
+
+
+def test_the_better_of_two_long_trials_counts(auto):
+    """A moment of noise in one long trial cannot decide: each finalist's better figure does."""
+    def speed(name, scale, call):
+        if name == "b/x" and call == 2:  # b's first long trial was disturbed
+            return 10.0
+        return {"b/x": 300.0}.get(name, 100.0)
+
+    trials, _ = trials_of(speed)
+    assert planner.choose("k", CANDIDATES, "a/x", trials, MACHINE).name == "b/x"
+
+
+@pytest.mark.parametrize("b_speed,chosen", [(109.0, "a/x"), (111.0, "b/x")])
+def test_the_default_stands_unless_another_is_ten_percent_faster(auto, b_speed, chosen):
+    trials, _ = trials_of(lambda name, scale, call: {"b/x": b_speed}.get(name, 100.0))
+    assert planner.choose("k", CANDIDATES, "a/x", trials, MACHINE).name == chosen
+
+
+def test_the_default_is_always_measured_in_full(auto):
+    """However slow its short trial, the default gets the long trials (the margin compares
+    like with like)."""
+    trials, calls = trials_of(lambda name, scale, call: 1.0 if name == "a/x" else 100.0)
+    planner.choose("k", CANDIDATES, "a/x", trials, MACHINE)
+    assert calls["a/x"] == 3
+
+
+def test_off_and_forced_modes_measure_nothing(auto, monkeypatch):
+    trials, calls = trials_of(lambda name, scale, call: 100.0)
+    monkeypatch.setenv("FASTBP_PLAN", "off")
+    assert planner.choose("k", CANDIDATES, "c/x", trials, MACHINE).source == "default"
+    monkeypatch.setenv("FASTBP_PLAN", "e")
+    assert planner.choose("k", CANDIDATES, "c/x", trials, MACHINE).name == "e/x"
+    assert not calls and not auto.exists()
+
+
+def test_the_fingerprint_names_what_makes_timings_comparable(monkeypatch):
+    """A cache shared between machines must not lend one CPU's plan to another: the
+    fingerprint holds the CPU model, the cores, the library versions and the BLAS variables."""
+    import os
+    import platform
+
+    from fastbp.devices.cpu.backend import cpu_model
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    info = planner.fingerprint({"gemm": {"mkl": "2026.2"}})
+    assert info["cpu"] == cpu_model() and info["cpu"]
+    assert info["cores"] == os.cpu_count() and info["machine"] == platform.machine()
+    assert info["numpy"] == np.__version__ and info["python"] == platform.python_version()
+    assert info["env"] == {"OPENBLAS_NUM_THREADS": "1"} and info["gemm"] == {"mkl": "2026.2"}
+    other = dict(info, cpu="another CPU")
+    assert planner.digest(other) != planner.digest(info)
+
+
+def test_the_cpu_jit_fingerprint_holds_the_gemm_libraries_and_numba():
+    import numba
+
+    info = jit.fingerprint()
+    assert info["numba"] == numba.__version__ and set(info["gemm"]) == {"mkl", "openblas"}
+    assert "blas_threads" in info and info["cpu"]
+
+
+def test_a_plan_from_another_cpu_is_not_reused(auto):
+    calls: list[str] = []
+    planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials(calls), MACHINE)
+    elsewhere = dict(MACHINE, cpu="another cpu")
+    choice = planner.choose("k", ["a/x", "b/x"], "a/x", fake_trials(calls), elsewhere)
+    assert choice.source == "measured"
+
+
+@pytest.mark.parametrize("m", [1, 10, 100, 1000, 10_000])
+def test_cpu_jit_trials_run_enough_steps_at_every_batch(m):
+    """Trials are sized by steps as well as rows: at least 16 steps at any batch."""
+    assert jit.trial_rows(m) // m >= jit.TRIAL_STEPS
+    assert jit.trial_rows(m) >= min(jit.TRIAL_ROWS, m * jit.TRIAL_STEPS)
+    assert jit.trial_rows(m, 4) == 4 * jit.trial_rows(m)

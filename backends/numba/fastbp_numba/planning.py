@@ -42,6 +42,7 @@ TWO_CORES = ("overlap", "two-threads", "blas-threads")
 # 26.5k against 29.7k / 32.7k.
 TWO_THREADS_WEIGHTS = 400_000
 TRIAL_ROWS = 4096  # rows of one candidate's timed trial; a shorter epoch is not measured
+TRIAL_STEPS = 16  # steps of the shortest timed trial at any batch: past thread start-up and caches
 SLOW = 0.5  # an epoch below this fraction of its trial's speed means a busy machine
 FAST = 1.5  # an epoch above this multiple of its cached trial's speed: the trial was disturbed
 
@@ -138,13 +139,21 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     return choice
 
 
+def trial_rows(m: int, scale: int = 1) -> int:
+    """Rows of a timed trial at batch ``m``: ``scale`` times :data:`TRIAL_ROWS`, and at least
+    :data:`TRIAL_STEPS` steps (whole batches), so a large batch is timed over enough steps to
+    get past thread start-up (four steps at batch 1000 once measured ``two-threads`` at a third
+    of its speed)."""
+    return scale * max(TRIAL_ROWS // m, TRIAL_STEPS) * m
+
+
 def trial(plan: Any, name: str, run: Callable[[Any, str], float], scale: int = 1) -> float:
-    """Samples/s of candidate ``name`` on the first rows of ``plan.order`` (``scale`` times
-    :data:`TRIAL_ROWS`), on copies of the parameters and velocities (training is not touched):
+    """Samples/s of candidate ``name`` on the first rows of ``plan.order`` (:func:`trial_rows`),
+    on copies of the parameters and velocities (training is not touched):
     a chunk of rows to warm up (threads started, rows gathered ahead), then the timed rows."""
     m = int(plan.batch_size)
     n = int(plan.order.shape[0])
-    rows = min(n, max(2 * m, scale * TRIAL_ROWS // m * m))
+    rows = min(n, trial_rows(m, scale))
     velocities = None if plan.velocities is None else [np.array(v) for v in plan.velocities]
     copy = dataclasses.replace(plan, weights=[np.array(w) for w in plan.weights],
                                biases=[np.array(b) for b in plan.biases], velocities=velocities)

@@ -1,10 +1,11 @@
 """MkDocs hook: LaTeX in the pages becomes MathML when the site is built, so that the browser
 typesets the equations itself (no script, no network).
 
-``$...$`` is inline math and a paragraph of its own ``$$...$$`` a displayed equation, as in
-LaTeX; code spans and fenced blocks are left alone, and ``\\$`` is a dollar sign. The Markdown
-pass never sees the math: each equation is replaced by a placeholder before it and by its MathML
-(from ``latex2mathml``) after it.
+``$...$`` is inline math (on one line, no space just inside either dollar, so ``$5 or $6`` is
+not math) and a paragraph of its own ``$$...$$`` a displayed equation, as in LaTeX; code spans
+and fenced blocks are left alone. The Markdown pass never sees the math: each equation is
+replaced by a placeholder before it and by its MathML (from ``latex2mathml``) after it. LaTeX
+that does not convert, or names a command latex2mathml does not know, stops the build.
 """
 
 from __future__ import annotations
@@ -12,26 +13,39 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fastbp.errors import FastbpError, MissingDependency
+
 DISPLAY = re.compile(r"^\$\$\n?(.+?)\n?\$\$$", re.S | re.M)
 INLINE = re.compile(r"(?<![\\$])\$(?=\S)([^$\n]+?)(?<=\S)\$(?!\$)")
 CODE = re.compile(r"^```.*?^```|`[^`\n]+`", re.S | re.M)
 TOKEN = "MATHMLTOKEN{}X"
 PARAGRAPH = re.compile(r"<p>(MATHMLTOKEN\d+X)</p>")
 PLACED = re.compile(r"MATHMLTOKEN\d+X")
+UNKNOWN = re.compile(r"\\[A-Za-z]+")
 
 
-class MathError(ValueError):
+class MathError(FastbpError, ValueError):
     """LaTeX that does not convert to MathML."""
 
 
 def to_mathml(latex: str, display: bool) -> str:
     """The MathML of one equation (``display``: a block, else inline)."""
-    from latex2mathml.converter import convert
+    try:
+        from latex2mathml.converter import convert
+    except ImportError as exc:
+        raise MissingDependency("the equations need latex2mathml: pip install -e '.[docs]'") \
+            from exc
 
     try:
-        return convert(latex.strip(), display="block" if display else "inline")
+        out = convert(latex.strip(), display="block" if display else "inline")
     except Exception as exc:  # latex2mathml raises bare exceptions for bad input
-        raise MathError(f"cannot typeset ${latex}$ ({exc}): fix the LaTeX") from exc
+        why = str(exc) or type(exc).__name__
+        raise MathError(f"cannot typeset ${latex}$ ({why}): fix the LaTeX") from exc
+    unknown = UNKNOWN.search(out)
+    if unknown:  # latex2mathml writes a command it does not know as text
+        raise MathError(f"cannot typeset ${latex}$: {unknown[0]} is not a LaTeX command "
+                        "latex2mathml knows; write it another way")
+    return out
 
 
 def stash(markdown: str, store: dict[str, str]) -> str:

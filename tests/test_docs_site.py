@@ -201,3 +201,30 @@ def test_the_guide_shows_the_commands_that_drew_its_pictures():
     spec.loader.exec_module(make)
     guide = (DOCS / "guide" / "see-and-keep.md").read_text()
     assert all(command in guide for command in make.COMMANDS)
+
+
+# --- what the README tells a reader to run -------------------------------------------------
+
+def test_the_docs_extra_holds_what_the_notebook_and_site_commands_need():
+    """The README's notebook command runs with the extras its install line names: `jupyter
+    execute` is nbclient's, the kernel ipykernel's, the site mkdocs with latex2mathml."""
+    import tomllib
+
+    readme = (ROOT / "README.md").read_text().splitlines()
+    run = next(i for i, line in enumerate(readme) if "jupyter execute docs/tutorial.ipynb" in line)
+    assert "FASTBP_DATA=" in readme[run]
+    install = next(line for line in reversed(readme[:run]) if line.startswith("pip install"))
+    extras = set(re.search(r'"\.\[([^\]]+)\]"', install)[1].split(","))
+    assert {"docs", "plot"} <= extras
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = project["optional-dependencies"]
+    named = {re.split(r"[<>=\[; ]", dep, maxsplit=1)[0].lower()
+             for extra in extras for dep in groups[extra]}
+    assert {"mkdocs", "mkdocstrings", "latex2mathml", "nbclient", "ipykernel",
+            "matplotlib"} <= named
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+        scripts = {ep.name for ep in distribution("nbclient").entry_points}
+    except PackageNotFoundError:
+        pytest.skip("nbclient is not installed: pip install -e '.[docs]'")
+    assert "jupyter-execute" in scripts

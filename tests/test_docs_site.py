@@ -239,3 +239,17 @@ def test_the_docs_extra_holds_what_the_notebook_and_site_commands_need():
     except PackageNotFoundError:
         pytest.skip("nbclient is not installed: pip install -e '.[docs]'")
     assert "jupyter-execute" in scripts
+
+
+def test_the_errors_page_quotes_a_real_message():
+    """The example on the errors page is what fastbp says for the book's data as rows."""
+    import numpy as np
+
+    import fastbp
+    from fastbp.errors import ShapeError
+
+    net = fastbp.Network([784, 30, 10], device="cpu")
+    with pytest.raises(ShapeError) as raised:
+        net.train(np.zeros((100, 784)), np.zeros(100, dtype=int), epochs=1, batch_size=10,
+                  eta=1.0)
+    assert str(raised.value) in (DOCS / "guide" / "errors.md").read_text()

@@ -1,14 +1,19 @@
-"""MkDocs hooks: the README's sections as guide pages, and links that leave the docs folder.
+"""MkDocs hooks: the README's figures in the guide pages, and links that leave the docs folder.
 
 A page holds ``<!-- readme: TITLE -->`` where a section of ``README.md`` belongs (``intro`` is the
 text above the first section): the section comes in with its headings raised so that its title
-is the page's title, and its links made relative to the page. A link to a repository file outside
-``docs/`` becomes the file's path in code (the site does not carry it), except an image, which the
-site then carries at the same path.
+is the page's title, and its links made relative to the page. ``<!-- readme: TITLE | figures -->``
+brings only the section's tables and pictures, each with the block just before it and the
+paragraph just after it (the commands and the words that say where the figures come from), so
+that the guide quotes the README's measurements instead of copying them.
+``<!-- pictures: baselines -->`` is the baselines table recorded in ``docs/pictures/pictures.json``
+with the pictures. A link to a repository file outside ``docs/`` becomes the file's path in code
+(the site does not carry it), except an image, which the site then carries at the same path.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from pathlib import Path
@@ -16,7 +21,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-MARKER = re.compile(r"<!-- readme: (.+?) -->")
+MARKER = re.compile(r"<!-- readme: (.+?)(?: \| (figures))? -->")
+PICTURES_MARKER = re.compile(r"<!-- pictures: baselines -->")
+PICTURES_DATA = ROOT / "docs" / "pictures" / "pictures.json"
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 
@@ -67,6 +74,50 @@ def readme_section(title: str) -> str:
     return "\n".join(body).strip() + "\n"
 
 
+def _blocks(text: str) -> list[str]:
+    """The blank-line separated blocks of Markdown ``text``, a fenced code block as one."""
+    blocks, current, fenced = [], [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not line.strip() and not fenced:
+            if current:
+                blocks.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    if current:
+        blocks.append("\n".join(current))
+    return blocks
+
+
+def figures(text: str) -> str:
+    """The tables and pictures of ``text``, each with the block just before it (a paragraph or
+    the commands that made it) and the paragraph just after it."""
+    blocks = _blocks(text)
+
+    def kept(i: int, code: bool) -> bool:
+        return 0 <= i < len(blocks) and not blocks[i].startswith("#") and (
+            code or not blocks[i].startswith("```"))
+
+    keep: set[int] = set()
+    for i, block in enumerate(blocks):
+        if block.startswith(("|", "![")):
+            keep.update(j for j, code in ((i - 1, True), (i, True), (i + 1, False))
+                        if kept(j, code))
+    return "\n\n".join(blocks[i] for i in sorted(keep)) + "\n"
+
+
+def baselines_table() -> str:
+    """The baselines table as the pictures' script recorded it (10,000 test images)."""
+    data = json.loads(PICTURES_DATA.read_text(encoding="utf-8"))
+    rows = ["| method | correct on the 10,000 test images |", "|---|---|"]
+    names = {"network": "the cross-entropy network above"}
+    for method, correct in data["baselines"].items():
+        rows.append(f"| {names.get(method, method)} | {correct:,} ({correct / 100:.2f} %) |")
+    return "\n".join(rows) + "\n"
+
+
 def _from_readme(text: str, here: str) -> str:
     """Links of README text (relative to the repository root) as links from the page in the
     docs folder ``here``."""
@@ -104,9 +155,18 @@ def on_files(files: Any, config: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """Fill in README sections; point links that leave docs/ at what the site carries."""
+    """Fill in README sections and recorded tables; point links that leave docs/ at what the
+    site carries."""
     here = posixpath.dirname(page.file.src_uri)
-    markdown = MARKER.sub(lambda m: _from_readme(readme_section(m[1].strip()), here), markdown)
+
+    def section(m: re.Match[str]) -> str:
+        text = readme_section(m[1].strip())
+        if m[2]:
+            text = figures(text)
+        return _from_readme(text, here)
+
+    markdown = MARKER.sub(section, markdown)
+    markdown = PICTURES_MARKER.sub(lambda m: baselines_table(), markdown)
     carried = _outside_images()
 
     def fix(m: re.Match[str]) -> str:

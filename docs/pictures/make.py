@@ -1,7 +1,11 @@
 """The README's pictures and figures, from the README's own commands.
 
-    python docs/pictures/make.py           # run the commands; write the PNGs and pictures.json
-    python docs/pictures/make.py --check   # run them again; compare the data with pictures.json
+    python docs/pictures/make.py --out DIR   # run the commands; the PNGs and pictures.json in DIR
+    python docs/pictures/make.py --update    # the same, rewriting the tracked ones here
+    python docs/pictures/make.py --check     # run them again; compare the data with pictures.json
+
+Without ``--out`` the pictures go to ``fastbp-pictures/`` in the current folder; the tracked
+pictures in ``docs/pictures/`` change only with ``--update``.
 
 The commands are those of the README's "See and keep" section: two 10-epoch runs on MNIST (the
 quadratic cost, and cross-entropy with λ = 5), the two-run learning curve, the cross-entropy
@@ -36,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DATA = HERE / "pictures.json"
 PICTURES = ("learning_curve.png", "confusion.png", "misclassified.png")
+DEFAULT_OUT = "fastbp-pictures"
 SHOWN_MISTAKES = 40  # what misclassified.png shows (fastbp.io.plots.misclassified_grid)
 
 COMMANDS = [
@@ -139,8 +144,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make() -> None:
-    """Run the commands, copy their pictures here and write ``pictures.json``."""
+def make(out: Path) -> None:
+    """Run the commands, copy their pictures to ``out`` and write ``pictures.json`` there."""
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = compute(work, plot=True)
@@ -148,10 +154,10 @@ def make() -> None:
                    "confusion.png": work / "pictures" / "confusion.png",
                    "misclassified.png": work / "pictures" / "misclassified.png"}
         for name, source in sources.items():
-            shutil.copyfile(source, HERE / name)
-    data["png_sha256"] = {name: sha256(HERE / name) for name in PICTURES}
-    DATA.write_text(dump(data) + "\n")
-    print(f"wrote {', '.join(PICTURES)} and {DATA.name} in {HERE}")
+            shutil.copyfile(source, out / name)
+    data["png_sha256"] = {name: sha256(out / name) for name in PICTURES}
+    (out / DATA.name).write_text(dump(data) + "\n")
+    print(f"wrote {', '.join(PICTURES)} and {DATA.name} in {out}")
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], exact: bool) -> list[str]:
@@ -230,12 +236,22 @@ def check() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="recompute the data and compare it with pictures.json")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
+                      help=f"the folder for the pictures and pictures.json (default: "
+                           f"./{DEFAULT_OUT})")
+    what.add_argument("--update", action="store_true",
+                      help="rewrite the tracked pictures and pictures.json beside this "
+                           "script (docs/pictures/)")
+    what.add_argument("--check", action="store_true",
+                      help="recompute the data and compare it with pictures.json")
     args = parser.parse_args(argv)
     if args.check:
         return check()
-    make()
+    if not args.update and args.out.resolve() == HERE:
+        parser.error(f"--out {args.out} is the folder of the tracked pictures: "
+                     "use --update to rewrite them, or name another folder")
+    make(HERE if args.update else args.out)
     return 0
 
 

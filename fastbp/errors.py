@@ -34,7 +34,15 @@ class DeviceError(FastbpError, RuntimeError):
 
 
 class TrainingDiverged(FastbpError, ArithmeticError):
-    """Training produced NaN or inf in the cost or the parameters."""
+    """Training produced NaN or inf in the cost or the parameters: in ``epoch`` (its ``cost``),
+    at ``layer``'s ``parameter`` (``"weights"``, ``"biases"``, or ``"cost"``); the network keeps
+    the parameters of ``last_finite_epoch``."""
+
+    epoch: int | None = None
+    cost: float | None = None
+    layer: int | None = None
+    parameter: str | None = None
+    last_finite_epoch: int | None = None
 
 
 class MissingDependency(FastbpError, ImportError):

@@ -31,7 +31,7 @@ def backprop_sample(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray],
     ``kinds``: each layer's neuron (:mod:`fastbp.core.neurons`), ``f'`` taken from ``z``;
     ``masks``: this sample's dropout column ``D^l`` of every hidden layer, if any."""
     kinds = _kinds(kinds, len(weights), cost)
-    masks = [*(masks or [np.ones((w.shape[0], 1)) for w in weights[:-1]]), 1.0]
+    masks = [*(masks or [np.ones((w.shape[0], 1)) for w in weights[:-1]]), np.ones((1, 1))]
     activation, activations, zs = x, [x], []
     for b, w, kind, d in zip(biases, weights, kinds, masks):
         z = w @ activation + b

@@ -49,10 +49,11 @@ def check_count(name: str, value: Any, *, low: int = 1, high: int | None = None)
     """An integer in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
+    count = int(value)
+    if count < low or (high is not None and count > high):
         span = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ConfigError(f"{name} must be {span}, got {value}")
-    return int(value)
+    return count
 
 
 def check_momentum(momentum: Any) -> float:

@@ -10,7 +10,7 @@ compiled CPU loop) is a subclass that overrides the hot spots. The built-in ``cp
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
@@ -63,7 +63,8 @@ class Backend:
         Raises :class:`~fastbp.DeviceError` saying why when none can run here. Backends with
         several devices (``cuda:0``, ``cuda:1``, ...) override this to list each one.
         """
-        return [cls(dtype="float32", index=0).describe()]
+        make: Callable[..., Backend] = cls  # a concrete subclass: (dtype=, index=)
+        return [make(dtype="float32", index=0).describe()]
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[None]:

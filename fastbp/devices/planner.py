@@ -288,15 +288,16 @@ def choose(key: str, candidates: Sequence[str], default: str,
             raise ConfigError(f"{ENV_VAR}={how!r} is not a candidate for {key}; candidates: "
                               f"{', '.join(candidates)} (or auto, measure, off)")
         return Choice(named[0], "forced")
-    entry = read_cache(machine, section).get(key) if how == "auto" else None
-    recorded = entry.get("choice") if isinstance(entry, dict) else None
-    same = candidates
-    if recorded in candidates:
+    found = read_cache(machine, section).get(key) if how == "auto" else None
+    entry: dict[str, Any] = found if isinstance(found, dict) else {}
+    recorded = entry.get("choice")
+    same = list(candidates)
+    if isinstance(recorded, str) and recorded in candidates:
         speeds = _speeds(entry)
         if not entry.get("remeasure") or not measurable or busy:
-            return Choice(str(recorded), "cache", speeds)
+            return Choice(recorded, "cache", speeds)
         same = [c for c in candidates if rounding is None or rounding(c) == rounding(recorded)]
-        default = str(recorded)
+        default = recorded
     if not measurable:
         return Choice(default, "default, too few rows to measure")
     if busy and how == "auto":

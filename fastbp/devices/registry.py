@@ -110,7 +110,8 @@ def requested_device(device: str | None = None) -> str:
 def resolve(device: str | Backend | None = None, dtype: str = "float32") -> Backend:
     """The backend for ``device`` (see :func:`requested_device`) computing in ``dtype``."""
     if isinstance(device, Backend):
-        return device if device.dtype == dtype else type(device)(dtype=dtype, index=device.index)
+        make: Callable[..., Backend] = type(device)  # a concrete subclass: (dtype=, index=)
+        return device if device.dtype == dtype else make(dtype=dtype, index=device.index)
     spec = requested_device(device)
     if device is None and _current.get() is None and not os.environ.get(ENV_VAR):
         return _auto(dtype, quiet=True)  # the default: said in the log, quietly

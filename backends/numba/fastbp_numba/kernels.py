@@ -41,6 +41,7 @@ subnormals, which x86 multiplies through a slow microcode path.
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -72,6 +73,7 @@ from .neurons import (  # noqa: F401 - the kernels' elementwise passes, re-expor
 
 ensure_blas()
 
+CACHED: Any = {"cache": True}  # the overload's compile options (Numba's stubs omit "cache")
 _N = ord("N")
 _T = ord("T")
 _COL_MAJOR, _NO_TRANS, _TRANS = 102, 111, 112  # CBLAS enumerations
@@ -93,7 +95,7 @@ def gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, bla
     raise NotImplementedError  # only the compiled overload below runs
 
 
-@overload(gemm, jit_options={"cache": True})
+@overload(gemm, jit_options=CACHED)
 def _gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, blas):
     if not isinstance(blas, types.NoneType):
 

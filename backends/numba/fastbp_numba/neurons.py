@@ -15,6 +15,7 @@ neuron (:data:`SIGMOID`, :data:`TANH`, :data:`RELU`, :data:`SOFTMAX`), ``cost`` 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit, types
@@ -32,7 +33,7 @@ KIND_CODES = {"sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX
 FLAGS = {"reassoc", "contract"}  # vectorised sums and FMAs; NaN and inf keep their meaning
 # NumPy's error model: x / 0 is inf (as in NumPy) rather than a check before every division,
 # which would keep the loops from being vectorised
-JIT = {"cache": True, "nogil": True, "fastmath": FLAGS, "error_model": "numpy"}
+JIT: Any = {"cache": True, "nogil": True, "fastmath": FLAGS, "error_model": "numpy"}
 
 
 def sigmoid(z, t):

@@ -21,6 +21,7 @@ configuration, and a run never moves to one that rounds differently (see
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from typing import Any, Callable
@@ -123,8 +124,7 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     busy = measurable and planner.mode() in ("auto", "measure") and planner.busy_machine()
 
     def trials() -> dict[str, Callable[[int], float]]:
-        return {name: (lambda scale, name=name: trial(plan, name, run, scale))
-                for name in options}
+        return {name: functools.partial(_trial_of, plan, name, run) for name in options}
 
     choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
                             fingerprint(), busy=busy, measurable=measurable, rounding=rounding)
@@ -137,6 +137,10 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     choice.key = key
     plan.workspaces[("cpu-jit plan", key)] = choice
     return choice
+
+
+def _trial_of(plan: Any, name: str, run: Callable[[Any, str], float], scale: int) -> float:
+    return trial(plan, name, run, scale)
 
 
 def trial_rows(m: int, scale: int = 1) -> int:

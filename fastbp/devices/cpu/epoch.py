@@ -147,6 +147,12 @@ def sgd_epoch(backend: Any, plan: Any) -> float:
         return _sgd_epoch(backend, plan, threads)
 
 
+def _need(extra: Techniques | None) -> Techniques:
+    """The techniques' buffers of a plan that has them (only such a plan asks)."""
+    assert extra is not None
+    return extra
+
+
 def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
     from scipy.linalg import blas
 
@@ -154,7 +160,7 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
     gemm, gemv = (blas.sgemm, blas.sgemv) if dtype == np.float32 else (blas.dgemm, blas.dgemv)
     lib = cblas.find()
     direct = lib is not None and step_work(plan.sizes, plan.batch_size) >= DIRECT_WORK
-    if direct:  # MKL or NumPy's OpenBLAS: faster on skinny products
+    if lib is not None and direct:  # MKL or NumPy's OpenBLAS: faster on skinny products
         gemm = cblas.FortranGemm(lib, dtype)
         # the bias step as a GEMM too (b is an (n_l, 1) column), so that one library and one
         # thread pool run the whole step: two pools would spin against each other
@@ -186,13 +192,13 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
         if x.shape[0] != r:  # the first batch, and a shorter last one
             r = int(x.shape[0])
             _, _, a, d, s, ones = buffers.rows(r)
-            fed = a if not p else [ai[:r] for ai in extra.dropped] + a[top:]
+            fed = a if not p else [ai[:r] for ai in _need(extra).dropped] + a[top:]
             inputs_t = [x.T] + [ai.T for ai in fed[:-1]]
             a_t, d_t = [ai.T for ai in a], [di.T for di in d]
         else:
             inputs_t[0] = x.T
         if p:
-            masks = extra.draw(plan.seed, step, p, r)
+            masks = _need(extra).draw(plan.seed, step, p, r)
         # feedforward: (Z^l)ᵀ = W^l (Ã^{l-1})ᵀ, then A^l = f(Z^l + b^l), Ã^l = A^l ⊙ D^l
         for l in range(top + 1):
             gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
@@ -223,7 +229,7 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
         # Vᵀ ← μ Vᵀ − (η/m)(Ã^{l-1})ᵀ Δ^l − (ηλ/n) Wᵀ − (ηλ₁/n) sgn Wᵀ; W ← W + V; b likewise
         for l in range(top + 1):
             gemm(alpha, inputs_t[l], d_t[l], mu, v_t[l], 0, 1, 1)
-            w, v, sw = weights[l], v_w[l], extra.scratch[l]
+            w, v, sw = weights[l], v_w[l], _need(extra).scratch[l]
             if l2:
                 multiply(w, l2, out=sw)
                 subtract(v, sw, out=v)
@@ -235,7 +241,7 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
             gemv(alpha, d_t[l], ones, mu, vb_vec[l], 0, 1, 0, 1, 0, 1)
             add(b_vec[l], vb_vec[l], out=b_vec[l])
         if step % FLUSH_EVERY == FLUSH_EVERY - 1:
-            extra.flush(plan.velocities)
+            _need(extra).flush(plan.velocities)
     return total
 
 

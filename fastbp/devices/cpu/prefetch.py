@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -93,7 +93,7 @@ def chunk_buffers(backend: Any, plan: Any) -> ChunkBuffers:
 
 
 def chunks(xs: np.ndarray, ys: np.ndarray, order: np.ndarray, buffers: ChunkBuffers,
-           parallel: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+           parallel: bool = False) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """``(X[idx], Y[idx])`` for consecutive chunks ``idx`` of ``order`` (``buffers.rows`` long,
     the last one shorter), each gathered on the helper thread while the previous one is used
     (``parallel``: by the helper and this thread together, when it is asked for).

@@ -253,3 +253,26 @@ def test_training_learns_an_easy_problem():
     history = net.train(X, labels, epochs=30, batch_size=10, eta=3.0, test=(X, labels))
     assert history[-1].cost < history[0].cost
     assert history.best_accuracy > 0.8
+
+
+def test_the_book_initializers_draw_as_network_does_with_the_relu_gain():
+    """``default_weight_initializer`` draws what ``Network(init="scaled")`` draws from the same
+    generator state, the relu gain √2 included; ``large_weight_initializer`` what
+    ``init="standard"`` draws."""
+    import numpy as np
+
+    import fastbp
+
+    for init, method in (("scaled", "default_weight_initializer"),
+                         ("standard", "large_weight_initializer")):
+        fresh = fastbp.Network([30, 20, 10], activation="relu", init=init, seed=4,
+                               dtype="float64")
+        redrawn = fastbp.Network([30, 20, 10], activation="relu", seed=4, dtype="float64")
+        redrawn.rng = np.random.default_rng(4)
+        getattr(redrawn, method)()
+        assert redrawn.init == init
+        for a, b in zip([*fresh.weights, *fresh.biases], [*redrawn.weights, *redrawn.biases]):
+            np.testing.assert_array_equal(a, b)
+    scaled = fastbp.Network([400, 200, 10], activation="relu", seed=1, dtype="float64")
+    scaled.default_weight_initializer()
+    assert abs(float(np.std(scaled.weights[0])) * np.sqrt(400) - np.sqrt(2.0)) < 0.05

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..core.init import draw_parameters
 from ..core.records import EpochRecord
 from ..core.validate import check_positive
 from ..errors import ConfigError
@@ -23,6 +24,14 @@ from .monitoring import sgd_network2
 class BookAPI:
     """The book's methods, mixed into :class:`~fastbp.Network` (which supplies ``train``,
     ``backprop``, ``count_correct`` and the parameters)."""
+
+    # what the host class supplies
+    sizes: list[int]
+    kinds: tuple[str, ...]
+    rng: np.random.Generator
+    init: str
+    weights: Any
+    biases: Any
 
     def SGD(self, training_data: Iterable[tuple[Any, Any]], epochs: int, mini_batch_size: int,
             eta: float, test_data: Iterable[tuple[Any, Any]] | None = None, *,
@@ -90,13 +99,10 @@ class BookAPI:
         self._draw_parameters("standard")
 
     def _draw_parameters(self, init: str) -> None:
-        sizes: list[int] = self.sizes  # type: ignore[attr-defined]
-        rng: np.random.Generator = self.rng  # type: ignore[attr-defined]
-        pairs = list(zip(sizes[:-1], sizes[1:]))
-        biases = [rng.standard_normal((n, 1)) for _, n in pairs]
-        weights = [rng.standard_normal((n, k)) / (np.sqrt(k) if init == "scaled" else 1.0)
-                   for k, n in pairs]
-        self.weights, self.biases = weights, biases  # type: ignore[attr-defined]
+        """Draw anew as ``Network(..., init=init)`` draws (:func:`fastbp.core.init.draw_parameters`:
+        the same scale and gain for every neuron kind)."""
+        weights, biases = draw_parameters(self.rng, self.sizes, self.kinds, init)
+        self.weights, self.biases = weights, biases
         self.init = init
 
     def cost_derivative(self, output_activations: Any, y: Any) -> Any:

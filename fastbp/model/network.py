@@ -17,8 +17,9 @@ from .. import devices
 from ..core.costs import QuadraticCost, get_cost, output_of
 from ..core.equations import backpropagate, bp3, bp4, feedforward
 from ..core.evaluator import Evaluator
+from ..core.init import INITS, draw_parameters
 from ..core.memory import translate_oom
-from ..core.neurons import GAIN, layer_kinds
+from ..core.neurons import layer_kinds
 from ..core.ops import Array
 from ..core.plan import EpochPlan, Workspace, cached_workspace
 from ..core.records import EpochRecord, History
@@ -42,8 +43,6 @@ from ..io.checkpoint import ModelState
 from . import driver, inputs
 from .book import BookAPI
 from .parameters import ParameterList
-
-INITS = ("standard", "scaled")
 
 
 class Network(BookAPI):
@@ -103,10 +102,7 @@ class Network(BookAPI):
         with translate_oom(self.backend, self.sizes, 1, what=f"the {n_params:,} parameters",
                            asked=n_params * (8 + np.dtype(self.backend.dtype).itemsize),
                            advice="use fewer or smaller layers, or a device with more memory"):
-            biases = [self.rng.standard_normal((n, 1)) for _, n in pairs]
-            scale = ((lambda k, g: g / np.sqrt(k)) if init == "scaled" else (lambda k, g: 1.0))
-            weights = [self.rng.standard_normal((n, k)) * scale(k, GAIN[kind])
-                       for (k, n), kind in zip(pairs, self.kinds)]
+            weights, biases = draw_parameters(self.rng, self.sizes, self.kinds, init)
             with self.backend.activate():
                 self._biases = [self.backend.asarray(b) for b in biases]
                 self._weights = [self.backend.asarray(w) for w in weights]

@@ -68,7 +68,12 @@ def read_bounded(path: str | os.PathLike, cap: int, why: str,
     with open_regular(path, error, follow=follow) as f:
         size = os.fstat(f.fileno()).st_size
         if size <= cap:
-            data = f.read(cap + 1)
+            data = f.read(size + 1)  # a read allocates what it asks for: no more than the file
+            while size < len(data) <= cap:  # it grew meanwhile: on, up to one past the cap
+                more = f.read(min(1 << 16, cap + 1 - len(data)))
+                if not more:
+                    break
+                data += more
             size = len(data)
         if size > cap:
             raise error(f"{os.fspath(path)}: {size:,} bytes, more than {why} ({cap:,} bytes); "

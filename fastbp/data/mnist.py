@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import DataError
+from ..files import open_regular
 from . import folders
 from .idx import Expected, read_idx
 
@@ -133,10 +134,10 @@ def locate(path: str | os.PathLike | None = None, *, download: bool = True) -> d
 
 
 def sha256_uncompressed(path: Path) -> str:
-    opener = gzip.open if path.suffix == ".gz" else open
     h = hashlib.sha256()
     try:
-        with opener(path, "rb") as f:
+        with open_regular(path) as raw, (gzip.GzipFile(fileobj=raw) if path.suffix == ".gz"
+                                         else raw) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     except (OSError, EOFError) as exc:

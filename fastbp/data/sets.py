@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DataError
+from ..files import open_regular
 from . import folders, mnist
 
 
@@ -86,7 +87,7 @@ def md5_check(spec: DataSet) -> Callable[[Path, str], None]:
                             f"{stem}.gz)")
         h = hashlib.md5(usedforsecurity=False)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
         except OSError as exc:

@@ -73,6 +73,7 @@ def check_cache(folder: Path, title: str, instead: str) -> None:
         except OSError:
             return  # the download's own error says why
         if not stat.S_ISDIR(mode):
-            raise DataError(f"{place}: a file, where fastbp keeps its {title} cache folder "
-                            f"{folder}: move it away, or {instead}")
+            where = "" if place == folder else f" (for its {title} cache {folder})"
+            raise DataError(f"{place}: a file where fastbp needs a folder{where}: move it away, "
+                            f"or {instead}")
         return

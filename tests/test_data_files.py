@@ -192,3 +192,19 @@ def test_the_cli_says_so_in_one_line_with_status_2(cache_home, tmp_path):
     assert out.stderr.strip().splitlines() == [
         f"fastbp: error: {place}: a file where fastbp needs a folder: move it away, or pass "
         "--data kmnist:DIR"]
+
+
+def test_a_linked_file_is_blamed_by_the_name_in_the_folder(tmp_path):
+    folder, elsewhere = tmp_path / "fashion", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    for stem, shape in (("train-images-idx3-ubyte", (60_000, 28, 28)),
+                        ("train-labels-idx1-ubyte", (60_000,)),
+                        ("t10k-images-idx3-ubyte", (10_000, 28, 28))):
+        write_idx(folder / f"{stem}.gz", np.zeros(shape, np.uint8))
+    write_idx(elsewhere / "labels.gz", np.zeros(9_999, np.uint8))
+    (folder / "t10k-labels-idx1-ubyte.gz").symlink_to(elsewhere / "labels.gz")
+    with pytest.raises(DataError) as info:
+        fastbp.datasets.load_fashion_mnist(folder)
+    assert str(info.value).startswith(f"{folder / 't10k-labels-idx1-ubyte.gz'}: Fashion-MNIST "
+                                      "test labels have shape (9999,), expected (10000,)")

@@ -105,7 +105,7 @@ def test_mnist_shaped_check_refuses_wrong_files(tmp_path):
     for stem in mnistmod.FILES.values():
         shape = (5, 28, 28) if "images" in stem else (5,)
         write_idx(tmp_path / (stem + ".gz"), np.zeros(shape, np.uint8))
-    with pytest.raises(DataError, match=r"expected \(60000, 28, 28\)"):
+    with pytest.raises(DataError, match=r"expected \((60000|10000), 28, 28\)"):
         load_mnist(tmp_path, download=False)
 
 

@@ -10,8 +10,10 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..io.targets import atomic_write, write_file
 from .workloads import LOOP, MATRIX
 
 KIND_ORDER = {"step": 0, "epoch": 1}
@@ -305,19 +307,19 @@ def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool
         fig.suptitle(title, fontsize=10)
     bottom = (0.22 * legend_rows + 0.15) / height
     fig.tight_layout(rect=(0, bottom, 1, 0.97 if title else 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_write(Path(path), lambda f: fig.savefig(f, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return True
 
 
 def write_companions(path: str | os.PathLike) -> None:
     """Beside a saved run: ``machine.json``, ``table.md`` and ``chart.png`` (with matplotlib)."""
-    from pathlib import Path
-
     path = Path(path)
     doc = load(path)
     machine = doc.get("machine_info", {}).get("fastbp", {})
-    (path.parent / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    write_file(path.parent / "machine.json", (json.dumps(machine, indent=2) + "\n").encode())
     rows = rows_of(doc)
-    (path.parent / "table.md").write_text(table(rows, markdown=True) + "\n")
+    write_file(path.parent / "table.md", (table(rows, markdown=True) + "\n").encode())
     chart(rows, path.parent / "chart.png", title=machine.get("cpu", {}).get("model", ""))

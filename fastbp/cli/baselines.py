@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         from ..io.plots import _figure
         from ..io.targets import check_folder
 
-        check_folder(args.plot, f"--plot {args.plot}")  # writable, before any work
+        check_folder(args.plot, f"--plot {args.plot}",  # writable, before any work
+                     ("baselines.png", "confusion.png", "misclassified.png"))
         _figure((1, 1))  # matplotlib missing: say so before any work
     if args.model is not None and not args.model:
         from ..errors import ConfigError

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..io.targets import write_file
 from .bench_checks import check_data, check_devices, check_numbers, output_folder
 from .options import parse_sizes
 
@@ -184,9 +185,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(records)} case(s) in {settings['seconds']} s")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)  # checked above: only the default's parents
-        (out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
-        (out / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
-        (out / "table.md").write_text(report.table(rows, markdown=True) + "\n")
+        for name, text in (("bench.json", json.dumps(doc, indent=1)),
+                           ("machine.json", json.dumps(machine, indent=2)),
+                           ("table.md", report.table(rows, markdown=True))):
+            write_file(out / name, (text + "\n").encode("utf-8"))  # regular files only
         drawn = report.chart(rows, out / "chart.png", title=machine["cpu"]["model"])
         print(f"saved {out}/bench.json, machine.json, table.md"
               + (", chart.png" if drawn else

@@ -69,7 +69,8 @@ def output_folder(out: str | None) -> Path | None:
         return None
     if out is None:
         return Path("fastbp-bench") / time.strftime("%Y%m%d-%H%M%S")
-    return targets.check_folder(out, f"--out {out}")
+    return targets.check_folder(out, f"--out {out}",
+                                ("bench.json", "machine.json", "table.md", "chart.png"))
 
 
 def load_run(path: str) -> dict[str, Any]:

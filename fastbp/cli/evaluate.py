@@ -31,10 +31,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_count("--show", args.show, low=0)
     if args.plot is not None:
-        from ..io.plots import _figure
+        from ..io.plots import PICTURES, _figure
         from ..io.targets import check_folder
 
-        check_folder(args.plot, f"--plot {args.plot}")  # writable, before any work
+        check_folder(args.plot, f"--plot {args.plot}", PICTURES)  # writable, before any work
         _figure((1, 1))  # matplotlib missing: say so before any work
     # Every model first: a bad file fails before MNIST is read.
     loaded = [(Path(m), load_checkpoint(m, device=args.device).network) for m in args.models]

@@ -57,7 +57,9 @@ def check_paths(args: Any, net: Any, save_path: str | None) -> None:
         if network2.is_json_name(save_path):
             network2.check_fits(net.cost.name, net.kinds)
     if args.plot and getattr(args, "rank", 0) == 0:
-        targets.check_folder(args.plot, f"--plot {args.plot}")
+        from ..io.plots import PICTURES
+
+        targets.check_folder(args.plot, f"--plot {args.plot}", PICTURES)
 
 
 def checked_extra(extra: Any, path: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ such folder, not a folder, unreadable, which files are missing); never a silent 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Mapping
 
@@ -58,3 +59,21 @@ def find_in_given(directory: Path, stems: Mapping[str, str], source: str = "",
         raise DataError(f"{where}: {title} is incomplete here: missing {', '.join(missing)} "
                         "(as NAME.gz or NAME)")
     return found
+
+
+def check_cache(folder: Path, title: str, instead: str) -> None:
+    """``DataError`` when something other than a folder is where fastbp keeps ``title``'s cache
+    ``folder`` (or one of its parents), so it can neither be read nor made; ``instead`` says how
+    to use other files (``"pass --data kmnist:DIR"``)."""
+    for place in (folder, *folder.parents):
+        try:
+            mode = os.stat(place).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return  # the download's own error says why
+        if not stat.S_ISDIR(mode):
+            where = "" if place == folder else f" (for its {title} cache {folder})"
+            raise DataError(f"{place}: a file where fastbp needs a folder{where}: move it away, "
+                            f"or {instead}")
+        return

@@ -5,7 +5,9 @@ naming the missing ones, never passed over). Without a path, the search order: `
 then the user cache (``~/.cache/fastbp/mnist``, or ``$XDG_CACHE_HOME/fastbp/mnist``), then a
 download from public mirrors into the cache. Downloads
 are checked against the SHA-256 of the uncompressed files before use and moved into the cache
-atomically; a file that does not match is deleted and reported.
+atomically; a file that does not match is deleted and reported. Files found in the cache are
+checked too (once per process): a file that does not match is refused, naming it. Each file is
+read only as far as MNIST's known shapes (a header claiming anything else is refused unread).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import DataError
+from ..files import open_regular
 from . import folders
-from .idx import read_idx
+from .idx import Expected, read_idx
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -115,6 +118,7 @@ def locate(path: str | os.PathLike | None = None, *, download: bool = True) -> d
         found = _find(d)
         if found:
             return found
+    folders.check_cache(cache_dir(), "MNIST", "pass --data DIR")
     if download:
         try:
             return fetch(cache_dir())
@@ -130,10 +134,10 @@ def locate(path: str | os.PathLike | None = None, *, download: bool = True) -> d
 
 
 def sha256_uncompressed(path: Path) -> str:
-    opener = gzip.open if path.suffix == ".gz" else open
     h = hashlib.sha256()
     try:
-        with opener(path, "rb") as f:
+        with open_regular(path) as raw, (gzip.GzipFile(fileobj=raw) if path.suffix == ".gz"
+                                         else raw) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     except (OSError, EOFError) as exc:
@@ -162,7 +166,11 @@ def fetch(target: Path, mirrors: tuple[str, ...] = MIRRORS, *, title: str = "MNI
     while not folder.exists():
         created.append(folder)
         folder = folder.parent
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{target}: cannot make the {title} cache folder "
+                        f"({exc.strerror or exc})") from exc
     out = {}
     if not all((target / (stem + ".gz")).is_file() for stem in FILES.values()):
         print(f"fastbp: downloading {title} into {target}", file=sys.stderr, flush=True)
@@ -238,19 +246,46 @@ def _has_tqdm() -> bool:
 
 @functools.lru_cache(maxsize=4)
 def _read_raw(files: tuple[tuple[str, Path], ...], title: str = "MNIST") -> dict[str, np.ndarray]:
+    """The four files, each checked against its known shape from its header (so the file that
+    is wrong is the one named, and nothing larger than the set is read)."""
     f = dict(files)
-    raw = {k: read_idx(p) for k, p in f.items()}
+    raw = {}
+    for key, path in f.items():
+        part, kind = key.split("_")
+        shape = EXPECTED[part] if kind == "images" else EXPECTED[part][:1]
+        raw[key] = read_idx(path, expect=Expected(shape, "uint8", f"{title} {part} {kind}"))
     for part in ("train", "test"):
-        images, labels = raw[f"{part}_images"], raw[f"{part}_labels"]
-        for kind, array, want in (("images", images, EXPECTED[part]),
-                                  ("labels", labels, EXPECTED[part][:1])):
-            if array.shape != want:  # name the file that is wrong
-                raise DataError(f"{f[f'{part}_{kind}']}: {title} {part} {kind} have shape "
-                                f"{array.shape}, expected {want}")
-        if images.dtype != np.uint8 or labels.dtype != np.uint8 or labels.max() > 9:
-            raise DataError(f"{f[part + '_labels']}: not {title} data (dtype or labels out of "
-                            "0..9)")
+        labels = raw[f"{part}_labels"]
+        if labels.max() > 9:
+            raise DataError(f"{f[part + '_labels']}: not {title} {part} labels (a label of "
+                            f"{labels.max()}, outside 0..9)")
     return raw
+
+
+_verified: set[tuple[object, ...]] = set()
+
+
+def verify_cached(files: dict[str, Path], check: Callable[[Path, str], None], title: str,
+                  source: str) -> None:
+    """``DataError`` naming the file, unless each of ``files`` (found in fastbp's cache) passes
+    ``check(path, stem)`` (its published checksum); ``source`` says how to use other files. A
+    file that passed is not hashed again in this process until it changes."""
+    for key, path in files.items():
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        memo = (title, str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+        if memo in _verified:
+            continue
+        try:
+            check(path, FILES[key])
+        except DataError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            raise DataError(f"{path}: not {title}'s {FILES[key]} ({reason}); the cache holds only "
+                            f"verified files: delete it to download it again, or {source}") \
+                from exc
+        _verified.add(memo)
 
 
 def load_mnist(path: str | os.PathLike | None = None, *, dtype: str = "float32",
@@ -266,12 +301,15 @@ def load_mnist(path: str | os.PathLike | None = None, *, dtype: str = "float32",
     if path is not None and not os.fspath(path):
         raise ConfigError("the MNIST folder is an empty string; give a folder, or None to use "
                           "FASTBP_DATA or the cache")
-    return book_split(locate(path, download=download), dtype)
+    files = locate(path, download=download)
+    if path is None and all(p.parent == cache_dir() for p in files.values()):
+        verify_cached(files, verify, "MNIST", "pass --data DIR to use the files of another folder")
+    return book_split(files, dtype)
 
 
 def book_split(files: dict[str, Path], dtype: str, title: str = "MNIST") -> MNIST:
     """The four IDX ``files`` read, checked and split as the book splits MNIST, as ``dtype``."""
-    raw = _read_raw(tuple(sorted((k, p.resolve()) for k, p in files.items())), title)
+    raw = _read_raw(tuple(sorted((k, Path(os.path.abspath(p))) for k, p in files.items())), title)
 
     def split(images: np.ndarray, labels: np.ndarray) -> Split:
         x = images.reshape(len(images), -1).astype(dtype)

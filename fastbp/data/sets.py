@@ -6,7 +6,9 @@ last 10,000 of the training file for validation, 10,000 test). Where: ``path`` w
 as given; else the user cache (``~/.cache/fastbp/NAME``, or under ``$XDG_CACHE_HOME``), else a
 download from the set's public mirrors into the cache. A download is checked against the
 published MD5 of each compressed file before it is used; a file that does not match is deleted
-and reported. :func:`load` takes a set's name (``mnist``, ``fashion-mnist``, ``kmnist``).
+and reported. Files found in the cache are checked the same way (once per process): one that does
+not match (another set's file copied there) is refused, naming it. :func:`load` takes a set's
+name (``mnist``, ``fashion-mnist``, ``kmnist``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DataError
+from ..files import open_regular
 from . import folders, mnist
 
 
@@ -77,11 +80,14 @@ def cache_dir(spec: DataSet) -> Path:
 
 def md5_check(spec: DataSet) -> Callable[[Path, str], None]:
     """``check(path, stem)`` for :func:`fastbp.data.mnist.fetch`: ``DataError`` unless the
-    downloaded ``.gz`` has the published MD5."""
+    ``.gz`` file has the published MD5 (an uncompressed file cannot be checked: refused)."""
     def check(path: Path, stem: str) -> None:
+        if path.suffix != ".gz":
+            raise DataError(f"{path}: cannot be verified (the published MD5 is that of "
+                            f"{stem}.gz)")
         h = hashlib.md5(usedforsecurity=False)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
         except OSError as exc:
@@ -99,6 +105,7 @@ def locate(spec: DataSet, path: str | os.PathLike | None = None, *,
     if path is not None:
         return folders.find_in_given(Path(path), mnist.FILES, title=spec.title)
     cache = cache_dir(spec)
+    folders.check_cache(cache, spec.title, f"pass --data {spec.name}:DIR")
     found = folders.find(cache, mnist.FILES)
     if found:
         return found
@@ -133,7 +140,11 @@ def load(name: str, path: str | os.PathLike | None = None, *, dtype: str = "floa
     if path is not None and (not isinstance(path, (str, os.PathLike)) or not os.fspath(path)):
         raise ConfigError(f"path must be a folder (a non-empty str or os.PathLike), got {path!r}")
     spec = SETS[key]
-    return mnist.book_split(locate(spec, path, download=download), dtype, spec.title)
+    files = locate(spec, path, download=download)
+    if path is None and spec.md5 is not None:  # fastbp's cache: only verified files
+        mnist.verify_cached(files, md5_check(spec), spec.title,
+                            f"pass --data {spec.name}:DIR to use the files of another folder")
+    return mnist.book_split(files, dtype, spec.title)
 
 
 def load_fashion_mnist(path: str | os.PathLike | None = None, *, dtype: str = "float32",

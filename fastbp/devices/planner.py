@@ -16,7 +16,6 @@ themselves), or a candidate's name (``two-threads/mkl``, or only its first part)
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -24,24 +23,33 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import ConfigError
+from .plancache import (  # noqa: F401 - the cache's names, as callers have always used them
+    CACHE_ENV,
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_CACHE_BYTES,
+    _jsonable,
+    _warn_once,
+    _warned,
+    cache_path,
+    damaged_entry,
+    forget,
+    load_cache,
+    read_cache,
+    write_cache,
+)
 
 log = logging.getLogger("fastbp")
 
 ENV_VAR = "FASTBP_PLAN"
-CACHE_ENV = "FASTBP_CACHE"
-FORMAT = "fastbp-plans"
-FORMAT_VERSION = 1
 MODES = ("auto", "measure", "off")
 # Environment variables that change what the candidates do, so belong to the fingerprint.
 ENV_KEYS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
             "OMP_NUM_THREADS", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", "FASTBP_BLAS",
             "FASTBP_THREADED_WORK", "FASTBP_PREFETCH", "CUDA_VISIBLE_DEVICES")
-
-_warned: set[str] = set()
 
 
 @dataclass
@@ -79,16 +87,6 @@ def mode() -> str:
     return value
 
 
-def cache_path() -> Path:
-    """``$FASTBP_CACHE/plans.json``, else ``$XDG_CACHE_HOME/fastbp/plans.json``, else
-    ``~/.cache/fastbp/plans.json``."""
-    base = os.environ.get(CACHE_ENV)
-    if base:
-        return Path(base) / "plans.json"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "fastbp" / "plans.json"
-
-
 def fingerprint(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What makes timings of this machine comparable: CPU model, cores, Python and library
     versions, the BLAS environment variables, and ``extra`` (a device's own: its GEMM
@@ -111,103 +109,6 @@ def config_key(device: str, sizes: Sequence[int], batch_size: int, dtype: str,
     """The cache key of one training configuration, e.g. ``cpu-jit [784,30,10] m=10 float32``."""
     key = f"{device} [{','.join(str(s) for s in sizes)}] m={batch_size} {dtype}"
     return f"{key} {extra}".strip()
-
-
-def _warn_once(what: str, message: str) -> None:
-    if what not in _warned:
-        _warned.add(what)
-        log.warning(message)
-
-
-def load_cache(path: Path) -> dict[str, Any]:
-    """The cache file's document, checked: ``ValueError`` (or ``OSError``) when it is not a
-    plan cache of this format; a missing file is ``FileNotFoundError``."""
-    raw = path.read_text(encoding="utf-8")
-    try:
-        doc = json.loads(raw)
-        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
-            raise ValueError(f"format {doc.get('format')!r} version {doc.get('version')!r}")
-        if not isinstance(doc["plans"], dict):
-            raise ValueError("plans is not an object")
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
-    return doc
-
-
-def read_cache(machine: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
-    """The cached choices for this machine (``{key: {"choice": ..., "speeds": ...}}``); a
-    missing cache is empty, a corrupt or stale one (another machine, other library versions, an
-    older format) is ignored with one warning and rewritten at the next choice. A device whose
-    fingerprint is its own (a GPU's) keeps its plans in ``section`` of the same file."""
-    path = cache_path()
-    try:
-        doc = load_cache(path)
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:  # json.JSONDecodeError too
-        _warn_once(f"corrupt {path}", f"fastbp: the plan cache {path} is damaged ({exc}); "
-                   "it is ignored and will be rewritten")
-        return {}
-    except OSError as exc:
-        _warn_once(f"unreadable {path}", f"fastbp: the plan cache {path} cannot be read ({exc}); "
-                   "planning anew")
-        return {}
-    part = doc if section is None else (doc.get("sections") or {}).get(section)
-    if not isinstance(part, dict) or not isinstance(part.get("plans"), dict) or not part["plans"]:
-        return {}  # nothing cached here: nothing stale to say
-    known = part.get("fingerprint") if isinstance(part.get("fingerprint"), dict) else {}
-    if known != _jsonable(machine):
-        changed = sorted(k for k in {**machine, **known}
-                         if _jsonable(machine).get(k) != known.get(k))
-        where = f"{path}" if section is None else f"{path} ({section})"
-        _warn_once(f"stale {where}", f"fastbp: the plan cache {where} was made for another "
-                   f"machine or other libraries (differs in {', '.join(changed)}); planning anew")
-        return {}
-    return part["plans"]
-
-
-def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any],
-                section: str | None = None) -> None:
-    """Write the cache atomically (a temporary file renamed over it), keeping the other
-    sections' plans; a cache that cannot be written only costs measuring again, so it says so
-    once and goes on."""
-    path = cache_path()
-    try:
-        doc = load_cache(path)
-    except (OSError, ValueError):
-        doc = {"fingerprint": {}, "plans": {}}
-    doc.update(format=FORMAT, version=FORMAT_VERSION)
-    if section is None:
-        doc.update(fingerprint=_jsonable(machine), plans=dict(plans))
-    else:
-        sections = doc.get("sections") if isinstance(doc.get("sections"), dict) else {}
-        sections[section] = {"fingerprint": _jsonable(machine), "plans": dict(plans)}
-        doc["sections"] = sections
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        _warn_once(f"unwritable {path}", f"fastbp: the plan cache {path} cannot be written "
-                   f"({exc}); plans will be measured again next time")
-
-
-def forget(key: str, machine: Mapping[str, Any], section: str | None = None) -> None:
-    """Mark ``key``'s recorded choice for measuring again at its next run (a recorded trial
-    that another process disturbed): it is measured against the candidates that round as it
-    does, so a seed's numbers stay the same."""
-    plans = read_cache(machine, section)
-    entry = plans.get(key)
-    if isinstance(entry, dict) and not entry.get("remeasure"):
-        plans[key] = {**entry, "remeasure": True}
-        write_cache(machine, plans, section)
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 def digest(machine: Mapping[str, Any]) -> str:

@@ -13,6 +13,9 @@ each member's ``.npy`` header and refuses, with :class:`~fastbp.errors.ModelForm
 * a ``.npy`` header whose ``shape × itemsize`` exceeds its member, or with an object dtype.
 
 After it passes, what ``numpy.load`` allocates is bounded by what the members really hold.
+:func:`check_members` then bounds them by what they should hold: given the names a model may
+have and the bytes each needs (from its declared shapes), a member of another name or larger
+than its array is refused from the zip directory, before it is decompressed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO, Mapping
 
 import numpy as np
 
@@ -37,12 +41,13 @@ ZIP_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.
               struct.error, NotImplementedError, RuntimeError, RecursionError)
 
 
-def check_npz(path: str | os.PathLike) -> None:
-    """Raise :class:`ModelFormatError` unless the archive at ``path`` is safe to ``numpy.load``."""
+def check_npz(path: str | os.PathLike, file: BinaryIO | None = None) -> None:
+    """Raise :class:`ModelFormatError` unless the archive at ``path`` (read from ``file`` when
+    it is open already) is safe to ``numpy.load``."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with zipfile.ZipFile(path) as archive:
+        size = os.fstat(file.fileno()).st_size if file is not None else path.stat().st_size
+        with zipfile.ZipFile(file if file is not None else path) as archive:
             infos = archive.infolist()
             packed = sum(info.compress_size for info in infos)
             if packed > size:
@@ -55,6 +60,31 @@ def check_npz(path: str | os.PathLike) -> None:
         raise
     except ZIP_ERRORS as exc:
         raise ModelFormatError(f"{path}: truncated or damaged archive ({exc})") from exc
+
+
+def member_sizes(file: BinaryIO) -> dict[str, int]:
+    """``{name: uncompressed bytes}`` of each member, the ``.npy`` suffix dropped, read from
+    the zip directory alone (call :func:`check_npz` first)."""
+    with zipfile.ZipFile(file) as archive:
+        return {info.filename.removesuffix(".npy"): info.file_size for info in archive.infolist()}
+
+
+def check_members(path: Path, sizes: Mapping[str, int], allowed: Mapping[str, int],
+                  declared: str) -> None:
+    """:class:`ModelFormatError` for a member (of ``sizes``, from :func:`member_sizes`) whose
+    name is not in ``allowed`` or that is larger than the bytes ``allowed`` gives it (its array
+    and a ``.npy`` header): refused before it is decompressed. ``declared`` names what the
+    limits come from (``"sizes [784, 30, 10]"``)."""
+    unknown = sorted(name for name in sizes if name not in allowed)
+    if unknown:
+        raise ModelFormatError(
+            f"{path}: arrays do not match {declared}; unexpected "
+            f"{', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''} (refused unread)")
+    for name, size in sizes.items():
+        if size > allowed[name]:
+            raise ModelFormatError(
+                f"{path}: member {name!r} holds {size:,} bytes, more than the "
+                f"{allowed[name]:,} its shape for {declared} takes (refused unread)")
 
 
 def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:

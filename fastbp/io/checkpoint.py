@@ -29,31 +29,38 @@ the target (``os.replace``, atomic on POSIX and Windows) and fsyncs the director
 any moment leaves either the old file or the new one, never half of one (a stray
 ``.NAME.fastbp-*.tmp`` may remain; the next save to that folder removes it once a day old).
 Only a regular file is written: what else may be at the path, and what a symbolic link there
-means, is in :mod:`fastbp.io.targets`. Loading checks the format name and version, every array's
-name, shape and dtype, and that the values are finite, and raises :class:`ModelFormatError`
-otherwise.
+means, is in :mod:`fastbp.io.targets`. Loading opens only a regular file (a FIFO or a device is
+refused before a byte is read), checks the zip directory against the arrays the metadata's sizes
+declare (no other member, none larger than its shape takes in float64, metadata of at most
+:data:`MAX_METADATA`) before decompressing any array, then the format name and version, every
+array's name, shape and dtype, and that the values are finite, and raises
+:class:`ModelFormatError` otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from ..core.records import EpochRecord, History
 from ..errors import ConfigError, ModelFormatError
+from ..files import open_regular
 from ..version import __version__
-from .archive import ZIP_ERRORS, check_npz
+from .archive import MAX_HEADER, ZIP_ERRORS, check_members, check_npz, member_sizes
 from .targets import atomic_write, fsync_directory  # noqa: F401 - the save's own steps
 
 FORMAT = "fastbp-model"
 FORMAT_VERSION = 3
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+MAX_METADATA = 64 << 20  # 64 MiB of JSON: the history of some 200,000 epochs
+MAX_ITEMSIZE = 8  # float64, the widest dtype a model has: the most bytes a value takes
 _TOP_KEYS = ("format", "format_version", "fastbp_version", "sizes", "cost", "dtype", "init",
              "epoch", "history", "rng", "extra")
 
@@ -142,30 +149,41 @@ def read_state(path: str | os.PathLike) -> tuple[ModelState, dict[str, Any]]:
 
 
 def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The checked metadata and arrays of a model file, without building a network."""
+    """The checked metadata and arrays of a model file, without building a network. The file
+    is opened once, as a regular file; the zip directory is checked against the shapes its
+    metadata declares before any array is decompressed."""
     path = as_path(path)
-    _check_readable(path)
-    if not zipfile.is_zipfile(path):
-        raise ModelFormatError(
-            f"{path}: not a fastbp model (a model is an .npz archive; this file is not a zip "
-            "archive, or it is truncated)")
-    check_npz(path)  # sizes and .npy headers checked before NumPy allocates anything
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        if "pickle" in str(exc):
+    with _open(path) as file:
+        if not zipfile.is_zipfile(file):
             raise ModelFormatError(
-                f"{path}: holds pickled Python objects; fastbp models never do, and loading "
-                "them could run arbitrary code, so it is refused") from exc
-        raise ModelFormatError(f"{path}: damaged archive ({exc})") from exc
-    except ZIP_ERRORS as exc:
-        raise ModelFormatError(f"{path}: truncated or damaged archive ({exc})") from exc
+                f"{path}: not a fastbp model (a model is an .npz archive; this file is not a "
+                "zip archive, or it is truncated)")
+        check_npz(path, file)  # sizes and .npy headers checked before NumPy allocates anything
+        try:
+            sizes = member_sizes(file)
+            if sizes.get("metadata", 0) > MAX_METADATA:
+                raise ModelFormatError(f"{path}: metadata of {sizes['metadata']:,} bytes, more "
+                                       f"than the {MAX_METADATA:,} a model's holds (refused "
+                                       "unread)")
+            with np.load(file, allow_pickle=False) as npz:
+                meta = _metadata(path, npz["metadata"] if "metadata" in sizes else None)
+                shapes = _expected(meta["sizes"], any(n.startswith("velocity_") for n in sizes))
+                check_members(path, sizes, {"metadata": MAX_METADATA, **{
+                    name: math.prod(shape) * MAX_ITEMSIZE + MAX_HEADER + 128
+                    for name, shape in shapes.items()}}, f"sizes {meta['sizes']}")
+                arrays = {name: npz[name] for name in npz.files if name != "metadata"}
+        except ValueError as exc:  # object arrays need pickle, which is refused
+            if "pickle" in str(exc):
+                raise ModelFormatError(
+                    f"{path}: holds pickled Python objects; fastbp models never do, and loading "
+                    "them could run arbitrary code, so it is refused") from exc
+            raise ModelFormatError(f"{path}: damaged archive ({exc})") from exc
+        except ZIP_ERRORS as exc:
+            raise ModelFormatError(f"{path}: truncated or damaged archive ({exc})") from exc
     odd = sorted(name for name, a in arrays.items() if not isinstance(a, np.ndarray))
     if odd:
         raise ModelFormatError(f"{path}: not a fastbp model ({', '.join(odd)} are not .npy "
                                "arrays)")
-    meta = _metadata(path, arrays.pop("metadata", None))
     _check_arrays(path, meta, arrays)
     kinds = meta.get("kinds", ["sigmoid"] * (len(meta["sizes"]) - 1))
     if (not isinstance(kinds, list) or len(kinds) != len(meta["sizes"]) - 1
@@ -175,18 +193,25 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def _check_readable(path: Path) -> None:
-    """``ModelFormatError`` naming the cause when ``path`` is no readable file."""
+def _open(path: Path) -> BinaryIO:
+    """``path`` open for reading as a regular file, or ``ModelFormatError`` naming the cause
+    (no such file, a dangling link, a directory, a FIFO or device, no permission)."""
     try:
         if path.is_symlink() and not path.exists():
             raise ModelFormatError(f"{path}: a symbolic link to {os.readlink(path)}, which does "
                                    "not exist")
         if path.is_dir():
             raise ModelFormatError(f"{path}: no such model file (it is a directory)")
-        if not path.is_file():
-            raise ModelFormatError(f"{path}: no such model file")
-        with open(path, "rb") as f:
-            f.read(4)
+        file = open_regular(path, ModelFormatError)
+        try:
+            file.read(4)  # a file that fails to read (/proc/self/mem) fails here, in one line
+            file.seek(0)
+        except BaseException:
+            file.close()
+            raise
+        return file
+    except FileNotFoundError as exc:
+        raise ModelFormatError(f"{path}: no such model file") from exc
     except OSError as exc:
         raise ModelFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
@@ -230,14 +255,19 @@ def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
     return meta
 
 
-def _check_arrays(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    sizes, dtype = meta["sizes"], np.dtype(meta["dtype"])
+def _expected(sizes: list[int], velocities: bool) -> dict[str, tuple[int, int]]:
+    """The arrays a model of ``sizes`` holds, by name, and their shapes."""
     expected = {}
-    velocities = any(name.startswith("velocity_") for name in arrays)
     for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
         expected[f"weights_{i}"], expected[f"biases_{i}"] = (n, k), (n, 1)
         if velocities:  # all or none
             expected[f"velocity_weights_{i}"], expected[f"velocity_biases_{i}"] = (n, k), (n, 1)
+    return expected
+
+
+def _check_arrays(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    sizes, dtype = meta["sizes"], np.dtype(meta["dtype"])
+    expected = _expected(sizes, any(name.startswith("velocity_") for name in arrays))
     missing = sorted(set(expected) - set(arrays))
     unknown = sorted(set(arrays) - set(expected))
     if missing or unknown:

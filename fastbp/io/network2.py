@@ -10,7 +10,10 @@ The file is one JSON object with exactly four keys::
 
 ``network2.py`` knows sigmoid neurons and its two costs, ``QuadraticCost`` and
 ``CrossEntropyCost``; only such a network is written in this format. Reading checks every key,
-type, shape and value and raises :class:`ModelFormatError` naming what is wrong. The values are
+type, shape and value and raises :class:`ModelFormatError` naming what is wrong; only a regular
+file is read (a FIFO or a device is refused before a byte is read), and at most what its network
+takes (:func:`max_bytes`: from the sizes the file declares first, as ``network2.py`` writes them,
+else from :data:`MAX_PARAMETERS`), so a huge file is refused unread. The values are
 read as ``float64`` (as ``network2.py`` holds them), so a loaded network computes what the book's
 does. Saving is atomic, as every fastbp save (:func:`fastbp.io.targets.atomic_write`).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ import numpy as np
 
 from ..core.records import History
 from ..errors import ModelFormatError
+from ..files import open_regular, read_bounded
 from .checkpoint import ModelState, as_path
 from .targets import atomic_write
 
@@ -33,19 +38,47 @@ FORMAT = "network2"
 COSTS = {"QuadraticCost": "quadratic", "CrossEntropyCost": "cross-entropy"}
 """``network2.py``'s cost class names and fastbp's names for the same costs."""
 KEYS = ("sizes", "weights", "biases", "cost")
-MAX_BYTES = 1 << 31  # 2 GiB of JSON text: far above any network the book's code can hold
+MAX_PARAMETERS = 10_000_000  # 100 times the book's largest network ([784, 100, 10])
+NUMBER_BYTES = 48  # a number, its separator and its share of brackets and indentation
+# (network2.py writes at most 26: a float64's 24 characters and ", ")
+SLACK = 1 << 16  # the keys, the cost's name, the sizes
+MAX_BYTES = MAX_PARAMETERS * NUMBER_BYTES + SLACK
+_SIZES_FIRST = re.compile(rb'\s*\{\s*"sizes"\s*:\s*\[([0-9,\s]{0,4000})\]')
 
 
 def is_json(path: Path) -> bool:
     """Whether ``path`` is meant as a ``network2.py`` file: a ``.json`` name, or text that
-    starts with ``{``."""
+    starts with ``{`` (read only from a regular file: a FIFO is never waited on)."""
     if path.suffix.lower() == ".json":
         return True
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, ModelFormatError) as f:
             return f.read(64).lstrip()[:1] == b"{"
-    except OSError:
+    except (OSError, ModelFormatError):
         return False
+
+
+def max_bytes(sizes: list[int] | None = None) -> tuple[int, str]:
+    """The most bytes a ``network2.py`` file of ``sizes`` (``None``: of any network fastbp
+    reads, at most :data:`MAX_PARAMETERS` parameters) takes, and that limit in words."""
+    if sizes is None:
+        return MAX_BYTES, (f"the most a network2.py model of {MAX_PARAMETERS:,} parameters "
+                           f"takes at {NUMBER_BYTES} bytes a number")
+    params = sum(n * (k + 1) for k, n in zip(sizes[:-1], sizes[1:]))
+    return (params * NUMBER_BYTES + SLACK,
+            f"what its sizes {sizes} take at {NUMBER_BYTES} bytes a number")
+
+
+def _cap(path: Path) -> tuple[int, str]:
+    """The cap on reading ``path``: from the sizes it declares first, as ``network2.py``
+    writes them, else :func:`max_bytes` of any network."""
+    with open_regular(path, ModelFormatError) as f:
+        match = _SIZES_FIRST.match(f.read(4096))
+    sizes = [int(v) for v in match.group(1).split(b",") if v.strip()] if match else []
+    if len(sizes) < 2:
+        return max_bytes()
+    cap, why = max_bytes(sizes)
+    return (cap, why) if cap <= MAX_BYTES else max_bytes()
 
 
 # -- saving ---------------------------------------------------------------------------------
@@ -93,6 +126,10 @@ def read_state(path: str | os.PathLike) -> ModelState:
     if (not isinstance(sizes, list) or len(sizes) < 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
         raise ModelFormatError(f"{path}: sizes must be a list of positive integers, got {sizes!r}")
+    params = sum(n * (k + 1) for k, n in zip(sizes[:-1], sizes[1:]))
+    if params > MAX_PARAMETERS:
+        raise ModelFormatError(f"{path}: sizes {sizes} hold {params:,} parameters, more than "
+                               f"the {MAX_PARAMETERS:,} fastbp reads from a network2.py file")
     if cost not in COSTS:
         raise ModelFormatError(f"{path}: unknown cost {cost!r}; network2.py's costs are "
                                f"{', '.join(COSTS)}")
@@ -109,10 +146,8 @@ def _document(path: Path) -> dict[str, Any]:
     try:
         if path.is_dir():
             raise ModelFormatError(f"{path}: no such model file (it is a directory)")
-        if path.stat().st_size > MAX_BYTES:
-            raise ModelFormatError(f"{path}: {path.stat().st_size:,} bytes, more than a "
-                                   "network2.py model file holds")
-        text = path.read_bytes()
+        cap, why = _cap(path)
+        text = read_bounded(path, cap, why, ModelFormatError)
     except FileNotFoundError as exc:
         raise ModelFormatError(f"{path}: no such model file") from exc
     except OSError as exc:

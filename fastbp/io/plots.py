@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ..core.records import Evaluation
 
 DPI = 100
+PICTURES = ("learning_curve.png", "confusion.png", "misclassified.png")
+"""The pictures ``--plot DIR`` writes (checked before any work)."""
 LEARNING_CURVE_SIZE = (10.0, 4.0)  # inches: 1000 x 400 pixels
 CONFUSION_SIZE = (6.4, 5.6)  # 640 x 560 pixels
 CELL = (1.1, 1.3)  # inches per misclassified digit (with its label)
@@ -35,9 +37,13 @@ def _figure(figsize: tuple[float, float]) -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG to ``path`` as a save writes a model (only a regular file, never
+    a FIFO or a device there; atomically)."""
+    from .targets import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format="png"))
     return path
 
 

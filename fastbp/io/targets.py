@@ -24,9 +24,10 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Sequence
 
 from ..errors import SaveError
+from ..files import kind as _kind
 
 TEMP_INFIX = ".fastbp-"
 STALE_SECONDS = 24 * 3600
@@ -57,16 +58,6 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def _kind(mode: int) -> str | None:
-    """What a non-regular file is, in words (None for a regular file)."""
-    for test, words in ((stat.S_ISCHR, "a character device (like /dev/null)"),
-                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                        (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return words
-    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 def resolve(path: str | os.PathLike, label: str) -> Path:
@@ -129,9 +120,10 @@ def check_file(path: str | os.PathLike, label: str, need: int | None = None) -> 
     return target
 
 
-def check_folder(path: str | os.PathLike, label: str) -> Path:
+def check_folder(path: str | os.PathLike, label: str, names: Sequence[str] = ()) -> Path:
     """An output folder (``--plot DIR``, ``bench --out DIR``): a writable folder, or a new one
-    whose parent is a writable folder (it is not created here)."""
+    whose parent is a writable folder (it is not created here). The files ``names`` that will
+    be written in it are checked as a save's path is (:func:`resolve`: a regular file or none)."""
     if not os.fspath(path):
         raise SaveError(f"{label}: the path is empty; give a directory")
     folder = Path(path)
@@ -140,6 +132,8 @@ def check_folder(path: str | os.PathLike, label: str) -> Path:
             raise SaveError(f"{label}: it is {_kind(folder.stat().st_mode) or 'a file'}, not "
                             "a directory: give a directory (new or existing)")
         probe(folder, label)
+        for name in names:
+            resolve(folder / name, f"{label}: {folder / name}")
         return folder
     parent = folder.parent
     if not parent.is_dir():
@@ -240,6 +234,14 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             raise SaveError(f"{label}: {exc.strerror or exc}") from exc
         raise
     fsync_directory(directory)
+
+
+def write_file(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` as a save does (:func:`atomic_write`: a regular file only,
+    never a FIFO or device there). Returns the path."""
+    path = Path(path)
+    atomic_write(path, lambda f: f.write(data))
+    return path
 
 
 def fsync_directory(directory: Path) -> None:

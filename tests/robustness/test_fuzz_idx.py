@@ -273,7 +273,8 @@ def test_read_idx_files(tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "dir").mkdir()
     for name, match in [("cut.gz", "not a readable IDX file"), ("empty", "truncated"),
-                        ("dir", "cannot be read"), ("missing", "no such file")]:
+                        ("dir", "it is a directory; fastbp reads only regular files"),
+                        ("missing", "no such file")]:
         with pytest.raises(DataError, match=match):
             read_idx(tmp_path / name)
 

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
 
 
 def sigmoid(z: Any) -> Any:
-    """``σ(z) = 1 / (1 + e^{-z})`` on NumPy arrays (the book's helper)."""
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+    """``σ(z) = 1 / (1 + e^{-z})`` on NumPy arrays (the book's helper), in the stable form
+    ``e^{min(z, 0)} / (1 + e^{−|z|})``: a few ulp everywhere, never an overflow (``(1 +
+    tanh(z/2)) / 2`` would lose every digit of a small σ to cancellation)."""
+    z = np.asarray(z)
+    return np.exp(np.minimum(z, 0)) / (1 + np.exp(-np.abs(z)))
 
 
 def sigmoid_prime(z: Any) -> Any:

@@ -1,4 +1,5 @@
-"""``Network``: a stack of sigmoid layers trained by mini-batch SGD with backprop in matrix form.
+"""``Network``: a stack of fully connected layers (sigmoid, tanh or relu neurons; a sigmoid or
+softmax output) trained by mini-batch SGD with backprop in matrix form.
 
 ``z^l = W^l a^{l-1} + b^l``, ``a^l = σ(z^l)``. The book's API (``SGD``, ``update_mini_batch``,
 ``backprop``, ``feedforward``, ``evaluate``, ``cost_derivative``) takes the book's data, a list of

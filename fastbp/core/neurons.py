@@ -16,18 +16,125 @@ its Jacobian is never formed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 
-HIDDEN = ("sigmoid", "tanh", "relu")
-OUTPUTS = ("sigmoid", "softmax")
-KINDS = ("sigmoid", "tanh", "relu", "softmax")
-# the weight scale of init="scaled": W ~ N(0, gain² / n_in); He et al.'s √2 for relu
-GAIN = {"sigmoid": 1.0, "tanh": 1.0, "relu": float(np.sqrt(2.0)), "softmax": 1.0}
+
+@dataclass(frozen=True)
+class Neuron:
+    """One kind of neuron: its name, its place (``hidden`` layers, the ``output`` layer), the
+    weight gain of ``init="scaled"`` (``W ~ N(0, gain²/n_in)``: He et al.'s √2 for relu), and
+    its array forms, written once against an array module ``xp`` with ``out=`` (NumPy, CuPy):
+
+    - ``activate(xp, z, axis)``: in place ``z ← f(z)`` (softmax along ``axis``: 0 for columns,
+      1 for sample-major rows);
+    - ``prime(xp, a, out)``: ``out ← f'(z)`` written from ``a = f(z)`` (``None`` for the
+      softmax output: BP1 gives its δ, BP2 never needs it);
+    - ``f64(z)`` and ``prime64(z)``: float64 NumPy forms from ``z``, for the oracle.
+
+    A device with kernels of its own registers them by the kind's name
+    (:meth:`fastbp.devices.backend.Backend.neuron_kernels`)."""
+
+    name: str
+    hidden: bool
+    output: bool
+    gain: float
+    activate: Callable[[Any, Any, int], Any]
+    prime: Callable[[Any, Any, Any], Any] | None
+    f64: Callable[[np.ndarray], np.ndarray]
+    prime64: Callable[[np.ndarray], np.ndarray] | None
+
+
+def _sigmoid(xp: Any, z: Any, axis: int = 0) -> Any:
+    """``σ(z) = 1 / (1 + e^{−z})`` in place; ``e^{−z}`` may overflow to inf where σ is 0."""
+    xp.negative(z, out=z)
+    with np.errstate(over="ignore"):
+        xp.exp(z, out=z)
+    xp.add(z, 1.0, out=z)
+    return xp.divide(1.0, z, out=z)
+
+
+def _sigmoid_prime(xp: Any, a: Any, out: Any) -> Any:
+    xp.subtract(1.0, a, out=out)
+    return xp.multiply(out, a, out=out)
+
+
+def _tanh_prime(xp: Any, a: Any, out: Any) -> Any:
+    xp.multiply(a, a, out=out)
+    return xp.subtract(1.0, out, out=out)
+
+
+def _softmax(xp: Any, z: Any, axis: int = 0) -> Any:
+    """In place along ``axis``, shifted by the largest entry (no exponent overflows)."""
+    xp.subtract(z, xp.max(z, axis=axis, keepdims=True), out=z)
+    xp.exp(z, out=z)
+    return xp.divide(z, xp.sum(z, axis=axis, keepdims=True), out=z)
+
+
+def _sigmoid64(z: np.ndarray) -> np.ndarray:
+    return np.exp(np.minimum(z, 0.0)) / (1.0 + np.exp(-np.abs(z)))
+
+
+def _softmax64(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - np.max(z, axis=0, keepdims=True))
+    return e / np.sum(e, axis=0, keepdims=True)
+
+
+def _sigmoid_prime64(z: np.ndarray) -> np.ndarray:
+    s = _sigmoid64(z)
+    return s * (1.0 - s)
+
+
+def _tanh(xp: Any, z: Any, axis: int = 0) -> Any:
+    return xp.tanh(z, out=z)
+
+
+def _tanh_prime64(z: np.ndarray) -> np.ndarray:
+    return 1.0 - np.tanh(z) ** 2
+
+
+def _relu(xp: Any, z: Any, axis: int = 0) -> Any:
+    return xp.maximum(z, 0.0, out=z)
+
+
+def _relu_prime(xp: Any, a: Any, out: Any) -> Any:
+    return xp.greater(a, 0.0, out=out)
+
+
+def _relu64(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z, 0.0)
+
+
+def _relu_prime64(z: np.ndarray) -> np.ndarray:
+    return (z > 0).astype(z.dtype)
+
+
+NEURONS: dict[str, Neuron] = {n.name: n for n in (
+    Neuron("sigmoid", True, True, 1.0, _sigmoid, _sigmoid_prime, _sigmoid64, _sigmoid_prime64),
+    Neuron("tanh", True, False, 1.0, _tanh, _tanh_prime, np.tanh, _tanh_prime64),
+    Neuron("relu", True, False, float(np.sqrt(2.0)), _relu, _relu_prime, _relu64,
+           _relu_prime64),
+    Neuron("softmax", False, True, 1.0, _softmax, None, _softmax64, None),
+)}
+"""The neuron table: the one place a kind of neuron is described."""
+
+HIDDEN = tuple(name for name, n in NEURONS.items() if n.hidden)
+OUTPUTS = tuple(name for name, n in NEURONS.items() if n.output)
+KINDS = tuple(NEURONS)
+GAIN = {name: n.gain for name, n in NEURONS.items()}  # the weight scale of init="scaled"
+
+
+def neuron(kind: str) -> Neuron:
+    """The table's record of ``kind``, or ``ConfigError`` naming the kinds there are."""
+    try:
+        return NEURONS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown neuron kind {kind!r}; use one of {KINDS}") from None
 
 
 def layer_kinds(layers: int, activation: Any = "sigmoid", output: str = "sigmoid"
@@ -72,23 +179,12 @@ def kinds_of(kinds: Sequence[str] | None, layers: int) -> tuple[str, ...]:
 # -- NumPy forms, for the oracle ------------------------------------------------------------
 def apply(kind: str, z: np.ndarray) -> np.ndarray:
     """``a = f(z)`` for a batch of columns ``z``."""
-    if kind == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * z))  # the book's σ, without overflow
-    if kind == "tanh":
-        return np.tanh(z)
-    if kind == "relu":
-        return np.maximum(z, 0.0)
-    e = np.exp(z - np.max(z, axis=0, keepdims=True))
-    return e / np.sum(e, axis=0, keepdims=True)
+    return neuron(kind).f64(z)
 
 
 def prime(kind: str, z: np.ndarray) -> np.ndarray:
     """``f'(z)`` from ``z`` itself (the oracle's way; the matrix path uses ``a``)."""
-    if kind == "sigmoid":
-        s = 0.5 * (1.0 + np.tanh(0.5 * z))
-        return s * (1.0 - s)
-    if kind == "tanh":
-        return 1.0 - np.tanh(z) ** 2
-    if kind == "relu":
-        return (z > 0).astype(z.dtype)
-    raise ConfigError(f"{kind} is an output layer: BP1 gives its δ, BP2 never needs f'")
+    f = neuron(kind).prime64
+    if f is None:
+        raise ConfigError(f"{kind} is an output layer: BP1 gives its δ, BP2 never needs f'")
+    return f(z)

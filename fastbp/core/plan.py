@@ -54,7 +54,8 @@ class EpochPlan:
     both with :meth:`set_eta`),
     ``kinds`` each layer's neuron (:mod:`fastbp.core.neurons`; ``None``: all sigmoid).
 
-    Chapter 3's techniques (:meth:`fastbp.core.ops.Ops.velocity_update`, :mod:`fastbp.core.dropout`): ``mu`` the
+    Chapter 3's techniques (:meth:`fastbp.core.ops.Ops.velocity_update`,
+    :mod:`fastbp.core.dropout`): ``mu`` the
     momentum, ``l1`` the L1 weight ``λ₁``, ``velocities`` the buffers ``v`` (one per ``W^l``,
     then one per ``b^l``; present whenever ``mu`` or ``l1`` is set), ``dropout`` the
     probability ``p`` of dropping a hidden neuron, ``seed`` the epoch's mask seed and

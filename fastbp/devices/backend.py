@@ -16,8 +16,12 @@ import numpy as np
 
 from ..core import dropout, memory
 from ..core.costs import TINY
+from ..core.neurons import neuron
 from ..core.ops import DTYPES, Array, Scalar, check_dtype
 from ..errors import DeviceError
+
+NeuronKernels = tuple[Callable[[Any, Any], Any] | None, Callable[[Any, Any, Any], Any] | None]
+"""A device's own ``(bias_activation(z, b), mul_prime(x, a, scratch))`` for one neuron kind."""
 
 if TYPE_CHECKING:
     from ..core.plan import EpochPlan
@@ -159,17 +163,31 @@ class Backend:
         self.xp.multiply(x, scratch, out=x)
         return x
 
+    def neuron_kernels(self) -> dict[str, NeuronKernels]:
+        """This device's own kernels by neuron kind: ``(bias_activation(z, b),
+        mul_prime(x, a, scratch))``, either ``None`` for the neuron table's generic form
+        (:data:`fastbp.core.neurons.NEURONS`). A device overrides this to register its own."""
+        return {"sigmoid": (self.bias_sigmoid, self.mul_sigmoid_prime),
+                "softmax": (self._bias_softmax, None)}
+
+    def _kernels_of(self, kind: str) -> NeuronKernels:
+        table = self.__dict__.get("_neuron_kernels")
+        if table is None:
+            table = self.__dict__["_neuron_kernels"] = self.neuron_kernels()
+        return table.get(kind, (None, None))
+
     def bias_activation(self, z: Array, b: Array, kind: str) -> Array:
         """In place: ``z ← f(z + b)`` for a layer of ``kind`` (sigmoid, tanh, relu, softmax);
-        turns ``W a^{l-1}`` into ``a^l``."""
-        if kind == "sigmoid":
-            return self.bias_sigmoid(z, b)
-        xp = self.xp
-        xp.add(z, b, out=z)
-        if kind == "tanh":
-            return xp.tanh(z, out=z)
-        if kind == "relu":
-            return xp.maximum(z, 0.0, out=z)
+        turns ``W a^{l-1}`` into ``a^l``: the device's own kernel for the kind, else the neuron
+        table's form."""
+        own = self._kernels_of(kind)[0]
+        if own is not None:
+            return own(z, b)
+        self.xp.add(z, b, out=z)
+        return neuron(kind).activate(self.xp, z, 0)
+
+    def _bias_softmax(self, z: Array, b: Array) -> Array:
+        self.xp.add(z, b, out=z)
         return self.softmax_columns(z)
 
     def softmax_columns(self, z: Array) -> Array:
@@ -183,19 +201,16 @@ class Backend:
 
     def mul_activation_prime(self, x: Array, a: Array, kind: str, scratch: Array) -> Array:
         """In place: ``x ← x ⊙ f'(z)`` with ``f'`` written from ``a = f(z)``: sigmoid
-        ``a(1 − a)``, tanh ``1 − a²``, relu ``[a > 0]`` (the hadamard of BP2)."""
-        if kind == "sigmoid":
-            return self.mul_sigmoid_prime(x, a, scratch)
-        xp = self.xp
-        if kind == "tanh":
-            xp.multiply(a, a, out=scratch)
-            xp.subtract(1.0, scratch, out=scratch)
-        elif kind == "relu":
-            xp.greater(a, 0.0, out=scratch)
-        else:
+        ``a(1 − a)``, tanh ``1 − a²``, relu ``[a > 0]`` (the hadamard of BP2): the device's own
+        kernel for the kind, else the neuron table's form."""
+        own = self._kernels_of(kind)[1]
+        if own is not None:
+            return own(x, a, scratch)
+        prime = neuron(kind).prime
+        if prime is None:
             raise ValueError(f"BP2 has no derivative for a {kind} layer (an output layer)")
-        xp.multiply(x, scratch, out=x)
-        return x
+        prime(self.xp, a, scratch)
+        return self.xp.multiply(x, scratch, out=x)
 
     def sum_log_picked(self, a: Array, y: Array, scratch: Array) -> Scalar:
         """``Σ y ln max(a, tiny)`` over every entry (the log-likelihood of BP1 for one-hot

@@ -168,15 +168,14 @@ def _auto(dtype: str, quiet: bool = False) -> Backend:
     Numba cannot run or the dtype is float16); says which, and why not a GPU, in one log line
     (a warning for an explicit ``auto``, at info level for the default)."""
     say = log.info if quiet else log.warning
+    try:
+        backend = backend_class("cuda")(dtype=dtype, index=0)
+    except DeviceError as exc:
+        no_gpu = str(exc)
+    else:
+        say("fastbp: device 'auto' chose %s", backend.device)
+        return backend
     driver = nvidia_driver_present()
-    if driver:
-        try:
-            backend = backend_class("cuda")(dtype=dtype, index=0)
-        except DeviceError as exc:
-            no_gpu = str(exc)
-        else:
-            say("fastbp: device 'auto' chose %s", backend.device)
-            return backend
     try:
         backend = backend_class("cpu-jit")(dtype=dtype, index=0)
     except Exception:  # noqa: BLE001 - not installed or broken: the built-in CPU device

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -223,28 +223,34 @@ class ArrayAPIBackend(Backend):
         x[...] = x * (a * (1.0 - a))
         return x
 
+    def _softmax(self, s: Array) -> Array:
+        ns = self.ns
+        e = ns.exp(s - ns.max(s, axis=0, keepdims=True))
+        return e / ns.sum(e, axis=0, keepdims=True)
+
+    def neuron_forms(self) -> dict[str, tuple[Callable[[Array], Array],
+                                              Callable[[Array, Array], Array] | None]]:
+        """This device's form of every neuron kind, by name: ``(f(s), x ⊙ f'(z) from a)``,
+        written in the Array API's functions (no ``out=``, so not the neuron table's in-place
+        forms)."""
+        ns = self.ns
+        return {"sigmoid": (self._sigma, lambda x, a: x * (a * (1.0 - a))),
+                "tanh": (ns.tanh, lambda x, a: x * (1.0 - a * a)),
+                "relu": (lambda s: ns.where(s > 0, s, ns.zeros_like(s)),
+                         lambda x, a: ns.where(a > 0, x, ns.zeros_like(x))),
+                "softmax": (self._softmax, None)}
+
     def bias_activation(self, z: Array, b: Array, kind: str) -> Array:
         """In place: ``z ← f(z + b)``; softmax down each column, shifted by its largest entry."""
-        ns, s = self.ns, z + b
-        if kind == "sigmoid":
-            z[...] = self._sigma(s)
-        elif kind == "tanh":
-            z[...] = ns.tanh(s)
-        elif kind == "relu":
-            z[...] = ns.where(s > 0, s, ns.zeros_like(s))
-        else:
-            e = ns.exp(s - ns.max(s, axis=0, keepdims=True))
-            z[...] = e / ns.sum(e, axis=0, keepdims=True)
+        z[...] = self.neuron_forms()[kind][0](z + b)
         return z
 
     def mul_activation_prime(self, x: Array, a: Array, kind: str, scratch: Array) -> Array:
         """In place: ``x ← x ⊙ f'(z)`` from ``a``: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``."""
-        if kind == "sigmoid":
-            x[...] = x * (a * (1.0 - a))
-        elif kind == "tanh":
-            x[...] = x * (1.0 - a * a)
-        else:
-            x[...] = self.ns.where(a > 0, x, self.ns.zeros_like(x))
+        prime = self.neuron_forms()[kind][1]
+        if prime is None:
+            raise ValueError(f"BP2 has no derivative for a {kind} layer (an output layer)")
+        x[...] = prime(x, a)
         return x
 
     def sum_log_picked(self, a: Array, y: Array, scratch: Array) -> Array:

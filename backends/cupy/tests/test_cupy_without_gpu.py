@@ -150,6 +150,10 @@ def test_cuda_index_out_of_range_says_how_many(monkeypatch, n_gpus, spec, want):
 
 def test_auto_without_a_gpu_chooses_the_cpu_and_says_why(monkeypatch, caplog):
     install(monkeypatch, no_gpu_error=NO_DEVICE)
+    from fastbp.devices import registry
+
+    monkeypatch.setattr(registry, "nvidia_driver_present", lambda: True)  # why: worth saying
+    monkeypatch.setattr(registry, "_said", set())
     with caplog.at_level(logging.WARNING, logger="fastbp"):
         net = fastbp.Network([3, 2], device="auto")
     # the compiled CPU device when its plugin is installed, else the built-in one

@@ -28,7 +28,7 @@ call SciPy's BLAS wrappers, which cost less per call, and gather their own rows.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from scipy.special import expit as _expit
 from ...core import dropout
 from ...core.costs import QuadraticCost
 from ...core.memory import translate_oom
-from ...core.neurons import kinds_of
+from ...core.neurons import kinds_of, neuron
 from . import cblas, prefetch
 from .blas_threads import narrow, step_threads, step_work, threaded
 
@@ -298,34 +298,42 @@ def sigmoid(z: np.ndarray) -> None:
     np.reciprocal(z, out=z)
 
 
+def _softmax_rows(z: np.ndarray, scratch: np.ndarray) -> None:
+    """Softmax along each row (one sample), shifted by the row's largest entry, with no
+    allocation (``scratch``: a buffer of ``z``'s shape)."""
+    top = scratch[:, :1]
+    np.max(z, axis=1, keepdims=True, out=top)
+    np.subtract(z, top, out=z)
+    np.exp(z, out=z)
+    np.sum(z, axis=1, keepdims=True, out=top)
+    np.divide(z, top, out=z)
+
+
+# this device's own kernels by neuron kind; the rest are the neuron table's (fastbp.core.neurons)
+ACTIVATE: dict[str, Callable[[np.ndarray, np.ndarray], None]] = {
+    "sigmoid": lambda z, scratch: sigmoid(z), "softmax": _softmax_rows}
+MUL_PRIME: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], None]] = {
+    "sigmoid": lambda d, a, s: _mul_sigmoid_prime(d, a, s, np.subtract, np.multiply)}
+
+
 def activate(z: np.ndarray, kind: str, scratch: np.ndarray) -> None:
-    """In place on sample-major rows: ``z ← f(z)``; softmax runs along each row (one sample),
-    shifted by the row's largest entry (``scratch``: a buffer of ``z``'s shape)."""
-    if kind == "sigmoid":
-        sigmoid(z)
-    elif kind == "tanh":
-        np.tanh(z, out=z)
-    elif kind == "relu":
-        np.maximum(z, 0.0, out=z)
+    """In place on sample-major rows: ``z ← f(z)``; softmax runs along each row (one sample)."""
+    own = ACTIVATE.get(kind)
+    if own is not None:
+        own(z, scratch)
     else:
-        top = scratch[:, :1]
-        np.max(z, axis=1, keepdims=True, out=top)
-        np.subtract(z, top, out=z)
-        np.exp(z, out=z)
-        np.sum(z, axis=1, keepdims=True, out=top)
-        np.divide(z, top, out=z)
+        neuron(kind).activate(np, z, 1)
 
 
 def mul_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, kind: str) -> None:
     """In place: ``Δ ← Δ ⊙ f'(Z)`` from ``A``: ``A(1 − A)``, ``1 − A²`` or ``[A > 0]``."""
-    if kind == "sigmoid":
-        _mul_sigmoid_prime(d, a, s, np.subtract, np.multiply)
+    own = MUL_PRIME.get(kind)
+    if own is not None:
+        own(d, a, s)
         return
-    if kind == "tanh":
-        np.multiply(a, a, out=s)
-        np.subtract(1.0, s, out=s)
-    else:
-        np.greater(a, 0.0, out=s)
+    prime = neuron(kind).prime
+    assert prime is not None, f"BP2 has no derivative for a {kind} layer"
+    prime(np, a, s)
     np.multiply(d, s, out=d)
 
 

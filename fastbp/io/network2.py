@@ -93,7 +93,7 @@ def read_state(path: str | os.PathLike) -> ModelState:
     if (not isinstance(sizes, list) or len(sizes) < 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)):
         raise ModelFormatError(f"{path}: sizes must be a list of positive integers, got {sizes!r}")
-    if cost not in COSTS:
+    if not isinstance(cost, str) or cost not in COSTS:
         raise ModelFormatError(f"{path}: unknown cost {cost!r}; network2.py's costs are "
                                f"{', '.join(COSTS)}")
     pairs = list(zip(sizes[:-1], sizes[1:]))
@@ -142,6 +142,10 @@ def _arrays(path: Path, values: Any, name: str, shapes: list[tuple[int, int]]) -
                                "per layer after the input)")
     out = []
     for i, (v, shape) in enumerate(zip(values, shapes)):
+        odd = _not_a_number(v)
+        if odd is not None:
+            raise ModelFormatError(f"{path}: {name}[{i}] holds {odd!r}; network2.py's weights "
+                                   "and biases are JSON numbers (not strings or booleans)")
         try:
             a = np.array(v, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -154,3 +158,17 @@ def _arrays(path: Path, values: Any, name: str, shapes: list[tuple[int, int]]) -
             raise ModelFormatError(f"{path}: {name}[{i}] contains NaN or inf")
         out.append(a)
     return out
+
+
+def _not_a_number(matrix: Any) -> Any:
+    """The first entry of a matrix as nested JSON lists that is not a JSON number (a string,
+    a boolean, null, an object), or ``None``; ``np.array(..., float64)`` would read ``"1.5"``
+    and ``true`` as numbers."""
+    rows = matrix if isinstance(matrix, list) else [matrix]
+    for row in rows:
+        for x in (row if isinstance(row, list) else [row]):
+            if type(x) is not float and type(x) is not int:
+                if isinstance(x, list):  # deeper nesting: the shape check names it
+                    continue
+                return x
+    return None

@@ -64,6 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a file that failed in a way no check could foresee
         print(f"fastbp: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("fastbp: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C; SIGTERM during training (cli.interrupts)
+        print(f"fastbp: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return int(getattr(exc, "exit_status", 130))

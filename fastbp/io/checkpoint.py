@@ -268,7 +268,7 @@ def _generator(path: Path, state: Any) -> np.random.Generator:
         bit_generator.state = _from_json(state)
     except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError,
             AttributeError) as exc:  # e.g. MT19937's key of the wrong length: IndexError
-        raise ModelFormatError(f"{path}: invalid {name} random state ({exc})") \
+        raise ModelFormatError(f"{path}: invalid random state ({name}: {exc})") \
             from exc
     return np.random.Generator(bit_generator)
 

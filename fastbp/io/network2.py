@@ -144,8 +144,8 @@ def _arrays(path: Path, values: Any, name: str, shapes: list[tuple[int, int]]) -
     for i, (v, shape) in enumerate(zip(values, shapes)):
         odd = _not_a_number(v)
         if odd is not None:
-            raise ModelFormatError(f"{path}: {name}[{i}] holds {odd!r}; network2.py's weights "
-                                   "and biases are JSON numbers (not strings or booleans)")
+            raise ModelFormatError(f"{path}: {name}[{i}] is not a matrix of numbers (it holds "
+                                   f"{odd!r}; JSON numbers only, not strings or booleans)")
         try:
             a = np.array(v, dtype=np.float64)
         except (TypeError, ValueError) as exc:

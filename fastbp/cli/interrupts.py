@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import TrainingDiverged
+
 CLI_NAMES = {"eta": "--eta", "lmbda": "--lmbda", "l1": "--l1", "mu": "--momentum",
              "dtype": "--dtype float32"}
 """The fixes a divergence message suggests on the command line: its options (``on_diverge``
@@ -55,7 +57,10 @@ def stop_line(exc: BaseException, epochs: int, where: Any, failure: BaseExceptio
               asked: Any) -> str:
     """One line: which epoch the stopped run kept, and where (``where``; ``None`` when no
     save path was given or nothing could be written)."""
-    what = "diverged" if not isinstance(exc, KeyboardInterrupt) else str(exc) or "interrupted"
+    if isinstance(exc, KeyboardInterrupt):
+        what = str(exc) or "interrupted"
+    else:
+        what = "diverged" if isinstance(exc, TrainingDiverged) else "stopped by an error"
     last = f"epoch {epochs - 1}, the last finished one"
     if where is None and failure is None:
         return f"{what}: {last} is not kept (no --save PATH was given)"

@@ -212,14 +212,15 @@ class Session:
     @contextlib.contextmanager
     def keeping(self) -> Iterator[None]:
         """Around the training: SIGTERM stops it as Ctrl-C does, and a run stopped by either,
-        or by a divergence, after at least one finished epoch saves the last finished epoch
-        where ``--save`` asked (else in a rescue file) and says where; the exception goes on
-        (exit 130, 143 or 2). A divergence's message names the command line's options."""
+        by a divergence or by any error, after at least one finished epoch saves the last
+        finished epoch where ``--save`` asked (else in a rescue file) and says where; the
+        exception goes on (exit 130, 143, 2...). A divergence's message names the command
+        line's options."""
         start = len(self.net.history)
         try:
             with sigterm_as_interrupt():
                 yield
-        except (KeyboardInterrupt, TrainingDiverged) as exc:
+        except (KeyboardInterrupt, Exception) as exc:
             line = None
             if self.rank0 and len(self.net.history) > start:
                 where, failure = None, None

@@ -197,3 +197,19 @@ def test_saved_options_of_the_wrong_value_are_refused_on_resume(
     out, err = capsys.readouterr()
     assert f'extra["{section}"]["{key}"] is' in err and "Epoch" not in out
     assert len(fastbp.load(path).history) == 1  # the file is left as it was
+
+
+def test_an_error_found_after_an_epoch_keeps_the_finished_epochs(
+        data_dir, tmp_path, capsys, monkeypatch):
+    from fastbp.cli.keep import Session
+
+    def refuse(self, record, net):  # e.g. a saved state that only an epoch's end reads
+        if record.epoch == 1:
+            raise fastbp.ConfigError("a bad value found after epoch 1")
+
+    monkeypatch.setattr(Session, "_checkpoint", refuse)
+    path = tmp_path / "m.npz"
+    assert train("--epochs", "4", "--save", str(path)) == 2
+    err = capsys.readouterr().err
+    assert f"stopped by an error: saved epoch 1, the last finished one, in {path}" in err
+    assert "a bad value found after epoch 1" in err and len(fastbp.load(path).history) == 2

@@ -130,10 +130,10 @@ def _cgroup_limit() -> tuple[str, int, int | None] | None:
     return None
 
 
-def host_room() -> tuple[int | None, str]:
-    """What this process may still allocate on the host, and in words: the least of
-    ``MemAvailable`` and the room under each of :func:`process_limits`."""
-    free = host_available()
+def host_room(free: int | None = None) -> tuple[int | None, str]:
+    """What this process may still allocate on the host, and in words: the least of ``free``
+    (default ``MemAvailable``) and the room under each of :func:`process_limits`."""
+    free = host_available() if free is None else free
     words = f"{human(free)} is free"
     room = free
     for name, limit, left in process_limits():
@@ -183,8 +183,7 @@ def out_of_memory(backend: Any, sizes: Sequence[int], m: int, what: str | None =
     free = free_bytes(backend)
     words = f"{human(free)} is free"
     if getattr(backend, "kind", None) == "cpu":  # host memory: the process's limits count too
-        room, words = host_room()
-        free = room if room is not None else free
+        free, words = host_room(free)
     fit = None
     if free is not None:
         fit = int((0.8 * free / itemsize - fixed_items(sizes)) // per_sample_items(sizes))

@@ -71,3 +71,65 @@ def test_out_of_memory_names_the_address_space_limit():
     assert out.returncode == 0, out.stderr
     assert "out of memory on cpu" in out.stdout
     assert "the address-space limit (ulimit -v) is" in out.stdout and "of it left" in out.stdout
+
+
+# -- Ctrl-C while the command starts, and while Numba first loads -----------------------------
+def test_the_command_line_module_loads_without_numpy():
+    """``fastbp``'s entry point imports NumPy and the devices inside ``main``, where a Ctrl-C
+    is one line: ``import fastbp.cli`` alone loads neither."""
+    code = ("import sys, fastbp.cli; print(sorted(m for m in ('numpy', 'fastbp.devices', "
+            "'fastbp.model') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.2, 0.3, 0.6])
+def test_ctrl_c_while_the_command_starts_is_one_line(data_dir, delay):
+    import signal
+    import time
+
+    code = ("import sys; sys.argv = ['fastbp', 'train', '--limit', '1000', '--epochs', '50']; "
+            "print('go', flush=True); from fastbp.cli import main; sys.exit(main())")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        child.stdout.readline()  # the console script's own lines run from here on
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "fastbp: interrupted"
+
+
+INTERRUPT_IMPORT = """
+import sys
+
+class Interrupt:  # Ctrl-C at the moment MODULE starts to load
+    fired = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == sys.argv[1] and not Interrupt.fired:
+            Interrupt.fired = True
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+from fastbp import cli
+args = ["train", "--limit", "200", "--epochs", "1", "--device", "cpu-jit", "--quiet"]
+first = cli.main(args)
+second = cli.main(args)
+print(Interrupt.fired, first, second)
+"""
+
+
+@pytest.mark.parametrize("module", ["numba.core.typing.templates", "numba.extending",
+                                    "llvmlite.binding", "fastbp_numba.neurons"])
+def test_a_second_train_works_after_ctrl_c_while_numba_loads(data_dir, module):
+    pytest.importorskip("numba")
+    out = subprocess.run([sys.executable, "-c", INTERRUPT_IMPORT, module], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["True", "130", "0"]

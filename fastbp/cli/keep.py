@@ -4,7 +4,10 @@ checkpoints, resuming and pictures (options ``--save``, ``--checkpoint-every``, 
 
 A resumed run continues bit for bit: the model file holds the parameters, the random state and
 the history, and its ``extra["train"]`` the options of the run, which fill in every option not
-given again on the command line. ``--epochs`` counts all epochs, those before the resume too.
+given again on the command line (checked as the command line checks them). ``--epochs`` counts
+all epochs, those before the resume too. A ``.json`` save keeps what the book's format cannot hold
+in a file beside it (:mod:`fastbp.cli.resume`); a stopped run keeps its last finished epoch
+(:mod:`fastbp.cli.interrupts`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def add_keep_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("keep and see")
     g.add_argument("--save", metavar="PATH", default=None,
                    help="save the model as the last epoch left it to PATH (.npz, see "
-                   "fastbp.io.checkpoint; a .json name writes the book's network2.py file)")
+                   "fastbp.io.checkpoint; a .json name writes the book's network2.py file and "
+                   "NAME.fastbp.npz beside it with the rest of the run); a run stopped by "
+                   "Ctrl-C, SIGTERM or a divergence saves its last finished epoch there")
     g.add_argument("--checkpoint-every", type=int, metavar="N", default=None,
                    help="also save to the --save path every N epochs")
     g.add_argument("--resume", metavar="PATH", default=None,

@@ -14,8 +14,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import TrainingDiverged
-
 CLI_NAMES = {"eta": "--eta", "lmbda": "--lmbda", "l1": "--l1", "mu": "--momentum",
              "dtype": "--dtype float32"}
 """The fixes a divergence message suggests on the command line: its options (``on_diverge``
@@ -53,20 +51,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
-def stop_line(exc: BaseException, epochs: int, where: Any, failure: BaseException | None,
-              asked: Any) -> str:
-    """One line: which epoch the stopped run kept, and where (``where``; ``None`` when no
-    save path was given or nothing could be written)."""
-    if isinstance(exc, KeyboardInterrupt):
-        what = str(exc) or "interrupted"
-    else:
-        what = "diverged" if isinstance(exc, TrainingDiverged) else "stopped by an error"
-    last = f"epoch {epochs - 1}, the last finished one"
+def stop_line(epochs: int, where: Any, failure: BaseException | None, asked: Any) -> str:
+    """What a stopped run kept, in words: which epoch and where (``where``; ``None`` when no
+    save path was given, or nothing could be written)."""
+    last = f"epoch {epochs - 1}, the last finished one,"
     if where is None and failure is None:
-        return f"{what}: {last} is not kept (no --save PATH was given)"
+        return f"{last} is not kept (no --save PATH was given)"
     if where is None:
-        return f"{what}: could not save {last} to {asked} ({failure}), nor in a rescue folder"
+        return f"could not save {last} to {asked} ({failure}), nor in a rescue folder"
     if failure is not None:
-        return (f"{what}: could not save {asked} ({failure}); {last} is kept at {where}: move "
-                "it where it belongs")
-    return f"{what}: saved {last}, in {where} ({epochs} epochs)"
+        return (f"could not save {asked} ({failure}); {last} is kept at {where}: move it where "
+                "it belongs")
+    return f"saved {last} in {where} ({epochs} epochs)"
+
+
+def cause(exc: BaseException) -> str:
+    """``interrupted``, ``terminated (SIGTERM)`` or ``stopped by an error``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return str(exc) or "interrupted"
+    return "stopped by an error"

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core.validate import check_count
 from ..errors import ConfigError, FastbpError, TrainingDiverged
-from .interrupts import CLI_NAMES, sigterm_as_interrupt, stop_line
+from .interrupts import CLI_NAMES, cause, sigterm_as_interrupt, stop_line
 from .outputs import (
     check_paths,
     checked_extra,
@@ -232,15 +232,15 @@ class Session:
                 if self.save_path:
                     where, failure = save_somewhere(self.net, self.save_path,
                                                     self.extra_state())
-                line = stop_line(exc, len(self.net.history), where, failure, self.save_path)
+                line = stop_line(len(self.net.history), where, failure, self.save_path)
             if isinstance(exc, TrainingDiverged):
                 message = exc.message_for(CLI_NAMES) if hasattr(exc, "message_for") \
                     else str(exc)
-                err = TrainingDiverged(message + (f" ({line})" if line else ""))
+                err = TrainingDiverged(message + (f" {line[0].upper()}{line[1:]}." if line else ""))
                 err.__dict__.update({k: v for k, v in exc.__dict__.items() if k != "args"})
                 raise err from None
             if line:
-                print(f"fastbp: {line}", file=sys.stderr, flush=True)
+                print(f"fastbp: {cause(exc)}: {line}", file=sys.stderr, flush=True)
             raise
 
     # -- after training ----------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_a_run_that_diverges_after_good_epochs_saves_the_last_good_one(
                        "--epochs", "5", "--l1", "0.5", "--save", str(path)])
     err = capsys.readouterr().err
     assert status == 2
-    assert f"saved epoch 1, the last finished one, in {path}" in err
+    assert f"Saved epoch 1, the last finished one, in {path} (2 epochs)." in err
     assert "--eta (it is 3)" in err and "--l1 (it is 0.5)" in err and "on_diverge" not in err
     kept = fastbp.load(path)
     assert len(kept.history) == 2 and all(np.isfinite(a).all() for a in arrays(kept))
@@ -213,3 +213,35 @@ def test_an_error_found_after_an_epoch_keeps_the_finished_epochs(
     err = capsys.readouterr().err
     assert f"stopped by an error: saved epoch 1, the last finished one, in {path}" in err
     assert "a bad value found after epoch 1" in err and len(fastbp.load(path).history) == 2
+
+
+def _stop_after_epoch_1(monkeypatch, before=lambda: None):
+    from fastbp.cli.keep import Session
+
+    def stop(self, record, net):
+        if record.epoch == 1:
+            before()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Session, "_checkpoint", stop)
+
+
+def test_an_interrupted_run_without_save_says_nothing_is_kept(data_dir, capsys, monkeypatch):
+    _stop_after_epoch_1(monkeypatch)
+    assert train("--epochs", "4") == 130
+    err = capsys.readouterr().err
+    assert "interrupted: epoch 1, the last finished one, is not kept (no --save PATH" in err
+
+
+def test_an_interrupted_run_whose_path_fails_keeps_a_rescue_file(
+        data_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "out").mkdir()
+    _stop_after_epoch_1(monkeypatch, lambda: shutil.rmtree(tmp_path / "out"))
+    assert train("--epochs", "4", "--save", str(tmp_path / "out" / "m.npz")) == 130
+    err = capsys.readouterr().err
+    assert "the last finished one, is kept at" in err
+    (kept,) = (tmp_path / "cache" / "fastbp" / "rescued").glob("m-*.npz")
+    assert str(kept) in err and len(fastbp.load(kept).history) == 2

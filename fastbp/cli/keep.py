@@ -226,6 +226,8 @@ class Session:
             with sigterm_as_interrupt():
                 yield
         except (KeyboardInterrupt, Exception) as exc:
+            if getattr(self, "reporter", None) is not None:
+                self.reporter.close()  # a terminal's bar ends its line before the messages
             line = None
             if self.rank0 and len(self.net.history) > start:
                 where, failure = None, None

@@ -265,9 +265,13 @@ def _generator(path: Path, state: Any) -> np.random.Generator:
                                f"expected one of {BIT_GENERATORS}")
     bit_generator = getattr(np.random, name)()
     try:
-        bit_generator.state = _from_json(state)
+        raw = _from_json(state)
+        key = raw.get("state", {}).get("key") if name == "MT19937" else None
+        if key is not None and np.shape(key) != (624,):  # NumPy reads past a short one
+            raise ValueError(f"its key holds {np.size(key)} numbers, not 624")
+        bit_generator.state = raw
     except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError,
-            AttributeError) as exc:  # e.g. MT19937's key of the wrong length: IndexError
+            AttributeError) as exc:
         raise ModelFormatError(f"{path}: invalid random state ({name}: {exc})") \
             from exc
     return np.random.Generator(bit_generator)

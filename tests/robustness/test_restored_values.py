@@ -49,7 +49,8 @@ def test_a_random_state_with_a_wrong_key_length_is_one_line(tmp_path):
         meta["rng"] = state
 
     _rewrite(tmp_path / "m.npz", tmp_path / "bad.npz", short_key)
-    with pytest.raises(fastbp.ModelFormatError, match=r"invalid random state \(MT19937: "):
+    says = r"invalid random state \(MT19937: its key holds 10 numbers, not 624\)"
+    with pytest.raises(fastbp.ModelFormatError, match=says):
         fastbp.load(tmp_path / "bad.npz")
 
 

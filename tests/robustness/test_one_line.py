@@ -52,6 +52,7 @@ def test_bench_compare_refuses_a_figure_that_is_not_positive(tmp_path, capsys, f
 
 
 # -- memory limits in out-of-memory messages --------------------------------------------------
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc/self/status")
 def test_out_of_memory_names_the_address_space_limit():
     script = textwrap.dedent("""
         import resource

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FastbpError(Exception):
     """Base class of every error fastbp raises on purpose."""
@@ -43,6 +45,8 @@ class TrainingDiverged(FastbpError, ArithmeticError):
     layer: int | None = None
     parameter: str | None = None
     last_finite_epoch: int | None = None
+    terms: dict[str, float] = {}  # the step's terms (η, λ, λ₁, μ) that were set
+    message_for: Any = None  # names -> the message with fixes under those names (the CLI's)
 
 
 class MissingDependency(FastbpError, ImportError):

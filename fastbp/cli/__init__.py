@@ -46,7 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``fastbp`` with ``argv`` (default: the command line); returns the exit status."""
+    """Run ``fastbp`` with ``argv`` (default: the command line); returns the exit status.
+    A Ctrl-C at any moment, while the command's modules load too, is one line and status 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C; SIGTERM during training (cli.interrupts)
+        print(f"fastbp: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return int(getattr(exc, "exit_status", 130))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:  # no command: the help, and argparse's status
@@ -64,6 +73,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a file that failed in a way no check could foresee
         print(f"fastbp: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("fastbp: interrupted", file=sys.stderr)
-        return 130

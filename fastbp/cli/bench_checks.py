@@ -91,9 +91,16 @@ def load_run(path: str) -> dict[str, Any]:
     try:
         if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks", []), list):
             raise TypeError("no list of benchmarks")
-        report.rows_of(doc)
-        report.compare(doc, doc)
+        bad = [r for r in report.rows_of(doc)  # a ratio and its logarithm need figures > 0
+               if not (math.isfinite(r.samples_per_s) and r.samples_per_s > 0)]
+        if not bad:
+            report.compare(doc, doc)
     except (TypeError, KeyError, ValueError, AttributeError, ZeroDivisionError) as exc:
         raise ConfigError(f"{path}: not a saved fastbp bench run (its JSON does not have the "
                           f"layout bench writes: {type(exc).__name__} {exc})") from None
+    if bad:
+        r = bad[0]
+        raise ConfigError(f"{path}: the case {r.kind} {r.device} {r.impl} {r.sizes} "
+                          f"m={r.batch_size} has samples_per_s {r.samples_per_s!r}; a saved "
+                          "run's figures are numbers > 0")
     return doc

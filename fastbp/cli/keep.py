@@ -4,23 +4,31 @@ checkpoints, resuming and pictures (options ``--save``, ``--checkpoint-every``, 
 
 A resumed run continues bit for bit: the model file holds the parameters, the random state and
 the history, and its ``extra["train"]`` the options of the run, which fill in every option not
-given again on the command line. ``--epochs`` counts all epochs, those before the resume too.
+given again on the command line (checked as the command line checks them). ``--epochs`` counts
+all epochs, those before the resume too. A ``.json`` save keeps what the book's format cannot hold
+in a file beside it (:mod:`fastbp.cli.resume`); a stopped run keeps its last finished epoch
+(:mod:`fastbp.cli.interrupts`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..core.validate import check_count
-from ..errors import ConfigError, FastbpError
+from ..errors import ConfigError, FastbpError, TrainingDiverged
+from .interrupts import CLI_NAMES, cause, sigterm_as_interrupt, stop_line
 from .outputs import (
     check_paths,
     checked_extra,
-    save_format,
     save_or_rescue,
+    save_somewhere,
     warn_checkpoint,
+    write_model,
 )
 
 RESUMABLE = ("epochs", "batch_size", "eta", "lmbda", "momentum", "l1", "dropout", "limit",
@@ -37,7 +45,9 @@ def add_keep_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("keep and see")
     g.add_argument("--save", metavar="PATH", default=None,
                    help="save the model as the last epoch left it to PATH (.npz, see "
-                   "fastbp.io.checkpoint; a .json name writes the book's network2.py file)")
+                   "fastbp.io.checkpoint; a .json name writes the book's network2.py file and "
+                   "NAME.fastbp.npz beside it with the rest of the run); a run stopped by "
+                   "Ctrl-C, SIGTERM or a divergence saves its last finished epoch there")
     g.add_argument("--checkpoint-every", type=int, metavar="N", default=None,
                    help="also save to the --save path every N epochs")
     g.add_argument("--resume", metavar="PATH", default=None,
@@ -66,7 +76,7 @@ class Session:
 
     def __init__(self, args: argparse.Namespace) -> None:
         from ..model.network import Network
-        from ..model.persist import load_checkpoint
+        from .resume import load_run
 
         self.args = args
         self.rank0 = getattr(args, "rank", 0) == 0
@@ -76,8 +86,10 @@ class Session:
         if args.resume is not None:
             if not args.resume:
                 raise ConfigError("--resume needs a model file, got an empty string")
-            ckpt = load_checkpoint(args.resume, device=args.device)
-            self.net, self.extra = ckpt.network, checked_extra(ckpt.extra, args.resume)
+            self.net, extra, note, source = load_run(args.resume, args.device)
+            self.extra = checked_extra(extra, source)
+            if note and getattr(args, "rank", 0) == 0:  # even with --quiet: what it restores
+                print(f"fastbp: {note}", flush=True)
             saved = dict(self.extra.get("train", {}))
             hidden = sorted(set(self.net.kinds[:-1])) or ["sigmoid"]
             model = {"sizes": self.net.sizes, "cost": self.net.cost.name,
@@ -183,20 +195,55 @@ class Session:
         out["seed"] = args.seed if not args.resume else self.extra.get("train", {}).get("seed")
         return out
 
-    def save(self, final: bool = True) -> None:
-        """Save to the run's path; at the end (``final``) a failure keeps the network in a
-        rescue folder and exits 1 (:func:`fastbp.cli.outputs.save_or_rescue`)."""
-        if not (self.save_path and self.rank0):
-            return
+    def extra_state(self) -> dict[str, Any]:
+        """What the model file keeps besides the network: the options and callbacks' state."""
         extra = {"train": self.config(), "monitor": self.monitor.state()}
         if self.stopper is not None:
             extra["early_stopping"] = self.stopper.state()
         if getattr(self, "schedule", None) is not None:
             extra["schedule"] = self.schedule.state()
+        return extra
+
+    def save(self, final: bool = True) -> None:
+        """Save to the run's path; at the end (``final``) a failure keeps the network in a
+        rescue folder and exits 1 (:func:`fastbp.cli.outputs.save_or_rescue`)."""
+        if not (self.save_path and self.rank0):
+            return
         if final:
-            save_or_rescue(self.net, self.save_path, extra)
+            save_or_rescue(self.net, self.save_path, self.extra_state())
         else:
-            self.net.save(self.save_path, extra=extra, format=save_format(self.save_path))
+            write_model(self.net, self.save_path, self.extra_state())
+
+    @contextlib.contextmanager
+    def keeping(self) -> Iterator[None]:
+        """Around the training: SIGTERM stops it as Ctrl-C does, and a run stopped by either,
+        by a divergence or by any error, after at least one finished epoch saves the last
+        finished epoch where ``--save`` asked (else in a rescue file) and says where; the
+        exception goes on (exit 130, 143, 2...). A divergence's message names the command
+        line's options."""
+        start = len(self.net.history)
+        try:
+            with sigterm_as_interrupt():
+                yield
+        except (KeyboardInterrupt, Exception) as exc:
+            if getattr(self, "reporter", None) is not None:
+                self.reporter.close()  # a terminal's bar ends its line before the messages
+            line = None
+            if self.rank0 and len(self.net.history) > start:
+                where, failure = None, None
+                if self.save_path:
+                    where, failure = save_somewhere(self.net, self.save_path,
+                                                    self.extra_state())
+                line = stop_line(len(self.net.history), where, failure, self.save_path)
+            if isinstance(exc, TrainingDiverged):
+                message = exc.message_for(CLI_NAMES) if hasattr(exc, "message_for") \
+                    else str(exc)
+                err = TrainingDiverged(message + (f" {line[0].upper()}{line[1:]}." if line else ""))
+                err.__dict__.update({k: v for k, v in exc.__dict__.items() if k != "args"})
+                raise err from None
+            if line:
+                print(f"fastbp: {cause(exc)}: {line}", file=sys.stderr, flush=True)
+            raise
 
     # -- after training ----------------------------------------------------------------------------
     def finish(self, data: Any) -> None:

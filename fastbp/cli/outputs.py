@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, FastbpError, ModelFormatError, SaveError
@@ -27,6 +28,23 @@ SAVED_OPTIONS = {
     "lmbda": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0"),
     "limit": _OPTIONAL_COUNT, "patience": _OPTIONAL_COUNT, "checkpoint_every": _OPTIONAL_COUNT,
     "seed": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
+    "momentum": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "l1": (lambda v: _is_real(v) and v >= 0, "a finite number >= 0"),
+    "dropout": (lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "expand": (lambda v: isinstance(v, bool), "true or false"),
+    "schedule": (lambda v: v is None or (isinstance(v, list) and len(v) == 2
+                                         and all(_COUNT[0](k) for k in v)),
+                 "null or [N, K], two integers >= 1 (as --schedule N,K)"),
+}
+"""The command line's checks of each option, for the same option read from a model file."""
+SCHEDULE = {
+    "eta": (lambda v: v is None or (_is_real(v) and v > 0), "null or a finite number > 0"),
+    "halved": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "best_accuracy": (lambda v: v is None or _is_real(v), "null or a number"),
+    "wait": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "stopped_epoch": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
+    "etas": (lambda v: isinstance(v, list) and all(_is_real(e) and e > 0 for e in v),
+             "a list of numbers > 0"),
 }
 EARLY_STOPPING = {
     "best_accuracy": (lambda v: v is None or _is_real(v), "null or a number"),
@@ -45,27 +63,54 @@ def _is_real(v: Any) -> bool:
 
 
 def check_paths(args: Any, net: Any, save_path: str | None) -> None:
-    """Refuse, before any training, every path this run could not write."""
+    """Refuse, before any training, every path this run could not write, and a save the
+    file-size limit or the free space could not hold (counted in the file's format: the
+    velocities of momentum or L1 double the parameters; a ``.json`` is float64 text and its
+    :func:`state_file` beside it holds the rest)."""
     for option in ("save", "resume", "plot"):
         value = getattr(args, option, None)
         if value is not None and not str(value):
             raise ConfigError(f"--{option} needs a path, got an empty string")
     if save_path and getattr(args, "rank", 0) == 0:
-        option = "--save" if args.save else "--resume"
-        need = targets.model_bytes(net.sizes, net.dtype, max(args.epochs, len(net.history)))
-        targets.check_file(save_path, f"{option} {save_path}", need)
+        label = f"{'--save' if args.save else '--resume'} {save_path}"
+        velocities = bool(args.momentum or args.l1) or net.velocities is not None
+        need = targets.model_bytes(net.sizes, net.dtype, max(args.epochs, len(net.history)),
+                                   velocities=velocities)
         if network2.is_json_name(save_path):
             network2.check_fits(net.cost.name, net.kinds)
+            targets.check_file(save_path, label, targets.json_bytes(net.sizes))
+            state = state_file(save_path)
+            targets.check_file(state, f"{label} (its training state, {state})", need)
+        else:
+            targets.check_file(save_path, label, need)
     if args.plot and getattr(args, "rank", 0) == 0:
         from ..io.plots import PICTURES
 
         targets.check_folder(args.plot, f"--plot {args.plot}", PICTURES)
 
 
+def state_file(path: Any) -> Path:
+    """Where ``fastbp train --save NAME.json`` keeps what the book's JSON cannot hold (the
+    random state, history, velocities, training options and the parameters in their own
+    dtype): ``NAME.fastbp.npz`` beside it, a fastbp model file."""
+    path = Path(path)
+    return path.with_name(path.stem + ".fastbp.npz")
+
+
+def write_model(net: Any, path: Any, extra: dict[str, Any]) -> None:
+    """Save ``net`` to ``path``: a fastbp model, or for a ``.json`` name the book's file and
+    its :func:`state_file` (the JSON first: a state file never names newer weights than it)."""
+    if network2.is_json_name(path):
+        net.save(path, format=network2.FORMAT)
+        net.save(state_file(path), extra=extra)
+    else:
+        net.save(path, extra=extra)
+
+
 def checked_extra(extra: Any, path: Any) -> dict[str, Any]:
-    """The ``extra`` of a model file that ``--resume`` reads, its types checked: the training
-    options, the monitor's lists and the early-stopping state; ``ModelFormatError`` names the
-    first bad entry."""
+    """The ``extra`` of a model file that ``--resume`` reads, checked as the command line checks
+    the same values: the training options, the monitor's lists, the early-stopping and the
+    schedule's state; ``ModelFormatError`` names the first bad entry."""
     if not isinstance(extra, dict):
         raise ModelFormatError(f"{path}: extra must be a JSON object, got {type(extra).__name__}")
     train = _section(extra, "train", path)
@@ -78,10 +123,11 @@ def checked_extra(extra: Any, path: Any) -> dict[str, Any]:
     for key, value in _section(extra, "monitor", path).items():
         if not (isinstance(value, list) and all(_is_real(v) for v in value)):
             _bad(path, f'extra["monitor"]["{key}"]', value, "a list of numbers")
-    for key, (ok, words) in EARLY_STOPPING.items():
-        stopping = _section(extra, "early_stopping", path)
-        if key in stopping and not ok(stopping[key]):
-            _bad(path, f'extra["early_stopping"]["{key}"]', stopping[key], words)
+    for section, checks in (("early_stopping", EARLY_STOPPING), ("schedule", SCHEDULE)):
+        state = _section(extra, section, path)
+        for key, (ok, words) in checks.items():
+            if key in state and not ok(state[key]):
+                _bad(path, f'extra["{section}"]["{key}"]', state[key], words)
     return extra
 
 
@@ -98,36 +144,41 @@ def _bad(path: Any, where: str, value: Any, words: str) -> None:
                            "options are damaged (the weights may still load with fastbp.load)")
 
 
-def save_format(path: Any) -> str:
-    """``network2`` (the book's JSON, :mod:`fastbp.io.network2`) for a ``.json`` path, else
-    ``fastbp`` (the ``.npz`` model)."""
-    return network2.FORMAT if network2.is_json_name(path) else "fastbp"
-
-
 def save_or_rescue(net: Any, path: str, extra: dict[str, Any]) -> None:
-    """``net.save(path)``; if that fails, the network saved in a rescue folder and a
-    :class:`SaveError` (exit status 1) that says where, or that nothing could keep it."""
-    try:
-        net.save(path, extra=extra, format=save_format(path))
+    """``net`` saved to ``path``; if that fails, in a rescue folder, and a :class:`SaveError`
+    (exit status 1) that says where, or that nothing could keep it."""
+    kept, failure = save_somewhere(net, path, extra)
+    if failure is None:
         return
+    if kept is not None:
+        err = SaveError(f"could not save {path} ({_reason(failure)}); the trained network is "
+                        f"kept at {kept}: move it where it belongs")
+    else:
+        err = SaveError(f"could not save {path} ({_reason(failure)}), nor in "
+                        + " or ".join(str(f) for f in targets.rescue_folders())
+                        + "; the trained network is lost")
+    err.exit_status = 1  # type: ignore[attr-defined]
+    raise err from failure
+
+
+def save_somewhere(net: Any, path: str, extra: dict[str, Any]
+                   ) -> tuple[Path | None, BaseException | None]:
+    """Save ``net`` to ``path`` (:func:`write_model`), else as a fastbp model in the first
+    rescue folder that takes it. Returns where it went (``None``: nowhere) and why ``path``
+    failed (``None``: it did not)."""
+    try:
+        write_model(net, path, extra)
+        return Path(path), None
     except (OSError, FastbpError) as exc:
         failure = exc
     name = targets.rescue_name(path)
     for folder in targets.rescue_folders():
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            kept = net.save(folder / name, extra=extra)
+            return net.save(folder / name, extra=extra), failure
         except (OSError, FastbpError):
             continue
-        err = SaveError(f"could not save {path} ({_reason(failure)}); the trained network is "
-                        f"kept at {kept}: move it where it belongs")
-        err.exit_status = 1  # type: ignore[attr-defined]
-        raise err from failure
-    err = SaveError(f"could not save {path} ({_reason(failure)}), nor in "
-                    + " or ".join(str(f) for f in targets.rescue_folders())
-                    + "; the trained network is lost")
-    err.exit_status = 1  # type: ignore[attr-defined]
-    raise err from failure
+    return None, failure
 
 
 def _reason(exc: BaseException) -> str:

@@ -66,10 +66,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.distributed:
         from ..parallel.train import trainer
         fit = trainer(net)
-    fit(X, labels, epochs=session.epochs_left,
-        batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
-        momentum=args.momentum, l1=args.l1, dropout=args.dropout,
-        test=(data.test.X, data.test.labels), **session.train_options(data, X, labels))
+    options = session.train_options(data, X, labels)
+    with session.keeping():  # a stopped run keeps its finished epochs (fastbp.cli.interrupts)
+        fit(X, labels, epochs=session.epochs_left,
+            batch_size=args.batch_size, eta=args.eta, lmbda=args.lmbda,
+            momentum=args.momentum, l1=args.l1, dropout=args.dropout,
+            test=(data.test.X, data.test.labels), **options)
     session.finish(data)  # final save, pictures, best test accuracy
     return 0
 

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     samples = check_count("--samples", args.samples, low=1)
     jobs = ({tuple(s): tuple(args.batch_sizes or (1, 10, 100, 1000)) for s in args.sizes}
             if args.sizes else COMMON)
+    check_jobs(jobs, samples, args.dtype)  # before any data is made
     for m in {m for batches in jobs.values() for m in batches}:
         check_count("--batch-sizes", m, low=1, high=samples)
     os.environ[planner.ENV_VAR] = "measure"
@@ -100,3 +101,30 @@ def _outcome(choice: object) -> str:
     if source.startswith("measured"):
         return f"busy: measured in {seconds:.1f} s, not recorded"
     return source
+
+
+def check_jobs(jobs: dict[tuple[int, ...], tuple[int, ...]], samples: int, dtype: str) -> None:
+    """Every ``--sizes`` a network's sizes, every ``--batch-sizes`` a count, and the host room
+    for the largest job's synthetic data and parameters (:func:`host_bytes`), or one line."""
+    from ..core.memory import check_host_room
+    from ..core.validate import check_count, check_sizes
+
+    for sizes, batches in jobs.items():
+        check_sizes(list(sizes))
+        for m in batches:
+            check_count("--batch-sizes", m, low=1)
+    sizes = max(jobs, key=lambda s: host_bytes(s, samples, dtype))
+    check_host_room(host_bytes(sizes, samples, dtype),
+                    f"--samples {samples:,} for --sizes {','.join(map(str, sizes))}",
+                    "use fewer --samples or smaller --sizes")
+
+
+def host_bytes(sizes: tuple[int, ...], samples: int, dtype: str) -> int:
+    """About the host memory of one job at its peak: the synthetic ``X`` while it is made
+    (two float64 draws, a mask and their product: 25 bytes an entry), its copy in ``dtype``
+    for the device twice over, and the parameters drawn in float64 and cast."""
+    import numpy as np
+
+    itemsize = np.dtype(dtype).itemsize
+    params = sum(n * (k + 1) for k, n in zip(sizes[:-1], sizes[1:]))
+    return sizes[0] * samples * (25 + 2 * itemsize) + 8 * samples + params * (8 + itemsize)

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..errors import ConfigError, TrainingDiverged
 from .ops import Array, Ops
 
 ON_DIVERGE = ("raise", "continue")
+SYMBOLS = {"eta": "η", "lmbda": "λ", "l1": "λ₁", "mu": "μ"}
+"""The terms of a step (``v ← μv − η∇C − (ηλ/n)W − (ηλ₁/n) sgn W``) and their symbols."""
+API_NAMES = {"eta": "eta", "lmbda": "lmbda", "l1": "l1", "mu": "momentum",
+             "dtype": "dtype='float32'", "continue": "on_diverge='continue' to go on anyway"}
+"""How a divergence message names each fix: ``train``'s arguments (the command line passes
+its own option names to ``TrainingDiverged.message_for``)."""
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -52,19 +58,32 @@ class DivergenceGuard:
 
     def __init__(self, backend: Ops, weights: Sequence[Array], biases: Sequence[Array], *,
                  on_diverge: str = "raise", eta: float | None = None,
-                 first_epoch: int = 0, state: Sequence[Array] = ()) -> None:
+                 first_epoch: int = 0, state: Sequence[Array] = (),
+                 terms: dict[str, float] | None = None) -> None:
         """``state``: more arrays (momentum velocities) kept and given back with the
-        parameters."""
+        parameters; ``terms``: the step's ``eta``, ``lmbda``, ``l1``, ``mu`` as they are, for
+        the message (``eta`` alone is the older form)."""
         self.backend, self.weights, self.biases = backend, weights, biases
         self.state = list(state)
         self.on_diverge = check_on_diverge(on_diverge)
-        self.eta = eta
+        self.terms = dict(terms or {})
+        if eta is not None:
+            self.terms["eta"] = eta
         self.last_finite: int | None = first_epoch - 1 if first_epoch > 0 else None
         self.warned = False
         # The parameters of the last finished epoch (with "raise", the last finite one too):
         # what a diverged, interrupted or failed epoch gives back (see restore).
         self._saved = [backend.empty(tuple(a.shape)) for a in self._arrays()]
         self._snapshot()
+
+    @property
+    def eta(self) -> float | None:
+        """The step's rate ``η`` (a schedule changes it between epochs)."""
+        return self.terms.get("eta")
+
+    @eta.setter
+    def eta(self, value: float | None) -> None:
+        self.terms["eta"] = value  # type: ignore[assignment]
 
     def _arrays(self) -> list[Array]:
         return [*self.weights, *self.biases, *self.state]
@@ -105,9 +124,16 @@ class DivergenceGuard:
         err.epoch, err.cost = epoch, cost
         err.layer, err.parameter = bad if bad is not None else (None, "cost")
         err.last_finite_epoch = self.last_finite
+        err.terms = {k: v for k, v in self.terms.items() if v is not None}
+        terms = dict(self.terms)
+        err.message_for = lambda names: self._message(epoch, cost, bad, names, terms)
         raise err
 
-    def _message(self, epoch: int, cost: float, bad: tuple[int, str] | None) -> str:
+    def _message(self, epoch: int, cost: float, bad: tuple[int, str] | None,
+                 names: Mapping[str, str] | None = None,
+                 terms: Mapping[str, float | None] | None = None) -> str:
+        """The message: where it went wrong, what the network keeps, the step's terms as
+        they are, and the fixes under ``names`` (default :data:`API_NAMES`)."""
         dtype = self.backend.dtype
         if bad is not None:
             layer, what = bad
@@ -125,12 +151,15 @@ class DivergenceGuard:
         else:
             kept = (f"the network keeps the parameters of epoch {self.last_finite}, "
                     "the last finite one")
-        fixes = []
-        if self.eta is not None:
-            fixes.append(f"a smaller eta (it is {self.eta:g})")
-        if dtype == "float16":
-            fixes.append("dtype='float32'")
-        if self.on_diverge == "raise":
-            fixes.append("on_diverge='continue' to go on anyway")
-        return (f"training diverged in epoch {epoch} ({dtype}): {where}; {kept}. "
-                f"Try {', or '.join(fixes)}.")
+        terms = self.terms if terms is None else terms
+        shown = [f"{SYMBOLS[k]} = {v:g}" for k in SYMBOLS if (v := terms.get(k)) is not None]
+        step = f" The step's terms: {', '.join(shown)}." if shown else ""
+        names = API_NAMES if names is None else names
+        fixes = [f"a smaller {names[k]} (it is {v:g})" for k in SYMBOLS
+                 if (v := terms.get(k)) and k in names]  # only the terms in the step (non-zero)
+        if dtype == "float16" and "dtype" in names:
+            fixes.append(names["dtype"])
+        if self.on_diverge == "raise" and "continue" in names:
+            fixes.append(names["continue"])
+        return (f"training diverged in epoch {epoch} ({dtype}): {where}; {kept}.{step}"
+                + (f" Try {', or '.join(fixes)}." if fixes else ""))

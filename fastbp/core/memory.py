@@ -54,6 +54,110 @@ def host_available() -> int | None:
         return None
 
 
+UNLIMITED = 1 << 60
+"""A cgroup v1 limit at or above this is no limit (the kernel writes ~2^63 rounded to pages)."""
+
+
+def process_limits() -> list[tuple[str, int, int | None]]:
+    """The limits on this process's memory besides what the host has free: ``(words, limit,
+    room)``, the room being what is left under it (``None`` if unknown). The address-space
+    limit (``ulimit -v``, RLIMIT_AS) against the process's size, the cgroup's ``memory.max``
+    (v2) or ``memory.limit_in_bytes`` (v1) against its usage, where readable."""
+    out: list[tuple[str, int, int | None]] = []
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY and soft > 0:
+            size = _status_bytes("VmSize:")
+            out.append(("the address-space limit (ulimit -v)", soft,
+                        None if size is None else max(0, soft - size)))
+    except (ImportError, OSError, ValueError):
+        pass
+    cgroup = _cgroup_limit()
+    if cgroup is not None:
+        out.append(cgroup)
+    return out
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` in bytes, or ``None``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read(64).strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_limit() -> tuple[str, int, int | None] | None:
+    """``("the cgroup's memory.max", limit, room)`` of this process's cgroup, or ``None``."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read(8192).splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, rel = parts
+        if controllers == "":  # v2
+            files = ("memory.max", "memory.current")
+            bases = [f"/sys/fs/cgroup{rel.rstrip('/')}", "/sys/fs/cgroup"]
+        elif "memory" in controllers.split(","):  # v1
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+            bases = [f"/sys/fs/cgroup/memory{rel.rstrip('/')}", "/sys/fs/cgroup/memory"]
+        else:
+            continue
+        for base in bases:
+            limit = _read_int(f"{base}/{files[0]}")
+            if limit is not None and limit < UNLIMITED:
+                used = _read_int(f"{base}/{files[1]}")
+                return (f"the cgroup's {files[0]}", limit,
+                        None if used is None else max(0, limit - used))
+    return None
+
+
+def host_room(free: int | None = None) -> tuple[int | None, str]:
+    """What this process may still allocate on the host, and in words: the least of ``free``
+    (default ``MemAvailable``) and the room under each of :func:`process_limits`."""
+    free = host_available() if free is None else free
+    words = f"{human(free)} is free"
+    room = free
+    for name, limit, left in process_limits():
+        words += f", and {name} is {short(limit)}" + (
+            f" ({short(left)} of it left)" if left is not None else "")
+        if left is not None:
+            room = left if room is None else min(room, left)
+    return room, words
+
+
+def check_host_room(need: int, what: str, advice: str) -> None:
+    """``DeviceError`` before allocating ``need`` bytes of host memory for ``what`` when
+    :func:`host_room` says they cannot fit."""
+    room, words = host_room()
+    if room is not None and need > room:
+        raise DeviceError(f"out of memory on the host: {what} need {human(need)} but {words}: "
+                          f"{advice}.")
+
+
+def short(n: int) -> str:
+    """``n`` bytes as ``1.23 GB``."""
+    return human(n).split(" (")[0]
+
+
 def human(n: int | None) -> str:
     """``n`` bytes as ``1.23 GB (1,234,567,890 bytes)``."""
     if n is None:
@@ -77,6 +181,9 @@ def out_of_memory(backend: Any, sizes: Sequence[int], m: int, what: str | None =
     if what is None:
         what = f"the work buffers for a batch of {m:,} samples"
     free = free_bytes(backend)
+    words = f"{human(free)} is free"
+    if getattr(backend, "kind", None) == "cpu":  # host memory: the process's limits count too
+        free, words = host_room(free)
     fit = None
     if free is not None:
         fit = int((0.8 * free / itemsize - fixed_items(sizes)) // per_sample_items(sizes))
@@ -90,7 +197,7 @@ def out_of_memory(backend: Any, sizes: Sequence[int], m: int, what: str | None =
                   + (f"; at most ~{fit:,} fits in what is free" if fit is not None else "") + ")")
     return DeviceError(
         f"out of memory on {backend.device}: {what} (sizes {list(sizes)}, {backend.dtype}) "
-        f"need {human(asked)} but {human(free)} is free: {advice}."
+        f"need {human(asked)} but {words}: {advice}."
     )
 
 

@@ -294,18 +294,49 @@ def _generator(path: Path, state: Any) -> np.random.Generator:
                                f"expected one of {BIT_GENERATORS}")
     bit_generator = getattr(np.random, name)()
     try:
-        bit_generator.state = _from_json(state)
-    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
-        raise ModelFormatError(f"{path}: invalid random state ({exc})") from exc
+        raw = _from_json(state)
+        key = raw.get("state", {}).get("key") if name == "MT19937" else None
+        if key is not None and np.shape(key) != (624,):  # NumPy reads past a short one
+            raise ValueError(f"its key holds {np.size(key)} numbers, not 624")
+        bit_generator.state = raw
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError,
+            AttributeError) as exc:
+        raise ModelFormatError(f"{path}: invalid random state ({name}: {exc})") \
+            from exc
     return np.random.Generator(bit_generator)
 
 
+_RECORD_TYPES = {  # what each EpochRecord field may hold in a file, and in words
+    "epoch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "cost": (lambda v: _is_real(v, finite=False), "a number"),
+    "accuracy": (lambda v: v is None or (_is_real(v) and 0 <= v <= 1), "null or in [0, 1]"),
+    "correct": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
+    "seconds": (lambda v: _is_real(v) and v >= 0, "a number >= 0"),
+    "samples_per_s": (lambda v: _is_real(v, finite=False) and v >= 0, "a number >= 0"),
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any, finite: bool = True) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)
+            and (not finite or math.isfinite(v)))
+
+
 def _history(path: Path, records: list[Any]) -> History:
+    """The saved per-epoch records, each field's type checked (:data:`_RECORD_TYPES`)."""
     names = {f.name for f in fields(EpochRecord)}
     out = History()
     for i, r in enumerate(records):
         if not isinstance(r, dict) or set(r) != names:
             raise ModelFormatError(f"{path}: history entry {i} must have the keys {sorted(names)}")
+        for key, (ok, words) in _RECORD_TYPES.items():
+            if not ok(r[key]):
+                shown = repr(r[key])[:40]
+                raise ModelFormatError(f"{path}: history entry {i} has {key} {shown}, expected "
+                                       f"{words}; the file's history is damaged")
         out.append(EpochRecord(**r))
     return out
 

@@ -130,7 +130,7 @@ def read_state(path: str | os.PathLike) -> ModelState:
     if params > MAX_PARAMETERS:
         raise ModelFormatError(f"{path}: sizes {sizes} hold {params:,} parameters, more than "
                                f"the {MAX_PARAMETERS:,} fastbp reads from a network2.py file")
-    if cost not in COSTS:
+    if not isinstance(cost, str) or cost not in COSTS:
         raise ModelFormatError(f"{path}: unknown cost {cost!r}; network2.py's costs are "
                                f"{', '.join(COSTS)}")
     pairs = list(zip(sizes[:-1], sizes[1:]))
@@ -177,6 +177,10 @@ def _arrays(path: Path, values: Any, name: str, shapes: list[tuple[int, int]]) -
                                "per layer after the input)")
     out = []
     for i, (v, shape) in enumerate(zip(values, shapes)):
+        odd = _not_a_number(v)
+        if odd is not None:
+            raise ModelFormatError(f"{path}: {name}[{i}] is not a matrix of numbers (it holds "
+                                   f"{odd!r}; JSON numbers only, not strings or booleans)")
         try:
             a = np.array(v, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -189,3 +193,17 @@ def _arrays(path: Path, values: Any, name: str, shapes: list[tuple[int, int]]) -
             raise ModelFormatError(f"{path}: {name}[{i}] contains NaN or inf")
         out.append(a)
     return out
+
+
+def _not_a_number(matrix: Any) -> Any:
+    """The first entry of a matrix as nested JSON lists that is not a JSON number (a string,
+    a boolean, null, an object), or ``None``; ``np.array(..., float64)`` would read ``"1.5"``
+    and ``true`` as numbers."""
+    rows = matrix if isinstance(matrix, list) else [matrix]
+    for row in rows:
+        for x in (row if isinstance(row, list) else [row]):
+            if type(x) is not float and type(x) is not int:
+                if isinstance(x, list):  # deeper nesting: the shape check names it
+                    continue
+                return x
+    return None

@@ -163,13 +163,28 @@ def check_room(folder: Path, need: int, label: str) -> None:
                         f"{need:,}")
 
 
-def model_bytes(sizes: list[int], dtype: str, epochs: int = 0) -> int:
-    """About the size of a model file: the parameters, the metadata (a few hundred bytes per
-    epoch of history) and the archive's headers."""
+def model_bytes(sizes: list[int], dtype: str, epochs: int = 0, velocities: bool = False) -> int:
+    """About the size of a model file: the parameters (twice with momentum's velocities, which
+    the file holds beside them), the metadata (a few hundred bytes per epoch of history) and
+    the archive's headers."""
     import numpy as np
 
     params = sum(n * (k + 1) for k, n in zip(sizes[:-1], sizes[1:]))
-    return params * np.dtype(dtype).itemsize + 300 * epochs + 16384
+    copies = 2 if velocities else 1
+    return copies * params * np.dtype(dtype).itemsize + 300 * epochs + 16384
+
+
+JSON_NUMBER_BYTES = 26
+"""The most a float64 takes in ``json.dumps`` text with its separator: 17 significant digits,
+sign, point, exponent (``-1.2345678901234567e-123``) and ``", "``."""
+
+
+def json_bytes(sizes: list[int]) -> int:
+    """At most the size of the book's ``network2.py`` JSON of a network of ``sizes``: every
+    parameter as float64 text (:data:`JSON_NUMBER_BYTES`), plus brackets (a few per row)."""
+    params = sum(n * (k + 1) for k, n in zip(sizes[:-1], sizes[1:]))
+    rows = sum(2 * n for n in sizes[1:])
+    return JSON_NUMBER_BYTES * params + 4 * rows + 1024
 
 
 def clean_stale(folder: Path, now: float | None = None) -> list[str]:

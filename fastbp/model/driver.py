@@ -64,8 +64,10 @@ def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, ep
     if schedule is not None:
         plan.set_eta(schedule.begin(eta))
     with training(net):
-        guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge, eta=eta,
-                                first_epoch=len(net.history), state=plan.velocities or ())
+        guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge,
+                                first_epoch=len(net.history), state=plan.velocities or (),
+                                terms={"eta": plan.eta, "lmbda": plan.lmbda, "l1": plan.l1,
+                                       "mu": plan.mu})
         for epoch in range(len(net.history), len(net.history) + epochs):
             rng_state, finished = net.rng.bit_generator.state, False
             try:

@@ -38,7 +38,7 @@ from ..core.validate import (
     check_targets,
 )
 from ..devices.backend import Backend
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from ..io import checkpoint, network2
 from ..io.checkpoint import ModelState
 from . import driver, inputs
@@ -158,9 +158,9 @@ class Network(BookAPI):
             # np.array: writable copies (a read of a parameter is read-only)
             other._weights = [other.backend.asarray(np.array(w)) for w in self.weights]
             other._biases = [other.backend.asarray(np.array(b)) for b in self.biases]
-            velocities = self.velocities  # host copies, or None
+            velocities = self.velocities  # read-only host copies, or None
             other._velocities = None if velocities is None else [
-                other.backend.asarray(v) for v in velocities]
+                other.backend.asarray(np.array(v)) for v in velocities]
         other._workspaces = {}
         other.history = History(self.history)
         return other
@@ -182,29 +182,28 @@ class Network(BookAPI):
                           init=self.init, kinds=list(self.kinds), weights=list(self.weights),
                           biases=list(self.biases),
                           rng=self.rng, history=History(self.history), extra=extra or {},
-                          velocities=self.velocities)
+                          velocities=None if self._velocities is None else list(self.velocities))
 
     @property
-    def velocities(self) -> list[np.ndarray] | None:
-        """Host copies of the momentum velocities ``v`` (every ``W^l``'s, then every
-        ``b^l``'s), or ``None`` before any training with momentum or L1."""
+    def velocities(self) -> ParameterList | None:
+        """The momentum velocities ``v`` (every ``W^l``'s, then every ``b^l``'s) as read-only
+        host copies, like ``weights``, or ``None`` before any training with momentum or L1.
+        Assign to change them: ``net.velocities[i] = v`` or ``net.velocities = [...]`` (shapes
+        of the parameters, finite values, else ``ShapeError``)."""
         if self._velocities is None:
             return None
-        return [np.array(self.backend.to_numpy(v)) for v in self._velocities]
+        return ParameterList(self, self._velocities, "velocities")
 
     @velocities.setter
-    def velocities(self, values: Sequence[Any] | None) -> None:
+    def velocities(self, values: Iterable[Any] | None) -> None:
         if values is None:
             self._velocities = None
             return
-        values = list(values)
-        shapes = [tuple(p.shape) for p in self.parameters()]
-        if [tuple(np.shape(v)) for v in values] != shapes:
-            raise ShapeError(f"velocities must have the parameters' shapes {shapes}, got "
-                             f"{[tuple(np.shape(v)) for v in values]}")
         with self.backend.activate():
-            self._velocities = [cast_checked(self.backend, np.asarray(v), "velocities")
-                                for v in values]
+            buffers = self._velocities or [self.backend.zeros(tuple(p.shape))
+                                           for p in self.parameters()]
+            ParameterList(self, buffers, "velocities").assign(values)  # all or nothing
+        self._velocities = buffers
 
     def _velocity_buffers(self) -> list[Array]:
         """The device velocities, zero when training with momentum or L1 first asks for them."""

@@ -1,4 +1,5 @@
-"""``net.weights`` and ``net.biases``: the parameters ``W^l``, ``b^l`` as the user sees them.
+"""``net.weights`` and ``net.biases``: the parameters ``W^l``, ``b^l`` as the user sees them
+(and ``net.velocities``, momentum's ``v`` of every ``W^l`` then every ``b^l``, alike).
 
 A read is a host copy that training never changes, and it is read-only: an edit of it could not
 reach the network (on a GPU it lives elsewhere), so ``net.weights[0][0, 0] = 1.0`` raises and
@@ -122,7 +123,8 @@ class ParameterList(Sequence):
         target = self._arrays[i]
         value = self._net.backend.check_device(value, f"{self._what}[{i}]")
         value = np.asarray(value) if not self._net.backend.is_native(value) else value
-        layer = i % len(self._arrays) + 2
+        per_kind = len(self._arrays) // (2 if self._what == "velocities" else 1)
+        layer = i % per_kind + 2
         if tuple(value.shape) != tuple(target.shape):
             raise ShapeError(
                 f"{self._what}[{i}] (layer {layer}) must have shape {tuple(target.shape)}, "

@@ -27,6 +27,7 @@ from fastbp.devices.cpu.blas_threads import one_thread
 from fastbp.errors import ConfigError, MissingDependency
 
 from . import planning
+from .loading import retryable_import
 
 log = logging.getLogger("fastbp")
 
@@ -54,7 +55,7 @@ class NumbaBackend(NumpyBackend):
         """:mod:`fastbp_numba.kernels`, imported (and so Numba loaded) when first needed."""
         if self._kernels is None:
             try:
-                from . import kernels
+                kernels = retryable_import(f"{__package__}.kernels")
             except ImportError as exc:
                 raise MissingDependency(
                     f"device 'cpu-jit' needs Numba and SciPy ({exc}): pip install numba scipy"
@@ -68,9 +69,7 @@ class NumbaBackend(NumpyBackend):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         try:
-            import numba
-
-            info["numba"] = numba.__version__
+            info["numba"] = retryable_import("numba").__version__
         except ImportError:  # pragma: no cover - a dependency of this distribution
             info["numba"] = None
         return info
@@ -175,9 +174,7 @@ class NumbaBackend(NumpyBackend):
     def techniques(self) -> Any:
         """:mod:`fastbp_numba.techniques`, the compiled epoch with chapter 3's techniques."""
         self.kernels  # noqa: B018 - Numba's absence is reported there
-        from . import techniques
-
-        return techniques
+        return retryable_import(f"{__package__}.techniques")
 
     def _techniques(self, plan: Any, weights: tuple, biases: tuple, acts: tuple
                     ) -> tuple[tuple, tuple]:

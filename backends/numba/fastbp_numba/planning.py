@@ -32,6 +32,8 @@ from fastbp.devices import planner
 from fastbp.devices.cpu import cblas, prefetch
 from fastbp.devices.cpu.blas_threads import library_threads, step_work, threaded
 
+from .loading import retryable_import
+
 log = logging.getLogger("fastbp")
 
 TWO_CORES = ("overlap", "two-threads", "blas-threads")
@@ -93,8 +95,7 @@ def candidates(sizes: list[int], m: int, rows: int) -> list[str]:
 def fingerprint() -> dict[str, Any]:
     """This machine as the cache knows it: :func:`fastbp.devices.planner.fingerprint` plus the
     GEMM libraries' versions and Numba's."""
-    import numba
-
+    numba = retryable_import("numba")
     libs = {name: getattr(cblas.load(name), "version", None) for name in ("mkl", "openblas")}
     return planner.fingerprint({"numba": numba.__version__, "gemm": libs,
                                 "blas_threads": library_threads()})

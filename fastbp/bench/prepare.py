@@ -4,19 +4,16 @@ or a peer, all starting from the same parameters."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..core.epoch import run_epoch
+from .cases import LOOP, MATRIX, Case
 from .data import BenchError, DataSource
-
-if TYPE_CHECKING:
-    from .workloads import Case
 
 SEED = 1234
 ETA = 3.0
-MATRIX, LOOP = "matrix", "loop"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..io.targets import atomic_write, write_file
-from .workloads import LOOP, MATRIX
+from .cases import LOOP, MATRIX
 
 KIND_ORDER = {"step": 0, "epoch": 1}
 BUSY = 0.25

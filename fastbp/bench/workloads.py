@@ -20,8 +20,9 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from .cases import LOOP, MATRIX, Case
 from .data import BenchError, DataSource, data_source, mnist_data, synthetic_mnist
-from .prepare import ETA, LOOP, MATRIX, SEED, Prepared, initial_parameters, matrix_step, prepare
+from .prepare import ETA, SEED, Prepared, initial_parameters, matrix_step, prepare
 
 __all__ = [  # the data and the prepared callables are re-exported: one door for the suite
     "ETA", "LOOP", "MATRIX", "SEED", "BenchError", "Case", "DataSource", "Device", "Prepared",
@@ -44,11 +45,6 @@ KINDS = ("step", "epoch")
 BIG_WEIGHTS = 1_000_000
 # Above this many weights a network is for GPUs only.
 GPU_ONLY_WEIGHTS = 10_000_000
-
-
-def sizes_label(sizes: Sequence[int]) -> str:
-    """``[784, 30, 10]`` → ``784-30-10`` (how sizes appear in names and tables)."""
-    return "-".join(str(s) for s in sizes)
 
 
 def weight_count(sizes: Sequence[int]) -> int:
@@ -89,43 +85,6 @@ def find_devices(names: Iterable[str] | None = None) -> list[Device]:
             continue
         out.append(Device(backend.device, str(getattr(backend, "kind", "cpu"))))
     return out
-
-
-@dataclass(frozen=True)
-class Case:
-    """One thing to time. ``device`` is a fastbp device for ``matrix``, the device kind for the
-    loop and the peers; ``samples`` is what one call processes (``m`` or ``N``)."""
-
-    kind: str
-    device: str
-    impl: str
-    sizes: tuple[int, ...]
-    batch_size: int
-    dtype: str
-    samples: int
-    device_kind: str = "cpu"
-
-    @property
-    def sizes_label(self) -> str:
-        return sizes_label(self.sizes)
-
-    @property
-    def group(self) -> str:
-        """Cases that compare like with like: same work, same shapes, same dtype."""
-        return f"{self.kind} {self.sizes_label} batch {self.batch_size} {self.dtype}"
-
-    @property
-    def param_id(self) -> str:
-        return f"{self.device}-{self.impl}-{self.sizes_label}-b{self.batch_size}-{self.dtype}"
-
-    @property
-    def name(self) -> str:
-        return f"test_{self.kind}[{self.param_id}]"
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"kind": self.kind, "device": self.device, "impl": self.impl,
-                "sizes": self.sizes_label, "batch_size": self.batch_size, "dtype": self.dtype}
 
 
 def skip_reason(case: Case, epoch_samples: int = EPOCH_SAMPLES) -> str | None:

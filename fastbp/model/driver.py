@@ -25,19 +25,19 @@ from ..errors import ConfigError
 from .progress import sgd_epoch_in_chunks
 
 if TYPE_CHECKING:
-    from .network import Network
+    from .trainee import Trainee
 
 EpochFn = Callable[[EpochPlan], float]
 """Runs one epoch of SGD over ``plan.order`` and returns the summed cost as a host float."""
 
 
-def default_epoch(net: Network) -> EpochFn:
+def default_epoch(net: Trainee) -> EpochFn:
     """The network's backend's own epoch when it has one, else the generic loop."""
     be = net.backend
     return lambda plan: float(run_epoch(be, plan))  # reading the cost waits for the device
 
 
-def run_epochs(net: Network, plan: EpochPlan, evaluator: Evaluator | None, *, epochs: int,
+def run_epochs(net: Trainee, plan: EpochPlan, evaluator: Evaluator | None, *, epochs: int,
                shuffle: bool, eta: float, callback: Callable[..., Any] | None = None,
                verbose: bool = False, progress: Callable[[int, float, int], None] | None = None,
                on_diverge: str = "raise", epoch_fn: EpochFn | None = None,
@@ -120,7 +120,7 @@ _training_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def training(net: Network) -> Iterator[None]:
+def training(net: Trainee) -> Iterator[None]:
     """Mark ``net`` as training in this thread for the block; ``ConfigError`` if it already is."""
     me = threading.get_ident()
     with _training_lock:

@@ -14,7 +14,6 @@ import numpy as np
 from ..core.records import Evaluation
 from ..core.validate import check_batch, check_count, check_labels
 from ..errors import ConfigError, ShapeError
-from .inputs import outputs_in_chunks
 
 if TYPE_CHECKING:
     from .network import Network
@@ -58,5 +57,5 @@ def guesses(net: Network, X: Any, *, chunk: int = 10_000) -> np.ndarray:
     be = net.backend
     X = check_batch(X, net.sizes[0], "X")
     with be.activate():
-        out = [be.to_numpy(be.argmax_columns(a)) for a in outputs_in_chunks(net, X, chunk)]
+        out = [be.to_numpy(be.argmax_columns(a)) for a in net.outputs_in_chunks(X, chunk)]
     return np.concatenate(out).astype(np.int64)

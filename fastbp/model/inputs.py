@@ -3,7 +3,7 @@ gathering mini-batches, and the epoch plan that ``train`` runs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -13,9 +13,6 @@ from ..core.ops import Array, Ops
 from ..core.plan import EpochPlan
 from ..core.validate import cast_checked, check_batch, check_count, check_labels, check_targets
 from ..errors import ConfigError, ShapeError
-
-if TYPE_CHECKING:
-    from .network import Network
 
 MOVE_LESS = "train on fewer samples per call (slices of X), or use a device with more memory"
 
@@ -80,15 +77,17 @@ def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int,
                          backend.index_array(labels), kinds=kinds)
 
 
-def outputs_in_chunks(net: Network, X: Any, chunk: int = 10_000) -> Iterator[Array]:
+def outputs_in_chunks(backend: Ops, sizes: Sequence[int], kinds: Sequence[str],
+                      weights: Sequence[Array], biases: Sequence[Array], X: Any,
+                      chunk: int = 10_000) -> Iterator[Array]:
     """Yield ``a^L`` (device arrays, ``(sizes[-1], ≤ chunk)``) for consecutive column blocks of
-    ``X``; each block is valid until the next one is produced. Call inside ``be.activate()``."""
-    be = net.backend
+    ``X``; each block is valid until the next one is produced. Call inside
+    ``backend.activate()``."""
     n = int(np.shape(X)[1])
-    ev = Evaluator(be, net.sizes, samples_major(be, X), be.index_array(np.zeros(n, np.int64)),
-                   chunk=chunk, kinds=net.kinds)
+    ev = Evaluator(backend, list(sizes), samples_major(backend, X),
+                   backend.index_array(np.zeros(n, np.int64)), chunk=chunk, kinds=tuple(kinds))
     for start in range(0, n, ev.chunk):
-        yield ev.outputs(net._weights, net._biases, start, min(start + ev.chunk, n))
+        yield ev.outputs(weights, biases, start, min(start + ev.chunk, n))
 
 
 def stack_pairs(pairs: Iterable[tuple[Any, Any]], name: str,

@@ -18,9 +18,9 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..core.records import EpochRecord
-    from .network import Network
+    from .trainee import Trainee
 
-Callback = Callable[["EpochRecord", "Network"], "bool | None"]
+Callback = Callable[["EpochRecord", "Trainee"], "bool | None"]
 
 
 class Monitoring(NamedTuple):
@@ -32,17 +32,16 @@ class Monitoring(NamedTuple):
     training_accuracy: list[int]
 
 
-def total_cost(net: Network, X: Any, labels: Any, lmbda: float = 0.0) -> float:
+def total_cost(net: Trainee, X: Any, labels: Any, lmbda: float = 0.0) -> float:
     """``network2.py``'s ``total_cost``: the mean cost over the ``N`` columns of ``X`` plus the
     L2 term, ``C = (1/N) Σ_x C_x + (λ / 2N) Σ_l ‖W^l‖²``. ``labels`` are integers or one-hot."""
-    from .inputs import outputs_in_chunks
 
     X = check_batch(X, net.sizes[0], "X")
     n = int(X.shape[1])
     lab = check_labels(labels, net.sizes[-1], n)
     be, total, start = net.backend, 0.0, 0
     with be.activate():
-        for a in outputs_in_chunks(net, X):
+        for a in net.outputs_in_chunks(X):
             a = be.to_numpy(a)
             stop = start + a.shape[1]
             y = np.zeros_like(a)
@@ -88,7 +87,7 @@ class Monitor:
     def active(self) -> bool:
         return any(self.flags.values())
 
-    def __call__(self, record: EpochRecord, net: Network) -> None:
+    def __call__(self, record: EpochRecord, net: Trainee) -> None:
         say = self.print_fn if self.verbose else (lambda _line: None)
         for which, data in (("training", self.training), ("evaluation", self.evaluation)):
             if self.flags[f"{which}_cost"]:
@@ -134,7 +133,7 @@ class EarlyStopping:
         self.wait = 0
         self.stopped_epoch: int | None = None
 
-    def __call__(self, record: EpochRecord, net: Network) -> bool:
+    def __call__(self, record: EpochRecord, net: Trainee) -> bool:
         if self.data is not None:
             acc = net.accuracy(*self.data)
         elif record.accuracy is not None:
@@ -193,7 +192,7 @@ class LearningRateSchedule:
             self.eta = check_positive("eta", eta)
         return self.eta
 
-    def __call__(self, record: EpochRecord, net: Network) -> bool:
+    def __call__(self, record: EpochRecord, net: Trainee) -> bool:
         if self.eta is None:
             raise ConfigError("the schedule has no rate yet: pass it to train(schedule=...)")
         self.etas.append(self.eta)
@@ -245,14 +244,14 @@ def chain(*callbacks: Callback | None) -> Callback:
     """
     live = [c for c in callbacks if c is not None]
 
-    def run_all(record: EpochRecord, net: Network) -> bool:
+    def run_all(record: EpochRecord, net: Trainee) -> bool:
         results = [c(record, net) for c in live]
         return not any(r is False for r in results)
 
     return run_all
 
 
-def sgd_network2(net: Network, training_data: Any, epochs: int, mini_batch_size: int,
+def sgd_network2(net: Trainee, training_data: Any, epochs: int, mini_batch_size: int,
                  eta: float, *, lmbda: float = 0.0, evaluation_data: Any = None,
                  monitor_evaluation_cost: bool = False, monitor_evaluation_accuracy: bool = False,
                  monitor_training_cost: bool = False, monitor_training_accuracy: bool = False,
@@ -280,7 +279,7 @@ def sgd_network2(net: Network, training_data: Any, epochs: int, mini_batch_size:
                       training_accuracy=monitor_training_accuracy, verbose=True)
     stopper = EarlyStopping(early_stopping_n, data=evaluation) if early_stopping_n else None
 
-    def header(record: EpochRecord, net: Network) -> None:
+    def header(record: EpochRecord, net: Trainee) -> None:
         print(f"Epoch {record.epoch} training complete", flush=True)
 
     net.train(X, Y, epochs=epochs, batch_size=mini_batch_size, eta=eta, lmbda=lmbda,

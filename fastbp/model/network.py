@@ -10,7 +10,7 @@ softmax output) trained by mini-batch SGD with backprop in matrix form.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -339,6 +339,12 @@ class Network(BookAPI):
         with self.backend.activate():
             velocities = self._velocity_buffers() if mu or l1 else None
         return {"mu": mu, "l1": l1, "dropout": p, "velocities": velocities}
+
+    def outputs_in_chunks(self, X: Any, chunk: int = 10_000) -> Iterator[Array]:
+        """``a^L`` for consecutive blocks of ``chunk`` columns of ``X`` (device arrays, each
+        valid until the next; call inside ``backend.activate()``)."""
+        return inputs.outputs_in_chunks(self.backend, self.sizes, self.kinds, self._weights,
+                                        self._biases, X, chunk)
 
     def accuracy(self, X: Any, labels: Any) -> float:
         """The fraction of columns of ``X`` classified as ``labels``."""

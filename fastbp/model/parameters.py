@@ -19,7 +19,7 @@ from ..core.validate import cast_checked, check_finite, may_overflow
 from ..errors import ConfigError, ShapeError
 
 if TYPE_CHECKING:
-    from .network import Network
+    from .trainee import Trainee
 
 
 class ParameterArray(np.ndarray):
@@ -81,7 +81,7 @@ class ParameterList(Sequence):
     right shape (``net.weights[0] = w`` or ``net.weights = [...]``). ``+`` concatenates into a
     list."""
 
-    def __init__(self, net: Network, arrays: list[Array], what: str) -> None:
+    def __init__(self, net: Trainee, arrays: list[Array], what: str) -> None:
         self._net, self._arrays, self._what = net, arrays, what
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ from ..core.plan import EpochPlan
 from ..core.records import EpochRecord, format_record
 
 if TYPE_CHECKING:
-    from .network import Network
+    from .trainee import Trainee
 
 Progress = Callable[[int, float, int], None]
 """``progress(done, cost_sum, n)``: ``done`` of the epoch's ``n`` samples are through SGD and
@@ -97,7 +97,7 @@ class PlainLines:
 
     hook: Progress | None = None
 
-    def __call__(self, record: EpochRecord, net: Network) -> None:
+    def __call__(self, record: EpochRecord, net: Trainee) -> None:
         print(format_record(record, self.n_test), file=self.stream or sys.stdout, flush=True)
 
     def close(self) -> None:
@@ -135,7 +135,7 @@ class EpochBar:
             self.bar.set_postfix_str(f"cost {cost_sum / done:.4f}", refresh=False)
             self._last = now
 
-    def __call__(self, record: EpochRecord, net: Network) -> None:
+    def __call__(self, record: EpochRecord, net: Trainee) -> None:
         if self.bar is not None:
             text = f"cost {record.cost:.4f}"
             if record.accuracy is not None:

@@ -1,6 +1,7 @@
 """How the ``cuda`` device runs an epoch, measured on this GPU (:mod:`fastbp.devices.planner`).
 
-The candidates for a configuration (GPU, layer sizes, batch size, dtype):
+The candidates for a configuration (GPU, layer sizes, batch size, dtype, and the techniques
+that change the step's kernels: :func:`techniques`):
 
 - ``graph``: the full mini-batches replay the step captured as CUDA graphs of raw kernels
   (:mod:`fastbp_cupy.graph`); a last, shorter batch runs eagerly;
@@ -23,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import time
 from typing import Any, Callable
 
+from fastbp.core.neurons import kinds_of
 from fastbp.devices import planner
 
 log = logging.getLogger("fastbp")
@@ -62,11 +65,32 @@ def fingerprint(backend: Any) -> dict[str, Any]:
     })
 
 
+def techniques(plan: Any) -> str:
+    """What of ``plan`` changes which kernels a step runs, for the cache key: the neurons when
+    not all sigmoid, the cost when not quadratic, momentum, L1 and dropout; ``""`` for the
+    book's plain network (``momentum+l1 dropout cost=cross-entropy neurons=relu,sigmoid``)."""
+    parts = []
+    if plan.velocities is not None:
+        parts.append("+".join(name for name, on in (("momentum", plan.mu), ("l1", plan.l1))
+                              if on) or "velocities")
+    if plan.dropout:
+        parts.append("dropout")
+    cost = getattr(plan.cost, "__name__", type(plan.cost).__name__)
+    if cost != "QuadraticCost":
+        name = re.sub(r"(?<!^)(?=[A-Z])", "-", cost.removesuffix("Cost")).lower()
+        parts.append(f"cost={name}")
+    kinds = kinds_of(plan.kinds, len(plan.weights))
+    if any(kind != "sigmoid" for kind in kinds):
+        parts.append("neurons=" + ",".join(kinds))
+    return " ".join(parts)
+
+
 def choose(backend: Any, plan: Any, run: Callable[[Any, str], Any]) -> planner.Choice:
     """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
     ``eager`` where graphs are switched off or failed here, else cached, forced, the default,
     or measured now with ``run(trial_plan, candidate)`` (one epoch of ``trial_plan``)."""
-    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype)
+    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype,
+                             techniques(plan))
     held = plan.workspaces.get((PLAN_KEY, key))
     if held is not None:
         return held

@@ -169,7 +169,8 @@ def test_measuring_leaves_training_bit_identical(monkeypatch, auto, kw):
     plan was measured in the first epoch or forced to the same candidate."""
     install(monkeypatch)
     measured, hm = train(backend(), **kw)
-    choice = cached(auto)[KEY]["choice"]
+    (entry,) = cached(auto).values()
+    choice = entry["choice"]
     monkeypatch.setenv("FASTBP_PLAN", choice)
     forced, hf = train(backend(), **kw)
     for a, b in zip(state(measured), state(forced)):
@@ -289,3 +290,27 @@ def test_fastbp_devices_shows_the_cuda_plans(monkeypatch, auto, capsys):
     monkeypatch.setenv("FASTBP_CUDA_GRAPHS", "0")
     main(["devices"])
     assert "plans eager (FASTBP_CUDA_GRAPHS=0)" in capsys.readouterr().out
+
+
+# -- the key names what changes the step's kernels --------------------------------------------
+def test_a_plan_measured_for_plain_sgd_is_not_reused_with_other_techniques(monkeypatch, auto,
+                                                                          caplog):
+    """Momentum, L1, dropout, another cost or other neurons run other kernels: each is a
+    configuration of its own, measured once, never the plain run's cached choice."""
+    install(monkeypatch)
+    runs = [{}, {"momentum": 0.9}, {"momentum": 0.9, "l1": 0.1}, {"dropout": 0.5},
+            {"cost": fastbp.CrossEntropyCost}, {"activation": "tanh"}, {"momentum": 0.9}]
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        for kw in runs:
+            built = {k: kw.pop(k) for k in ("cost", "activation") if k in kw}
+            X, labels = data()
+            net = fastbp.Network(SIZES, dtype="float64", seed=3, device=backend(), **built)
+            net.train(X, labels, epochs=1, batch_size=4, eta=1.0, **kw)
+    lines = plan_lines(caplog)
+    assert len(lines) == len(runs)
+    assert all("(measured" in line for line in lines[:-1]), lines
+    assert "(cache" in lines[-1], lines[-1]  # momentum again: its own entry, read back
+    keys = set(cached(auto))
+    assert {KEY, f"{KEY} momentum", f"{KEY} momentum+l1", f"{KEY} dropout",
+            f"{KEY} cost=cross-entropy"} < keys and len(keys) == 6, keys
+    assert any(k.startswith(f"{KEY} neurons=tanh,") for k in keys), keys

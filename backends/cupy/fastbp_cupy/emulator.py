@@ -50,8 +50,8 @@ def _epilogue(acc, C, c_idx, v, v_idx, mode, alpha, beta) -> None:  # noqa: ANN0
     elif mode == K.GEMM_BP2:
         av = v[v_idx]
         C[c_idx] = acc * av * (1 - av)
-    elif mode == K.GEMM_SGD:
-        C[c_idx] = beta * C[c_idx] - alpha * acc
+    elif mode == K.GEMM_SGD:  # β = 0 never reads C
+        C[c_idx] = -alpha * acc if beta == 0 else beta * C[c_idx] - alpha * acc
     elif mode == K.GEMM_FORWARD_TANH:
         C[c_idx] = np.tanh(acc + v[v_idx])
     elif mode == K.GEMM_FORWARD_RELU:

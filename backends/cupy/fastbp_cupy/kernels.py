@@ -72,7 +72,8 @@ def elementwise(cp: Any, name: str) -> Any:
 # -- raw kernels ------------------------------------------------------------------------------
 GEMM_FORWARD = 0  # C = σ(A B + v_i)                 feedforward, v = b^l (bias column)
 GEMM_BP2 = 1      # C = (A B) ⊙ v ⊙ (1 − v)           BP2, A = (W^{l+1})ᵀ, v = a^l
-GEMM_SGD = 2      # C = β C − α (A B)                 BP4 + SGD, A = δ^l, B = (a^{l-1})ᵀ
+GEMM_SGD = 2      # C = β C − α (A B)                 BP4 + SGD, A = δ^l, B = (a^{l-1})ᵀ;
+#                   β = 0: C = −α (A B), C not read (as cuBLAS: a NaN there does not stay)
 GEMM_FORWARD_TANH = 3  # C = tanh(A B + v_i)
 GEMM_FORWARD_RELU = 4  # C = max(A B + v_i, 0)
 GEMM_FORWARD_LINEAR = 5  # C = A B + v_i             (a softmax layer, before its kernel)
@@ -119,8 +120,8 @@ __device__ __forceinline__ void fastbp_epilogue(
     } else if (mode == 1) {                // BP2: acc ⊙ a ⊙ (1 − a)
         real a = v[i * v0 + j * v1];
         *c = acc * a * (real(1) - a);
-    } else if (mode == 2) {                // SGD: C ← β C − α acc
-        *c = beta * (*c) - alpha * acc;
+    } else if (mode == 2) {                // SGD: C ← β C − α acc; β = 0 never reads C
+        *c = beta == real(0) ? -alpha * acc : beta * (*c) - alpha * acc;
     } else if (mode == 3) {                // forward: tanh(acc + b_i)
         *c = tanh(acc + v[i * v0 + j * v1]);
     } else if (mode == 4) {                // forward: max(acc + b_i, 0)

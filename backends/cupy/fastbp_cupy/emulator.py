@@ -264,8 +264,12 @@ def bias_velocity(b, vb, delta, n, m, alpha, mu, step, advance) -> None:  # noqa
         step[0] += 1
 
 
-KERNELS = {"fastbp_softmax_columns": softmax_columns, "fastbp_gemm_tiled": gemm_tiled,
-           "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
+def spin(ns) -> None:  # noqa: ANN001
+    """``fastbp_spin``: holds the stream on a GPU; nothing to model on the host."""
+
+
+KERNELS = {"fastbp_spin": spin, "fastbp_softmax_columns": softmax_columns,
+           "fastbp_gemm_tiled": gemm_tiled, "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
            "fastbp_output_error": output_error, "fastbp_bias_update": bias_update,
            "fastbp_dropout_key": dropout_key, "fastbp_dropout_step": dropout_step,
            "fastbp_velocity_apply": velocity_apply, "fastbp_bias_velocity": bias_velocity}

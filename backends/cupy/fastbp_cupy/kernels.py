@@ -418,6 +418,25 @@ def raw_source(real: str) -> str:
             + RAW_SOURCE)
 
 
+# A timing helper, not part of training: one thread that holds its stream for ``ns``
+# nanoseconds (the GPU's global timer), so work issued behind it queues up and then runs back to
+# back, timed by CUDA events without the host's launch cost (benchmarks/speed_cuda.py).
+SPIN_SOURCE = r"""
+extern "C" __global__ void fastbp_spin(long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while ((long long)(t - t0) < ns);
+}
+"""
+
+
+def spin_kernel(cp: Any) -> Any:
+    """``fastbp_spin`` as a ``cupy.RawKernel`` (launch it ``(1,), (1,), (np.int64(ns),)``)."""
+    return cp.RawKernel(SPIN_SOURCE, "fastbp_spin")
+
+
 _module_cache: dict[tuple[int, str], Any] = {}
 
 

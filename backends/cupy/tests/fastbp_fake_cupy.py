@@ -106,6 +106,7 @@ class FakeCuPy(types.ModuleType):
         self.ndarray = FakeArray
         self.capturing: list | None = None
         self.calls: dict[str, int] = {}
+        self.log: list[str] = []  # events, synchronizes and cuBLAS calls, in order
         self.fail_compile: str | None = None  # RawModule.get_function raises this
         self.fail_kernels: str | None = None  # every ElementwiseKernel call raises this
         self.fail_capture: str | None = None  # Stream.end_capture raises this
@@ -124,7 +125,10 @@ class FakeCuPy(types.ModuleType):
                 getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0,
                                                "totalGlobalMem": 80 * 2**30},
                 runtimeGetVersion=lambda: 12090, driverGetVersion=lambda: 12080),
-            Device=FakeDevice, Stream=lambda non_blocking=False: FakeStream(fake),
+            Device=lambda index=0: FakeDevice(index, fake),
+            Stream=lambda non_blocking=False: FakeStream(fake),
+            Event=lambda *args, **kwargs: FakeEvent(fake),
+            get_elapsed_time=lambda start, end: (end.at - start.at) * 1e3,
             nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)),
             memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError))
         self.cublas = types.SimpleNamespace(gemm=self._gemm)
@@ -137,6 +141,7 @@ class FakeCuPy(types.ModuleType):
 
         self.ElementwiseKernel = ElementwiseKernel
         self.RawModule = RawModule
+        self.RawKernel = lambda code, name, **kwargs: RawModule(code).get_function(name)
 
     # -- NumPy underneath, arrays as FakeArray ---------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -180,6 +185,7 @@ class FakeCuPy(types.ModuleType):
             raise NotImplementedError("calling cuBLAS API during stream capture is currently "
                                       "unsupported")
         self.calls["gemm"] = self.calls.get("gemm", 0) + 1
+        self.log.append("gemm")
         Counts.internal += 1
         try:
             return self._gemm_numpy(transa, transb, a, b, out, alpha, beta)
@@ -211,8 +217,8 @@ def run_internally(name: str, grid: tuple, block: tuple, args: tuple) -> None:
 
 
 class FakeDevice:
-    def __init__(self, index: int = 0) -> None:
-        self.id = index
+    def __init__(self, index: int = 0, module: FakeCuPy | None = None) -> None:
+        self.id, self.module = index, module
 
     def __enter__(self) -> FakeDevice:
         return self
@@ -221,7 +227,26 @@ class FakeDevice:
         return None
 
     def synchronize(self) -> None:
-        pass
+        if self.module is not None:
+            self.module.calls["synchronize"] = self.module.calls.get("synchronize", 0) + 1
+            self.module.log.append("synchronize")
+
+
+class FakeEvent:
+    """``cupy.cuda.Event``: ``record`` notes the host's clock (the fake runs work at once) and
+    the call in ``module.log``; ``get_elapsed_time`` gives the milliseconds between two."""
+
+    def __init__(self, module: FakeCuPy) -> None:
+        self.module, self.at, self.done = module, 0.0, False
+
+    def record(self, stream: Any = None) -> None:
+        import time
+
+        self.at, self.done = time.perf_counter(), True
+        self.module.log.append("event")
+
+    def synchronize(self) -> None:
+        self.module.log.append("event-synchronize")
 
 
 class FakeElementwise:

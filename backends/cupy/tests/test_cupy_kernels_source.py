@@ -135,3 +135,10 @@ def test_the_sgd_epilogue_with_beta_0_never_reads_c(kernel, dtype):
     emulator.launch(item)
     assert (np.abs(C - (1.0 + ref)) <= bound + 4 * u).all()
     assert "beta == real(0) ? -alpha * acc" in K.RAW_SOURCE
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_the_timing_spin_kernel_compiles_with_nvcc(tmp_path, arch):
+    report = nvcc(K.SPIN_SOURCE, arch, tmp_path, "spin")
+    assert "Compiling entry function 'fastbp_spin'" in report

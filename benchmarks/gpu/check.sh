@@ -30,7 +30,8 @@
 #   timing       graph vs eager vs cpu vs PyTorch eager vs JAX lax.scan (benchmarks/speed_cuda.py),
 #                the target cases first: [784,30,10] at m=10, then [784,1024,1024,10] at m=256
 #                with its cuBLAS bound
-#   gpu-tests    pytest -m gpu backends/cupy/tests/test_cupy_gpu.py
+#   gpu-tests    pytest -m gpu backends/cupy/tests/test_cupy_gpu.py test_cupy_gpu_neurons.py (every
+#                neuron, cost and technique in float64, graphs on and off)
 #   kernels      every raw kernel against NumPy float64, outputs poisoned with NaN, awkward shapes
 #   plans        fastbp tune --device cuda on the book's configurations ([784,30,10] and
 #                [784,100,10] at batches 10 and 100, [784,1024,1024,10] at 256): graph or eager
@@ -58,7 +59,7 @@ OUT_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
     -*) echo "check.sh: unknown option $1" >&2; exit 2 ;;
     *) OUT_DIR=$1 ;;
   esac
@@ -260,7 +261,8 @@ EOF
   local marks="gpu"
   if ((DRY)); then marks="gpu and not slow"; fi
   stage gpu-tests 150 "$OUT_DIR/tests.log" "$PY" -m pytest -m "$marks" -q -rs \
-    -p no:cacheprovider --junitxml="$WORK/junit.xml" backends/cupy/tests/test_cupy_gpu.py
+    -p no:cacheprovider --junitxml="$WORK/junit.xml" backends/cupy/tests/test_cupy_gpu.py \
+    backends/cupy/tests/test_cupy_gpu_neurons.py
 
   # -- raw kernels -------------------------------------------------------------------------------
   local quick=()

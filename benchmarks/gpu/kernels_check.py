@@ -29,7 +29,59 @@ from typing import Any
 import numpy as np
 from kernels_check_steps import BATCHES, StepChecks, gamma, unit_roundoff
 
-MODES = {0: "forward", 1: "bp2", 2: "sgd"}
+# Every epilogue of the GEMM kernels (fastbp_cupy.kernels.GEMM_*), and the SGD update with β = 0,
+# which must not read C (it starts NaN here).
+COSTS = {0: "quadratic", 1: "cross-entropy", 2: "log-likelihood"}  # output-error kinds
+EPILOGUES = {"forward": 0, "bp2": 1, "sgd": 2, "sgd-beta0": 2, "forward-tanh": 3,
+             "forward-relu": 4, "forward-linear": 5, "bp2-tanh": 6, "bp2-relu": 7,
+             "bp2-factor": 8}
+
+
+def epilogue_operand(epilogue: str, rng: np.random.Generator, M: int, N: int) -> np.ndarray:
+    """The epilogue's ``v``: a bias column (forward), an activation (BP2: σ in (0, 1), tanh in
+    (−1, 1), relu ≥ 0 with exact zeros), a factor ``F`` of any sign, or the ``C`` an update
+    reads."""
+    if epilogue.startswith("forward"):
+        return rng.standard_normal((M, 1))
+    if epilogue == "bp2":
+        return rng.random((M, N))
+    if epilogue == "bp2-tanh":
+        return rng.uniform(-1, 1, (M, N))
+    if epilogue == "bp2-relu":
+        return np.maximum(rng.standard_normal((M, N)), 0)
+    return rng.standard_normal((M, N))
+
+
+def epilogue_reference(epilogue: str, acc: np.ndarray, size: np.ndarray, v: np.ndarray,
+                       alpha: float, beta: float, g: float, u: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The exact result of ``epilogue`` on the float64 product ``acc`` (``size`` = |A||B|, so
+    the computed product is within ``g size``) and its bound: the product's error through the
+    epilogue's slope, plus a few roundings of its own."""
+    z, zbound = acc + v, g * (size + np.abs(v))
+    if epilogue == "forward":
+        ref = 1 / (1 + np.exp(-z))
+        return ref, 0.25 * zbound + 8 * u * ref
+    if epilogue == "forward-tanh":
+        ref = np.tanh(z)
+        return ref, zbound + 8 * u * np.abs(ref)
+    if epilogue == "forward-relu":
+        ref = np.maximum(z, 0)
+        return ref, zbound + 2 * u * ref
+    if epilogue == "forward-linear":
+        return z, zbound + 2 * u * np.abs(z)
+    if epilogue.startswith("bp2"):
+        s = {"bp2": v * (1 - v), "bp2-tanh": 1 - v * v, "bp2-relu": (v > 0).astype(float),
+             "bp2-factor": v}[epilogue]
+        ref = acc * s
+        # 1 − a² loses its relative accuracy as |a| → 1: an absolute u (1 + a²) in s
+        cancel = np.abs(acc) * 2 * u * (1 + v * v) if epilogue == "bp2-tanh" else 0
+        return ref, g * size * np.abs(s) + 4 * u * np.abs(ref) + cancel
+    if epilogue == "sgd-beta0":
+        ref = -alpha * acc
+        return ref, alpha * g * size + 2 * u * np.abs(ref)
+    ref = beta * v - alpha * acc
+    return ref, alpha * g * size + 3 * u * (beta * np.abs(v) + alpha * np.abs(acc))
 
 
 class Checker(StepChecks):
@@ -98,24 +150,21 @@ class Checker(StepChecks):
                        (8192, 1, 64), (1, 1, 1)}
         return sorted(shapes)
 
-    def check_gemm(self, dtype: str, M: int, N: int, Kd: int, a_t: bool, b_t: bool, mode: int,
-                   kernel: str | None) -> None:
+    def check_gemm(self, dtype: str, M: int, N: int, Kd: int, a_t: bool, b_t: bool,
+                   epilogue: str, kernel: str | None) -> None:
         cp, G, rng = self.cp, self.G, self.rng
         u = unit_roundoff(dtype)
+        mode = EPILOGUES[epilogue]
         A_h = rng.standard_normal((M, Kd)).astype(dtype)
         B_h = rng.standard_normal((Kd, N)).astype(dtype)
-        alpha, beta = 0.25, 0.9
+        alpha, beta = 0.25, 0.0 if epilogue == "sgd-beta0" else 0.9
         A, B = self.device(A_h, a_t), self.device(B_h, b_t)
         buf = cp.full((M + 2, N + 2), np.nan, dtype=dtype)
         C = buf[1:M + 1, 1:N + 1]
-        if mode == 0:
-            v_h = rng.standard_normal((M, 1)).astype(dtype)
-        elif mode == 1:
-            v_h = rng.random((M, N)).astype(dtype)
-        else:
-            v_h = rng.standard_normal((M, N)).astype(dtype)  # the C it updates
-        if mode == 2:
-            C[...] = cp.asarray(v_h)
+        v_h = epilogue_operand(epilogue, rng, M, N).astype(dtype)
+        if mode == self.K.GEMM_SGD:  # v is the C it updates; with β = 0, C stays NaN
+            if epilogue == "sgd":
+                C[...] = cp.asarray(v_h)
             v = C
         else:
             v = cp.asarray(v_h)
@@ -126,23 +175,12 @@ class Checker(StepChecks):
         band[1:-1, 1:-1] = False
         inner = got[1:-1, 1:-1]
         A64, B64, v64 = (x.astype(np.float64) for x in (A_h, B_h, v_h))
-        acc, size = A64 @ B64, np.abs(A64) @ np.abs(B64)
-        g = gamma(Kd + 1, u)
-        if mode == 0:
-            z = acc + v64
-            ref = 1 / (1 + np.exp(-z))
-            bound = 0.25 * g * (size + np.abs(v64)) + 8 * u * ref
-        elif mode == 1:
-            s = v64 * (1 - v64)
-            ref = acc * s
-            bound = g * size * s + 4 * u * np.abs(ref)
-        else:
-            ref = beta * v64 - alpha * acc
-            bound = alpha * g * size + 3 * u * (beta * np.abs(v64) + alpha * np.abs(acc))
+        ref, bound = epilogue_reference(epilogue, A64 @ B64, np.abs(A64) @ np.abs(B64), v64,
+                                        alpha, beta, gamma(Kd + 1, u), u)
         ok, worst = self.judge(inner, ref, bound)
         oob = not np.isnan(got[band]).all()
         case = (f"M={M} N={N} K={Kd} A={'T' if a_t else 'C'} B={'T' if b_t else 'C'} "
-                f"{MODES[mode]}")
+                f"{epilogue}")
         self.record(item.kernel, case, dtype, ok and not oob, worst,
                     "wrote outside C" if oob else "")
 
@@ -150,7 +188,7 @@ class Checker(StepChecks):
         for M, N, Kd in self.gemm_shapes():
             for a_t in (False, True):
                 for b_t in (False, True):
-                    for mode in ((0, 2) if self.quick else (0, 1, 2)):
+                    for mode in EPILOGUES:
                         kernels: list[str | None] = ["fastbp_gemm_tiled"]
                         if Kd >= 2 and not a_t and b_t:  # unit strides along K: dot allowed
                             kernels.append("fastbp_gemm_dot")
@@ -204,6 +242,12 @@ class Checker(StepChecks):
             bound = 6 * u * np.abs(ref)
             cost = 0.5 * np.sum(d * d)
             cost_bound = np.sum(2 * u * d * d) + 1e-15 * cost
+        elif kind == K.COST_LOG_LIKELIHOOD:  # −Σ y ln a over the outputs y marks
+            ref = d
+            bound = 2 * u * np.abs(d)
+            y64 = y_h.T.astype(np.float64)
+            cost = -np.sum(y64 * np.log(a64))
+            cost_bound = np.sum(y64 * 2 * u * (1 + np.abs(np.log(a64))))
         else:
             ref = d
             bound = 2 * u * np.abs(d)
@@ -219,8 +263,7 @@ class Checker(StepChecks):
             note.append(f"cost {got_cost!r} vs {0.25 + 2 * cost!r}")
         if ticket != 0:
             note.append(f"ticket left at {ticket}")
-        case = (f"n_out={n_out} m={m} {'quadratic' if kind == 0 else 'cross-entropy'} "
-                f"blocks={item.grid[0]}")
+        case = f"n_out={n_out} m={m} {COSTS[kind]} blocks={item.grid[0]}"
         self.record("fastbp_output_error", case, dtype, ok and cost_ok and ticket == 0, worst,
                     "; ".join(note))
 
@@ -252,13 +295,36 @@ class Checker(StepChecks):
                              lambda n_in=n_in, n_out=n_out, m=m: self.check_gather(
                                  dtype, n_in, n_out, m))
             for n_out in (10, 1) if self.quick else (10, 1, 1000):
-                for kind in (0, 1):
+                for kind in COSTS:
                     self.guarded("fastbp_output_error", f"m={m}", dtype,
                                  lambda n_out=n_out, m=m, kind=kind: self.check_output_error(
                                      dtype, n_out, m, kind))
             for n in (1, 37) if self.quick else (1, 5, 37, 1024):
                 self.guarded("fastbp_bias_update", f"m={m}", dtype,
                              lambda n=n, m=m: self.check_bias(dtype, n, m))
+        for m in (1, 129) if self.quick else (*BATCHES, 300):
+            for n in (1, 10) if self.quick else (1, 2, 10, 37):
+                self.guarded("fastbp_softmax_columns", f"n={n} m={m}", dtype,
+                             lambda n=n, m=m: self.check_softmax(dtype, n, m))
+
+    def check_softmax(self, dtype: str, n: int, m: int) -> None:
+        """Each column's softmax against float64, a column with entries near the largest
+        exponent (shifted by its top, nothing overflows) among them. An entry ``p_i`` is within
+        ``u p_i (|z_i − top| + Σ_k p_k |z_k − top| + n + 8)`` (the exponent's argument rounds
+        relative to its size, each exp, sum and quotient a few ``u``)."""
+        cp, G, rng = self.cp, self.G, self.rng
+        u = unit_roundoff(dtype)
+        z_h = (rng.standard_normal((n, m)) * 4).astype(dtype)
+        z_h[:, 0] += np.asarray(np.log(np.finfo(dtype).max) - 1, dtype)  # e^z alone overflows
+        z = cp.asarray(z_h)
+        self.launch(dtype, G.softmax_launch(z))
+        z64 = z_h.astype(np.float64)
+        gap = np.abs(z64 - z64.max(axis=0, keepdims=True))
+        e = np.exp(-gap)
+        ref = e / e.sum(axis=0, keepdims=True)
+        bound = u * ref * (gap + (ref * gap).sum(axis=0, keepdims=True) + n + 8)
+        ok, worst = self.judge(cp.asnumpy(z).astype(np.float64), ref, bound)
+        self.record("fastbp_softmax_columns", f"n={n} m={m}", dtype, ok, worst)
 
 
 def main(argv: list[str] | None = None) -> int:

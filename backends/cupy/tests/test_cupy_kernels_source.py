@@ -142,3 +142,35 @@ def test_the_sgd_epilogue_with_beta_0_never_reads_c(kernel, dtype):
 def test_the_timing_spin_kernel_compiles_with_nvcc(tmp_path, arch):
     report = nvcc(K.SPIN_SOURCE, arch, tmp_path, "spin")
     assert "Compiling entry function 'fastbp_spin'" in report
+
+
+# -- benchmarks/gpu/kernels_check.py covers every kernel, epilogue and cost ---------------------
+def test_the_kernel_check_covers_every_epilogue_cost_and_raw_kernel(monkeypatch, tmp_path):
+    """``kernels_check.py --quick`` on the stand-in: every GEMM epilogue mode of
+    :mod:`fastbp_cupy.kernels` (and β = 0), every output-error kind, every raw kernel of
+    training, all passing (on the emulator: it checks the check, the GPU checks the kernels)."""
+    import importlib
+    import json
+    import sys
+
+    from fastbp_fake_cupy import install
+
+    gpu = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu"
+    if not (gpu / "kernels_check.py").exists():
+        pytest.skip("benchmarks/gpu is not in this checkout")
+    install(monkeypatch)
+    monkeypatch.syspath_prepend(str(gpu))
+    for name in ("kernels_check", "kernels_check_steps"):
+        sys.modules.pop(name, None)
+    check = importlib.import_module("kernels_check")
+    modes = {v for k, v in vars(K).items() if k.startswith("GEMM_")}
+    assert set(check.EPILOGUES.values()) == modes and "sgd-beta0" in check.EPILOGUES
+    assert set(check.COSTS) == {v for k, v in vars(K).items() if k.startswith("COST_")}
+    out = tmp_path / "kernels.json"
+    assert check.main(["--quick", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    kernels = {r["kernel"] for r in rows}
+    assert set(K.RAW_KERNELS) <= kernels, sorted(set(K.RAW_KERNELS) - kernels)
+    cases = " ".join(r["case"] for r in rows)
+    for name in [*check.EPILOGUES, *check.COSTS.values()]:
+        assert f" {name}" in cases, name

@@ -107,6 +107,9 @@ class FakeCuPy(types.ModuleType):
         self.capturing: list | None = None
         self.calls: dict[str, int] = {}
         self.log: list[str] = []  # events, synchronizes and cuBLAS calls, in order
+        # null: cuBLAS, kernels, graphs and take count their calls and compute nothing (what
+        # is left is the host work of the code under test: benchmarks/gpu/launch_count.py)
+        self.null = False
         self.fail_compile: str | None = None  # RawModule.get_function raises this
         self.fail_kernels: str | None = None  # every ElementwiseKernel call raises this
         self.fail_capture: str | None = None  # Stream.end_capture raises this
@@ -173,6 +176,13 @@ class FakeCuPy(types.ModuleType):
             Counts.allocations += 1
         return np.array(a, dtype=dtype, order=order or "K", copy=True).view(FakeArray)
 
+    def take(self, *args: Any, **kwargs: Any) -> Any:
+        """``cupy.take`` (counted; with ``null`` and ``out=``, nothing gathered)."""
+        self.calls["take"] = self.calls.get("take", 0) + 1
+        if self.null and kwargs.get("out") is not None:
+            return kwargs["out"]
+        return self.__getattr__("take")(*args, **kwargs)
+
     def get_default_memory_pool(self) -> FakePool:
         return self.pool
 
@@ -186,6 +196,8 @@ class FakeCuPy(types.ModuleType):
                                       "unsupported")
         self.calls["gemm"] = self.calls.get("gemm", 0) + 1
         self.log.append("gemm")
+        if self.null:
+            return out
         Counts.internal += 1
         try:
             return self._gemm_numpy(transa, transb, a, b, out, alpha, beta)
@@ -267,6 +279,8 @@ class FakeElementwise:
         if self.module.fail_kernels:  # CuPy compiles on the first call
             raise RuntimeError(self.module.fail_kernels)
         self.module.calls["elementwise"] = self.module.calls.get("elementwise", 0) + 1
+        if self.module.null:
+            return args[-1]
         env = {n: (np.asarray(a) if isinstance(a, np.ndarray) else a)
                for n, a in zip(self.names, args)}
         functions = {"exp": np.exp, "tanh": np.tanh, "fmax": np.maximum,
@@ -293,7 +307,7 @@ class FakeRawModule:
             fake.calls["raw"] = fake.calls.get("raw", 0) + 1
             if fake.capturing is not None:
                 fake.capturing.append((name, grid, block, args))
-            else:
+            elif not fake.null:
                 run_internally(name, grid, block, args)
 
         return kernel
@@ -305,6 +319,10 @@ class FakeGraph:
 
     def launch(self, stream: Any = None) -> None:
         self.module.calls["graph"] = self.module.calls.get("graph", 0) + 1
+        self.module.calls["graph nodes"] = (self.module.calls.get("graph nodes", 0)
+                                            + len(self.launches))
+        if self.module.null:
+            return
         for name, grid, block, args in self.launches:
             run_internally(name, grid, block, args)
 

@@ -106,7 +106,7 @@ class FakeCuPy(types.ModuleType):
         self.ndarray = FakeArray
         self.capturing: list | None = None
         self.calls: dict[str, int] = {}
-        self.log: list[str] = []  # events, synchronizes and cuBLAS calls, in order
+        self.trace: list[str] = []  # events, synchronizes and cuBLAS calls, in order
         # null: cuBLAS, kernels, graphs and take count their calls and compute nothing (what
         # is left is the host work of the code under test: benchmarks/gpu/launch_count.py)
         self.null = False
@@ -195,7 +195,7 @@ class FakeCuPy(types.ModuleType):
             raise NotImplementedError("calling cuBLAS API during stream capture is currently "
                                       "unsupported")
         self.calls["gemm"] = self.calls.get("gemm", 0) + 1
-        self.log.append("gemm")
+        self.trace.append("gemm")
         if self.null:
             return out
         Counts.internal += 1
@@ -241,12 +241,12 @@ class FakeDevice:
     def synchronize(self) -> None:
         if self.module is not None:
             self.module.calls["synchronize"] = self.module.calls.get("synchronize", 0) + 1
-            self.module.log.append("synchronize")
+            self.module.trace.append("synchronize")
 
 
 class FakeEvent:
     """``cupy.cuda.Event``: ``record`` notes the host's clock (the fake runs work at once) and
-    the call in ``module.log``; ``get_elapsed_time`` gives the milliseconds between two."""
+    the call in ``module.trace``; ``get_elapsed_time`` gives the milliseconds between two."""
 
     def __init__(self, module: FakeCuPy) -> None:
         self.module, self.at, self.done = module, 0.0, False
@@ -255,10 +255,10 @@ class FakeEvent:
         import time
 
         self.at, self.done = time.perf_counter(), True
-        self.module.log.append("event")
+        self.module.trace.append("event")
 
     def synchronize(self) -> None:
-        self.module.log.append("event-synchronize")
+        self.module.trace.append("event-synchronize")
 
 
 class FakeElementwise:

@@ -31,12 +31,12 @@ def test_the_cublas_bound_times_the_steps_gemms_back_to_back_with_events(monkeyp
                                                                          gemms):
     fake = install(monkeypatch)
     speed = load_speed_cuda()
-    fake.log.clear()
+    fake.trace.clear()
     bound = speed.cublas_bound(sizes, 8, reps=4, peak_size=32)
     assert bound["gemms_per_step"] == gemms
     assert bound["cublas_step_s"] > 0 and bound["cublas_bound_samples_per_s"] > 0
     assert bound["host_issue_s"] > 0 and "queued" in bound
-    log = fake.log
+    log = fake.trace
     first = log.index("event")  # the step's timing: start event ... end event, then one wait
     second = log.index("event", first + 1)
     assert log[first + 1:second] == ["gemm"] * (4 * gemms)
@@ -47,8 +47,8 @@ def test_the_cublas_bound_times_the_steps_gemms_back_to_back_with_events(monkeyp
 def test_the_bound_queues_at_most_what_cudas_launch_queue_holds(monkeypatch):
     fake = install(monkeypatch)
     speed = load_speed_cuda()
-    fake.log.clear()
+    fake.trace.clear()
     speed.cublas_bound([20, 16, 16, 4], 8, reps=1000, peak_size=32)
-    first = fake.log.index("event")
-    second = fake.log.index("event", first + 1)
+    first = fake.trace.index("event")
+    second = fake.trace.index("event", first + 1)
     assert 0 < second - first - 1 <= speed.QUEUED_LAUNCHES

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels as K
-from .graph import Launch
+from .launches import Launch
 
 
 class Pointer:

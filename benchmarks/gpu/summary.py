@@ -117,6 +117,8 @@ def rate_table(timing: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]
         if key in cases:
             cases[key]["cublas_bound"] = bound.get("cublas_bound_samples_per_s")
             cases[key]["sgemm_peak_gflops"] = bound.get("sgemm_peak_gflops")
+            for k in ("cublas_step_s", "host_issue_s", "queued", "gemms_per_step"):
+                cases[key][k] = bound.get(k)
     for case in cases.values():
         fastbp = [case.get(k) for k in ("graph", "eager") if case.get(k)]
         case["fastbp_gpu"] = max(fastbp) if fastbp else None
@@ -247,6 +249,14 @@ def markdown(result: dict[str, Any]) -> str:
         for c in cases:
             for e in c.get("errors", []):
                 lines.append(f"- {c['sizes']} m={c['batch_size']}: {e}")
+            if c.get("cublas_step_s"):
+                lines.append(
+                    f"- cuBLAS bound of {c['sizes']} m={c['batch_size']}: its "
+                    f"{c.get('gemms_per_step')} GEMMs take {1e6 * c['cublas_step_s']:.1f} µs a "
+                    f"step back to back on the GPU (CUDA events); issuing them from Python "
+                    f"takes {1e6 * (c.get('host_issue_s') or 0):.1f} µs"
+                    + ("" if c.get("queued") else " (they did not all queue behind the spin "
+                       "kernel: the bound is pessimistic)"))
     else:
         lines.append("No timing results (see timing.log).")
     lines += ["", "## Plans: graph or eager, measured (fastbp tune --device cuda)", ""]

@@ -222,3 +222,34 @@ def test_prepare_copies_mnist_into_the_ignored_folder_and_names_what_to_send(tmp
     proc = subprocess.run(["bash", str(checkout / "benchmarks" / "gpu" / "prepare.sh")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "no folder with MNIST" in proc.stderr
+
+
+# -- the report's targets ------------------------------------------------------------------------
+def summary_module():
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "gpu" / "summary.py"
+    spec = importlib.util.spec_from_file_location("gpu_check_summary", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_target_is_met_not_met_or_not_measured_and_the_crossover_is_named():
+    summary = summary_module()
+    rows = [{"sizes": [784, 30, 10], "batch_size": m, "contender": name, "samples_per_s": rate}
+            for m, name, rate in ((10, "graph", 2_000_000), (10, "cpu", 3_000_000),
+                                  (100, "eager", 9_000_000), (100, "cpu", 4_000_000),
+                                  (1000, "eager", 30_000_000), (1000, "cpu", 5_000_000))]
+    rows.append({"sizes": [784, 1024, 1024, 10], "batch_size": 256, "contender": "eager",
+                 "samples_per_s": 500_000})
+    bounds = [{"sizes": [784, 1024, 1024, 10], "batch_size": 256,
+               "cublas_bound_samples_per_s": 1_000_000, "queued": True}]
+    cases, _ = summary.rate_table({"rows": rows, "bounds": bounds})
+    got = {t["target"].split()[0]: t for t in summary.targets(cases)}
+    assert got["graphs"]["met"] is True and got["graphs"]["value"] == 2_000_000
+    assert got["≥"]["met"] is None  # no JAX figure: not measured
+    assert got["big"]["met"] is False and got["big"]["value"].startswith("50 %")
+    assert got["the"]["met"] is True and "the GPU from m=100" in got["the"]["value"]
+    assert [summary.VERDICTS[v] for v in (True, False, None)] == ["met", "**not met**",
+                                                                    "not measured"]

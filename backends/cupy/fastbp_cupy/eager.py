@@ -2,16 +2,22 @@
 
 One :class:`EagerProgram` holds the buffers of a batch size ``m`` for one training plan. A step:
 
-* gather the mini-batch rows from the sample-major data set (``take`` into ``x_rows``, ``y_rows``);
+* gather the mini-batch rows from the sample-major data set into ``x_rows``, ``y_rows`` with the
+  raw ``fastbp_gather`` (one launch; it reads the step's rows of the program's copy of the
+  epoch's order through a step counter in device memory, which the last bias kernel moves on);
 * feedforward ``a^l = f(W^l a^{l-1} + b^l)``: one ``cublas.gemm`` and one fused kernel per layer
   (two for a softmax layer);
 * BP1 and the cost in one raw kernel, which adds the batch's cost to the plan's accumulator in
   device memory (no temporary scalars, nothing read back);
 * BP2 ``δ^l = ((W^{l+1})ᵀ δ^{l+1}) ⊙ f'(z^l)``, ``f'`` from ``a^l``: one GEMM and one fused
   kernel;
-* BP3/BP4 folded into the SGD step on cuBLAS: ``W ← β W − (η/m) δ (a^{l-1})ᵀ`` is
-  ``gemm('N', 'T', δ, a^{l-1}, out=W, alpha=−η/m, beta=β)`` and ``b ← b − (η/m) δ 1`` is
-  ``gemm('N', 'N', δ, 1, out=b, alpha=−η/m, beta=1)``.
+* BP3/BP4 folded into the SGD step: ``W ← β W − (η/m) δ (a^{l-1})ᵀ`` is
+  ``gemm('N', 'T', δ, a^{l-1}, out=W, alpha=−η/m, beta=β)`` on cuBLAS and ``b ← b − (η/m) Σ_j δ_j``
+  the raw ``fastbp_bias_update`` (a warp per row; a kernel launch costs the host far less than a
+  ``cublas.gemm`` call).
+
+Every raw kernel's launch arguments are built once, with the program; a step issues them as
+they are (only a dropout key changes per step).
 
 Chapter 3's techniques keep the products on cuBLAS. With dropout, a raw kernel after each hidden
 layer's activation draws its mask ``D^l`` (key from the host, :func:`fastbp.core.dropout.step_key`)
@@ -34,12 +40,15 @@ from fastbp.core import dropout as drop
 from fastbp.core.neurons import kinds_of
 
 from . import kernels as K
-from .graph import (
+from .launches import (
     Accumulator,
+    Launch,
+    bias_launch,
     bias_velocity_launch,
     check_arrays,
     cost_kind,
     dropout_args,
+    gather_launch,
     output_error_launch,
     poison,
     velocity_launch,
@@ -61,18 +70,22 @@ class EagerProgram:
         self.y_rows = cp.empty((m, sizes[-1]), dtype=dtype)
         self.activations = [cp.empty((k, m), dtype=dtype) for k in sizes[1:]]
         self.deltas = [cp.empty((k, m), dtype=dtype) for k in sizes[1:]]
-        self.ones = cp.ones((m, 1), dtype=dtype)
         hidden = sizes[1:-1] if plan.dropout else []
         self.factors = [cp.empty((k, m), dtype=dtype) for k in hidden]  # F^l = f'(z^l) ⊙ D^l
         self.dropped = [cp.empty((k, m), dtype=dtype) for k in hidden]  # ã^l = a^l ⊙ D^l
-        self.no_step = cp.zeros((1,), dtype=np.int32)  # the bias kernel's counter, not moved
+        self.step = cp.zeros((1,), dtype=np.int32)  # the step within run(): gather reads it
+        self.order = cp.zeros((int(plan.xs.shape[0]),), dtype=np.int64)  # run()'s rows
         if poison_buffers:
             poison([self.x_rows, self.y_rows, *self.activations, *self.deltas, *self.factors,
                     *self.dropped])
         self._functions = K.raw_functions(cp, self.real, backend.index)
         launch = output_error_launch(self.activations[-1], self.y_rows, self.deltas[-1], kind,
                                      acc)
-        self._bp1 = (self._functions[launch.kernel], launch.grid, launch.block, launch.args)
+        self._bp1 = self._bound(launch)
+        self._gather = self._bound(gather_launch(plan.xs, plan.ys, self.order, self.step, m,
+                                                 self.x_rows, self.y_rows))
+        self._bias_key: float | None = None
+        self._updates_key: tuple | None = None
         kinds = kinds_of(plan.kinds, len(plan.weights))
         self._dropout = []  # per hidden layer: grid, leading arguments, trailing arguments
         real = np.float32 if dtype == np.float32 else np.float64
@@ -82,6 +95,16 @@ class EagerProgram:
                     real(drop.scale(plan.dropout)))
             self._dropout.append((grid, head, tail))
 
+    def _bound(self, launch: Launch) -> tuple[Any, tuple, tuple, tuple]:
+        """``launch`` with its kernel looked up: ``fn(grid, block, args)`` is the launch."""
+        return self._functions[launch.kernel], launch.grid, launch.block, launch.args
+
+    def _start(self, plan: Any, first: int, stop: int) -> None:
+        """The rows of ``plan.order[first:stop]`` into the program's order, the step counter
+        back to 0 (two launches per call, none per step)."""
+        self.order[: stop - first] = plan.order[first:stop]
+        self.step.fill(0)
+
     def run(self, plan: Any, first: int, stop: int) -> None:
         """The steps over ``plan.order[first:stop]`` (a whole number of batches of ``m``); their
         summed cost is added to the accumulator. Nothing waits for the GPU."""
@@ -89,28 +112,26 @@ class EagerProgram:
             self._run_techniques(plan, first, stop)
             return
         be, m = self.backend, self.m
-        cp = be.cp
-        W, B = plan.weights, plan.biases
+        W = plan.weights
         kinds = kinds_of(plan.kinds, len(W))
         acts, deltas = self.activations, self.deltas
         alpha, beta = plan.eta / m, plan.decay
-        bp1, grid, block, args = self._bp1
+        bp1, gather, biases = self._bp1, self._gather, self._bias_updates(plan)
         x = self.x_rows.T  # (n_in, m): an F-contiguous view cuBLAS takes as it is
         inputs = [x, *acts[:-1]]
-        for start in range(first, stop, m):
-            idx = plan.order[start:start + m]
-            cp.take(plan.xs, idx, axis=0, out=self.x_rows)
-            cp.take(plan.ys, idx, axis=0, out=self.y_rows)
-            for w, b, a_in, a, kind in zip(W, B, inputs, acts, kinds):  # feedforward
+        self._start(plan, first, stop)
+        for _ in range(first, stop, m):
+            gather[0](*gather[1:])
+            for w, b, a_in, a, kind in zip(W, plan.biases, inputs, acts, kinds):  # feedforward
                 be._gemm("N", "N", w, a_in, a)
                 be.bias_activation(a, b, kind)
-            bp1(grid, block, args)  # BP1 and the batch's cost
+            bp1[0](*bp1[1:])  # BP1 and the batch's cost
             for l in range(len(W) - 2, -1, -1):  # BP2
                 be._gemm("T", "N", W[l + 1], deltas[l + 1], deltas[l])
                 be.mul_activation_prime(deltas[l], acts[l], kinds[l], None)
-            for w, b, a_in, d in zip(W, B, inputs, deltas):  # BP3, BP4, SGD
+            for w, a_in, d, bias in zip(W, inputs, deltas, biases):  # BP3, BP4, SGD
                 be._gemm("N", "T", d, a_in, w, alpha=-alpha, beta=beta)
-                be._gemm("N", "N", d, self.ones, b, alpha=-alpha, beta=1.0)
+                bias[0](*bias[1:])
 
     def _run_techniques(self, plan: Any, first: int, stop: int) -> None:
         """:meth:`run` with momentum, L1 or dropout (see the module): mini-batch ``s`` of the
@@ -122,20 +143,15 @@ class EagerProgram:
         kinds = kinds_of(plan.kinds, L)
         acts, deltas = self.activations, self.deltas
         alpha = plan.eta / m
-        bp1, grid, block, args = self._bp1
+        bp1, gather = self._bp1, self._gather
         masked = bool(self.dropped)
         inputs = [self.x_rows.T, *(self.dropped if masked else acts[:-1])]
-        updates = None
-        if plan.velocities is not None:
-            v_w, v_b = plan.velocities[:L], plan.velocities[L:]
-            updates = [(v_w[l], velocity_launch(W[l], v_w[l], plan.l2_step, plan.l1_step),
-                        bias_velocity_launch(B[l], v_b[l], deltas[l], alpha, plan.mu,
-                                             self.no_step, False)) for l in range(L)]
+        updates = self._velocity_updates(plan) if plan.velocities is not None else None
+        biases = self._bias_updates(plan) if updates is None else []
         dropout_fn = fn["fastbp_dropout_key"]
+        self._start(plan, first, stop)
         for start in range(first, stop, m):
-            idx = plan.order[start:start + m]
-            cp.take(plan.xs, idx, axis=0, out=self.x_rows)
-            cp.take(plan.ys, idx, axis=0, out=self.y_rows)
+            gather[0](*gather[1:])
             step = plan.first_step + start // plan.batch_size
             for l in range(L):  # feedforward, each hidden layer's mask after its activation
                 be._gemm("N", "N", W[l], inputs[l], acts[l])
@@ -144,7 +160,7 @@ class EagerProgram:
                     d_grid, head, tail = self._dropout[l]
                     key = np.uint32(drop.step_key(plan.seed, step, l))
                     dropout_fn(d_grid, (K.ELEMENT_THREADS,), (*head, key, *tail))
-            bp1(grid, block, args)  # BP1 and the batch's cost
+            bp1[0](*bp1[1:])  # BP1 and the batch's cost
             for l in range(L - 2, -1, -1):  # BP2
                 be._gemm("T", "N", W[l + 1], deltas[l + 1], deltas[l])
                 if masked:
@@ -155,9 +171,38 @@ class EagerProgram:
                 if updates is None:
                     be._gemm("N", "T", deltas[l], inputs[l], W[l], alpha=-alpha,
                              beta=plan.decay)
-                    be._gemm("N", "N", deltas[l], self.ones, B[l], alpha=-alpha, beta=1.0)
+                    bias = biases[l]
+                    bias[0](*bias[1:])
                     continue
                 v, w_step, b_step = updates[l]
                 be._gemm("N", "T", deltas[l], inputs[l], v, alpha=-alpha, beta=plan.mu)
-                fn[w_step.kernel](w_step.grid, w_step.block, w_step.args)
-                fn[b_step.kernel](b_step.grid, b_step.block, b_step.args)
+                w_step[0](*w_step[1:])
+                b_step[0](*b_step[1:])
+
+    def _bias_updates(self, plan: Any) -> list[tuple[Any, tuple, tuple, tuple]]:
+        """Per layer the bound launch of BP3 + SGD, ``b ← b − α Σ_j δ_j`` (the last one moves
+        the step counter on), built once per ``α = η/m`` (a schedule may change ``η``)."""
+        alpha = plan.eta / self.m
+        if self._bias_key != alpha:
+            L = len(plan.weights)
+            self._bias = [self._bound(bias_launch(plan.biases[l], self.deltas[l], alpha,
+                                                  self.step, l == L - 1)) for l in range(L)]
+            self._bias_key = alpha
+        return self._bias
+
+    def _velocity_updates(self, plan: Any) -> list[tuple[Any, tuple, tuple]]:
+        """Per layer: ``v`` of ``W^l``, and the bound launches of the weights' momentum step
+        and of the biases' whole step (the last one moves the step counter on), built once
+        per setting of ``μ``, ``l2``, ``l1``."""
+        L, alpha = len(plan.weights), plan.eta / self.m
+        key = (plan.mu, plan.l2_step, plan.l1_step, alpha)
+        if self._updates_key != key:
+            W, B, deltas = plan.weights, plan.biases, self.deltas
+            v_w, v_b = plan.velocities[:L], plan.velocities[L:]
+            self._updates = [(v_w[l], self._bound(velocity_launch(W[l], v_w[l], plan.l2_step,
+                                                                  plan.l1_step)),
+                              self._bound(bias_velocity_launch(B[l], v_b[l], deltas[l], alpha,
+                                                               plan.mu, self.step, l == L - 1)))
+                             for l in range(L)]
+            self._updates_key = key
+        return self._updates

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels as K
-from .graph import Launch
+from .launches import Launch
 
 
 class Pointer:
@@ -50,8 +50,8 @@ def _epilogue(acc, C, c_idx, v, v_idx, mode, alpha, beta) -> None:  # noqa: ANN0
     elif mode == K.GEMM_BP2:
         av = v[v_idx]
         C[c_idx] = acc * av * (1 - av)
-    elif mode == K.GEMM_SGD:
-        C[c_idx] = beta * C[c_idx] - alpha * acc
+    elif mode == K.GEMM_SGD:  # β = 0 never reads C
+        C[c_idx] = -alpha * acc if beta == 0 else beta * C[c_idx] - alpha * acc
     elif mode == K.GEMM_FORWARD_TANH:
         C[c_idx] = np.tanh(acc + v[v_idx])
     elif mode == K.GEMM_FORWARD_RELU:
@@ -264,8 +264,12 @@ def bias_velocity(b, vb, delta, n, m, alpha, mu, step, advance) -> None:  # noqa
         step[0] += 1
 
 
-KERNELS = {"fastbp_softmax_columns": softmax_columns, "fastbp_gemm_tiled": gemm_tiled,
-           "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
+def spin(ns) -> None:  # noqa: ANN001
+    """``fastbp_spin``: holds the stream on a GPU; nothing to model on the host."""
+
+
+KERNELS = {"fastbp_spin": spin, "fastbp_softmax_columns": softmax_columns,
+           "fastbp_gemm_tiled": gemm_tiled, "fastbp_gemm_dot": gemm_dot, "fastbp_gather": gather,
            "fastbp_output_error": output_error, "fastbp_bias_update": bias_update,
            "fastbp_dropout_key": dropout_key, "fastbp_dropout_step": dropout_step,
            "fastbp_velocity_apply": velocity_apply, "fastbp_bias_velocity": bias_velocity}

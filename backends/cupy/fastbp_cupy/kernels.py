@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .techniques_source import TECHNIQUES_SOURCE
+
 # -- the eager path: fused elementwise kernels ------------------------------------------------
 # Each entry: (in_params, out_params, operation, name). ``T`` is float or double.
 ELEMENTWISE = {
@@ -72,7 +74,8 @@ def elementwise(cp: Any, name: str) -> Any:
 # -- raw kernels ------------------------------------------------------------------------------
 GEMM_FORWARD = 0  # C = σ(A B + v_i)                 feedforward, v = b^l (bias column)
 GEMM_BP2 = 1      # C = (A B) ⊙ v ⊙ (1 − v)           BP2, A = (W^{l+1})ᵀ, v = a^l
-GEMM_SGD = 2      # C = β C − α (A B)                 BP4 + SGD, A = δ^l, B = (a^{l-1})ᵀ
+GEMM_SGD = 2      # C = β C − α (A B)                 BP4 + SGD, A = δ^l, B = (a^{l-1})ᵀ;
+#                   β = 0: C = −α (A B), C not read (as cuBLAS: a NaN there does not stay)
 GEMM_FORWARD_TANH = 3  # C = tanh(A B + v_i)
 GEMM_FORWARD_RELU = 4  # C = max(A B + v_i, 0)
 GEMM_FORWARD_LINEAR = 5  # C = A B + v_i             (a softmax layer, before its kernel)
@@ -119,8 +122,8 @@ __device__ __forceinline__ void fastbp_epilogue(
     } else if (mode == 1) {                // BP2: acc ⊙ a ⊙ (1 − a)
         real a = v[i * v0 + j * v1];
         *c = acc * a * (real(1) - a);
-    } else if (mode == 2) {                // SGD: C ← β C − α acc
-        *c = beta * (*c) - alpha * acc;
+    } else if (mode == 2) {                // SGD: C ← β C − α acc; β = 0 never reads C
+        *c = beta == real(0) ? -alpha * acc : beta * (*c) - alpha * acc;
     } else if (mode == 3) {                // forward: tanh(acc + b_i)
         *c = tanh(acc + v[i * v0 + j * v1]);
     } else if (mode == 4) {                // forward: max(acc + b_i, 0)
@@ -316,93 +319,9 @@ extern "C" __global__ void fastbp_bias_update(
     if (lane == 0) b[row] -= alpha * s;
 }
 
-// -- chapter 3: dropout and momentum ------------------------------------------------------------
-// lowbias32, the integer hash of fastbp.core.dropout (unsigned 32-bit, products wrap mod 2^32).
-__device__ __forceinline__ unsigned int fastbp_mix(unsigned int x) {
-    x ^= x >> 16;
-    x *= 0x7FEB352Du;
-    x ^= x >> 15;
-    x *= 0x846CA68Bu;
-    x ^= x >> 16;
-    return x;
-}
-
-// The mask key of layer `layer` in mini-batch `step`: mix(seed ^ mix(step * 2^8 + layer)).
-__device__ __forceinline__ unsigned int fastbp_step_key(unsigned int seed, unsigned int step,
-                                                        unsigned int layer) {
-    return fastbp_mix(seed ^ fastbp_mix((step << 8) + layer));
-}
-
-// One hidden layer's dropout, a and the outputs (n, m) row-major, entry t = j * m + c: neuron j
-// of sample c is kept when mix(key + t) >= threshold, D = scale (1/(1 − p)) if kept, else 0.
-// Writes dropped = a ⊙ D (what the next layer and BP4 read) and factor = f'(z) ⊙ D with f' from
-// the unmasked a (kind 0: a(1 − a), 1: 1 − a², 2: [a > 0]), BP2's hadamard.
-__device__ __forceinline__ void fastbp_dropout_body(
-        unsigned int key, const real* a, real* factor, real* dropped, long long total, int kind,
-        unsigned int threshold, real scale) {
-    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
-         t += (long long)gridDim.x * blockDim.x) {
-        const unsigned int h = fastbp_mix(key + (unsigned int)t);
-        const real d = h >= threshold ? scale : real(0);
-        const real av = a[t];
-        real fp;
-        if (kind == 0) fp = av * (real(1) - av);
-        else if (kind == 1) fp = real(1) - av * av;
-        else fp = av > real(0) ? real(1) : real(0);
-        dropped[t] = av * d;
-        factor[t] = fp * d;
-    }
-}
-
-// The eager step's dropout: the key computed on the host.
-extern "C" __global__ void fastbp_dropout_key(
-        const real* a, real* factor, real* dropped, int n, int m, unsigned int key, int kind,
-        unsigned int threshold, real scale) {
-    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, kind, threshold, scale);
-}
-
-// The captured step's dropout: the key from device memory, seed[0] the epoch's mask seed and
-// seed[1] the number of the epoch's mini-batch where the replays start (written before them),
-// *step the step counter the graph moves on; the mini-batch is seed[1] + *step.
-extern "C" __global__ void fastbp_dropout_step(
-        const real* a, real* factor, real* dropped, int n, int m, const unsigned int* seed,
-        const int* step, int layer, int kind, unsigned int threshold, real scale) {
-    const unsigned int key = fastbp_step_key(seed[0], seed[1] + (unsigned int)(*step),
-                                             (unsigned int)layer);
-    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, kind, threshold, scale);
-}
-
-// The momentum step after the GEMM v ← μ v − α δ aᵀ: v ← v − l2 p − l1 sgn(p), then p ← p + v
-// (p and v contiguous, `size` entries; l2 = ηλ/n, l1 = ηλ₁/n).
-extern "C" __global__ void fastbp_velocity_apply(real* p, real* v, long long size, real l2,
-                                                 real l1) {
-    for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < size;
-         t += (long long)gridDim.x * blockDim.x) {
-        const real pv = p[t];
-        const real sg = pv > real(0) ? real(1) : (pv < real(0) ? real(-1) : real(0));
-        const real vv = v[t] - l2 * pv - l1 * sg;
-        v[t] = vv;
-        p[t] = pv + vv;
-    }
-}
-
-// BP3 with momentum for the biases: v_i ← μ v_i − α Σ_j δ_ij, b_i ← b_i + v_i; one warp per
-// row as fastbp_bias_update, which it replaces (the step counter likewise).
-extern "C" __global__ void fastbp_bias_velocity(
-        real* b, real* vb, const real* delta, int n, int m, real alpha, real mu, int* step,
-        int advance) {
-    if (advance && blockIdx.x == 0 && threadIdx.x == 0) *step += 1;
-    const long long row = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    const int lane = threadIdx.x & 31;
-    if (row >= n) return;                   // whole warps leave together
-    const real s = fastbp_warp_row_sum(delta, row, m, lane);
-    if (lane == 0) {
-        const real v = mu * vb[row] - alpha * s;
-        vb[row] = v;
-        b[row] += v;
-    }
-}
 """
+
+RAW_SOURCE += TECHNIQUES_SOURCE  # chapter 3: dropout and momentum
 
 RAW_KERNELS = ("fastbp_gemm_tiled", "fastbp_gemm_dot", "fastbp_gather", "fastbp_output_error",
                "fastbp_bias_update", "fastbp_softmax_columns", "fastbp_dropout_key",
@@ -415,6 +334,25 @@ def raw_source(real: str) -> str:
         raise ValueError(f"the raw kernels run in float or double, not {real}")
     return (f"typedef {real} real;\n#define TILE {TILE}\n#define REDUCE_THREADS {REDUCE_THREADS}\n"
             + RAW_SOURCE)
+
+
+# A timing helper, not part of training: one thread that holds its stream for ``ns``
+# nanoseconds (the GPU's global timer), so work issued behind it queues up and then runs back to
+# back, timed by CUDA events without the host's launch cost (benchmarks/speed_cuda.py).
+SPIN_SOURCE = r"""
+extern "C" __global__ void fastbp_spin(long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while ((long long)(t - t0) < ns);
+}
+"""
+
+
+def spin_kernel(cp: Any) -> Any:
+    """``fastbp_spin`` as a ``cupy.RawKernel`` (launch it ``(1,), (1,), (np.int64(ns),)``)."""
+    return cp.RawKernel(SPIN_SOURCE, "fastbp_spin")
 
 
 _module_cache: dict[tuple[int, str], Any] = {}

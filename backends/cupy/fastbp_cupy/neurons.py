@@ -15,7 +15,7 @@ from typing import Any
 from fastbp.core.ops import Array
 
 from . import kernels as K
-from .graph import softmax_launch
+from .launches import softmax_launch
 
 
 class NeuronKernels:

@@ -1,6 +1,7 @@
 """How the ``cuda`` device runs an epoch, measured on this GPU (:mod:`fastbp.devices.planner`).
 
-The candidates for a configuration (GPU, layer sizes, batch size, dtype):
+The candidates for a configuration (GPU, layer sizes, batch size, dtype, and the techniques
+that change the step's kernels: :func:`techniques`):
 
 - ``graph``: the full mini-batches replay the step captured as CUDA graphs of raw kernels
   (:mod:`fastbp_cupy.graph`); a last, shorter batch runs eagerly;
@@ -14,7 +15,10 @@ planning, and so does a backend whose capture has failed; the plan line says whi
 
 The first epoch of a configuration runs each candidate on a short trial of real steps on copies
 of the parameters and velocities (the training's own arrays are never touched), or takes the
-cached choice. The plans live in the ``cuda`` section of the planner's cache, under the GPU's
+cached choice. Before its trial, a candidate other than ``eager`` runs the first mini-batch from
+the same start as ``eager`` does; if the two states differ by more than float rounding allows
+(:func:`agreement_bound`), the candidate fails its trial with one warning and is neither chosen
+nor cached. The plans live in the ``cuda`` section of the planner's cache, under the GPU's
 own fingerprint (model, compute capability, CuPy and CUDA versions).
 """
 
@@ -23,14 +27,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import time
 from typing import Any, Callable
 
+import numpy as np
+
+from fastbp.core.neurons import kinds_of
 from fastbp.devices import planner
 
 log = logging.getLogger("fastbp")
 
 CANDIDATES = ("graph", "eager")
+REFERENCE = "eager"  # the candidate every other one must agree with (cuBLAS and CuPy's kernels)
 SECTION = "cuda"  # the planner cache's section for GPU plans
 TRIAL_ROWS = 4096  # rows of one candidate's timed trial (at least two batches)
 # Environment variables that change how fast the candidates run on the GPU.
@@ -62,11 +71,32 @@ def fingerprint(backend: Any) -> dict[str, Any]:
     })
 
 
+def techniques(plan: Any) -> str:
+    """What of ``plan`` changes which kernels a step runs, for the cache key: the neurons when
+    not all sigmoid, the cost when not quadratic, momentum, L1 and dropout; ``""`` for the
+    book's plain network (``momentum+l1 dropout cost=cross-entropy neurons=relu,sigmoid``)."""
+    parts = []
+    if plan.velocities is not None:
+        parts.append("+".join(name for name, on in (("momentum", plan.mu), ("l1", plan.l1))
+                              if on) or "velocities")
+    if plan.dropout:
+        parts.append("dropout")
+    cost = getattr(plan.cost, "__name__", type(plan.cost).__name__)
+    if cost != "QuadraticCost":
+        name = re.sub(r"(?<!^)(?=[A-Z])", "-", cost.removesuffix("Cost")).lower()
+        parts.append(f"cost={name}")
+    kinds = kinds_of(plan.kinds, len(plan.weights))
+    if any(kind != "sigmoid" for kind in kinds):
+        parts.append("neurons=" + ",".join(kinds))
+    return " ".join(parts)
+
+
 def choose(backend: Any, plan: Any, run: Callable[[Any, str], Any]) -> planner.Choice:
     """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
     ``eager`` where graphs are switched off or failed here, else cached, forced, the default,
     or measured now with ``run(trial_plan, candidate)`` (one epoch of ``trial_plan``)."""
-    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype)
+    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype,
+                             techniques(plan))
     held = plan.workspaces.get((PLAN_KEY, key))
     if held is not None:
         return held
@@ -102,6 +132,19 @@ def trial(backend: Any, plan: Any, name: str, run: Callable[[Any, str], Any],
     m = int(plan.batch_size)
     n = int(plan.order.shape[0]) // m * m
     rows = min(n, max(2 * m, scale * TRIAL_ROWS // m * m))
+    if name != REFERENCE and scale == 1:
+        verify(backend, plan, name, run)
+    copy = trial_plan(backend, plan, rows)
+    run(copy, name)
+    backend.synchronize()
+    t0 = time.perf_counter()
+    run(copy, name)
+    backend.synchronize()
+    return rows / max(time.perf_counter() - t0, 1e-9)
+
+
+def trial_plan(backend: Any, plan: Any, rows: int) -> Any:
+    """``plan`` over its first ``rows`` rows, on copies of its parameters and velocities."""
     cp = backend.cp
 
     def copies(arrays: Any) -> list[Any]:
@@ -111,12 +154,53 @@ def trial(backend: Any, plan: Any, name: str, run: Callable[[Any, str], Any],
     copy = dataclasses.replace(plan, weights=copies(plan.weights), biases=copies(plan.biases),
                                velocities=velocities, workspaces={})
     copy.order = plan.order[:rows]
-    run(copy, name)
-    backend.synchronize()
-    t0 = time.perf_counter()
-    run(copy, name)
-    backend.synchronize()
-    return rows / max(time.perf_counter() - t0, 1e-9)
+    return copy
+
+
+class WrongResult(Exception):
+    """A candidate's step does not compute what the reference step does (the message says by
+    how much): the planner leaves it out."""
+
+
+def verify(backend: Any, plan: Any, name: str, run: Callable[[Any, str], Any]) -> None:
+    """Candidate ``name``'s first mini-batch against :data:`REFERENCE`'s from the same start
+    (copies of the parameters and velocities, the same rows and masks): ``WrongResult`` when
+    the two states differ by more than :func:`agreement_bound`, so a fast wrong kernel is never
+    chosen nor cached."""
+    m = int(plan.batch_size)
+    start = [backend.to_numpy(a).astype(np.float64) for a in state(plan)]
+    ref, cand = trial_plan(backend, plan, m), trial_plan(backend, plan, m)
+    run(ref, REFERENCE)
+    run(cand, name)
+    got = [backend.to_numpy(a).astype(np.float64) for a in state(cand)]
+    want = [backend.to_numpy(a).astype(np.float64) for a in state(ref)]
+    diff = norm([g - w for g, w in zip(got, want)])
+    bound = agreement_bound(plan, start, want)
+    if not diff <= bound:  # NaN fails too
+        raise WrongResult(f"its first mini-batch differs from the {REFERENCE} step's by "
+                          f"{diff:.3g} (float rounding allows {bound:.3g})")
+
+
+VERIFY_FACTOR = 16  # the rounding bound's safety factor
+
+
+def agreement_bound(plan: Any, start: list[np.ndarray], after: list[np.ndarray]) -> float:
+    """How far two correct implementations of one SGD step may end apart, in the norm over the
+    parameters (and velocities): each state rounds once (``u ‖start‖``), and the update
+    ``after − start`` is a sum of products of length at most ``K`` (the widest layer or the
+    batch) that each path rounds within ``K u`` of its size; times :data:`VERIFY_FACTOR`."""
+    u = float(np.finfo(str(plan.xs.dtype)).eps) / 2
+    widest = max([*plan.sizes, int(plan.batch_size)])
+    step = norm([a - s for a, s in zip(after, start)])
+    return VERIFY_FACTOR * u * (norm(start) + widest * step)
+
+
+def state(plan: Any) -> list[Any]:
+    return [*plan.weights, *plan.biases, *(plan.velocities or ())]
+
+
+def norm(arrays: list[np.ndarray]) -> float:
+    return float(np.sqrt(sum(float(np.sum(a * a)) for a in arrays)))
 
 
 def fall_back(choice: planner.Choice) -> None:

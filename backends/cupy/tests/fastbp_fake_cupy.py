@@ -106,6 +106,10 @@ class FakeCuPy(types.ModuleType):
         self.ndarray = FakeArray
         self.capturing: list | None = None
         self.calls: dict[str, int] = {}
+        self.trace: list[str] = []  # events, synchronizes and cuBLAS calls, in order
+        # null: cuBLAS, kernels, graphs and take count their calls and compute nothing (what
+        # is left is the host work of the code under test: benchmarks/gpu/launch_count.py)
+        self.null = False
         self.fail_compile: str | None = None  # RawModule.get_function raises this
         self.fail_kernels: str | None = None  # every ElementwiseKernel call raises this
         self.fail_capture: str | None = None  # Stream.end_capture raises this
@@ -124,7 +128,10 @@ class FakeCuPy(types.ModuleType):
                 getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0,
                                                "totalGlobalMem": 80 * 2**30},
                 runtimeGetVersion=lambda: 12090, driverGetVersion=lambda: 12080),
-            Device=FakeDevice, Stream=lambda non_blocking=False: FakeStream(fake),
+            Device=lambda index=0: FakeDevice(index, fake),
+            Stream=lambda non_blocking=False: FakeStream(fake),
+            Event=lambda *args, **kwargs: FakeEvent(fake),
+            get_elapsed_time=lambda start, end: (end.at - start.at) * 1e3,
             nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)),
             memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError))
         self.cublas = types.SimpleNamespace(gemm=self._gemm)
@@ -137,6 +144,7 @@ class FakeCuPy(types.ModuleType):
 
         self.ElementwiseKernel = ElementwiseKernel
         self.RawModule = RawModule
+        self.RawKernel = lambda code, name, **kwargs: RawModule(code).get_function(name)
 
     # -- NumPy underneath, arrays as FakeArray ---------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -168,6 +176,13 @@ class FakeCuPy(types.ModuleType):
             Counts.allocations += 1
         return np.array(a, dtype=dtype, order=order or "K", copy=True).view(FakeArray)
 
+    def take(self, *args: Any, **kwargs: Any) -> Any:
+        """``cupy.take`` (counted; with ``null`` and ``out=``, nothing gathered)."""
+        self.calls["take"] = self.calls.get("take", 0) + 1
+        if self.null and kwargs.get("out") is not None:
+            return kwargs["out"]
+        return self.__getattr__("take")(*args, **kwargs)
+
     def get_default_memory_pool(self) -> FakePool:
         return self.pool
 
@@ -180,6 +195,9 @@ class FakeCuPy(types.ModuleType):
             raise NotImplementedError("calling cuBLAS API during stream capture is currently "
                                       "unsupported")
         self.calls["gemm"] = self.calls.get("gemm", 0) + 1
+        self.trace.append("gemm")
+        if self.null:
+            return out
         Counts.internal += 1
         try:
             return self._gemm_numpy(transa, transb, a, b, out, alpha, beta)
@@ -211,8 +229,8 @@ def run_internally(name: str, grid: tuple, block: tuple, args: tuple) -> None:
 
 
 class FakeDevice:
-    def __init__(self, index: int = 0) -> None:
-        self.id = index
+    def __init__(self, index: int = 0, module: FakeCuPy | None = None) -> None:
+        self.id, self.module = index, module
 
     def __enter__(self) -> FakeDevice:
         return self
@@ -221,7 +239,26 @@ class FakeDevice:
         return None
 
     def synchronize(self) -> None:
-        pass
+        if self.module is not None:
+            self.module.calls["synchronize"] = self.module.calls.get("synchronize", 0) + 1
+            self.module.trace.append("synchronize")
+
+
+class FakeEvent:
+    """``cupy.cuda.Event``: ``record`` notes the host's clock (the fake runs work at once) and
+    the call in ``module.trace``; ``get_elapsed_time`` gives the milliseconds between two."""
+
+    def __init__(self, module: FakeCuPy) -> None:
+        self.module, self.at, self.done = module, 0.0, False
+
+    def record(self, stream: Any = None) -> None:
+        import time
+
+        self.at, self.done = time.perf_counter(), True
+        self.module.trace.append("event")
+
+    def synchronize(self) -> None:
+        self.module.trace.append("event-synchronize")
 
 
 class FakeElementwise:
@@ -242,6 +279,8 @@ class FakeElementwise:
         if self.module.fail_kernels:  # CuPy compiles on the first call
             raise RuntimeError(self.module.fail_kernels)
         self.module.calls["elementwise"] = self.module.calls.get("elementwise", 0) + 1
+        if self.module.null:
+            return args[-1]
         env = {n: (np.asarray(a) if isinstance(a, np.ndarray) else a)
                for n, a in zip(self.names, args)}
         functions = {"exp": np.exp, "tanh": np.tanh, "fmax": np.maximum,
@@ -268,7 +307,7 @@ class FakeRawModule:
             fake.calls["raw"] = fake.calls.get("raw", 0) + 1
             if fake.capturing is not None:
                 fake.capturing.append((name, grid, block, args))
-            else:
+            elif not fake.null:
                 run_internally(name, grid, block, args)
 
         return kernel
@@ -280,6 +319,10 @@ class FakeGraph:
 
     def launch(self, stream: Any = None) -> None:
         self.module.calls["graph"] = self.module.calls.get("graph", 0) + 1
+        self.module.calls["graph nodes"] = (self.module.calls.get("graph nodes", 0)
+                                            + len(self.launches))
+        if self.module.null:
+            return
         for name, grid, block, args in self.launches:
             run_internally(name, grid, block, args)
 

@@ -169,7 +169,8 @@ def test_measuring_leaves_training_bit_identical(monkeypatch, auto, kw):
     plan was measured in the first epoch or forced to the same candidate."""
     install(monkeypatch)
     measured, hm = train(backend(), **kw)
-    choice = cached(auto)[KEY]["choice"]
+    (entry,) = cached(auto).values()
+    choice = entry["choice"]
     monkeypatch.setenv("FASTBP_PLAN", choice)
     forced, hf = train(backend(), **kw)
     for a, b in zip(state(measured), state(forced)):
@@ -289,3 +290,70 @@ def test_fastbp_devices_shows_the_cuda_plans(monkeypatch, auto, capsys):
     monkeypatch.setenv("FASTBP_CUDA_GRAPHS", "0")
     main(["devices"])
     assert "plans eager (FASTBP_CUDA_GRAPHS=0)" in capsys.readouterr().out
+
+
+# -- the key names what changes the step's kernels --------------------------------------------
+def test_a_plan_measured_for_plain_sgd_is_not_reused_with_other_techniques(monkeypatch, auto,
+                                                                          caplog):
+    """Momentum, L1, dropout, another cost or other neurons run other kernels: each is a
+    configuration of its own, measured once, never the plain run's cached choice."""
+    install(monkeypatch)
+    runs = [{}, {"momentum": 0.9}, {"momentum": 0.9, "l1": 0.1}, {"dropout": 0.5},
+            {"cost": fastbp.CrossEntropyCost}, {"activation": "tanh"}, {"momentum": 0.9}]
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        for kw in runs:
+            built = {k: kw.pop(k) for k in ("cost", "activation") if k in kw}
+            X, labels = data()
+            net = fastbp.Network(SIZES, dtype="float64", seed=3, device=backend(), **built)
+            net.train(X, labels, epochs=1, batch_size=4, eta=1.0, **kw)
+    lines = plan_lines(caplog)
+    assert len(lines) == len(runs)
+    assert all("(measured" in line for line in lines[:-1]), lines
+    assert "(cache" in lines[-1], lines[-1]  # momentum again: its own entry, read back
+    keys = set(cached(auto))
+    assert {KEY, f"{KEY} momentum", f"{KEY} momentum+l1", f"{KEY} dropout",
+            f"{KEY} cost=cross-entropy"} < keys and len(keys) == 6, keys
+    assert any(k.startswith(f"{KEY} neurons=tanh,") for k in keys), keys
+
+
+# -- every candidate is verified before it is chosen ----------------------------------------
+@pytest.mark.parametrize("kw", [{}, {"momentum": 0.6, "dropout": 0.3}], ids=["plain",
+                                                                              "techniques"])
+def test_a_fast_wrong_graph_is_rejected_with_one_warning_and_never_cached(monkeypatch, auto,
+                                                                          caplog, kw):
+    """A raw GEMM that computes a wrong product (on the graph path only: the eager step's
+    products are cuBLAS's) makes the graph's first mini-batch differ from eager's: the graph
+    fails its trial, eager runs, and the cache holds no graph speed to choose later."""
+    from fastbp_cupy import emulator
+
+    install(monkeypatch)
+    real = emulator.gemm_tiled
+
+    def wrong(*args, **kwargs):
+        real(*args, **kwargs)
+        emulator.Pointer(args[6])[0] += 0.25  # C: one output off in every product
+
+    monkeypatch.setattr(emulator, "gemm_tiled", wrong)
+    monkeypatch.setattr(emulator, "gemm_dot", wrong)
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        net, _ = train(backend(), epochs=1, **kw)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "graph" in warnings[0] and "differs" in warnings[0], warnings
+    assert net.backend.last_epoch_path == "eager"
+    (entry,) = cached(auto).values()
+    assert entry["choice"] == "eager" and "graph" not in entry["speeds"]
+
+
+def test_a_correct_graph_passes_its_verification_in_float32(monkeypatch, auto, caplog):
+    """float32 on the stand-in: the graph and eager agree within the rounding bound, both are
+    measured, nothing is rejected."""
+    install(monkeypatch)
+    be = CuPyBackend(dtype="float32")
+    be.graph_steps = 3
+    X, labels = data()
+    net = fastbp.Network(SIZES, seed=3, device=be)
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        net.train(X, labels, epochs=1, batch_size=4, eta=3.0, momentum=0.5, dropout=0.2)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    (entry,) = cached(auto).values()
+    assert set(entry["speeds"]) == {"graph", "eager"}

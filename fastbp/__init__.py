@@ -12,7 +12,7 @@ the epoch loop), :mod:`fastbp.devices` (backends and the registry), :mod:`fastbp
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConfigError,
@@ -26,6 +26,24 @@ from .errors import (
     TrainingDiverged,
 )
 from .version import __version__
+
+if TYPE_CHECKING:  # the lazily imported names, as type checkers and the API reference see them
+    from . import datasets, mnist_loader, plots
+    from .core import reference
+    from .core.costs import (
+        CrossEntropyCost,
+        LogLikelihoodCost,
+        QuadraticCost,
+        sigmoid,
+        sigmoid_prime,
+    )
+    from .core.records import EpochRecord, Evaluation, History
+    from .devices import Backend, NumpyBackend, backend_names, register_backend, use_device
+    from .model.evaluation import evaluate
+    from .model.gradcheck import gradcheck
+    from .model.monitoring import EarlyStopping, LearningRateSchedule, Monitor, Monitoring
+    from .model.network import Network
+    from .model.persist import load
 
 # Everything else is imported when first used (PEP 562), so that ``import fastbp.cli`` takes
 # milliseconds: the ``fastbp`` command turns a Ctrl-C at any moment, while NumPy and the devices

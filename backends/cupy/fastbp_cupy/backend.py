@@ -49,7 +49,7 @@ from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import kinds_of
 from fastbp.core.validate import env_flag
 from fastbp.devices import Array, Backend, planner
-from fastbp.devices.registry import no_driver_reason
+from fastbp.devices.registry import SHIPPED_PLUGINS, no_driver_reason
 from fastbp.errors import DeviceError
 
 from . import kernels as K
@@ -67,8 +67,7 @@ from .neurons import NeuronKernels
 
 log = logging.getLogger("fastbp")
 
-INSTALL = ('pip install "./backends/cupy[cuda12]" from a fastbp checkout (use [cuda13] with a '
-           'CUDA 13 driver), or pip install "cupy-cuda12x[ctk]"')
+INSTALL = SHIPPED_PLUGINS["cuda"]  # the one install command, as fastbp devices and the README say
 GRAPHS_ENV = "FASTBP_CUDA_GRAPHS"
 
 

@@ -217,7 +217,7 @@ def test_techniques_equal_numpy_in_float64(graphs, name, sizes, m):
     assert gpu.backend.graph_error is None and gpu.backend.raw_error is None
     assert rel(params(gpu), params(cpu)) <= F64_TOL
     if cpu.velocities is not None:
-        assert rel(gpu.velocities, cpu.velocities) <= F64_TOL
+        assert rel(list(gpu.velocities), list(cpu.velocities)) <= F64_TOL
     assert rel([r.cost for r in hg], [r.cost for r in hc]) <= F64_TOL
 
 

@@ -54,7 +54,7 @@ def train_alike(gpu, cpu, X, labels, **train):
     assert be.graph_error is None and be.raw_error is None, (be.graph_error, be.raw_error)
     assert rel(params(gpu), params(cpu)) <= F64_TOL
     if cpu.velocities is not None:
-        assert rel(gpu.velocities, cpu.velocities) <= F64_TOL
+        assert rel(list(gpu.velocities), list(cpu.velocities)) <= F64_TOL
     assert rel([r.cost for r in hg], [r.cost for r in hc]) <= F64_TOL
     assert [r.correct for r in hg] == [r.correct for r in hc]
 

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     records = comm.allgather(history.as_dicts())
     if any(r != records[0] for r in records):
         raise AssertionError(f"the ranks' histories differ: {records}")
-    velocities = comm.allgather(net.velocities)
+    velocities = comm.allgather(None if net.velocities is None else list(net.velocities))
     if any(not all(np.array_equal(a, b) for a, b in zip(v, velocities[0]))
            for v in velocities if v is not None):
         raise AssertionError("the ranks' velocities differ")

@@ -177,3 +177,18 @@ def test_cli_resume_keeps_momentum_dropout_expand_and_schedule(data_dir, tmp_pat
     assert (train["momentum"], train["l1"], train["dropout"], train["expand"],
             train["schedule"]) == (0.8, 0.1, 0.2, True, [1, 5])
     assert a.extra["schedule"] == b.extra["schedule"]
+
+
+def test_parameter_lists_pickle_as_lists_of_host_copies():
+    """MPI sends ``net.velocities`` and ``net.weights`` pickled: they arrive as plain lists."""
+    import pickle
+
+    import numpy as np
+
+    import fastbp
+
+    net = fastbp.Network([4, 3, 2], seed=1, dtype="float64")
+    net.velocities = [np.full(p.shape, 0.5) for p in [*net.weights, *net.biases]]
+    got = pickle.loads(pickle.dumps(net.velocities))
+    assert isinstance(got, list) and len(got) == 4 and np.all(got[0] == 0.5)
+    assert np.array_equal(pickle.loads(pickle.dumps(net.weights))[1], net.weights[1])

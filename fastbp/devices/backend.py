@@ -41,6 +41,9 @@ class Backend:
 
     name = "base"
     kind = "cpu"
+    # What distributed training may do with this device's arrays (fastbp.parallel.reduce):
+    host_arrays = False  # they are NumPy arrays in host memory: MPI reduces them as they are
+    staged_arrays = False  # device arrays MPI reduces through host buffers or CUDA-aware MPI
 
     def __init__(self, xp: Any, dtype: str = "float32", index: int = 0) -> None:
         self.xp = xp

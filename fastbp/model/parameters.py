@@ -87,6 +87,10 @@ class ParameterList(Sequence):
     def __len__(self) -> int:
         return len(self._arrays)
 
+    def __reduce__(self) -> tuple[Any, tuple[list[np.ndarray]]]:
+        """Pickled (as MPI sends it) as a plain list of host copies."""
+        return list, ([np.array(a) for a in self],)
+
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self._read(self._arrays[k], k) for k in range(len(self._arrays))[i]]

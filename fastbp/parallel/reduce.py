@@ -35,9 +35,9 @@ def backend_path(backend: Backend) -> str:
     # junk is refused everywhere; a path this device cannot take, below
     forced = env_choice(REDUCTION_ENV, (*([str(own.path)] if own is not None else []),
                                         *PATHS[:-1]))
-    if backend.xp is np:
+    if backend.host_arrays:
         return "mpi" if own is None else str(own.path)
-    if own is None and getattr(backend.xp, "__name__", "") != "cupy":
+    if own is None and not backend.staged_arrays:
         raise DistributedError(
             f"distributed training runs on NumPy or CuPy arrays (devices cpu, cpu-jit, cuda), "
             f"or on a device with its own gradient reducer; device {backend.device!r} computes "
@@ -134,7 +134,7 @@ def make_reducer(comm: Any, backend: Backend, flat: Array) -> Any:
     """The reducer of the path every rank takes: each rank's best when they all name the same
     one (the device's own reducer, or an MPI path), else plain MPI on host arrays and host
     buffers on device arrays, which work everywhere."""
-    local, host = backend_path(backend), backend.xp is np
+    local, host = backend_path(backend), backend.host_arrays
     paths = comm.allgather((local, host))
     if any(h != host for _, h in paths):
         raise DistributedError(f"the ranks mix host and device arrays (paths "

@@ -181,6 +181,7 @@ class CuPyBackend(NeuronKernels, Backend):
 
     name = "cuda"
     kind = "gpu"
+    staged_arrays = True  # CuPy arrays: reduced through host buffers or CUDA-aware MPI
     # The planner's default between graph and eager (FASTBP_PLAN=off, and what a measured
     # candidate must beat), estimated from the kernels' design: small batches of small networks,
     # where launches cost more than the work; cuBLAS wins beyond.

@@ -21,6 +21,7 @@ from fastbp.core import dropout
 from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import layer_kinds
+from fastbp.core.plan import EpochPlan
 from fastbp.devices.cpu import cblas, halves, prefetch
 from fastbp.devices.cpu.backend import NumpyBackend
 from fastbp.devices.cpu.blas_threads import one_thread
@@ -75,7 +76,7 @@ class NumbaBackend(NumpyBackend):
         return info
 
     # -- training --------------------------------------------------------------------------
-    def sgd_epoch(self, state: Any) -> Any:
+    def sgd_epoch(self, plan: EpochPlan) -> Any:
         """One epoch of mini-batch SGD in one compiled call; the same equations and order of
         operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
 
@@ -84,7 +85,6 @@ class NumbaBackend(NumpyBackend):
         runs the ``cpu`` device's loop (its ``output_error`` is Python), and says so once in
         the log.
         """
-        plan = state
         code = self._spec(plan.cost, plan.kinds, len(plan.weights))
         if code is None:
             if not getattr(self, "_warned_cost", False):

@@ -21,6 +21,7 @@ class NumpyBackend(Backend):
 
     name = "cpu"
     kind = "cpu"
+    host_arrays = True
 
     def __init__(self, dtype: str = "float32", index: int = 0) -> None:
         super().__init__(np, dtype=dtype, index=index)

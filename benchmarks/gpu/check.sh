@@ -260,7 +260,9 @@ EOF
   # -- the gpu tests ---------------------------------------------------------------------------
   local marks="gpu"
   if ((DRY)); then marks="gpu and not slow"; fi
-  stage gpu-tests 150 "$OUT_DIR/tests.log" "$PY" -m pytest -m "$marks" -q -rs \
+  # -c: the checkout's own settings and root conftest.py (its planner isolation), not the
+  # plugin's pyproject.toml, which a run of the plugin's folder would otherwise take as its root
+  stage gpu-tests 150 "$OUT_DIR/tests.log" "$PY" -m pytest -c pyproject.toml -m "$marks" -q -rs \
     -p no:cacheprovider --junitxml="$WORK/junit.xml" backends/cupy/tests/test_cupy_gpu.py \
     backends/cupy/tests/test_cupy_gpu_neurons.py
 

@@ -106,12 +106,7 @@ def test_conformance_neurons_float32_epoch_follows_the_oracle(conformance_device
     float64 oracle (the float32 kernels of softmax, relu and the log-likelihood)."""
     history, got, total, want = _epoch_case(conformance_device, conformance_path, "relu",
                                             LogLikelihoodCost, "float32")
-    oracle.assert_float32_close(got, want, oracle.training_terms(
-        conformance_path.sizes, conformance_path.batch_size, conformance_path.n),
-                                what=f"{conformance_path} float32 epoch")
-    assert history[0].cost == pytest.approx(
-        total / conformance_path.n,
-        rel=oracle.float32_tolerance(conformance_path.n + max(conformance_path.sizes)))
+    oracle.assert_float32_epoch(history[0].cost, got, total, want, conformance_path)
 
 
 @pytest.mark.parametrize("activation,cost", EPOCH_NEURONS, ids=NEURON_IDS[:3])

@@ -51,6 +51,18 @@ def training_terms(sizes: Sequence[int], batch_size: int, n: int, epochs: int = 
                             roundings)
 
 
+def assert_float32_epoch(cost: float, got: Sequence[Any], total: float,
+                         want: Sequence[np.ndarray], path: Any) -> None:
+    """A float32 epoch of ``path`` (its ``sizes``, ``batch_size``, ``n``) against the float64
+    oracle's: the parameters within float32 rounding of an epoch's steps, and the mean cost
+    within the rounding of its ``n`` samples' sums."""
+    assert_float32_close(got, want, training_terms(path.sizes, path.batch_size, path.n),
+                         what=f"{path} float32 epoch")
+    tol = float32_tolerance(path.n + max(path.sizes))
+    assert abs(cost - total / path.n) <= tol * abs(total / path.n), (
+        f"{path} float32 epoch: cost {cost!r}, the oracle's {total / path.n!r} (rel. {tol:.3g})")
+
+
 def amplification(run: Any, start: Sequence[np.ndarray], seed: int = 0) -> float:
     """How much the float64 computation ``run(params) -> params`` magnifies a relative change of
     one rounding (``u``) in every entry of ``start``: the largest relative change of an end

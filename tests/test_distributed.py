@@ -460,3 +460,22 @@ def test_the_schedule_runs_with_distributed_training_as_in_one_process(tmp_path)
     for a, b in zip([*d.network.weights, *d.network.biases],
                     [*p.network.weights, *p.network.biases]):
         np.testing.assert_allclose(a, b, atol=1e-9)
+
+
+def test_an_mpi4py_without_its_library_is_one_clear_error(monkeypatch):
+    """mpi4py raises RuntimeError where its MPI library does not load (a copied environment):
+    a DistributedError saying so, so `fastbp devices` reports it instead of a traceback."""
+    import builtins
+
+    from fastbp.parallel import mpi as mpi_module
+
+    real = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "mpi4py":
+            raise RuntimeError("cannot load MPI library\nlibmpi.so: cannot open shared object")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(mpi_module.DistributedError, match="cannot load an MPI library"):
+        mpi_module.mpi()

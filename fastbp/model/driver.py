@@ -109,7 +109,8 @@ def run_epochs(net: Trainee, plan: EpochPlan, evaluator: Evaluator | None, *, ep
                     guard.eta = schedule.eta
                 if go is False:
                     break
-    note = schedule.unfinished() if schedule is not None and schedule.verbose else None
+    unfinished = getattr(schedule, "unfinished", None)  # a schedule that can say so
+    note = unfinished() if unfinished is not None and getattr(schedule, "verbose", False) else None
     if note:
         schedule.print_fn(note)
     return history

@@ -36,6 +36,10 @@ def mpi() -> Any:
         from mpi4py import MPI
     except ImportError as exc:
         raise DistributedError(f"distributed training needs mpi4py: {INSTALL_HINT}") from exc
+    except RuntimeError as exc:  # mpi4py is there, but the MPI library it needs does not load
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DistributedError(f"mpi4py is installed but cannot load an MPI library ({first}): "
+                               f"{INSTALL_HINT}, or point mpi4py at the system's MPI") from exc
     return MPI
 
 

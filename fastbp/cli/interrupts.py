@@ -1,7 +1,7 @@
 """What ``fastbp train`` does when a run stops early: Ctrl-C (SIGINT), SIGTERM, or a divergence.
 
 The epoch loop gives the network back the parameters and random state of the last finished epoch
-(:func:`fastbp.model.driver.run_epochs`); :meth:`fastbp.cli.keep.Session.keeping` then saves
+(:func:`fastbp.model.driver.run_epochs`); :meth:`fastbp.cli.session.Session.keeping` then saves
 that epoch where ``--save`` (or ``--resume``) asked, or in a rescue file, says where, and the
 command exits as before: 130 after Ctrl-C, 143 after SIGTERM, 2 after a divergence.
 """

@@ -1,5 +1,5 @@
 """``fastbp train``: train on MNIST with the book's defaults, one line (or bar) per epoch; save,
-checkpoint, resume, stop early, monitor and plot (see :mod:`fastbp.cli.keep`)."""
+checkpoint, resume, stop early, monitor and plot (see :mod:`fastbp.cli.session`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 
-from .keep import Session, add_keep_args
 from .options import add_training_args, load_data, parse_schedule
+from .session import Session, add_keep_args
 
 
 def configure(p: argparse.ArgumentParser) -> None:

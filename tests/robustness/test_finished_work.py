@@ -201,7 +201,7 @@ def test_saved_options_of_the_wrong_value_are_refused_on_resume(
 
 def test_an_error_found_after_an_epoch_keeps_the_finished_epochs(
         data_dir, tmp_path, capsys, monkeypatch):
-    from fastbp.cli.keep import Session
+    from fastbp.cli.session import Session
 
     def refuse(self, record, net):  # e.g. a saved state that only an epoch's end reads
         if record.epoch == 1:
@@ -216,7 +216,7 @@ def test_an_error_found_after_an_epoch_keeps_the_finished_epochs(
 
 
 def _stop_after_epoch_1(monkeypatch, before=lambda: None):
-    from fastbp.cli.keep import Session
+    from fastbp.cli.session import Session
 
     def stop(self, record, net):
         if record.epoch == 1:

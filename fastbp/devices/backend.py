@@ -18,6 +18,7 @@ from ..core import dropout, memory
 from ..core.costs import TINY
 from ..core.ops import DTYPES, Array, Scalar, check_dtype
 from ..errors import DeviceError
+from .conv_ops import ConvOps
 
 if TYPE_CHECKING:
     from ..core.plan import EpochPlan
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["DTYPES", "Array", "Backend", "array_device", "check_dtype"]
 
 
-class Backend:
+class Backend(ConvOps):
     """One device with one array module. Written once against ``self.xp``.
 
     (Why a class of this size: one short method per operation of :class:`fastbp.core.ops.Ops`,

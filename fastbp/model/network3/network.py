@@ -89,18 +89,13 @@ class Network:
         if num_training_batches < 1:
             raise ConfigError(f"{size(training_data)} training samples make no whole mini-batch "
                               f"of {m}: give more data or a smaller mini_batch_size")
-        train = _OnDevice(self.backend, training_data, m)
-        valid = _OnDevice(self.backend, validation_data, m)
-        test = _OnDevice(self.backend, test_data, m) if test_data else None
-        decay = 1.0 - eta * lmbda / num_training_batches
+        train = self.on_device(training_data)
+        valid = self.on_device(validation_data)
+        test = self.on_device(test_data) if test_data else None
         best, best_iteration, test_accuracy = 0.0, 0, float("nan")
         for epoch in range(epochs):
-            for index in range(num_training_batches):
-                iteration = num_training_batches * epoch + index
-                if iteration % 1000 == 0:
-                    print(f"Training mini-batch number {iteration}")
-                x, y = train.batch(index)
-                self.train_mini_batch(x, y, eta, decay, iteration)
+            self.sgd_epoch(train, eta, lmbda, epoch, verbose=True)
+            iteration = num_training_batches * (epoch + 1) - 1
             accuracy = self.accuracy(valid)
             print(f"Epoch {epoch}: validation accuracy {accuracy:.2%}")
             if accuracy >= best:
@@ -115,11 +110,27 @@ class Network:
             print(f"Corresponding test accuracy of {test_accuracy:.2%}")
         return test_accuracy
 
+    def on_device(self, data: Any) -> _OnDevice:
+        """An ``(x, y)`` data set moved to the network's device once, cut in mini-batches."""
+        return _OnDevice(self.backend, data, self.mini_batch_size)
+
+    def sgd_epoch(self, train: _OnDevice, eta: float, lmbda: float = 0.0, epoch: int = 0,
+                  verbose: bool = False) -> None:
+        """One epoch of the book's SGD over the whole mini-batches of ``train``
+        (:meth:`on_device`), in order; ``verbose`` prints network3's progress lines."""
+        batches = train.batches
+        decay = 1.0 - eta * lmbda / batches
+        for index in range(batches):
+            iteration = batches * epoch + index
+            if verbose and iteration % 1000 == 0:
+                print(f"Training mini-batch number {iteration}")
+            x, y = train.batch(index)
+            self.train_mini_batch(x, y, eta, decay, iteration)
+
     def accuracy(self, data: Any) -> float:
         """The fraction classified right over the whole mini-batches of ``data`` (an
         ``(x, y)`` pair, or one already on the device)."""
-        data = data if isinstance(data, _OnDevice) else \
-            _OnDevice(self.backend, data, self.mini_batch_size)
+        data = data if isinstance(data, _OnDevice) else self.on_device(data)
         right = 0
         for index in range(data.batches):
             x, _ = data.batch(index)

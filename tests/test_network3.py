@@ -206,3 +206,15 @@ def test_mistakes_are_clear_errors():
     net = Network([SoftmaxLayer(64, 10)], 2)
     with pytest.raises(ConfigError, match="differs"):
         net.SGD(_data(4), 1, 3, 0.1, _data(4), None)
+    three = Network([SoftmaxLayer(64, 3)], 2)
+    with pytest.raises(DataError, match="labels 0..2"):
+        three.SGD(_data(8), 1, 2, 0.1, _data(8), None)
+
+
+def test_a_softmax_of_any_width_takes_its_labels(capsys):
+    """A three-way softmax trains on labels 0..2 (targets one-hot in three rows)."""
+    x, labels = _data(8)
+    labels = labels % 3
+    net = Network([SoftmaxLayer(64, 3)], 4)
+    net.SGD((x, labels), 1, 4, 0.1, (x, labels), (x, labels))
+    assert "Corresponding test accuracy of " in capsys.readouterr().out

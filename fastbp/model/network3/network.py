@@ -18,7 +18,7 @@ import numpy as np
 from ...core import dropout
 from ...core.layers import Softmax, Stack
 from ...devices.registry import resolve
-from ...errors import ConfigError, ShapeError
+from ...errors import ConfigError, DataError, ShapeError
 from .data import size
 
 
@@ -112,7 +112,7 @@ class Network:
 
     def on_device(self, data: Any) -> _OnDevice:
         """An ``(x, y)`` data set moved to the network's device once, cut in mini-batches."""
-        return _OnDevice(self.backend, data, self.mini_batch_size)
+        return _OnDevice(self.backend, data, self.mini_batch_size, self.layers[-1].n_out)
 
     def sgd_epoch(self, train: _OnDevice, eta: float, lmbda: float = 0.0, epoch: int = 0,
                   verbose: bool = False) -> None:
@@ -143,22 +143,25 @@ class Network:
 class _OnDevice:
     """An ``(x, y)`` data set on the device, one sample per column, cut in mini-batches."""
 
-    def __init__(self, backend: Any, data: Any, m: int) -> None:
+    def __init__(self, backend: Any, data: Any, m: int, classes: int) -> None:
         x, labels = data
         x, labels = np.asarray(x), np.asarray(labels).astype(np.int64).ravel()
         if x.ndim != 2 or x.shape[0] != labels.shape[0]:
             raise ShapeError(f"data must be (x, y) with x (N, n_in) and N labels, got x "
                              f"{x.shape} and {labels.shape[0]} labels")
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise DataError(f"labels run from {labels.min()} to {labels.max()}, but the softmax "
+                            f"layer has {classes} outputs: give labels 0..{classes - 1}")
         n = x.shape[0]
         self.m, self.batches = m, n // m
         self.backend = backend
         self.x = backend.asarray(np.ascontiguousarray(x.T))
-        onehot = np.zeros((10 if n == 0 else max(10, int(labels.max()) + 1), n))
+        onehot = np.zeros((classes, n))
         onehot[labels, np.arange(n)] = 1.0
         self.y = backend.asarray(onehot)
         self.labels = backend.asarray(labels, dtype="int64")
         self.xb = backend.empty((x.shape[1], m))
-        self.yb = backend.empty((onehot.shape[0], m))
+        self.yb = backend.empty((classes, m))
 
     def batch(self, index: int) -> tuple[Any, Any]:
         """Mini-batch ``index``: columns ``index·m`` to ``(index + 1)·m``."""

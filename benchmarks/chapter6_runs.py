@@ -1,9 +1,10 @@
 """The book's chapter-6 networks on MNIST with the book's code and hyper-parameters.
 
-``python benchmarks/chapter6_runs.py NET EPOCHS`` with ``NET`` one of ``fc`` (FC 100 sigmoid,
-η 0.1), ``one-conv`` (ConvPool 20×5×5 /2 → FC 100 sigmoid, η 0.1) and ``two-conv-relu`` (two
-ConvPool layers, FC 100, ReLU, η 0.03, λ 0.1); mini-batch 10, ``numpy.random.seed(1)``, the
-device in ``$FASTBP_DEVICE`` (default ``auto``). Prints network3's lines and the wall time.
+``python benchmarks/chapter6_runs.py NET EPOCHS [SEED]`` with ``NET`` one of ``fc`` (FC 100
+sigmoid, η 0.1), ``one-conv`` (ConvPool 20×5×5 /2 → FC 100 sigmoid, η 0.1) and
+``two-conv-relu`` (two ConvPool layers, FC 100, ReLU, η 0.03, λ 0.1); mini-batch 10,
+``numpy.random.seed(SEED)`` (default 1), the device in ``$FASTBP_DEVICE`` (default ``auto``).
+Prints network3's lines and the wall time.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ def build(which: str, mini_batch_size: int) -> tuple[Network, float, float]:
 
 def main() -> None:
     which, epochs = sys.argv[1], int(sys.argv[2])
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     training_data, validation_data, test_data = network3.load_data_shared()
-    np.random.seed(1)
+    np.random.seed(seed)
     net, eta, lmbda = build(which, 10)
     t = time.time()
     net.SGD(training_data, epochs, 10, eta, validation_data, test_data, lmbda=lmbda)
-    print(f"wall {time.time() - t:.1f} s on {net.backend}, {which}, {epochs} epochs")
+    print(f"wall {time.time() - t:.1f} s on {net.backend}, {which}, {epochs} epochs, seed {seed}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from ..core.costs import TINY
 from ..core.neurons import neuron
 from ..core.ops import DTYPES, Array, Scalar, check_dtype
 from ..errors import DeviceError
+from .conv_ops import ConvOps
 
 NeuronKernels = tuple[Callable[[Any, Any], Any] | None, Callable[[Any, Any, Any], Any] | None]
 """A device's own ``(bias_activation(z, b), mul_prime(x, a, scratch))`` for one neuron kind."""
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["DTYPES", "Array", "Backend", "array_device", "check_dtype"]
 
 
-class Backend:
+class Backend(ConvOps):
     """One device with one array module. Written once against ``self.xp``.
 
     (Why a class of this size: one short method per operation of :class:`fastbp.core.ops.Ops`,

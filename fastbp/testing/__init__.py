@@ -10,7 +10,8 @@ package needs pytest; ``import fastbp`` never imports it.
 import pytest
 
 # pytest explains a failed assert of the suite as it does one in a test module
-pytest.register_assert_rewrite("fastbp.testing.checks_math", "fastbp.testing.checks_device",
+pytest.register_assert_rewrite("fastbp.testing.checks_math", "fastbp.testing.checks_conv",
+                               "fastbp.testing.checks_device",
                                "fastbp.testing.oracle")
 
 from . import conformance, oracle, paths  # noqa: E402

@@ -10,8 +10,10 @@ float64, one epoch of SGD against the book's per-sample SGD on every path a step
 (:mod:`fastbp.testing.paths`), with and without L2, in float64 and float32, the gradient check,
 float32 σ to a few ulp through the device's own epoch, the same for tanh and relu hidden layers
 and the softmax output with the log-likelihood cost (:mod:`fastbp.testing.checks_neurons`),
-momentum, L1 and dropout (:mod:`fastbp.testing.checks_techniques`), arrays of another device
-refused, out of memory as a clear ``DeviceError``, and the save/load round trip. Needs pytest.
+momentum, L1 and dropout (:mod:`fastbp.testing.checks_techniques`), chapter 6's convolution
+and max-pooling against their per-pixel oracle (:mod:`fastbp.testing.checks_conv`), arrays of
+another device refused, out of memory as a clear ``DeviceError``, and the save/load round trip.
+Needs pytest.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pytest
 
 from ..core.costs import QuadraticCost
 from ..model.network import Network
-from . import checks_device, checks_math, checks_neurons, checks_techniques
+from . import checks_conv, checks_device, checks_math, checks_neurons, checks_techniques
 from .paths import PATHS, Path, forced
 
 Setup = Callable[[pytest.MonkeyPatch], Any]
@@ -50,7 +52,7 @@ class Device:
 def tests() -> dict[str, Callable[..., None]]:
     """Every test of the suite by name."""
     found = {}
-    for module in (checks_math, checks_device, checks_neurons, checks_techniques):
+    for module in (checks_math, checks_device, checks_neurons, checks_techniques, checks_conv):
         found.update({name: fn for name, fn in vars(module).items()
                       if name.startswith("test_conformance_") and callable(fn)})
     return found

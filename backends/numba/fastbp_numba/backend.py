@@ -51,6 +51,34 @@ class NumbaBackend(NumpyBackend):
             raise ConfigError(f"device 'cpu-jit' has one device, 'cpu-jit' (got index {index})")
         self._kernels: Any = None
 
+    # -- convolution and max-pooling: compiled loops (fastbp_numba.conv) ----------------------
+    @property
+    def conv(self) -> Any:
+        """:mod:`fastbp_numba.conv`, imported (and so compiled or loaded) when first needed."""
+        from . import conv
+
+        return conv
+
+    def gather_columns(self, a: Any, kh: int, kw: int, out: Any) -> Any:
+        """``cols(a)`` in one compiled pass (:meth:`ConvOps.gather_columns`)."""
+        self.conv.gather_columns(a, out)
+        return out
+
+    def fold_columns(self, cols: Any, out: Any) -> Any:
+        """col2im in one compiled pass (:meth:`ConvOps.fold_columns`)."""
+        self.conv.fold_columns(cols, out)
+        return out
+
+    def max_pool(self, z: Any, ph: int, pw: int, out: Any, index: Any) -> Any:
+        """Max-pooling with its argmax in one compiled pass (:meth:`ConvOps.max_pool`)."""
+        self.conv.max_pool(z, ph, pw, out, index)
+        return out
+
+    def max_pool_back(self, delta: Any, index: Any, ph: int, pw: int, out: Any) -> Any:
+        """The pooled δ routed to the maxima in one compiled pass."""
+        self.conv.max_pool_back(delta, index, ph, pw, out)
+        return out
+
     @property
     def kernels(self) -> Any:
         """:mod:`fastbp_numba.kernels`, imported (and so Numba loaded) when first needed."""

@@ -11,12 +11,13 @@ import numpy as np
 
 from ..backend import Array, Backend
 from . import cblas, epoch
+from .conv import NumpyConvOps
 
 if TYPE_CHECKING:
     from ...core.plan import EpochPlan
 
 
-class NumpyBackend(Backend):
+class NumpyBackend(NumpyConvOps, Backend):
     """The ``cpu`` device: NumPy, with its BLAS for the products."""
 
     name = "cpu"

@@ -88,14 +88,15 @@ def backprop_sample(layers: Sequence[Any], params: Sequence[tuple[np.ndarray, np
     """``(C_x, [(∂C_x/∂W, ∂C_x/∂b), ...])`` of one sample ``x`` (flat) with label ``y`` for a
     stack of :mod:`fastbp.core.layers` kinds ending in softmax, ``C_x = −ln a_y`` (no dropout).
     Parameters in the layers' shapes (a conv layer's ``W_f`` ``(F, C·kh·kw)``)."""
-    a, trace = np.asarray(x, dtype=np.float64), []
+    a = np.asarray(x, dtype=np.float64)
+    trace: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
     for layer, (w, b) in zip(layers, params):
         if hasattr(layer, "filter_shape"):
             w4 = w.reshape(layer.filter_shape)
             a_in = a.reshape(layer.in_shape)
-            pooled, where = pool_sample(conv_sample(w4, a_in), *layer.poolsize)
+            pooled, maxima = pool_sample(conv_sample(w4, a_in), *layer.poolsize)
             z = pooled + b.reshape(-1, 1, 1)
-            trace.append((a_in, z, where))
+            trace.append((a_in, z, maxima))
             a = _apply(layer.activation, z.reshape(z.shape[0], -1)).reshape(z.shape)
         else:
             a_in = a.reshape(-1, 1)

@@ -70,7 +70,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--n", type=int, default=50_000)
     p.add_argument("--out", default=None)
+    p.add_argument("--only", nargs="+", default=None, metavar="SIZES:M",
+                   help="configurations to run, e.g. 784,100,10:100 (default: all of CONFIGS)")
     args = p.parse_args(argv)
+    configs = CONFIGS if not args.only else [
+        (tuple(int(v) for v in c.split(":")[0].split(",")), int(c.split(":")[1]))
+        for c in args.only]
     from fastbp_numba import planning
 
     from fastbp.bench.machine import load_average
@@ -80,7 +85,7 @@ def main(argv: list[str]) -> int:
     print(f"machine: {machine['cpu']}; load average {machine['load_average']}")
     X, labels = data(args.n)
     results = []
-    for sizes, m in CONFIGS:
+    for sizes, m in configs:
         runs = [choose_fresh(sizes, m, X, labels) for _ in range(args.caches)]
         names = planning.candidates(list(sizes), m, args.n)
         speeds = {name: forced(sizes, m, X, labels, name, args.repeat) for name in names}

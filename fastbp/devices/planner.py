@@ -117,18 +117,19 @@ def digest(machine: Mapping[str, Any]) -> str:
 
 
 FINALISTS = 4  # candidates measured again, on a trial four times as long
-MARGIN = 0.10  # a candidate replaces the device's default only when this much faster
+ROUNDS = 3  # long trials of each finalist, in turn; the median decides
+MARGIN = 0.05  # a candidate replaces the device's default only when this much faster
 
 
 def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = None
             ) -> tuple[dict[str, float], float]:
     """Samples/s of each candidate, by successive halving (in the order of ``trials``): every
     candidate on a short trial (``trial(1)`` runs it and returns samples/s), then the
-    :data:`FINALISTS` fastest, in turn, twice on one four times as long (``trial(4)``), whose
-    better figure decides; a short trial favours what starts fast over what runs fast. A
-    candidate whose trial fails, the first or a later one, is left out, saying why once.
-    ``keep`` (the device's default) is always among the finalists. Returns the speeds and the
-    seconds measuring took."""
+    :data:`FINALISTS` fastest, in turn, :data:`ROUNDS` times on one four times as long
+    (``trial(4)``), whose median decides: a short trial favours what starts fast over what runs
+    fast, and a moment of noise, either way, moves no median. A candidate whose trial fails,
+    the first or a later one, is left out, saying why once. ``keep`` (the device's default) is
+    always among the finalists. Returns the speeds and the seconds measuring took."""
     t0 = time.perf_counter()
     speeds: dict[str, float] = {}
     failed: set[str] = set()
@@ -151,13 +152,15 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
         fastest.append(keep)
     # in the trials' own order: a device puts last what leaves threads spinning behind it
     finalists = [name for name in trials if name in fastest]
-    best: dict[str, float] = {}
-    for _ in range(2):  # in turn, twice: the better of two, so a moment of noise cannot decide
+    long: dict[str, list[float]] = {name: [] for name in finalists}
+    for _ in range(ROUNDS):  # in turn, so that a disturbance falls on one round of each
         for name in finalists:
             run(name, 4)
-            if name in speeds:
-                best[name] = max(best.get(name, 0.0), speeds[name])
-    speeds.update(best)
+            if name in speeds and name not in failed:
+                long[name].append(speeds[name])
+    for name, figures in long.items():
+        if figures and name not in failed:
+            speeds[name] = sorted(figures)[len(figures) // 2]
     for name in failed:
         speeds.pop(name, None)
     return speeds, time.perf_counter() - t0

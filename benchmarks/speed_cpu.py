@@ -31,6 +31,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -423,6 +424,10 @@ def driver(args: argparse.Namespace) -> None:
                 if not args.before:
                     continue
                 env["PYTHONPATH"] = os.path.abspath(args.before)
+                # the older code plans with its own rules: never against the newer one's cache
+                cache = env.get("FASTBP_CACHE")
+                env["FASTBP_CACHE"] = os.path.join(cache, "before") if cache else \
+                    os.path.join(tempfile.gettempdir(), "fastbp-before-cache")
             p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             for line in p.stdout.splitlines():
                 rec = json.loads(line)

@@ -60,3 +60,15 @@ def random_batch(rng, sizes, m, dtype="float64"):
     Y = np.zeros((sizes[-1], m), dtype=dtype)
     Y[rng.integers(0, sizes[-1], m), np.arange(m)] = 1.0
     return X, Y
+
+
+@pytest.fixture
+def auto(monkeypatch, tmp_path):
+    """Planning on (as a user has it), a fresh cache folder, a quiet machine; the cache file."""
+    from fastbp.devices import planner
+
+    monkeypatch.setenv("FASTBP_PLAN", "auto")
+    monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
+    monkeypatch.setattr(planner, "busy_machine", lambda: False)
+    planner._warned.clear()
+    return tmp_path / "plans.json"

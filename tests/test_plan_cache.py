@@ -19,16 +19,6 @@ MACHINE = {"cpu": "test cpu", "cores": 2}
 CANDIDATES = ["a/x", "b/x", "c/x"]
 
 
-@pytest.fixture
-def auto(monkeypatch, tmp_path):
-    """Planning on, a fresh cache folder, a quiet machine."""
-    monkeypatch.setenv("FASTBP_PLAN", "auto")
-    monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
-    monkeypatch.setattr(planner, "busy_machine", lambda: False)
-    planner._warned.clear()
-    return tmp_path / "plans.json"
-
-
 def trials():
     speeds = {"a/x": 1.0, "b/x": 3.0, "c/x": 2.0}
     return {name: (lambda scale, name=name: speeds[name]) for name in speeds}

@@ -16,16 +16,6 @@ from fastbp.devices import planner
 MACHINE = {"cpu": "test cpu", "cores": 2}
 
 
-@pytest.fixture
-def auto(monkeypatch, tmp_path):
-    """Planning on, a fresh cache folder, a quiet machine."""
-    monkeypatch.setenv("FASTBP_PLAN", "auto")
-    monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
-    monkeypatch.setattr(planner, "busy_machine", lambda: False)
-    planner._warned.clear()
-    return tmp_path / "plans.json"
-
-
 def fake_trials(calls: list[str]):
     speeds = {"a/x": 1.0, "b/x": 3.0, "c/x": 2.0}
 

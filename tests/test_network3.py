@@ -159,6 +159,8 @@ def test_dropout_masks_in_training_and_scaling_at_evaluation():
 def test_the_device_is_respected(monkeypatch):
     """``device=`` and ``$FASTBP_DEVICE`` choose the backend; ``array-api`` takes the same steps
     as ``cpu``."""
+    pytest.importorskip("fastbp_array_api", reason="the array-api plugin is not installed: "
+                        'pip install -e "./backends/array_api[test]"')
     monkeypatch.setenv("FASTBP_DEVICE", "array-api")
     np.random.seed(0)
     assert Network([SoftmaxLayer(4, 3)], 2).backend.name == "array-api"

@@ -10,7 +10,7 @@
 # stages' kill grace and the report).
 #
 # OUT (default: $OUT, else ./gpu-results) receives at most 7 files: check.log (this run),
-# tests.log, kernels.log, timing.log, sanitizer.log, results.json and results.md.
+# tests.log, kernels.log, conv.log, timing.log, sanitizer.log, results.json and results.md.
 #
 # The machine it is written for is offline: Python 3.12 with cupy-cuda13x, numpy, scipy, numba,
 # threadpoolctl, pytest, pytest-benchmark, hypothesis, JAX (CUDA) and PyTorch (CUDA) installed,
@@ -33,6 +33,8 @@
 #   gpu-tests    pytest -m gpu backends/cupy/tests/test_cupy_gpu.py test_cupy_gpu_neurons.py (every
 #                neuron, cost and technique in float64, graphs on and off)
 #   kernels      every raw kernel against NumPy float64, outputs poisoned with NaN, awkward shapes
+#   conv         chapter 6's conv net (fastbp.network3): one float64 epoch against the cpu device
+#                (relative difference ≤ 1e-10), then float32 samples/s at mini-batches 10 and 100
 #   plans        fastbp tune --device cuda on the book's configurations ([784,30,10] and
 #                [784,100,10] at batches 10 and 100, [784,1024,1024,10] at 256): graph or eager
 #                measured by the planner, its table kept in results (report.py plans)
@@ -271,6 +273,12 @@ EOF
   if ((DRY)); then quick=(--quick); fi
   stage kernels 60 "$OUT_DIR/kernels.log" "$PY" benchmarks/gpu/kernels_check.py \
     --out "$WORK/kernels.json" ${quick[@]+"${quick[@]}"}
+
+  # -- chapter 6's conv net: correct against the cpu in float64, and how fast in float32 --------
+  local conv_samples=2000
+  if ((DRY)); then conv_samples=200; fi
+  stage conv 60 "$OUT_DIR/conv.log" "$PY" benchmarks/gpu/conv_check.py \
+    --samples "$conv_samples" --out "$WORK/conv.json"
 
   # -- the planner: graph or eager measured per configuration, in what is left less the
   # sanitizer's share ---------------------------------------------------------------------------

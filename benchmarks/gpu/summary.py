@@ -233,6 +233,16 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"- FAILED {f['kernel']} {f['dtype']} {f['case']}: {f['note']}")
     else:
         lines.append("No kernel report (see kernels.log).")
+    conv = result.get("conv")
+    lines += ["", "## Chapter 6's conv net (conv.log)", ""]
+    if conv:
+        lines.append(f"One float64 epoch on {conv.get('device')} against the cpu: relative "
+                     f"difference {conv.get('float64_relative_difference', float('nan')):.3g} "
+                     "(≤ 1e-10 passes). float32 training samples/s: mini-batch 10 "
+                     f"{conv.get('samples_per_s_m10', 0):,.0f}, mini-batch 100 "
+                     f"{conv.get('samples_per_s_m100', 0):,.0f}.")
+    else:
+        lines.append("No conv report (see conv.log).")
     cases, contenders = result.get("rates") or ([], [])
     timing = result.get("timing") or {}
     lines += ["", "## Training throughput, samples/s (timing.log)", ""]
@@ -295,6 +305,7 @@ def write(work: Path, out: Path, dry_run: bool) -> int:
         "stages": stages,
         "tests": read_junit(work / "junit.xml"),
         "kernels": load_json(work / "kernels.json"),
+        "conv": load_json(work / "conv.json"),
         "timing": timing,
         "plans": load_json(work / "plans.json"),
         "rates": rates,

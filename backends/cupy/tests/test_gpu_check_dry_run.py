@@ -21,14 +21,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "check.sh"
-STAGES = ("environment", "install", "devices", "plans", "gpu-tests", "kernels", "timing",
+STAGES = ("environment", "install", "devices", "plans", "gpu-tests", "kernels", "conv", "timing",
           "sanitizer-memcheck", "sanitizer-racecheck")
-MUST_PASS = ("environment", "devices", "plans", "gpu-tests", "kernels", "timing",
+MUST_PASS = ("environment", "devices", "plans", "gpu-tests", "kernels", "conv", "timing",
              "sanitizer-memcheck")
-FILES = {"check.log", "tests.log", "kernels.log", "timing.log", "sanitizer.log", "results.json",
-         "results.md"}
+FILES = {"check.log", "tests.log", "kernels.log", "conv.log", "timing.log", "sanitizer.log",
+         "results.json", "results.md"}
 # the slow stages, left out where a test checks the install or the sanitizer alone
-SLOW = "timing,gpu-tests,plans,kernels"
+SLOW = "timing,gpu-tests,plans,kernels,conv"
 
 pytestmark = [
     pytest.mark.skipif(not SCRIPT.exists(), reason="benchmarks/gpu is not in this checkout"),

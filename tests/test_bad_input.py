@@ -198,7 +198,10 @@ def test_negative_lmbda(net, data):
 # -- batch_size and epochs ---------------------------------------------------------------------
 @pytest.mark.parametrize("bs", [0, -1, N + 1, 10_000])
 def test_batch_size_out_of_range(net, data, bs):
-    with pytest.raises(ConfigError, match=f"batch_size must be between 1 and {N}, got {bs}"):
+    """Below 1 the settings are refused before the data is looked at; above the number of
+    samples, with it."""
+    want = f"between 1 and {N}" if bs > 0 else ">= 1"
+    with pytest.raises(ConfigError, match=f"batch_size must be {want}, got {bs}"):
         train(net, *data, batch_size=bs)
 
 

@@ -155,7 +155,7 @@ def test_bad_sizes_value(nowhere, capsys):
 
 
 @pytest.mark.parametrize("argv,want", [
-    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
     (["--eta", "-3"], "eta must be > 0"),
     (["--momentum", "1.5"], "momentum must be in [0, 1)"),
     (["--dropout", "1"], "dropout must be a probability in [0, 1)"),

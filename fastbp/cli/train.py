@@ -43,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..core.validate import check_count, check_step
+    from ..core.config import TrainConfig
+    from ..core.validate import check_count
 
     session = Session(args)
     net = session.net
-    check_step(args.eta, args.lmbda, args.momentum, args.l1, args.dropout)  # before any data
-    check_count("--batch-size", args.batch_size, low=1)
+    TrainConfig(epochs=args.epochs, batch_size=args.batch_size, eta=args.eta,  # before any data
+                lmbda=args.lmbda, momentum=args.momentum, l1=args.l1, dropout=args.dropout)
     data, title = load_data(args.data)
     n = len(data.train)
     if args.limit is not None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from .. import devices
+from ..core.config import TrainConfig
 from ..core.costs import QuadraticCost, get_cost, output_of
 from ..core.equations import backpropagate, bp3, bp4, feedforward
 from ..core.evaluator import Evaluator
@@ -28,10 +29,7 @@ from ..core.validate import (
     cast_checked,
     check_batch,
     check_callable,
-    check_count,
-    check_flag,
     check_labels,
-    check_positive,
     check_seed,
     check_sizes,
     check_step,
@@ -301,22 +299,31 @@ class Network(BookAPI):
         NaN or inf the network gets back its last finite parameters and ``TrainingDiverged``
         names the epoch and layer; ``on_diverge="continue"`` warns and goes on instead.
         """
-        epochs = check_count("epochs", epochs, low=0)
-        eta = check_positive("eta", eta)
-        lmbda = check_positive("lmbda", lmbda, allow_zero=True)
-        extras = self._extras(momentum, l1, dropout)
-        shuffle, verbose = check_flag("shuffle", shuffle), check_flag("verbose", verbose)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, eta=eta, lmbda=lmbda,
+                             momentum=momentum, l1=l1, dropout=dropout, shuffle=shuffle,
+                             verbose=verbose, on_diverge=on_diverge)
         check_callable("callback", callback), check_callable("progress", progress)
+        return self.train_with(config, X, Y, test=test, callback=callback, progress=progress,
+                               schedule=schedule)
+
+    def train_with(self, config: TrainConfig, X: Any, Y: Any, *,
+                   test: tuple[Any, Any] | None = None,
+                   callback: Callable[[EpochRecord, Network], bool | None] | None = None,
+                   progress: Callable[[int, float, int], None] | None = None,
+                   schedule: Any = None) -> History:
+        """:meth:`train` with its settings in one checked :class:`~fastbp.core.config.TrainConfig`
+        (what ``fastbp train`` and ``fastbp.parallel.train`` build once)."""
+        extras = self._extras(config.momentum, config.l1, config.dropout)
         be = self.backend
         with be.activate():
             plan = inputs.make_plan(be, self.sizes, self._weights, self._biases, self.cost, X, Y,
-                                    batch_size, eta, lmbda, self._workspaces, self.kinds,
-                                    **extras)
+                                    config.batch_size, config.eta, config.lmbda,
+                                    self._workspaces, self.kinds, **extras)
             evaluator = inputs.make_evaluator(be, self.sizes, test, plan.batch_size, self.kinds)
-            return driver.run_epochs(self, plan, evaluator, epochs=epochs, shuffle=shuffle,
-                                     eta=eta, callback=callback, verbose=verbose,
-                                     progress=progress, on_diverge=on_diverge,
-                                     schedule=schedule)
+            return driver.run_epochs(self, plan, evaluator, epochs=config.epochs,
+                                     shuffle=config.shuffle, eta=config.eta, callback=callback,
+                                     verbose=config.verbose, progress=progress,
+                                     on_diverge=config.on_diverge, schedule=schedule)
 
     def epoch_plan(self, X: Any, Y: Any, *, batch_size: int, eta: float,
                    lmbda: float = 0.0, momentum: float = 0.0, l1: float = 0.0,

@@ -18,9 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core.config import TrainConfig
 from ..core.evaluator import Evaluator
 from ..core.records import EpochRecord, History, format_record
-from ..core.validate import check_callable, check_count, check_flag, check_positive
+from ..core.validate import check_callable
 from ..model.driver import run_epochs
 from ..model.inputs import make_evaluator
 from ..model.network import Network
@@ -137,10 +138,11 @@ def train(
     """
     with abort_on_error():
         comm = comm if comm is not None else world()
-        epochs = check_count("epochs", epochs, low=0)
-        eta = check_positive("eta", eta)
-        lmbda = check_positive("lmbda", lmbda, allow_zero=True)
-        shuffle, verbose = check_flag("shuffle", shuffle), check_flag("verbose", verbose)
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, eta=eta, lmbda=lmbda,
+                             momentum=momentum, l1=l1, dropout=dropout, shuffle=shuffle,
+                             verbose=verbose, on_diverge=on_diverge)
+        epochs, eta, lmbda = config.epochs, config.eta, config.lmbda
+        shuffle, verbose = config.shuffle, config.verbose
         check_callable("callback", callback)
         be = net.backend
         backend_path(be)  # NumPy or CuPy arrays, else a clear error before any buffer is made

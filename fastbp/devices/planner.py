@@ -192,12 +192,14 @@ def choose(key: str, candidates: Sequence[str], default: str,
             raise ConfigError(f"{ENV_VAR}={how!r} is not a candidate for {key}; candidates: "
                               f"{', '.join(candidates)} (or auto, measure, off)")
         return Choice(named[0], "forced")
+    # read_cache has left out every damaged entry (plancache.damaged_entry: speeds are finite
+    # numbers, the choice a name)
     found = read_cache(machine, section).get(key) if how == "auto" else None
     entry: dict[str, Any] = found if isinstance(found, dict) else {}
     recorded = entry.get("choice")
     same = list(candidates)
     if isinstance(recorded, str) and recorded in candidates:
-        speeds = _speeds(entry)
+        speeds = {str(k): float(v) for k, v in entry.get("speeds", {}).items()}
         if not entry.get("remeasure") or not measurable or busy:
             return Choice(recorded, "cache", speeds)
         same = [c for c in candidates if rounding is None or rounding(c) == rounding(recorded)]
@@ -218,16 +220,6 @@ def choose(key: str, candidates: Sequence[str], default: str,
         return Choice(best, "measured on a busy machine, not recorded", speeds, seconds)
     _record(key, best, speeds, seconds, machine, section, busy=False)
     return Choice(best, "measured", speeds, seconds)
-
-
-def _speeds(entry: Mapping[str, Any]) -> dict[str, float]:
-    """A recorded entry's candidate speeds (what is not a finite number is left out)."""
-    raw = entry.get("speeds")
-    out: dict[str, float] = {}
-    for k, v in (raw.items() if isinstance(raw, dict) else ()):
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v > 0:
-            out[str(k)] = float(v)
-    return out
 
 
 def _record(key: str, choice: str, speeds: Mapping[str, float], seconds: float,

@@ -274,3 +274,19 @@ def test_a_short_mnist_run_learns(mnist):
     net.train(mnist.train.X[:, :3000], mnist.train.labels[:3000], epochs=1, batch_size=10,
               eta=0.1)
     assert net.accuracy(mnist.test.X[:, :1000], mnist.test.labels[:1000]) >= 0.75
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu-jit"])
+def test_a_progress_bar_slices_a_layer_epoch(device):
+    """With ``progress`` the epoch runs in slices (a device that plans its epochs is not handed
+    a conv stack to plan); the result is that of one call."""
+    device_or_skip(device)
+    X, labels = data(n=60)
+    nets = [fastbp.Network(conv_layers(0.3), device=device, dtype="float64", seed=4)
+            for _ in range(2)]
+    calls = []
+    nets[0].train(X, labels, epochs=1, batch_size=5, eta=0.1,
+                  progress=lambda done, cost, n: calls.append(done))
+    nets[1].train(X, labels, epochs=1, batch_size=5, eta=0.1)
+    assert len(calls) > 2 and calls[-1] == 60
+    assert_params(nets[0].weights, [np.asarray(a) for a in nets[1].weights])

@@ -1,30 +1,18 @@
 """``fastbp train --layers SPEC`` and ``--net NAME``: a layer network (chapter 6) from one line.
 
-SPEC is a comma-separated stack, input first, for 28 × 28 one-channel images:
-
-- ``convFxKHxKW/P[:NEURON]``: ``F`` filters of ``KH × KW``, then ``P × P`` max-pooling
-  (``/PHxPW`` for another window), e.g. ``conv20x5x5/2:relu``;
-- ``fcN[:NEURON[:P]]``: ``N`` fully connected neurons, dropout ``P`` on their inputs;
-- ``softmaxN[:P]``: the output layer, last.
-
-``NEURON`` is sigmoid (the default, network3's), tanh, relu or linear.
+SPEC is a comma-separated stack, input first, for 28 × 28 one-channel images, e.g.
+``conv20x5x5/2:relu,fc100:relu:0.5,softmax10`` (the grammar:
+:func:`fastbp.core.layers.spec.parse_layers`); NAME one of the book's chapter-6 networks.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from ..core.layers.spec import NETS, parse_layers
 from ..errors import ConfigError
 
-IMAGE = (1, 28, 28)  # MNIST and the data sets of its format
-
-NETS = {
-    "chapter6-fc": "fc100:sigmoid,softmax10",
-    "chapter6-conv1": "conv20x5x5/2:sigmoid,fc100:sigmoid,softmax10",
-    "chapter6-conv2": "conv20x5x5/2:relu,conv40x5x5/2:relu,fc100:relu,softmax10",
-}
-"""The book's chapter-6 networks: fully connected 100, one conv-pool, two conv-pool with ReLU."""
+__all__ = ["DEFAULT_ETA", "LAYERS_HELP", "NET_HELP", "NETS", "layer_options", "parse_layers"]
 
 DEFAULT_ETA = {"chapter6-conv2": 0.03}
 """η where the book trains a named net with another rate than 0.1 (its ReLU runs)."""
@@ -37,59 +25,6 @@ LAYERS_HELP = (
     "the log-likelihood and --eta defaults to 0.1")
 NET_HELP = ("one of the book's chapter-6 networks: " + "; ".join(
     f"{name} = {spec}" for name, spec in NETS.items()) + " (chapter6-conv2 defaults to η 0.03)")
-
-_CONV = re.compile(r"conv(\d+)x(\d+)x(\d+)/(\d+)(?:x(\d+))?$")
-_DENSE = re.compile(r"(fc|softmax)(\d+)$")
-
-
-def _number(text: str, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{what} must be a number, got {text!r}") from None
-
-
-def parse_layers(text: str, image: tuple[int, int, int] = IMAGE) -> list[Any]:
-    """The layer objects SPEC describes (see the module docstring), on images ``image``
-    ``(C, H, W)``; ``ConfigError`` naming the bad item."""
-    from ..core.layers import ConvPool, FullyConnected, Softmax
-
-    items = [item.strip() for item in str(text).split(",")]
-    if not text or not all(items):
-        raise ConfigError(f"--layers needs a comma-separated stack like "
-                          f"{NETS['chapter6-conv1']}, got {text!r}")
-    layers: list[Any] = []
-    shape: tuple[int, ...] = image
-    for i, item in enumerate(items):
-        head, *rest = item.split(":")
-        conv, dense = _CONV.match(head), _DENSE.match(head)
-        n_in = 1
-        for d in shape:
-            n_in *= d
-        if conv:
-            if len(rest) > 1:
-                raise ConfigError(f"--layers item {item!r}: a conv layer takes :NEURON only")
-            if len(shape) != 3:
-                raise ConfigError(f"--layers item {item!r}: a conv layer follows the image or "
-                                  "another conv layer, not a fully connected one")
-            f, kh, kw, ph = (int(conv.group(k)) for k in (1, 2, 3, 4))
-            pw = int(conv.group(5) or ph)
-            layer: Any = ConvPool((f, shape[0], kh, kw), shape, (ph, pw), *rest)
-        elif dense and dense.group(1) == "fc":
-            if len(rest) > 2:
-                raise ConfigError(f"--layers item {item!r}: fcN takes :NEURON[:P]")
-            p = _number(rest[1], f"the dropout of {item!r}") if len(rest) > 1 else 0.0
-            layer = FullyConnected(n_in, int(dense.group(2)), rest[0] if rest else "sigmoid", p)
-        elif dense:
-            if i != len(items) - 1 or len(rest) > 1:
-                raise ConfigError(f"--layers item {item!r}: softmaxN[:P] is the last layer")
-            p = _number(rest[0], f"the dropout of {item!r}") if rest else 0.0
-            layer = Softmax(n_in, int(dense.group(2)), p)
-        else:
-            raise ConfigError(f"--layers item {item!r} is none of convFxKHxKW/P, fcN, softmaxN")
-        layers.append(layer)
-        shape = tuple(layer.out_shape)
-    return layers
 
 
 def layer_options(args: Any) -> list[Any] | None:

@@ -5,10 +5,17 @@
 "n_out": 100, "activation": "relu", "p_dropout": 0.5}``, ``{"kind": "softmax", "n_in": 100,
 "n_out": 10, "p_dropout": 0.0}``. A spec is checked as a layer's constructor checks its
 arguments (``ConfigError`` naming the bad value).
+
+A whole stack also reads from one line (:func:`parse_layers`, ``fastbp train --layers``), input
+first, for images ``(C, H, W)`` (MNIST's ``(1, 28, 28)`` by default):
+``convFxKHxKW/P[:NEURON]`` (``F`` filters of ``KH × KW``, then ``P × P`` max-pooling; ``/PHxPW``
+for another window), ``fcN[:NEURON[:P]]`` (dropout ``P`` on its inputs) and ``softmaxN[:P]``
+last; ``NEURON`` is sigmoid (the default, network3's), tanh, relu or linear.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ...errors import ConfigError
@@ -64,3 +71,64 @@ def describe(layer: Layer) -> str:
     cls = KINDS[spec.pop("kind")][0]
     args = [repr(tuple(v)) if isinstance(v, list) else repr(v) for v in spec.values()]
     return f"{cls.__name__}({', '.join(args)})"
+
+
+IMAGE = (1, 28, 28)  # MNIST and the data sets of its format
+
+NETS = {
+    "chapter6-fc": "fc100:sigmoid,softmax10",
+    "chapter6-conv1": "conv20x5x5/2:sigmoid,fc100:sigmoid,softmax10",
+    "chapter6-conv2": "conv20x5x5/2:relu,conv40x5x5/2:relu,fc100:relu,softmax10",
+}
+"""The book's chapter-6 networks: fully connected 100, one conv-pool, two conv-pool with ReLU."""
+
+_CONV = re.compile(r"conv(\d+)x(\d+)x(\d+)/(\d+)(?:x(\d+))?$")
+_DENSE = re.compile(r"(fc|softmax)(\d+)$")
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be a number, got {text!r}") from None
+
+
+def parse_layers(text: str, image: tuple[int, ...] = IMAGE) -> list[Layer]:
+    """The layer objects SPEC describes (see the module docstring), on images ``image``
+    ``(C, H, W)``; ``ConfigError`` naming the bad item."""
+    items = [item.strip() for item in str(text).split(",")]
+    if not text or not all(items):
+        raise ConfigError(f"--layers needs a comma-separated stack like "
+                          f"{NETS['chapter6-conv1']}, got {text!r}")
+    layers: list[Layer] = []
+    shape: tuple[int, ...] = image
+    for i, item in enumerate(items):
+        head, *rest = item.split(":")
+        conv, dense = _CONV.match(head), _DENSE.match(head)
+        n_in = 1
+        for d in shape:
+            n_in *= d
+        if conv:
+            if len(rest) > 1:
+                raise ConfigError(f"--layers item {item!r}: a conv layer takes :NEURON only")
+            if len(shape) != 3:
+                raise ConfigError(f"--layers item {item!r}: a conv layer follows the image or "
+                                  "another conv layer, not a fully connected one")
+            f, kh, kw, ph = (int(conv.group(k)) for k in (1, 2, 3, 4))
+            pw = int(conv.group(5) or ph)
+            layer: Any = ConvPool((f, shape[0], kh, kw), shape, (ph, pw), *rest)
+        elif dense and dense.group(1) == "fc":
+            if len(rest) > 2:
+                raise ConfigError(f"--layers item {item!r}: fcN takes :NEURON[:P]")
+            p = _number(rest[1], f"the dropout of {item!r}") if len(rest) > 1 else 0.0
+            layer = FullyConnected(n_in, int(dense.group(2)), rest[0] if rest else "sigmoid", p)
+        elif dense:
+            if i != len(items) - 1 or len(rest) > 1:
+                raise ConfigError(f"--layers item {item!r}: softmaxN[:P] is the last layer")
+            p = _number(rest[0], f"the dropout of {item!r}") if rest else 0.0
+            layer = Softmax(n_in, int(dense.group(2)), p)
+        else:
+            raise ConfigError(f"--layers item {item!r} is none of convFxKHxKW/P, fcN, softmaxN")
+        layers.append(layer)
+        shape = tuple(layer.out_shape)
+    return layers

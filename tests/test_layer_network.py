@@ -290,3 +290,29 @@ def test_a_progress_bar_slices_a_layer_epoch(device):
     nets[1].train(X, labels, epochs=1, batch_size=5, eta=0.1)
     assert len(calls) > 2 and calls[-1] == 60
     assert_params(nets[0].weights, [np.asarray(a) for a in nets[1].weights])
+
+
+def test_a_schedule_sets_each_epochs_rate():
+    """A schedule that halves η after an epoch without improvement: the next epoch steps (and
+    decays) with η/2, as a run at that rate does."""
+
+    class Halve:  # the schedule protocol of the driver: begin, then a call per epoch
+        def begin(self, eta):
+            self.eta = eta
+            return eta
+
+        def __call__(self, record, net):
+            self.eta /= 2
+
+    X, labels = data()
+    scheduled = fastbp.Network(conv_layers(), device="cpu", dtype="float64", seed=5)
+    scheduled.train(X, labels, epochs=2, batch_size=5, eta=0.2, lmbda=0.3, schedule=Halve(),
+                    shuffle=False)
+    by_hand = fastbp.Network(conv_layers(), device="cpu", dtype="float64", seed=5)
+    by_hand.train(X, labels, epochs=1, batch_size=5, eta=0.2, lmbda=0.3, shuffle=False)
+    by_hand.train(X, labels, epochs=1, batch_size=5, eta=0.1, lmbda=0.3, shuffle=False)
+    assert_params(scheduled.weights + scheduled.biases,
+                  [np.asarray(a) for a in by_hand.weights + by_hand.biases], atol=0)
+    other = fastbp.Network(conv_layers(), device="cpu", dtype="float64", seed=5)
+    other.train(X, labels, epochs=2, batch_size=5, eta=0.2, lmbda=0.3, shuffle=False)
+    assert not np.allclose(other.weights[0], scheduled.weights[0], rtol=0, atol=1e-9)

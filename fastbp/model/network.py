@@ -72,6 +72,9 @@ class Network(BookAPI):
     the training thread (e.g. in ``callback``), since a read from elsewhere may mix two steps.
     ``use_device`` is per thread (a ``ContextVar``): a block in one thread never changes the
     device another thread gets.
+
+    ``Network(layers, device=..., dtype=..., seed=...)`` with a list of :mod:`fastbp.layers`
+    objects in place of ``sizes`` builds a :class:`LayerNetwork` (chapter 6's conv-pool layers).
     """
 
     def __new__(cls, sizes: Any = None, *args: Any, **kwargs: Any) -> Network:

@@ -81,7 +81,7 @@ class LayerPlan:
     seed: int = 0
     first_step: int = 0
     dense: EpochPlan | None = None
-    buffers: dict[int, tuple[Array, Array]] = field(default_factory=dict)
+    buffers: dict[int, tuple[Array, Array, Array | None]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -116,12 +116,17 @@ class LayerPlan:
         self.dense.set_eta(self.eta)
         return self.dense
 
-    def batch(self, backend: Ops, m: int) -> tuple[Array, Array]:
-        """The gather buffers ``(m, n_in)``, ``(m, n_out)`` for a batch of ``m`` (made once)."""
+    def batch(self, backend: Ops, m: int) -> tuple[Array, Array, Array | None]:
+        """The gather buffers ``(m, n_in)``, ``(m, n_out)`` for a batch of ``m`` (made once),
+        and ``(n_in, m)`` where the first layer reads the columns as maps (a conv layer: its
+        reshape to ``(C, H, W, m)`` then needs no copy of its own)."""
         bufs = self.buffers.get(m)
         if bufs is None:
-            bufs = self.buffers[m] = (backend.empty((m, int(self.xs.shape[1]))),
-                                      backend.empty((m, int(self.ys.shape[1]))))
+            n_in = int(self.xs.shape[1])
+            maps = not isinstance(self.stack.layers[0], FullyConnected)
+            bufs = self.buffers[m] = (backend.empty((m, n_in)),
+                                      backend.empty((m, int(self.ys.shape[1]))),
+                                      backend.empty((n_in, m)) if maps else None)
         return bufs
 
 
@@ -177,8 +182,11 @@ def sgd_epoch(backend: Ops, plan: LayerPlan, total: Any = 0.0) -> Any:
     for start in range(0, n, plan.batch_size):
         idx = plan.order[start : min(start + plan.batch_size, n)]
         m = int(idx.shape[0])
-        xbuf, ybuf = plan.batch(backend, m)
+        xbuf, ybuf, columns = plan.batch(backend, m)
         x = backend.take_rows(plan.xs, idx, out=xbuf).T
+        if columns is not None:  # C order for the maps, into a buffer kept for this m
+            backend.copy_into(columns, x)
+            x = columns
         y = backend.take_rows(plan.ys, idx, out=ybuf).T
         step = plan.first_step + start // plan.batch_size
         dropped = masks(backend, plan.stack, plan.seed, step, m) if plan.dropout else None

@@ -237,6 +237,10 @@ def test_options_that_do_not_apply_are_refused():
         net.train(np.zeros((5, 6)), np.zeros(6, int), epochs=1, batch_size=2, eta=0.1)
     with pytest.raises(ConfigError, match="network2"):
         net.save("x.json", format="network2")
+    with pytest.raises(ConfigError, match="trains in one process"):
+        net.epoch_plan(X, np.zeros(6, int), batch_size=2, eta=0.1)
+    with pytest.raises(ConfigError, match="draws its parameters as its layers define"):
+        net.default_weight_initializer()
 
 
 def test_an_interrupted_epoch_rolls_back():

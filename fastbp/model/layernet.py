@@ -160,8 +160,9 @@ class LayerMethods:
                           "new Network(layers, seed=...) to draw them anew")
 
     def epoch_plan(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError("epoch_plan gives a fully connected network's plan; a layer network "
-                          "trains with train() (its plan: fastbp.core.layers.epoch.LayerPlan)")
+        raise ConfigError("epoch_plan gives a fully connected network's plan (what the "
+                          "benchmarks' steps and distributed training run); a layer network "
+                          "trains in one process with train()")
 
     # -- the matrix form --------------------------------------------------------------------
     def feedforward(self, a: Any) -> np.ndarray:

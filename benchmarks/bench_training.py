@@ -47,3 +47,8 @@ def test_step(case, benchmark, bench) -> None:  # noqa: ANN001
 def test_epoch(case, benchmark, bench) -> None:  # noqa: ANN001
     """One shuffled epoch of ``N`` samples (``Network.train(..., epochs=1)`` for fastbp)."""
     _measure(case, benchmark, bench)
+
+
+def test_conv(case, benchmark, bench) -> None:  # noqa: ANN001
+    """One shuffled epoch of the book's two-conv-layer ReLU network (``Network(layers)``)."""
+    _measure(case, benchmark, bench)

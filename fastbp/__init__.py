@@ -28,7 +28,7 @@ from .errors import (
 from .version import __version__
 
 if TYPE_CHECKING:  # the lazily imported names, as type checkers and the API reference see them
-    from . import datasets, mnist_loader, plots
+    from . import datasets, layers, mnist_loader, plots
     from .core import reference
     from .core.costs import (
         CrossEntropyCost,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the lazily imported names, as type checkers and the API ref
     from .model.evaluation import evaluate
     from .model.gradcheck import gradcheck
     from .model.monitoring import EarlyStopping, LearningRateSchedule, Monitor, Monitoring
-    from .model.network import Network
+    from .model.network import LayerNetwork, Network
     from .model.persist import load
 
 # Everything else is imported when first used (PEP 562), so that ``import fastbp.cli`` takes
@@ -58,7 +58,7 @@ _LAZY = {
     "evaluate": ".model.evaluation", "gradcheck": ".model.gradcheck",
     "EarlyStopping": ".model.monitoring", "LearningRateSchedule": ".model.monitoring",
     "Monitor": ".model.monitoring", "Monitoring": ".model.monitoring",
-    "Network": ".model.network", "load": ".model.persist",
+    "Network": ".model.network", "load": ".model.persist", "LayerNetwork": ".model.network",
 }
 
 _MODULES = ("datasets", "mnist_loader", "reference")
@@ -93,5 +93,6 @@ __all__ = [
     "ShapeError", "TrainingDiverged", "backend_names", "datasets", "gradcheck", "mnist_loader",
     "reference", "register_backend", "sigmoid", "sigmoid_prime", "use_device",
     "EarlyStopping", "Evaluation", "MissingDependency", "Monitor", "Monitoring", "evaluate",
-    "load", "SaveError", "__version__", "LearningRateSchedule", "plots",
+    "load", "SaveError", "__version__", "LearningRateSchedule", "plots", "layers",
+    "LayerNetwork",
 ]

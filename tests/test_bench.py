@@ -70,7 +70,9 @@ def test_plan_puts_fastbp_first_then_loop_then_peers_and_keeps_unavailable_devic
     cases = wl.plan_cases(devices, sizes=[(784, 30, 10)], batch_sizes=[10], dtypes=["float32"],
                           peers=fake)
     impls = [c.impl for c, _ in cases]
-    assert impls == ["matrix", "matrix", "matrix", "matrix", "loop", "loop", "x-peer"]
+    # per device: step, epoch, then the conv net at batches 10 and 100
+    assert impls == ["matrix"] * 8 + ["loop", "loop", "x-peer"]
+    assert [c.kind for c, _ in cases[:4]] == ["step", "epoch", "conv", "conv"]
     reasons = {(c.device, c.impl, c.kind): r for c, r in cases}
     assert reasons[("cuda", "matrix", "step")] == "no GPU here"
     assert reasons[("cpu", "matrix", "step")] is None

@@ -326,8 +326,8 @@ def test_a_corrupted_byte_is_refused(rng, tmp_path):
 
 def test_a_newer_format_version_is_refused_with_upgrade_advice(rng, tmp_path):
     _, path = trained(rng, tmp_path)
-    bad = with_metadata(path, tmp_path / "new.npz", format_version=4, fastbp_version="9.0")
-    with pytest.raises(ModelFormatError, match="format version 4.*reads versions 1 to 3.*upgrade"):
+    bad = with_metadata(path, tmp_path / "new.npz", format_version=5, fastbp_version="9.0")
+    with pytest.raises(ModelFormatError, match="format version 5.*reads versions 1 to 4.*upgrade"):
         fastbp.load(bad)
     bad = with_metadata(path, tmp_path / "zero.npz", format_version=0)
     with pytest.raises(ModelFormatError, match="invalid format_version 0"):

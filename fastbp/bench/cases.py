@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 MATRIX, LOOP = "matrix", "loop"  # fastbp's matrix form, and the book's per-sample loop
+CONV = "conv"  # one epoch of the book's two-conv-layer ReLU network (fastbp's matrix form only)
+CONV_NET = "chapter6-conv2"  # fastbp.core.layers.spec.NETS
+CONV_SIZES = (784, 2880, 640, 100, 10)  # its layers' outputs, flattened: the case's ``sizes``
 
 
 def sizes_label(sizes: Sequence[int]) -> str:

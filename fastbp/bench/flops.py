@@ -99,3 +99,20 @@ def gemm_peak(backend: Any, n: int | None = None, repeats: int = 5,
     return {"gflops": top["gflops"], "n": n, "shape": top["shape"],
             "seconds": top["seconds"], "dtype": backend.dtype,
             "tried": [{"shape": t["shape"], "gflops": round(t["gflops"], 2)} for t in tried]}
+
+
+def layer_flops_per_sample(layers: Sequence[Any]) -> float:
+    """Training FLOPs per sample of a layer stack's products: each layer's ``W·a`` costs
+    ``2·|W|`` per output position (``oh·ow`` of a conv layer, 1 of a fully connected one),
+    training three times that (forward, ``∂C/∂W``, ``∂C/∂a``), the first layer's ``∂C/∂a``
+    left out."""
+    total = 0.0
+    for i, layer in enumerate(layers):
+        size = 1
+        for d in layer.param_shapes()[0]:
+            size *= int(d)
+        positions = 1
+        for d in getattr(layer, "conv_shape", (1,)):
+            positions *= int(d)
+        total += 2.0 * size * positions * (2 if i == 0 else 3)
+    return total

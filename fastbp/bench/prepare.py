@@ -9,11 +9,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.epoch import run_epoch
-from .cases import LOOP, MATRIX, Case
+from .cases import CONV, CONV_NET, LOOP, MATRIX, Case
 from .data import BenchError, DataSource
 
 SEED = 1234
 ETA = 3.0
+CONV_ETA = 0.03  # the book's rate for its ReLU conv net
 
 
 @dataclass
@@ -38,6 +39,8 @@ def prepare(case: Case, data: DataSource, peers: dict[str, Any] | None = None) -
     """The callable that times ``case``; peers are gradient-checked here first."""
     X, labels, Y = data(case.samples, case.dtype, case.sizes[0], case.sizes[-1])
     X, labels, Y = X[:, : case.samples], labels[: case.samples], Y[:, : case.samples]
+    if case.kind == CONV:
+        return _prepare_conv(case, X, labels)
     weights, biases = initial_parameters(case.sizes, case.dtype)
     if case.impl == MATRIX:
         return _prepare_matrix(case, X, labels, weights, biases)
@@ -69,6 +72,27 @@ def _prepare_matrix(case: Case, X: np.ndarray, labels: np.ndarray, weights: list
         return Prepared(epoch, info)
     step = matrix_step(net, X, labels, ETA)
     return Prepared(step, info)
+
+
+def conv_layers() -> list[Any]:
+    """The layers of the ``conv`` cases: the book's two conv-pool layers with ReLU."""
+    from ..core.layers.spec import NETS, parse_layers
+
+    return parse_layers(NETS[CONV_NET])
+
+
+def _prepare_conv(case: Case, X: np.ndarray, labels: np.ndarray) -> Prepared:
+    """One shuffled epoch of the conv net (``Network(layers).train``), seeded by :data:`SEED`."""
+    from ..model.network import Network
+
+    net = Network(conv_layers(), device=case.device, dtype=case.dtype, seed=SEED)
+    be = net.backend
+
+    def epoch() -> None:
+        net.train(X, labels, epochs=1, batch_size=case.batch_size, eta=CONV_ETA, shuffle=True)
+        be.synchronize()
+
+    return Prepared(epoch, {"backend": type(be).__name__, "network": repr(net)})
 
 
 def matrix_step(net: Any, X: Any, labels: Any, eta: float) -> Callable[[], None]:

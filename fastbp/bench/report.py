@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 from ..io.targets import atomic_write, write_file
 from .cases import LOOP, MATRIX
 
-KIND_ORDER = {"step": 0, "epoch": 1}
+KIND_ORDER = {"step": 0, "epoch": 1, "conv": 2}
 BUSY = 0.25
 """Cores other processes may take while a case is timed before its figures are flagged."""
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

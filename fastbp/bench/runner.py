@@ -15,7 +15,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-from .flops import flops_per_sample, needed_flops_per_sample
+from .cases import CONV
+from .flops import flops_per_sample, layer_flops_per_sample, needed_flops_per_sample
 
 JSON_VERSION = "5.1.0"  # the pytest-benchmark JSON layout these files follow
 
@@ -79,8 +80,13 @@ def stats_of(data: Sequence[float], iterations: int) -> dict[str, Any]:
 def throughput_info(case: Any, seconds: float, peak: dict[str, Any] | None) -> dict[str, Any]:
     """``extra_info`` of a case timed at ``seconds`` per call: samples/s, GFLOP/s, % of peak."""
     rate = case.samples / seconds
-    fps = flops_per_sample(case.sizes, case.batch_size)
-    needed = needed_flops_per_sample(case.sizes, case.batch_size)
+    if case.kind == CONV:  # the conv net's products (fastbp.bench.flops)
+        from .prepare import conv_layers
+
+        fps = needed = layer_flops_per_sample(conv_layers())
+    else:
+        fps = flops_per_sample(case.sizes, case.batch_size)
+        needed = needed_flops_per_sample(case.sizes, case.batch_size)
     gflops = rate * fps / 1e9
     info: dict[str, Any] = {
         **case.params, "device_kind": case.device_kind, "samples": case.samples,

@@ -6,7 +6,10 @@ Two kinds of work:
 - ``step``: one SGD step on a fixed mini-batch of ``m`` samples already on the device (fastbp
   gathers it through its own ``sgd_epoch``, as in training);
 - ``epoch``: one shuffled epoch over ``N`` samples (``EPOCH_SAMPLES``), fastbp through
-  ``Network.train(X, Y, epochs=1, batch_size=m, eta=η, shuffle=True)``.
+  ``Network.train(X, Y, epochs=1, batch_size=m, eta=η, shuffle=True)``;
+- ``conv``: one shuffled epoch of the book's two-conv-layer ReLU network (chapter 6's
+  ``chapter6-conv2``) over ``CONV_SAMPLES`` samples at batches 10 and 100, fastbp's matrix form
+  on each device (the generic layer epoch on its operations).
 
 Implementations: ``matrix`` (fastbp, on every registered device that starts here), ``loop``
 (the per-sample oracle :func:`fastbp.core.reference.sgd_epoch`, NumPy on the CPU), and the peers of
@@ -20,7 +23,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from .cases import LOOP, MATRIX, Case
+from .cases import CONV, CONV_SIZES, LOOP, MATRIX, Case
 from .data import BenchError, DataSource, data_source, mnist_data, synthetic_mnist
 from .prepare import ETA, SEED, Prepared, initial_parameters, matrix_step, prepare
 
@@ -39,7 +42,9 @@ GPU_SIZES: tuple[tuple[int, ...], ...] = CPU_SIZES + ((784, 4096, 4096, 10),)
 ALL_SIZES = GPU_SIZES
 BATCH_SIZES = (1, 10, 100, 1000, 10_000)
 DTYPES = ("float32", "float64")
-KINDS = ("step", "epoch")
+KINDS = ("step", "epoch", CONV)
+CONV_BATCHES = (10, 100)
+CONV_SAMPLES = 1_000  # an epoch of the conv net runs at hundreds to thousands of samples/s
 # Above this many weights a network is "big": on a CPU its epochs at tiny batches and the
 # per-sample loop take too long to time (the step benchmark still shows those pairs).
 BIG_WEIGHTS = 1_000_000
@@ -126,6 +131,15 @@ def make_case(kind: str, device: Device | str, impl: str, sizes: Sequence[int], 
                 dev.peer_kind)
 
 
+def conv_case(device: Device, batch_size: int, dtype: str,
+              epoch_samples: int = EPOCH_SAMPLES) -> Case:
+    """The ``conv`` case of ``device`` at ``batch_size``: an epoch of ``CONV_SAMPLES`` (at most
+    ``epoch_samples``, at least one batch)."""
+    samples = max(min(CONV_SAMPLES, epoch_samples), batch_size)
+    return Case(CONV, device.name, MATRIX, CONV_SIZES, int(batch_size), dtype, samples,
+                device.peer_kind)
+
+
 def epoch_size(batch_size: int, epoch_samples: int = EPOCH_SAMPLES,
                sizes: Sequence[int] = (784, 30, 10), device_kind: str = "cpu") -> int:
     """Samples in one epoch: ``epoch_samples``, but 2,000 at batch 1 and for big networks on a
@@ -165,18 +179,22 @@ def plan_cases(devices: Sequence[Device], *, kinds: Sequence[str] = KINDS,
     for dev in devices:
         if dev.unavailable is None and dev.peer_kind not in kinds_present:
             kinds_present.append(dev.peer_kind)
+    fc_kinds = [k for k in kinds if k != CONV]
     for dev in devices:
-        for kind in kinds:
+        for kind in fc_kinds:
             add(kind, dev, MATRIX)
+        if CONV in kinds:
+            out.extend((conv_case(dev, b, dt, epoch_samples), dev.unavailable)
+                       for b in CONV_BATCHES for dt in dtypes)
     for pk in kinds_present:
         if loop:
-            for kind in kinds:
+            for kind in fc_kinds:
                 add(kind, Device(pk, pk), LOOP)
         for name, spec in (peers or {}).items():
             missing = None
             if importlib.util.find_spec(spec.package) is None:
                 missing = f"{spec.package} is not installed (pip install -e '.[peers]')"
-            for kind in kinds:
+            for kind in fc_kinds:
                 add(kind, Device(pk, pk), name, spec.kinds, missing)
     # A case can appear twice (two devices of one kind for the loop): keep the first.
     seen: set[str] = set()

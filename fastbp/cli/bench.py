@@ -70,7 +70,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", type=_dtypes, nargs="+", default=None, metavar="DTYPE",
                    help="float32 and/or float64 (default: float32)")
     p.add_argument("--kinds", type=_names, nargs="+", default=None, metavar="KIND",
-                   help="what to time: step (one SGD step) and/or epoch (default: both)")
+                   help="what to time: step (one SGD step), epoch (one shuffled epoch) and/or "
+                   "conv (an epoch of the book's two-conv-layer ReLU network, chapter6-conv2, "
+                   "at batches 10 and 100) (default: all three; step and epoch with --quick)")
     p.add_argument("--peers", type=_names, nargs="*", default=None, metavar="NAME",
                    help="also time the peers (PyTorch, JAX) that are installed: all of them "
                    "(no NAME), or those named: torch-eager torch-compile jax-jit jax-scan")
@@ -132,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     args.batch_sizes, args.devices = _flat(args.batch_sizes), _flat(args.devices)
-    args.kinds = _flat(args.kinds) or ["step", "epoch"]
+    args.kinds = _flat(args.kinds) or (["step", "epoch"] if args.quick else
+                                       ["step", "epoch", "conv"])
     args.dtype = _flat(args.dtype) or ["float32"]
     args.peers = _flat(args.peers)
     check_numbers(args)  # all before any timing: a bad value costs nothing
@@ -146,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     samples = args.samples if args.samples is not None else wl.EPOCH_SAMPLES
     bad = [k for k in args.kinds if k not in wl.KINDS]
     if bad or not args.kinds:
-        raise ConfigError(f"--kinds takes step and/or epoch, got {','.join(args.kinds)}")
+        raise ConfigError(f"--kinds takes step, epoch and/or conv, got "
+                          f"{','.join(args.kinds)}")
     if any(b < 1 for b in batches) or samples < 1:
         raise ConfigError("batch sizes and --samples must be >= 1")
     names = args.devices or [devmod.requested_device()]

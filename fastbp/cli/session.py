@@ -22,6 +22,7 @@ from typing import Any
 from ..core.validate import check_count
 from ..errors import ConfigError, FastbpError, TrainingDiverged
 from .interrupts import CLI_NAMES, cause, sigterm_as_interrupt, stop_line
+from .layers import layer_options
 from .outputs import (
     check_paths,
     checked_extra,
@@ -104,12 +105,19 @@ class Session:
                 setattr(args, key, value)
             for name in MONITORS:
                 setattr(args, name, getattr(args, name) or bool(saved.get(name, False)))
+        layers = layer_options(args)  # --net or --layers (sets their default η)
+        if layers is not None and args.resume:
+            raise ConfigError("--net and --layers build a new network; --resume continues the "
+                              "one in its file: leave them out")
         for key in RESUMABLE:
             if getattr(args, key) is None:
                 setattr(args, key, saved.get(key, book.get(key)))
         if args.schedule is not None:  # a JSON list in the model file
             args.schedule = tuple(args.schedule)
-        if not args.resume:
+        if layers is not None:
+            args.dtype = args.dtype or book["dtype"]
+            self.net = Network(layers, device=args.device, dtype=args.dtype, seed=args.seed)
+        elif not args.resume:
             for key in MODEL_OPTIONS:
                 if getattr(args, key) is None:
                     setattr(args, key, book[key])

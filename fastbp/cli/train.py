@@ -9,12 +9,15 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 
+from .layers import LAYERS_HELP, NET_HELP
 from .options import add_training_args, load_data, parse_schedule
 from .session import Session, add_keep_args
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     add_training_args(p)
+    p.add_argument("--net", default=None, metavar="NAME", help=NET_HELP)
+    p.add_argument("--layers", default=None, metavar="SPEC", help=LAYERS_HELP)
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="train on the first N of the 50,000 training images only, for quick runs "
                    "(default: all of them)")

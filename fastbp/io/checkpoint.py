@@ -49,6 +49,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..core.layers.spec import from_spec
 from ..core.records import EpochRecord, History
 from ..errors import ConfigError, ModelFormatError
 from ..files import open_regular
@@ -57,7 +58,7 @@ from .archive import MAX_HEADER, ZIP_ERRORS, check_members, check_npz, member_si
 from .targets import atomic_write, fsync_directory  # noqa: F401 - the save's own steps
 
 FORMAT = "fastbp-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # a file of a fully connected stack is written as version 3
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 MAX_METADATA = 64 << 20  # 64 MiB of JSON: the history of some 200,000 epochs
 MAX_ITEMSIZE = 8  # float64, the widest dtype a model has: the most bytes a value takes
@@ -82,18 +83,22 @@ class ModelState:
     extra: dict[str, Any] = field(default_factory=dict)
     kinds: list[str] | None = None  # each layer's neuron; None: all sigmoid (version 1 files)
     velocities: list[np.ndarray] | None = None  # v of every W^l, then of every b^l (version 3)
+    layers: list[dict[str, Any]] | None = None  # the layer kinds' specs (version 4)
 
 
 # -- saving ---------------------------------------------------------------------------------
 def metadata_of(state: ModelState) -> dict[str, Any]:
     """The JSON metadata that :func:`save` writes for ``state``."""
-    return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "fastbp_version": __version__,
+    meta = {
+        "format": FORMAT, "format_version": 3, "fastbp_version": __version__,
         "sizes": list(state.sizes), "cost": state.cost, "dtype": state.dtype,
         "init": state.init, "kinds": list(state.kinds or ["sigmoid"] * (len(state.sizes) - 1)),
         "epoch": len(state.history), "history": state.history.as_dicts(),
         "rng": _to_json(state.rng.bit_generator.state), "extra": state.extra or {},
     }
+    if state.layers is not None:
+        meta.update(format_version=FORMAT_VERSION, layers=list(state.layers))
+    return meta
 
 
 def save(state: ModelState, path: str | os.PathLike) -> Path:
@@ -141,7 +146,7 @@ def read_state(path: str | os.PathLike) -> tuple[ModelState, dict[str, Any]]:
         weights=[arrays[f"weights_{i}"] for i in range(L)],
         biases=[arrays[f"biases_{i}"] for i in range(L)],
         rng=_generator(path, meta["rng"]), history=history, extra=dict(meta["extra"]),
-        kinds=meta.get("kinds"),
+        kinds=meta.get("kinds"), layers=meta.get("layers"),
         velocities=([arrays[f"velocity_weights_{i}"] for i in range(L)]
                     + [arrays[f"velocity_biases_{i}"] for i in range(L)])
         if "velocity_weights_0" in arrays else None)
@@ -167,7 +172,7 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                                        "unread)")
             with np.load(file, allow_pickle=False) as npz:
                 meta = _metadata(path, npz["metadata"] if "metadata" in sizes else None)
-                shapes = _expected(meta["sizes"], any(n.startswith("velocity_") for n in sizes))
+                shapes = _expected(meta, any(n.startswith("velocity_") for n in sizes), path)
                 check_members(path, sizes, {"metadata": MAX_METADATA, **{
                     name: math.prod(shape) * MAX_ITEMSIZE + MAX_HEADER + 128
                     for name, shape in shapes.items()}}, f"sizes {meta['sizes']}")
@@ -255,19 +260,44 @@ def _metadata(path: Path, raw: np.ndarray | None) -> dict[str, Any]:
     return meta
 
 
-def _expected(sizes: list[int], velocities: bool) -> dict[str, tuple[int, int]]:
-    """The arrays a model of ``sizes`` holds, by name, and their shapes."""
+Shapes = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def layer_shapes(meta: dict[str, Any], path: Any = "model") -> list[Shapes]:
+    """``(W shape, b shape)`` of every layer: from the layer specs of a version 4 file (checked
+    against its sizes), else ``(n_l, n_{l-1})``, ``(n_l, 1)`` from the sizes."""
+    sizes = meta["sizes"]
+    if "layers" not in meta:
+        return [((n, k), (n, 1)) for k, n in zip(sizes[:-1], sizes[1:])]
+    specs = meta["layers"]
+    if not isinstance(specs, list) or len(specs) != len(sizes) - 1:
+        raise ModelFormatError(f"{path}: layers must list {len(sizes) - 1} layer specs (one "
+                               f"per size after the input), got {str(specs)[:80]}")
+    try:
+        layers = [from_spec(spec) for spec in specs]
+    except ConfigError as exc:
+        raise ModelFormatError(f"{path}: invalid layer spec ({exc})") from exc
+    flat = [int(math.prod(layers[0].in_shape)), *(int(math.prod(la.out_shape)) for la in layers)]
+    if flat != sizes:
+        raise ModelFormatError(f"{path}: the layer specs give sizes {flat}, the metadata {sizes}")
+    return [layer.param_shapes() for layer in layers]
+
+
+def _expected(meta: dict[str, Any], velocities: bool, path: Any = "model"
+              ) -> dict[str, tuple[int, ...]]:
+    """The arrays a model of ``meta``'s sizes (or layer specs) holds, by name, and their
+    shapes."""
     expected = {}
-    for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-        expected[f"weights_{i}"], expected[f"biases_{i}"] = (n, k), (n, 1)
+    for i, (wshape, bshape) in enumerate(layer_shapes(meta, path)):
+        expected[f"weights_{i}"], expected[f"biases_{i}"] = wshape, bshape
         if velocities:  # all or none
-            expected[f"velocity_weights_{i}"], expected[f"velocity_biases_{i}"] = (n, k), (n, 1)
+            expected[f"velocity_weights_{i}"], expected[f"velocity_biases_{i}"] = wshape, bshape
     return expected
 
 
 def _check_arrays(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     sizes, dtype = meta["sizes"], np.dtype(meta["dtype"])
-    expected = _expected(sizes, any(name.startswith("velocity_") for name in arrays))
+    expected = _expected(meta, any(name.startswith("velocity_") for name in arrays), path)
     missing = sorted(set(expected) - set(arrays))
     unknown = sorted(set(arrays) - set(expected))
     if missing or unknown:

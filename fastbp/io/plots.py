@@ -187,3 +187,45 @@ def accuracy_bars(results: Sequence[tuple[str, float, float | None]],
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def filter_images(net: Any, layer: int = 0, channel: int = 0) -> np.ndarray:
+    """The filters of conv layer ``layer`` of a layer network as images ``(F, kh, kw)``:
+    ``W`` ``(F, C·kh·kw)`` read as ``(F, C, kh, kw)``, input channel ``channel``."""
+    layers = getattr(net, "layers", None)
+    if layers is None:
+        raise ConfigError("filters belong to a layer network's conv layers; this network has "
+                          "no layers (build it from fastbp.layers.ConvPool and others)")
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(layers):
+        raise ConfigError(f"layer must be an index from 0 to {len(layers) - 1}, got {layer!r}")
+    shape = getattr(layers[layer], "filter_shape", None)
+    if shape is None:
+        raise ConfigError(f"layer {layer} is {type(layers[layer]).__name__}, not a conv layer: "
+                          "filters are a ConvPool layer's")
+    f, c, kh, kw = shape
+    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < c:
+        raise ConfigError(f"channel must be an index from 0 to {c - 1}, got {channel!r}")
+    return np.asarray(net.weights[layer]).reshape(f, c, kh, kw)[:, channel].copy()
+
+
+def plot_filters(net: Any, path: str | os.PathLike, *, layer: int = 0, channel: int = 0,
+                 columns: int = 10, title: str | None = None) -> Path:
+    """The learned filters of conv layer ``layer`` (its input channel ``channel``), one small
+    image each, ``columns`` to a row, on one grey scale symmetric about 0 (darker: a larger
+    weight), as the book shows its first layer's 20 filters. The PNG is ``columns × 80``
+    pixels wide."""
+    images = filter_images(net, layer, channel)
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ConfigError(f"columns must be a positive integer, got {columns!r}")
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    fig = _figure((columns * 0.8, rows * 0.8 + 0.6))
+    axes = np.atleast_1d(fig.subplots(rows, columns)).reshape(-1)
+    scale = float(np.abs(images).max()) or 1.0
+    for ax in axes:
+        ax.axis("off")
+    for ax, image in zip(axes, images):
+        ax.imshow(image, cmap="gray_r", vmin=-scale, vmax=scale, interpolation="nearest")
+    fig.suptitle(title or f"Layer {layer}: {len(images)} filters of "
+                 f"{images.shape[1]}×{images.shape[2]}", fontsize=10)
+    return _save(fig, path)

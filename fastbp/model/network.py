@@ -41,6 +41,7 @@ from ..io import checkpoint, network2
 from ..io.checkpoint import ModelState
 from . import driver, inputs
 from .book import BookAPI
+from .layernet import LayerMethods, is_layer_stack
 from .parameters import ParameterList
 
 
@@ -71,7 +72,17 @@ class Network(BookAPI):
     the training thread (e.g. in ``callback``), since a read from elsewhere may mix two steps.
     ``use_device`` is per thread (a ``ContextVar``): a block in one thread never changes the
     device another thread gets.
+
+    ``Network(layers, device=..., dtype=..., seed=...)`` with a list of :mod:`fastbp.layers`
+    objects in place of ``sizes`` builds a :class:`LayerNetwork` (chapter 6's conv-pool layers).
     """
+
+    def __new__(cls, sizes: Any = None, *args: Any, **kwargs: Any) -> Network:
+        """``Network(layers, ...)`` (a list of :mod:`fastbp.layers` objects) is a
+        :class:`LayerNetwork`; ``Network(sizes, ...)`` this class."""
+        if cls is Network and is_layer_stack(sizes):
+            cls = LayerNetwork
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -368,3 +379,7 @@ class Network(BookAPI):
                            kinds=self.kinds)
             return ev.correct(self._weights, self._biases)
 
+
+class LayerNetwork(LayerMethods, Network):  # type: ignore[misc]
+    """``Network(layers, device=..., dtype=..., seed=...)``: a stack of chapter 6's layer kinds
+    (:mod:`fastbp.model.layernet`), ending in ``Softmax``, with ``Network``'s API."""

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.layers.spec import from_spec
 from ..errors import DeviceError, FastbpError, ModelFormatError
 from ..io import checkpoint, network2
 from .network import Network
@@ -45,8 +46,12 @@ def load_checkpoint(path: str | os.PathLike, *, device: str | None = None) -> Ch
         state, meta = checkpoint.read_state(path)
     try:
         kinds = state.kinds or ["sigmoid"] * (len(state.sizes) - 1)
-        net = Network(state.sizes, cost=state.cost, device=device, dtype=state.dtype,
-                      init=state.init, activation=kinds[:-1])
+        if state.layers is not None:  # a layer stack (version 4), its specs checked on reading
+            net = Network([from_spec(spec) for spec in state.layers], device=device,
+                          dtype=state.dtype)
+        else:
+            net = Network(state.sizes, cost=state.cost, device=device, dtype=state.dtype,
+                          init=state.init, activation=kinds[:-1])
         if list(net.kinds) != list(kinds):
             raise ModelFormatError(f"{path}: layer kinds {kinds} do not fit the cost "
                                    f"{state.cost!r} (its output layer is {net.kinds[-1]})")

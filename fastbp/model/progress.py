@@ -44,7 +44,10 @@ def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
     plan_for = getattr(backend, "plan_for", None)
     if plan_for is not None:  # the device plans the whole epoch, not the first slice
         plan.order = backend.index_array(order)
-        plan_for(plan)
+        # a layer stack's plan offers the device its fully connected form, or nothing to plan
+        own = plan.device_plan() if hasattr(plan, "device_plan") else plan
+        if own is not None:
+            plan_for(own)
     progress(0, 0.0, n)
     for start in range(0, n, step):
         plan.order = backend.index_array(order[start:start + step])

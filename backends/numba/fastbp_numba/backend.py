@@ -3,8 +3,8 @@
 Arrays are NumPy arrays and every operation outside training is the ``cpu`` device's. What
 differs is :meth:`NumbaBackend.sgd_epoch`: the whole epoch (gather, feedforward, BP1, BP2 and the
 folded update, for every mini-batch) runs in one call of a Numba-compiled function
-(:func:`fastbp_numba.kernels.sgd_epoch`, or with momentum, L1 or dropout
-:func:`fastbp_numba.techniques.sgd_epoch`), so no step returns to Python. The compiled code is
+(:func:`fastbp_numba.epoch.sgd_epoch`, or with momentum, L1 or dropout
+:func:`fastbp_numba.epoch.sgd_epoch_tech`), so no step returns to Python. The compiled code is
 cached on disk, so only the first use on a machine compiles (a few seconds).
 """
 
@@ -49,7 +49,7 @@ class NumbaBackend(NumpyBackend):
                               "use device 'cpu' for float16")
         if index != 0:
             raise ConfigError(f"device 'cpu-jit' has one device, 'cpu-jit' (got index {index})")
-        self._kernels: Any = None
+        self._compiled: Any = None
 
     # -- convolution and max-pooling: compiled loops (fastbp_numba.conv) ----------------------
     @property
@@ -80,20 +80,27 @@ class NumbaBackend(NumpyBackend):
         return out
 
     @property
-    def kernels(self) -> Any:
-        """:mod:`fastbp_numba.kernels`, imported (and so Numba loaded) when first needed."""
-        if self._kernels is None:
+    def epoch(self) -> Any:
+        """:mod:`fastbp_numba.epoch`, the compiled whole epochs, imported (and so Numba loaded)
+        when first needed."""
+        if self._compiled is None:
             try:
-                kernels = retryable_import(f"{__package__}.kernels")
+                epoch = retryable_import(f"{__package__}.epoch")
             except ImportError as exc:
                 raise MissingDependency(
                     f"device 'cpu-jit' needs Numba and SciPy ({exc}): pip install numba scipy"
                 ) from exc
-            if not compiled_before(kernels):
+            if not compiled_before(epoch):
                 log.info("fastbp: cpu-jit compiles its epoch (the first run on this machine: "
                          "a few seconds, kept for later runs)")
-            self._kernels = kernels
-        return self._kernels
+            self._compiled = epoch
+        return self._compiled
+
+    @property
+    def kernels(self) -> Any:
+        """:mod:`fastbp_numba.kernels`, the compiled building blocks of one step."""
+        self.epoch  # noqa: B018 - Numba's absence is reported there
+        return retryable_import(f"{__package__}.kernels")
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -106,10 +113,10 @@ class NumbaBackend(NumpyBackend):
     # -- training --------------------------------------------------------------------------
     def sgd_epoch(self, plan: EpochPlan) -> Any:
         """One epoch of mini-batch SGD in one compiled call; the same equations and order of
-        operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
+        operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.epoch`).
 
-        A plan with momentum, L1 or dropout runs the compiled twins of
-        :mod:`fastbp_numba.techniques` on every strategy. A cost other than the three built in
+        A plan with momentum, L1 or dropout runs the compiled twins (the ``*_tech`` epochs of
+        :mod:`fastbp_numba.epoch`) on every strategy. A cost other than the three built in
         runs the ``cpu`` device's loop (its ``output_error`` is Python), and says so once in
         the log.
         """
@@ -150,10 +157,10 @@ class NumbaBackend(NumpyBackend):
     def _epoch(self, plan: Any, code: Any, candidate: str) -> float:
         """One epoch of ``plan`` run as ``candidate`` (``STRATEGY/LIBRARY``, see
         :mod:`fastbp_numba.planning`); returns the summed cost. A plan that is not plain runs
-        the same strategy on the kernels of :mod:`fastbp_numba.techniques`."""
+        the same strategy on the ``*_tech`` epochs of :mod:`fastbp_numba.epoch`."""
         strategy, library = candidate.split("/")
         lib = planning.library(library)
-        k = self.kernels
+        k = self.epoch
         m = int(plan.batch_size)
         xbuf, ybuf, acts, deltas, scal = self._work(plan.sizes, m, plan.workspaces)
         weights = tuple(_contiguous(w, self.dtype, "weights") for w in plan.weights)
@@ -175,8 +182,7 @@ class NumbaBackend(NumpyBackend):
                 strategy, prefetch.mode(plan.sizes, m, threads=True, rows=int(order.shape[0])))
             if gathering is None:
                 if tech is not None:
-                    t = self.techniques
-                    return t.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code,
+                    return k.sgd_epoch_tech(weights, biases, xs, ys, order, m, eta, decay, code,
                                        tech[0], int(plan.first_step), xbuf, ybuf, acts, deltas,
                                        tech[1], scal, SMALL_ROWS, blas)
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
@@ -191,18 +197,12 @@ class NumbaBackend(NumpyBackend):
                         total = k.sgd_rows(weights, biases, x, y, x.shape[0], m, eta, decay,
                                            code, acts, deltas, scal, SMALL_ROWS, blas, total)
                         continue
-                    total = self.techniques.sgd_rows(
+                    total = k.sgd_rows_tech(
                         weights, biases, x, y, x.shape[0], m, eta, decay, code, tech[0],
                         int(plan.first_step) + done // m, acts, deltas, tech[1], scal,
                         SMALL_ROWS, blas, total)
                     done += int(x.shape[0])
             return total
-
-    @property
-    def techniques(self) -> Any:
-        """:mod:`fastbp_numba.techniques`, the compiled epoch with chapter 3's techniques."""
-        self.kernels  # noqa: B018 - Numba's absence is reported there
-        return retryable_import(f"{__package__}.techniques")
 
     def _techniques(self, plan: Any, weights: tuple, biases: tuple, acts: tuple
                     ) -> tuple[tuple, tuple]:
@@ -246,8 +246,8 @@ class NumbaBackend(NumpyBackend):
                      ys: np.ndarray, order: np.ndarray, m: int, eta: float, decay: float,
                      code: int, work: tuple, blas: Any, lib: Any, tech: Any = None,
                      first_step: int = 0) -> float:
-        """The epoch on two threads (:func:`fastbp_numba.kernels.sgd_epoch_half`, or
-        :func:`fastbp_numba.techniques.sgd_epoch_half` with ``tech``, the pair
+        """The epoch on two threads (:func:`fastbp_numba.epoch.sgd_epoch_half`, or
+        :func:`fastbp_numba.epoch.sgd_epoch_half_tech` with ``tech``, the pair
         :meth:`_techniques` gives): this one and a helper, each with half of every step and
         BLAS on one thread. ``work``: the epoch's row buffers; ``blas``: :meth:`gemm_pointer`;
         ``first_step``: the number of the first mini-batch in its epoch."""
@@ -273,7 +273,7 @@ class NumbaBackend(NumpyBackend):
                                                      sync)
                     else:
                         assert extra_views is not None
-                        totals[t] = self.techniques.sgd_epoch_half(
+                        totals[t] = k.sgd_epoch_half_tech(
                             t, weights, biases, xs, ys, order, m, eta, decay, code, tech[0],
                             first_step, xbuf, acts, deltas, tech[1], views[t], extra_views[t],
                             np.empty(4, self.dtype), SMALL_ROWS, blas, sync)

@@ -9,7 +9,8 @@ OpenBLAS, or SciPy's BLAS) and one of
 - ``blas-threads``: the BLAS library's own threads split each product.
 
 Every candidate runs chapter 3's techniques (momentum, L1, dropout) in its compiled code
-(:mod:`fastbp_numba.techniques`), so a plan with them chooses among the same ones.
+(the `*_tech` epochs of :mod:`fastbp_numba.epoch`), so a plan with them chooses among the
+same ones.
 
 The first epoch of a configuration picks the fastest in a short trial of real steps on copies of
 the parameters (or takes the recorded choice). Candidates that round differently

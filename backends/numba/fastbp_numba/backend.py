@@ -22,9 +22,15 @@ from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import layer_kinds
 from fastbp.core.plan import EpochPlan
-from fastbp.devices.cpu import cblas, halves, prefetch
-from fastbp.devices.cpu.backend import NumpyBackend
-from fastbp.devices.cpu.blas_threads import one_thread
+from fastbp.devices.cpu import (
+    NumpyBackend,
+    chunk_buffers,
+    find_cblas,
+    half_helper,
+    one_thread,
+    prefetch_chunks,
+    prefetch_mode,
+)
 from fastbp.errors import ConfigError, MissingDependency
 
 from . import planning
@@ -179,7 +185,7 @@ class NumbaBackend(NumpyBackend):
         threads = strategy == "blas-threads"
         with contextlib.nullcontext() if threads else one_thread():
             gathering = {"overlap": "overlap", "one-thread": None}.get(
-                strategy, prefetch.mode(plan.sizes, m, threads=True, rows=int(order.shape[0])))
+                strategy, prefetch_mode(plan.sizes, m, threads=True, rows=int(order.shape[0])))
             if gathering is None:
                 if tech is not None:
                     return k.sgd_epoch_tech(weights, biases, xs, ys, order, m, eta, decay, code,
@@ -187,9 +193,9 @@ class NumbaBackend(NumpyBackend):
                                        tech[1], scal, SMALL_ROWS, blas)
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
-            total = 0.0  # the same steps, on rows gathered ahead (fastbp.devices.cpu.prefetch)
+            total = 0.0  # the same steps, on rows gathered ahead (prefetch_chunks)
             done = 0  # rows of the epoch already trained (whole batches: chunks hold whole ones)
-            chunks = prefetch.chunks(xs, ys, order, prefetch.chunk_buffers(self, plan),
+            chunks = prefetch_chunks(xs, ys, order, chunk_buffers(self, plan),
                                      parallel=gathering == "parallel")
             with contextlib.closing(chunks):  # an error waits for the gather in flight
                 for x, y in chunks:
@@ -281,7 +287,7 @@ class NumbaBackend(NumpyBackend):
                 errors.append(exc)
                 sync[0] = 1 << 62
 
-        with halves.helper() as start:
+        with half_helper() as start:
             done = start(run, 1)
             try:
                 run(0)
@@ -292,9 +298,9 @@ class NumbaBackend(NumpyBackend):
         return totals[0] + totals[1]
 
     def gemm_pointer(self) -> Any:
-        """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.devices.cpu.cblas.find`), or None for
+        """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.devices.cpu.find_cblas`), or None for
         SciPy's BLAS."""
-        lib = cblas.find()
+        lib = find_cblas()
         return None if lib is None else lib.gemm_for(self.dtype)
 
     def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,

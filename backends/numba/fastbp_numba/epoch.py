@@ -8,7 +8,7 @@ building blocks of :mod:`fastbp_numba.kernels` (the plain rule) and of
 
 - :func:`sgd_epoch` / :func:`sgd_epoch_tech`: ``one-thread``, gathering each batch itself;
 - :func:`sgd_rows` / :func:`sgd_rows_tech`: ``overlap`` and ``blas-threads``, on rows gathered
-  ahead in the epoch's order (:mod:`fastbp.devices.cpu.prefetch`);
+  ahead in the epoch's order (:func:`fastbp.devices.cpu.prefetch_chunks`);
 - :func:`sgd_epoch_half` / :func:`sgd_epoch_half_tech`: ``two-threads``, each thread taking half
   of every step.
 
@@ -70,8 +70,8 @@ def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, spec, xbuf, ybuf, a
 def sgd_rows(weights, biases, x, y, rows, m, eta, decay, spec, acts, deltas, scal, small, blas,
              total):
     """:func:`fastbp_numba.kernels.step` on consecutive mini-batches of ``m`` rows of ``x``/``y``
-    (rows already gathered in the epoch's order: :mod:`fastbp.devices.cpu.prefetch`), the first
-    ``rows`` rows. Returns ``total`` plus their summed cost (added in the order
+    (rows already gathered in the epoch's order: :func:`fastbp.devices.cpu.prefetch_chunks`), the
+    first ``rows`` rows. Returns ``total`` plus their summed cost (added in the order
     :func:`sgd_epoch` adds it); flush-to-zero as in :func:`sgd_epoch`."""
     saved = get_mxcsr()
     set_mxcsr(saved | np.uint32(FTZ_DAZ))

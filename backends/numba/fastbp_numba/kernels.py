@@ -26,8 +26,8 @@ same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l``
 :data:`CROSS_ENTROPY`, :data:`LOG_LIKELIHOOD`) and an int64 array with each layer's neuron
 (:data:`SIGMOID`, :data:`TANH`, :data:`RELU`, :data:`SOFTMAX`; :mod:`fastbp_numba.neurons`).
 
-The GEMMs call CBLAS through the function pointer :mod:`fastbp.devices.cpu.cblas` finds (MKL when
-installed, else NumPy's OpenBLAS), or, when it finds none, the BLAS SciPy ships through
+The GEMMs call CBLAS through the function pointer :func:`fastbp.devices.cpu.find_cblas` finds
+(MKL when installed, else NumPy's OpenBLAS), or, when it finds none, the BLAS SciPy ships through
 Numba's ``numba_xxgemm`` helper; always with ``alpha``/``beta`` and no temporary. Batches of at
 most ``small`` rows (one sample, by default) run compiled loops instead: there a product is a
 matrix-vector one, bound by reading ``W`` from cache, and a BLAS call would only add its

@@ -71,6 +71,7 @@ class CuPyBackend(NeuronKernels, EpochPaths, Backend):
     name = "cuda"
     kind = "gpu"
     staged_arrays = True  # CuPy arrays: reduced through host buffers or CUDA-aware MPI
+    host_memory = False
     def __init__(self, dtype: str = "float32", index: int = 0, *,
                  graphs: bool | None = None) -> None:
         cp = import_cupy()

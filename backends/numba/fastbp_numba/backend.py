@@ -329,7 +329,8 @@ class NumbaBackend(NumpyBackend):
 
     def _spec(self, cost: Any, kinds: Any, layers: int) -> tuple[int, np.ndarray] | None:
         """The kernels' ``spec``: the cost's code and each layer's neuron code (an int64
-        array), or None when they do not compile the cost."""
+        array), or None when they do not compile the cost; ``ConfigError`` for a neuron kind
+        without a compiled kernel (:data:`fastbp_numba.neurons.KIND_CODES`)."""
         k = self.kernels
         codes = {QuadraticCost: k.QUADRATIC, CrossEntropyCost: k.CROSS_ENTROPY,
                  LogLikelihoodCost: k.LOG_LIKELIHOOD}
@@ -338,6 +339,10 @@ class NumbaBackend(NumpyBackend):
             return None
         if kinds is None:
             kinds = layer_kinds(layers, "sigmoid", output_of(cost))
+        missing = [kind for kind in kinds if kind not in k.KIND_CODES]
+        if missing:
+            raise ConfigError(f"device 'cpu-jit' has no compiled kernel for the {missing[0]!r} "
+                              f"neuron (it compiles {sorted(k.KIND_CODES)}); use device 'cpu'")
         return code, np.array([k.KIND_CODES[kind] for kind in kinds], dtype=np.int64)
 
     def _work(self, sizes: list[int], m: int, cache: dict) -> tuple:

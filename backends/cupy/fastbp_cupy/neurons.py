@@ -12,7 +12,7 @@ without a kernel here (network3's ``linear``): the neuron table's form
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastbp.core.ops import Array
 
@@ -26,7 +26,13 @@ BIAS_ACTIVATION = {"sigmoid": "bias_sigmoid", "tanh": "bias_tanh", "relu": "bias
 MUL_PRIME = {"sigmoid": "mul_sigmoid_prime", "tanh": "mul_tanh_prime", "relu": "mul_relu_prime"}
 
 
-class NeuronKernels:
+if TYPE_CHECKING:  # a mixin of CuPyBackend: the type checker sees the Backend it extends
+    from fastbp.devices import Backend as _Base
+else:
+    _Base = object
+
+
+class NeuronKernels(_Base):
     """``bias_activation`` and ``mul_activation_prime`` of :class:`~fastbp_cupy.CuPyBackend`."""
 
     cp: Any
@@ -38,13 +44,13 @@ class NeuronKernels:
         """In place ``z ← f(z + b)`` (feedforward after the GEMM ``W a^{l-1}``)."""
         name = BIAS_ACTIVATION.get(kind)
         if name is None or (kind != "sigmoid" and self.dtype not in ("float32", "float64")):
-            return super().bias_activation(z, b, kind)  # type: ignore[misc] - CuPy's ufuncs
+            return super().bias_activation(z, b, kind)  # CuPy's ufuncs
         K.elementwise(self.cp, name)(b, z)
         if kind != "softmax":
             return z
         kernel = self._softmax_kernel() if z.flags.c_contiguous else None
         if kernel is None:
-            return self.softmax_columns(z)  # type: ignore[attr-defined] - CuPy's reductions
+            return self.softmax_columns(z)  # CuPy's reductions
         launch = softmax_launch(z)
         kernel(launch.grid, launch.block, launch.args)
         return z
@@ -53,7 +59,7 @@ class NeuronKernels:
         """In place ``x ← x ⊙ f'(z)`` from ``a = f(z)`` in one kernel (BP2's hadamard)."""
         name = MUL_PRIME.get(kind)
         if name is None or (kind != "sigmoid" and self.dtype not in ("float32", "float64")):
-            return super().mul_activation_prime(x, a, kind, scratch)  # type: ignore[misc]
+            return super().mul_activation_prime(x, a, kind, scratch)
         K.elementwise(self.cp, name)(a, x)
         return x
 

@@ -21,6 +21,7 @@ from fastbp.core import dropout
 from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import layer_kinds
+from fastbp.core.ops import Scalar
 from fastbp.core.plan import EpochPlan
 from fastbp.devices.cpu import (
     NumpyBackend,
@@ -117,7 +118,7 @@ class NumbaBackend(NumpyBackend):
         return info
 
     # -- training --------------------------------------------------------------------------
-    def sgd_epoch(self, plan: EpochPlan) -> Any:
+    def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
         """One epoch of mini-batch SGD in one compiled call; the same equations and order of
         operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.epoch`).
 

@@ -20,7 +20,7 @@ def test_the_conv_cases_are_the_matrix_form_at_batches_10_and_100():
                           dtypes=["float32", "float64"], peers={})
     assert [(c.device, c.batch_size, c.dtype) for c, _ in cases] == [
         (d, b, t) for d in ("cpu", "cuda") for b in (10, 100) for t in ("float32", "float64")]
-    assert {(c.kind, c.impl, c.sizes) for c, _ in cases} == {(CONV, MATRIX, CONV_SIZES)}
+    assert {(c.workload, c.impl, c.sizes) for c, _ in cases} == {(CONV, MATRIX, CONV_SIZES)}
     assert [r for _, r in cases] == [None] * 4 + ["no GPU here"] * 4
     assert cases[0][0].samples == wl.CONV_SAMPLES
 

@@ -39,7 +39,7 @@ def prepare(case: Case, data: DataSource, peers: dict[str, Any] | None = None) -
     """The callable that times ``case``; peers are gradient-checked here first."""
     X, labels, Y = data(case.samples, case.dtype, case.sizes[0], case.sizes[-1])
     X, labels, Y = X[:, : case.samples], labels[: case.samples], Y[:, : case.samples]
-    if case.kind == CONV:
+    if case.workload == CONV:
         return _prepare_conv(case, X, labels)
     weights, biases = initial_parameters(case.sizes, case.dtype)
     if case.impl == MATRIX:
@@ -64,7 +64,7 @@ def _prepare_matrix(case: Case, X: np.ndarray, labels: np.ndarray, weights: list
     net = _network(case, weights, biases)
     be = net.backend
     info = {"backend": type(be).__name__}
-    if case.kind == "epoch":
+    if case.workload == "epoch":
         def epoch() -> None:
             net.train(X, labels, epochs=1, batch_size=case.batch_size, eta=ETA, shuffle=True)
             be.synchronize()
@@ -125,7 +125,7 @@ def _prepare_loop(case: Case, X: np.ndarray, Y: np.ndarray, weights: list,
     m = case.batch_size
 
     def run() -> None:
-        order = rng.permutation(X.shape[1]) if case.kind == "epoch" else None
+        order = rng.permutation(X.shape[1]) if case.workload == "epoch" else None
         reference.sgd_epoch(weights, biases, X, Y, m, ETA, order=order)
 
     return Prepared(run, {"backend": "numpy per-sample loop"})
@@ -135,11 +135,11 @@ def _prepare_peer(case: Case, spec: Any, X: np.ndarray, Y: np.ndarray, weights: 
                   biases: list) -> Prepared:
     from .peers import check_gradients
 
-    model = spec.build(case.sizes, weights, biases, case.device_kind, case.dtype)
+    model = spec.build(case.sizes, weights, biases, case.hardware, case.dtype)
     m = min(case.batch_size, 64)
     err = check_gradients(spec.name, model, case.sizes, weights, biases, np.asarray(X[:, :m]),
                           np.asarray(Y[:, :m]), case.dtype)
-    if case.kind == "step":
+    if case.workload == "step":
         run = model.step(np.asarray(X), np.asarray(Y), ETA)
     else:
         run = model.epoch(np.asarray(X), np.asarray(Y), case.batch_size, ETA)

@@ -80,7 +80,7 @@ def stats_of(data: Sequence[float], iterations: int) -> dict[str, Any]:
 def throughput_info(case: Any, seconds: float, peak: dict[str, Any] | None) -> dict[str, Any]:
     """``extra_info`` of a case timed at ``seconds`` per call: samples/s, GFLOP/s, % of peak."""
     rate = case.samples / seconds
-    if case.kind == CONV:  # the conv net's products (fastbp.bench.flops)
+    if case.workload == CONV:  # the conv net's products (fastbp.bench.flops)
         from .prepare import conv_layers
 
         fps = needed = layer_flops_per_sample(conv_layers())
@@ -89,7 +89,7 @@ def throughput_info(case: Any, seconds: float, peak: dict[str, Any] | None) -> d
         needed = needed_flops_per_sample(case.sizes, case.batch_size)
     gflops = rate * fps / 1e9
     info: dict[str, Any] = {
-        **case.params, "device_kind": case.device_kind, "samples": case.samples,
+        **case.params, "device_kind": case.hardware, "samples": case.samples,
         "seconds": seconds, "samples_per_s": rate, "gflops": gflops,
         "flops_per_sample": fps, "needed_flops_per_sample": needed,
         "needed_gflops": rate * needed / 1e9, "rate_basis": "fastest round",

@@ -110,7 +110,7 @@ def test_shares_draw_the_whole_batch_masks() -> None:
     net = Network(sizes, dtype="float64", seed=0)
     X, labels = data(sizes, m)
     plan = net.epoch_plan(X, labels, batch_size=m, eta=0.1, dropout=p)
-    plan.seed = seed
+    plan.start(plan.cursor.order, seed)
     for size in (2, 3, 4):
         parts = []
         for rank in range(size):

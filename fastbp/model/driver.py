@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .trainee import Trainee
 
 EpochFn = Callable[[EpochPlan], float]
-"""Runs one epoch of SGD over ``plan.order`` and returns the summed cost as a host float."""
+"""Runs one epoch of SGD over ``plan.cursor.order`` and returns the summed cost as a host float."""
 
 
 def default_epoch(net: Trainee) -> EpochFn:
@@ -60,21 +60,21 @@ def run_epochs(net: Trainee, plan: EpochPlan, evaluator: Evaluator | None, *, ep
     be = net.backend
     epoch_fn = epoch_fn or default_epoch(net)
     history = History() if history is None else history
-    n = int(plan.xs.shape[0])
+    n = plan.data.n
     if schedule is not None:
         plan.set_eta(schedule.begin(eta))
+    params, s = plan.params, plan.settings
     with training(net):
-        guard = DivergenceGuard(be, plan.weights, plan.biases, on_diverge=on_diverge,
-                                first_epoch=len(net.history), state=plan.velocities or (),
-                                terms={"eta": plan.eta, "lmbda": plan.lmbda, "l1": plan.l1,
-                                       "mu": plan.mu})
+        guard = DivergenceGuard(be, params.weights, params.biases, on_diverge=on_diverge,
+                                first_epoch=len(net.history), state=params.velocities or (),
+                                terms={"eta": s.eta, "lmbda": s.lmbda, "l1": s.l1, "mu": s.mu})
         for epoch in range(len(net.history), len(net.history) + epochs):
             rng_state, finished = net.rng.bit_generator.state, False
             try:
                 order = net.rng.permutation(n) if shuffle else np.arange(n)
-                if plan.dropout:  # the epoch's masks (fastbp.core.dropout)
-                    plan.seed = int(net.rng.integers(1 << 32))
-                plan.order, plan.first_step = be.index_array(order), 0
+                # the epoch's dropout masks (fastbp.core.dropout)
+                seed = int(net.rng.integers(1 << 32)) if plan.settings.dropout else 0
+                plan.start(be.index_array(order), seed)
                 t0 = time.perf_counter()
                 if progress is None:
                     cost = epoch_fn(plan) / n
@@ -82,7 +82,7 @@ def run_epochs(net: Trainee, plan: EpochPlan, evaluator: Evaluator | None, *, ep
                     cost = sgd_epoch_in_chunks(be, plan, order, progress, epoch_fn) / n
                 t1 = time.perf_counter()
                 guard.check(epoch, cost, keep=False)
-                correct = evaluator.correct(plan.weights, plan.biases) if evaluator else None
+                correct = evaluator.correct(params.weights, params.biases) if evaluator else None
                 record = EpochRecord(
                     epoch=epoch, cost=cost,
                     accuracy=None if correct is None else correct / evaluator.n,
@@ -104,7 +104,7 @@ def run_epochs(net: Trainee, plan: EpochPlan, evaluator: Evaluator | None, *, ep
                 break
             if schedule is not None:
                 go = schedule(record, net)
-                if schedule.eta != plan.eta:
+                if schedule.eta != plan.settings.eta:
                     plan.set_eta(schedule.eta)
                     guard.eta = schedule.eta
                 if go is False:

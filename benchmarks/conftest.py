@@ -120,7 +120,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     kind = metafunc.function.__name__.removeprefix("test_")
     params = []
     for case, reason in env.cases:
-        if case.kind != kind:
+        if case.workload != kind:
             continue
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         if reason:

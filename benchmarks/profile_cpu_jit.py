@@ -28,7 +28,7 @@ STAGES = ("gather", "feedforward GEMMs", "sigmoid", "BP1 + BP2", "update")
 @njit(nogil=True)
 def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, deltas, scal, stage,
                   blas):
-    """:func:`fastbp_numba.kernels.sgd_epoch` (quadratic cost) stopped after ``stage``."""
+    """:func:`fastbp_numba.epoch.sgd_epoch` (quadratic cost) stopped after ``stage``."""
     saved = K.get_mxcsr()
     K.set_mxcsr(saved | np.uint32(K.FTZ_DAZ))
     n = order.shape[0]

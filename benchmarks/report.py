@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = report.rows_of(docs[0])
     if args.pivot:
-        seen = dict.fromkeys((r.kind, r.sizes, r.dtype) for r in rows)
+        seen = dict.fromkeys((r.workload, r.sizes, r.dtype) for r in rows)
         for kind, sizes, dtype in seen:
             for peak in (False, True):
                 what = "% of GEMM peak" if peak else "samples/s"

@@ -6,7 +6,9 @@ with ``SGD``, ``update_mini_batch``, ``backprop``, ``feedforward`` and ``evaluat
 The package is layered (``docs/ARCHITECTURE.md``): :mod:`fastbp.core` (the equations, costs,
 the epoch loop), :mod:`fastbp.devices` (backends and the registry), :mod:`fastbp.io` and
 :mod:`fastbp.data` (files), :mod:`fastbp.model` (``Network`` and its training),
-:mod:`fastbp.parallel` (MPI) and :mod:`fastbp.cli`. This module only re-exports.
+:mod:`fastbp.parallel` (MPI) and :mod:`fastbp.cli`. This module only re-exports; the old
+module paths (``fastbp.network``, ``fastbp.mnist_loader``, ``fastbp.network3``, …) are answered
+from one table, :mod:`fastbp.aliases`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import aliases
 from .errors import (
     ConfigError,
     DataError,
@@ -27,8 +30,11 @@ from .errors import (
 )
 from .version import __version__
 
+aliases.install()
+
 if TYPE_CHECKING:  # the lazily imported names, as type checkers and the API reference see them
-    from . import datasets, mnist_loader, plots
+    from types import ModuleType
+
     from .core import reference
     from .core.costs import (
         CrossEntropyCost,
@@ -44,6 +50,10 @@ if TYPE_CHECKING:  # the lazily imported names, as type checkers and the API ref
     from .model.monitoring import EarlyStopping, LearningRateSchedule, Monitor, Monitoring
     from .model.network import Network
     from .model.persist import load
+
+    datasets: ModuleType  # the old paths of fastbp.aliases
+    mnist_loader: ModuleType
+    plots: ModuleType
 
 # Everything else is imported when first used (PEP 562), so that ``import fastbp.cli`` takes
 # milliseconds: the ``fastbp`` command turns a Ctrl-C at any moment, while NumPy and the devices

@@ -71,7 +71,7 @@ def test_plan_puts_fastbp_first_then_loop_then_peers_and_keeps_unavailable_devic
                           peers=fake)
     impls = [c.impl for c, _ in cases]
     assert impls == ["matrix", "matrix", "matrix", "matrix", "loop", "loop", "x-peer"]
-    reasons = {(c.device, c.impl, c.kind): r for c, r in cases}
+    reasons = {(c.device, c.impl, c.workload): r for c, r in cases}
     assert reasons[("cuda", "matrix", "step")] == "no GPU here"
     assert reasons[("cpu", "matrix", "step")] is None
     assert "not installed" in reasons[("cpu", "x-peer", "epoch")]  # and no step: it has none
@@ -82,7 +82,7 @@ def test_find_devices_lists_every_registered_device_and_why_one_cannot_start():
 
     found = {d.name: d for d in wl.find_devices()}
     assert set(fastbp.backend_names()) <= set(found) | {"auto"}
-    assert found["cpu"].unavailable is None and found["cpu"].kind == "cpu"
+    assert found["cpu"].unavailable is None and found["cpu"].hardware == "cpu"
     broken = wl.find_devices(["no-such-device"])[0]
     assert "does not start here" in broken.unavailable
 

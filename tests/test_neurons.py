@@ -84,3 +84,47 @@ def test_the_compiled_device_runs_them_itself(activation, cost, caplog):
     assert "runs the cpu device's loop" not in caplog.text
     for a, b in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
         np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_linear_is_a_record_of_the_table_for_the_layers_only():
+    """network3's ``linear`` (``f(z) = z``, ``f' = 1``) is one record of the neuron table: the
+    layers take it, :class:`fastbp.Network` (whose dense stacks the devices compile) does not."""
+    from fastbp.core.layers import ACTIVATIONS
+
+    record = neurons.NEURONS["linear"]
+    assert record.hidden and not record.output and not record.dense
+    assert "linear" in ACTIVATIONS and "linear" not in neurons.HIDDEN
+    z = np.linspace(-3.0, 3.0, 7).reshape(7, 1)
+    np.testing.assert_array_equal(neurons.apply("linear", z), z)
+    np.testing.assert_array_equal(neurons.prime("linear", z), np.ones_like(z))
+    with pytest.raises(fastbp.ConfigError, match="unknown activation 'linear'"):
+        fastbp.Network([6, 5, 3], activation="linear")
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu-jit"])
+def test_devices_take_linear_from_the_table(device):
+    """A device without a kernel of its own for a kind runs the table's form: ``z ← z + b`` and
+    ``x ← x ⊙ 1``, bit for bit."""
+    backend = fastbp.devices.resolve(device, "float64")
+    rng = np.random.default_rng(0)
+    z, b, x = rng.normal(size=(5, 4)), rng.normal(size=(5, 1)), rng.normal(size=(5, 4))
+    want_z, want_x = z + b, x.copy()
+    got = backend.bias_activation(z.copy(), b, "linear")
+    np.testing.assert_array_equal(got, want_z)
+    got = backend.mul_activation_prime(x.copy(), got, "linear", np.empty_like(x))
+    np.testing.assert_array_equal(got, want_x)
+
+
+def test_costs_sigmoid_is_the_tables_stable_form():
+    """The book's ``sigmoid`` helper is the table's σ: exact 0.5 at 0, no overflow far out, and a
+    tiny σ keeps its digits (the ``(1 + tanh(z/2)) / 2`` form returns 0 there)."""
+    from fastbp.core.costs import sigmoid
+    from fastbp.model.network3 import sigmoid as sigmoid3
+
+    z = np.array([-800.0, -40.0, 0.0, 40.0, 800.0])
+    with np.errstate(over="raise", invalid="raise"):
+        for f in (sigmoid, sigmoid3):
+            s = f(z)
+            np.testing.assert_array_equal(s, neurons.apply("sigmoid", z))
+            assert s[2] == 0.5 and s[1] > 0.0
+            np.testing.assert_allclose(s[1], np.exp(-40.0), rtol=1e-15)

@@ -1,4 +1,4 @@
-"""What the benchmarks time: one :class:`Case` (kind, device, implementation, sizes, batch,
+"""What the benchmarks time: one :class:`Case` (workload, device, implementation, sizes, batch,
 dtype) and the names of fastbp's two implementations."""
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ def sizes_label(sizes: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class Case:
-    """One thing to time. ``device`` is a fastbp device for ``matrix``, the device kind for the
+    """One thing to time. ``workload`` is ``step`` or ``epoch`` (written as ``kind`` in result
+    files); ``device`` is a fastbp device for ``matrix``, the hardware (``cpu``, ``cuda``) for the
     loop and the peers; ``samples`` is what one call processes (``m`` or ``N``)."""
 
-    kind: str
+    workload: str
     device: str
     impl: str
     sizes: tuple[int, ...]
     batch_size: int
     dtype: str
     samples: int
-    device_kind: str = "cpu"
+    hardware: str = "cpu"
 
     @property
     def sizes_label(self) -> str:
@@ -35,7 +36,7 @@ class Case:
     @property
     def group(self) -> str:
         """Cases that compare like with like: same work, same shapes, same dtype."""
-        return f"{self.kind} {self.sizes_label} batch {self.batch_size} {self.dtype}"
+        return f"{self.workload} {self.sizes_label} batch {self.batch_size} {self.dtype}"
 
     @property
     def param_id(self) -> str:
@@ -43,9 +44,9 @@ class Case:
 
     @property
     def name(self) -> str:
-        return f"test_{self.kind}[{self.param_id}]"
+        return f"test_{self.workload}[{self.param_id}]"
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"kind": self.kind, "device": self.device, "impl": self.impl,
+        return {"kind": self.workload, "device": self.device, "impl": self.impl,
                 "sizes": self.sizes_label, "batch_size": self.batch_size, "dtype": self.dtype}

@@ -55,11 +55,11 @@ def _finish(images: np.ndarray, labels: np.ndarray, n_out: int
 DataSource = Callable[[int, str, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def data_source(kind: str = "synthetic", path: str | None = None) -> DataSource:
+def data_source(source: str = "synthetic", path: str | None = None) -> DataSource:
     """``(n, dtype, n_in, n_out) -> (X, labels, Y)`` for ``synthetic`` or ``mnist`` data."""
-    if kind == "synthetic":
+    if source == "synthetic":
         return lambda n, dtype, n_in=784, n_out=10: synthetic_mnist(n, dtype, n_in, n_out)
-    if kind == "mnist":
+    if source == "mnist":
         def mnist(n: int, dtype: str, n_in: int = 784, n_out: int = 10) -> Any:
             if (n_in, n_out) != (784, 10):
                 raise BenchError(f"MNIST has 784 inputs and 10 classes; sizes {n_in}→{n_out} "
@@ -67,4 +67,4 @@ def data_source(kind: str = "synthetic", path: str | None = None) -> DataSource:
             return mnist_data(n, dtype, path)
 
         return mnist
-    raise BenchError(f"--data must be synthetic or mnist, got {kind!r}")
+    raise BenchError(f"--data must be synthetic or mnist, got {source!r}")

@@ -61,7 +61,7 @@ def _prepare_matrix(case: Case, X: np.ndarray, labels: np.ndarray, weights: list
     net = _network(case, weights, biases)
     be = net.backend
     info = {"backend": type(be).__name__}
-    if case.kind == "epoch":
+    if case.workload == "epoch":
         def epoch() -> None:
             net.train(X, labels, epochs=1, batch_size=case.batch_size, eta=ETA, shuffle=True)
             be.synchronize()
@@ -101,7 +101,7 @@ def _prepare_loop(case: Case, X: np.ndarray, Y: np.ndarray, weights: list,
     m = case.batch_size
 
     def run() -> None:
-        order = rng.permutation(X.shape[1]) if case.kind == "epoch" else None
+        order = rng.permutation(X.shape[1]) if case.workload == "epoch" else None
         reference.sgd_epoch(weights, biases, X, Y, m, ETA, order=order)
 
     return Prepared(run, {"backend": "numpy per-sample loop"})
@@ -111,11 +111,11 @@ def _prepare_peer(case: Case, spec: Any, X: np.ndarray, Y: np.ndarray, weights: 
                   biases: list) -> Prepared:
     from .peers import check_gradients
 
-    model = spec.build(case.sizes, weights, biases, case.device_kind, case.dtype)
+    model = spec.build(case.sizes, weights, biases, case.hardware, case.dtype)
     m = min(case.batch_size, 64)
     err = check_gradients(spec.name, model, case.sizes, weights, biases, np.asarray(X[:, :m]),
                           np.asarray(Y[:, :m]), case.dtype)
-    if case.kind == "step":
+    if case.workload == "step":
         run = model.step(np.asarray(X), np.asarray(Y), ETA)
     else:
         run = model.epoch(np.asarray(X), np.asarray(Y), case.batch_size, ETA)

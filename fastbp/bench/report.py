@@ -26,9 +26,10 @@ IMPL_ORDER = {MATRIX: 0, LOOP: 1, "torch-eager": 2, "torch-compile": 3, "jax-jit
 
 @dataclass(frozen=True)
 class Row:
-    """One timed case of a saved run."""
+    """One timed case of a saved run; ``workload``: ``step`` or ``epoch`` (the key ``kind`` of
+    the result file)."""
 
-    kind: str
+    workload: str
     device: str
     impl: str
     sizes: str
@@ -41,11 +42,11 @@ class Row:
 
     @property
     def key(self) -> tuple[str, str, str, str, int, str]:
-        return (self.kind, self.device, self.impl, self.sizes, self.batch_size, self.dtype)
+        return (self.workload, self.device, self.impl, self.sizes, self.batch_size, self.dtype)
 
     @property
     def group_key(self) -> tuple[str, str, int, str]:
-        return (self.kind, self.sizes, self.batch_size, self.dtype)
+        return (self.workload, self.sizes, self.batch_size, self.dtype)
 
     @property
     def line(self) -> str:
@@ -74,7 +75,7 @@ def rows_of(doc: dict[str, Any]) -> list[Row]:
 
 def _order(r: Row) -> tuple:
     weights = sum(a * b for a, b in _pairs(r.sizes))
-    return (KIND_ORDER.get(r.kind, 9), weights, r.batch_size, r.dtype,
+    return (KIND_ORDER.get(r.workload, 9), weights, r.batch_size, r.dtype,
             IMPL_ORDER.get(r.impl, 8), r.impl, r.device)
 
 
@@ -116,7 +117,7 @@ def table(rows: Sequence[Row], markdown: bool = False) -> str:
     ups = speedups(rows)
     head = ["kind", "device", "impl", "sizes", "batch", "dtype", "samples/s", "× loop",
             "GFLOP/s", "% peak", "others"]
-    body = [[r.kind, r.device, r.impl, r.sizes, str(r.batch_size), r.dtype,
+    body = [[r.workload, r.device, r.impl, r.sizes, str(r.batch_size), r.dtype,
              fmt_rate(r.samples_per_s), fmt_opt(ups.get(r.key), ".1f", "×"),
              fmt_opt(r.gflops, ".2f"), fmt_pct(r.pct_peak),
              fmt_others(r.other_cores)] for r in rows]
@@ -150,7 +151,7 @@ def pivot(rows: Sequence[Row], kind: str, sizes: str, dtype: str, markdown: bool
           peak: bool = False) -> str:
     """Samples/s (or % of GEMM peak) of one kind, sizes and dtype: a row per batch size, a
     column per device × implementation."""
-    sel = [r for r in rows if r.kind == kind and r.sizes == sizes and r.dtype == dtype]
+    sel = [r for r in rows if r.workload == kind and r.sizes == sizes and r.dtype == dtype]
     lines = sorted({r.line for r in sel},
                    key=lambda s: (IMPL_ORDER.get(s.split()[1], 8), s))
     batches = sorted({r.batch_size for r in sel})
@@ -261,7 +262,7 @@ def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool
         return False
     if not rows:
         return False
-    kinds = sorted({r.kind for r in rows}, key=lambda k: KIND_ORDER.get(k, 9))
+    kinds = sorted({r.workload for r in rows}, key=lambda k: KIND_ORDER.get(k, 9))
     sizes = sorted({r.sizes for r in rows}, key=lambda s: sum(a * b for a, b in _pairs(s)))
     lines = sorted({r.line for r in rows},
                    key=lambda s: (IMPL_ORDER.get(s.split()[1], 8), s))
@@ -281,7 +282,7 @@ def chart(rows: Sequence[Row], path: str | os.PathLike, title: str = "") -> bool
             for ln in lines:
                 for dtype, style in (("float32", "-"), ("float64", "--")):
                     pts = sorted((r.batch_size, r.samples_per_s) for r in rows
-                                 if r.kind == kind and r.sizes == size and r.line == ln
+                                 if r.workload == kind and r.sizes == size and r.line == ln
                                  and r.dtype == dtype)
                     if pts:
                         ax.plot(*zip(*pts), style, marker=markers[ln], ms=4, lw=1.2,

@@ -83,7 +83,7 @@ def throughput_info(case: Any, seconds: float, peak: dict[str, Any] | None) -> d
     needed = needed_flops_per_sample(case.sizes, case.batch_size)
     gflops = rate * fps / 1e9
     info: dict[str, Any] = {
-        **case.params, "device_kind": case.device_kind, "samples": case.samples,
+        **case.params, "device_kind": case.hardware, "samples": case.samples,
         "seconds": seconds, "samples_per_s": rate, "gflops": gflops,
         "flops_per_sample": fps, "needed_flops_per_sample": needed,
         "needed_gflops": rate * needed / 1e9, "rate_basis": "fastest round",

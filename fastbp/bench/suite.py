@@ -30,7 +30,7 @@ class PeakCache:
 
     def device_for(self, case: Case) -> str:
         """The fastbp device whose GEMM stands for ``case``'s hardware."""
-        return case.device if case.impl == "matrix" else self.by_kind.get(case.device_kind, "cpu")
+        return case.device if case.impl == "matrix" else self.by_kind.get(case.hardware, "cpu")
 
     def _measure(self, name: str, dtype: str) -> dict[str, Any] | None:
         from .. import devices
@@ -51,7 +51,7 @@ class PeakCache:
         key = (self.device_for(case), case.dtype)
         if key not in self._peaks:
             self._peaks[key] = self._measure(*key)
-        return self.best(self.kind_of.get(key[0], case.device_kind), case.dtype)
+        return self.best(self.kind_of.get(key[0], case.hardware), case.dtype)
 
     def all(self) -> list[dict[str, Any]]:
         """Every measurement (per device and dtype)."""
@@ -98,7 +98,7 @@ def run_cases(cases: Sequence[tuple[Case, str | None]], data: DataSource,
         if reason is not None:
             skipped.append({"name": case.name, **case.params, "reason": reason})
     for i, case in enumerate(todo, 1):
-        print(f"[{i}/{len(todo)}] {case.kind} {case.device} {case.impl} {case.sizes_label} "
+        print(f"[{i}/{len(todo)}] {case.workload} {case.device} {case.impl} {case.sizes_label} "
               f"batch {case.batch_size} {case.dtype}", end=" ", file=out, flush=True)
         try:
             prepared = prepare(case, data, peers)

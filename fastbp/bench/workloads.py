@@ -53,17 +53,17 @@ def weight_count(sizes: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class Device:
-    """A fastbp device that may be benchmarked: its name, kind (``cpu``, ``cuda``, ...), and
-    why it cannot run here (``None`` when it can)."""
+    """A fastbp device that may be benchmarked: its name, its hardware (``cpu``, ``gpu``, ...:
+    the backend's ``kind``), and why it cannot run here (``None`` when it can)."""
 
     name: str
-    kind: str = "cpu"
+    hardware: str = "cpu"
     unavailable: str | None = None
 
     @property
     def peer_kind(self) -> str:
-        """The device kind the peers run on beside it: ``cpu`` or ``cuda``."""
-        return "cpu" if self.kind == "cpu" else "cuda"
+        """The hardware the peers run on beside it: ``cpu`` or ``cuda``."""
+        return "cpu" if self.hardware == "cpu" else "cuda"
 
 
 def find_devices(names: Iterable[str] | None = None) -> list[Device]:
@@ -90,48 +90,48 @@ def find_devices(names: Iterable[str] | None = None) -> list[Device]:
 def skip_reason(case: Case, epoch_samples: int = EPOCH_SAMPLES) -> str | None:
     """Why ``case`` is not worth timing on its device (``None`` when it is)."""
     w = weight_count(case.sizes)
-    on_cpu = case.device_kind == "cpu"
+    on_cpu = case.hardware == "cpu"
     if on_cpu and w > GPU_ONLY_WEIGHTS:
         return (f"{case.sizes_label} ({w / 1e6:.0f} M weights) is for GPUs: on a CPU one epoch "
                 "takes minutes")
-    if case.kind == "epoch" and case.batch_size > epoch_samples:
+    if case.workload == "epoch" and case.batch_size > epoch_samples:
         return f"batch {case.batch_size} is larger than the epoch ({epoch_samples} samples)"
     if case.impl == LOOP:
         if not on_cpu:
             return "the per-sample loop is NumPy code: it runs on the CPU only"
-        if w > BIG_WEIGHTS and case.kind == "epoch":
+        if w > BIG_WEIGHTS and case.workload == "epoch":
             return (f"the per-sample loop at {case.sizes_label} takes several seconds per epoch "
                     f"of {case.samples} samples; the step benchmark shows it")
         if w > BIG_WEIGHTS and case.batch_size > 100:
             return (f"the per-sample loop at {case.sizes_label} costs the same per sample at "
                     "every batch size; batches above 100 only take longer to time")
-    if on_cpu and case.kind == "epoch" and w > BIG_WEIGHTS and case.batch_size <= 10:
+    if on_cpu and case.workload == "epoch" and w > BIG_WEIGHTS and case.batch_size <= 10:
         return (f"an epoch of {case.samples} samples of {case.sizes_label} at batch "
                 f"{case.batch_size} takes seconds per call on a CPU, too long for the suite's "
                 "time for every implementation; the step benchmark shows it")
-    if on_cpu and case.kind == "epoch" and w > BIG_WEIGHTS and case.batch_size >= epoch_samples:
+    if on_cpu and case.workload == "epoch" and w > BIG_WEIGHTS and case.batch_size >= epoch_samples:
         return (f"an epoch of {case.samples} samples at batch {case.batch_size} is a single "
                 "step of seconds on a CPU; the step benchmark shows it")
     return None
 
 
-def make_case(kind: str, device: Device | str, impl: str, sizes: Sequence[int], batch_size: int,
+def make_case(workload: str, device: Device | str, impl: str, sizes: Sequence[int], batch_size: int,
               dtype: str, epoch_samples: int = EPOCH_SAMPLES) -> Case:
     """A :class:`Case`; the loop and peers run on the device's kind (``cpu`` / ``cuda``)."""
     dev = device if isinstance(device, Device) else Device(device)
     label = dev.name if impl == MATRIX else dev.peer_kind
-    samples = (batch_size if kind == "step" else
+    samples = (batch_size if workload == "step" else
                epoch_size(batch_size, epoch_samples, sizes, dev.peer_kind))
-    return Case(kind, label, impl, tuple(int(s) for s in sizes), int(batch_size), dtype, samples,
-                dev.peer_kind)
+    return Case(workload, label, impl, tuple(int(s) for s in sizes), int(batch_size), dtype,
+                samples, dev.peer_kind)
 
 
 def epoch_size(batch_size: int, epoch_samples: int = EPOCH_SAMPLES,
-               sizes: Sequence[int] = (784, 30, 10), device_kind: str = "cpu") -> int:
+               sizes: Sequence[int] = (784, 30, 10), hardware: str = "cpu") -> int:
     """Samples in one epoch: ``epoch_samples``, but 2,000 at batch 1 and for big networks on a
     CPU (the same for every implementation, so their figures stay comparable)."""
     n = epoch_samples
-    if batch_size == 1 or (device_kind == "cpu" and weight_count(sizes) > BIG_WEIGHTS):
+    if batch_size == 1 or (hardware == "cpu" and weight_count(sizes) > BIG_WEIGHTS):
         n = min(n, SMALL_BATCH_EPOCH_SAMPLES)
     return max(n, batch_size)
 

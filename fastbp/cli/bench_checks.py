@@ -100,7 +100,7 @@ def load_run(path: str) -> dict[str, Any]:
                           f"layout bench writes: {type(exc).__name__} {exc})") from None
     if bad:
         r = bad[0]
-        raise ConfigError(f"{path}: the case {r.kind} {r.device} {r.impl} {r.sizes} "
+        raise ConfigError(f"{path}: the case {r.workload} {r.device} {r.impl} {r.sizes} "
                           f"m={r.batch_size} has samples_per_s {r.samples_per_s!r}; a saved "
                           "run's figures are numbers > 0")
     return doc

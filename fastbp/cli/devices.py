@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 def distributed_path(device: str) -> str:
     """How ``fastbp train --distributed`` would sum gradients on ``device`` (see
-    :func:`fastbp.distributed.reduction_path`), or how to make it possible."""
+    :func:`fastbp.parallel.distributed.reduction_path`), or how to make it possible."""
     import importlib.util
 
     if importlib.util.find_spec("mpi4py") is None:

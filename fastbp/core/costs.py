@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .neurons import NEURONS
+
 if TYPE_CHECKING:
     from .ops import Array, Ops
 
 
 def sigmoid(z: Any) -> Any:
-    """``σ(z) = 1 / (1 + e^{-z})`` on NumPy arrays (the book's helper), in the stable form
-    ``e^{min(z, 0)} / (1 + e^{−|z|})``: a few ulp everywhere, never an overflow (``(1 +
-    tanh(z/2)) / 2`` would lose every digit of a small σ to cancellation)."""
-    z = np.asarray(z)
-    return np.exp(np.minimum(z, 0)) / (1 + np.exp(-np.abs(z)))
+    """``σ(z) = 1 / (1 + e^{-z})`` on NumPy arrays (the book's helper): the neuron table's
+    stable form, ``e^{min(z, 0)} / (1 + e^{−|z|})`` (:data:`fastbp.core.neurons.NEURONS`), a few
+    ulp everywhere and never an overflow."""
+    return NEURONS["sigmoid"].f64(np.asarray(z))
 
 
 def sigmoid_prime(z: Any) -> Any:

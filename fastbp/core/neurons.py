@@ -1,13 +1,14 @@
 """The kinds of neuron a layer may have, and the numbers the math needs of each.
 
-A hidden layer is ``sigmoid`` (the book's default), ``tanh`` or ``relu``; the output layer is
-``sigmoid`` (quadratic and cross-entropy costs) or ``softmax`` (the log-likelihood cost). Every
-derivative the backward pass needs is written from the activation ``a = f(z)`` alone, so no
-``z`` is kept:
+A hidden layer is ``sigmoid`` (the book's default), ``tanh`` or ``relu``, and in chapter 6's
+layer stacks also ``linear`` (network3's ``f(z) = z``); the output layer is ``sigmoid``
+(quadratic and cross-entropy costs) or ``softmax`` (the log-likelihood cost). Every derivative
+the backward pass needs is written from the activation ``a = f(z)`` alone, so no ``z`` is kept:
 
-- sigmoid: ``σ'(z) = a (1 − a)``
+- sigmoid: ``σ(z) = 1 / (1 + e^{−z})``, ``σ'(z) = a (1 − a)``
 - tanh: ``tanh'(z) = 1 − a²``
-- relu: ``relu'(z) = [a > 0]``
+- relu: ``relu(z) = max(z, 0)``, ``relu'(z) = [a > 0]``
+- linear: ``f(z) = z``, ``f'(z) = 1``
 
 Softmax, ``a_j = e^{z_j} / Σ_k e^{z_k}`` over each column, is computed with the column's largest
 ``z`` subtracted first (no overflow); with the log-likelihood cost BP1 is ``δ^L = a^L − y``, so
@@ -27,7 +28,9 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class Neuron:
-    """One kind of neuron: its name, its place (``hidden`` layers, the ``output`` layer), the
+    """One kind of neuron: its name, its place (``hidden`` layers, the ``output`` layer;
+    ``dense``: offered by :class:`fastbp.Network`, whose dense stacks the devices' own whole
+    epochs run, where a hidden kind without it is for chapter 6's layer stacks only), the
     weight gain of ``init="scaled"`` (``W ~ N(0, gain²/n_in)``: He et al.'s √2 for relu), and
     its array forms, written once against an array module ``xp`` with ``out=`` (NumPy, CuPy):
 
@@ -43,6 +46,7 @@ class Neuron:
     name: str
     hidden: bool
     output: bool
+    dense: bool
     gain: float
     activate: Callable[[Any, Any, int], Any]
     prime: Callable[[Any, Any, Any], Any] | None
@@ -51,7 +55,8 @@ class Neuron:
 
 
 def _sigmoid(xp: Any, z: Any, axis: int = 0) -> Any:
-    """``σ(z) = 1 / (1 + e^{−z})`` in place; ``e^{−z}`` may overflow to inf where σ is 0."""
+    """``σ(z) = 1 / (1 + e^{−z})`` in place, a few ulp everywhere; ``e^{−z}`` may overflow to
+    inf where σ is 0."""
     xp.negative(z, out=z)
     with np.errstate(over="ignore"):
         xp.exp(z, out=z)
@@ -77,6 +82,8 @@ def _softmax(xp: Any, z: Any, axis: int = 0) -> Any:
 
 
 def _sigmoid64(z: np.ndarray) -> np.ndarray:
+    """``σ(z) = e^{min(z, 0)} / (1 + e^{−|z|})``: no exponent overflows, and a small σ keeps its
+    digits (unlike ``(1 + tanh(z/2)) / 2``)."""
     return np.exp(np.minimum(z, 0.0)) / (1.0 + np.exp(-np.abs(z)))
 
 
@@ -114,16 +121,41 @@ def _relu_prime64(z: np.ndarray) -> np.ndarray:
     return (z > 0).astype(z.dtype)
 
 
+def _linear(xp: Any, z: Any, axis: int = 0) -> Any:
+    """``f(z) = z``: nothing to do in place."""
+    return z
+
+
+def _linear_prime(xp: Any, a: Any, out: Any) -> Any:
+    """``f'(z) = 1``."""
+    out[...] = 1.0
+    return out
+
+
+def _linear64(z: np.ndarray) -> np.ndarray:
+    return z
+
+
+def _linear_prime64(z: np.ndarray) -> np.ndarray:
+    return np.ones_like(z)
+
+
 NEURONS: dict[str, Neuron] = {n.name: n for n in (
-    Neuron("sigmoid", True, True, 1.0, _sigmoid, _sigmoid_prime, _sigmoid64, _sigmoid_prime64),
-    Neuron("tanh", True, False, 1.0, _tanh, _tanh_prime, np.tanh, _tanh_prime64),
-    Neuron("relu", True, False, float(np.sqrt(2.0)), _relu, _relu_prime, _relu64,
+    Neuron("sigmoid", True, True, True, 1.0, _sigmoid, _sigmoid_prime, _sigmoid64,
+           _sigmoid_prime64),
+    Neuron("tanh", True, False, True, 1.0, _tanh, _tanh_prime, np.tanh, _tanh_prime64),
+    Neuron("relu", True, False, True, float(np.sqrt(2.0)), _relu, _relu_prime, _relu64,
            _relu_prime64),
-    Neuron("softmax", False, True, 1.0, _softmax, None, _softmax64, None),
+    Neuron("softmax", False, True, True, 1.0, _softmax, None, _softmax64, None),
+    Neuron("linear", True, False, False, 1.0, _linear, _linear_prime, _linear64,
+           _linear_prime64),
 )}
 """The neuron table: the one place a kind of neuron is described."""
 
-HIDDEN = tuple(name for name, n in NEURONS.items() if n.hidden)
+HIDDEN = tuple(name for name, n in NEURONS.items() if n.hidden and n.dense)
+"""The hidden kinds of :class:`fastbp.Network` (its dense stacks)."""
+LAYER_HIDDEN = tuple(name for name, n in NEURONS.items() if n.hidden)
+"""The hidden kinds of chapter 6's layers (:mod:`fastbp.core.layers`): every hidden record."""
 OUTPUTS = tuple(name for name, n in NEURONS.items() if n.output)
 KINDS = tuple(NEURONS)
 GAIN = {name: n.gain for name, n in NEURONS.items()}  # the weight scale of init="scaled"

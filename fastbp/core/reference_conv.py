@@ -75,12 +75,6 @@ def conv_back_sample(w: np.ndarray, x: np.ndarray, delta_z: np.ndarray
     return nabla_w, nabla_x
 
 
-def _apply(kind: str, z: np.ndarray) -> np.ndarray:
-    return z if kind == "linear" else neurons.apply(kind, z)
-
-
-def _prime(kind: str, z: np.ndarray) -> np.ndarray:
-    return np.ones_like(z) if kind == "linear" else neurons.prime(kind, z)
 
 
 def backprop_sample(layers: Sequence[Any], params: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -97,12 +91,12 @@ def backprop_sample(layers: Sequence[Any], params: Sequence[tuple[np.ndarray, np
             pooled, maxima = pool_sample(conv_sample(w4, a_in), *layer.poolsize)
             z = pooled + b.reshape(-1, 1, 1)
             trace.append((a_in, z, maxima))
-            a = _apply(layer.activation, z.reshape(z.shape[0], -1)).reshape(z.shape)
+            a = neurons.apply(layer.activation, z.reshape(z.shape[0], -1)).reshape(z.shape)
         else:
             a_in = a.reshape(-1, 1)
             z = w @ a_in + b
             trace.append((a_in, z, None))
-            a = _apply(layer.activation, z)
+            a = neurons.apply(layer.activation, z)
     onehot = np.zeros_like(a)
     onehot[y] = 1.0
     cost = -float(np.log(a[y, 0]))
@@ -110,7 +104,7 @@ def backprop_sample(layers: Sequence[Any], params: Sequence[tuple[np.ndarray, np
     for l in range(len(layers) - 1, -1, -1):
         layer, (w, _), (a_in, z, where) = layers[l], params[l], trace[l]
         if l < len(layers) - 1:  # ∂C/∂a arrives; δ = that ⊙ f'(z)
-            flat = _prime(layer.activation, z.reshape(z.shape[0], -1)).reshape(z.shape)
+            flat = neurons.prime(layer.activation, z.reshape(z.shape[0], -1)).reshape(z.shape)
             delta = delta.reshape(z.shape) * flat
         if where is None:
             grads.append((delta @ a_in.T, delta.copy()))

@@ -126,7 +126,7 @@ def check_labels(labels: Any, n_out: int, m: int, name: str = "labels") -> np.nd
     if lab.ndim != 1 or lab.shape[0] != m:
         raise ShapeError(f"{name} has shape {lab.shape}; expected ({m},) integer labels or "
                          f"({n_out}, {m}) one-hot columns, one per sample")
-    if lab.dtype.kind == "f":
+    if np.issubdtype(lab.dtype, np.floating):
         if not np.all(np.isfinite(lab)) or np.any(lab != np.round(lab)):
             raise ShapeError(f"{name} must be integers, got non-integer values")
     elif lab.dtype.kind not in "iub":
@@ -183,7 +183,7 @@ def may_overflow(source: Any, target: Any) -> bool:
         src, dst = np.dtype(_dtype_name(source)), np.dtype(target)
     except TypeError:
         return True
-    if src.kind == "f":
+    if np.issubdtype(src, np.floating):
         return bool(np.finfo(src).max > np.finfo(dst).max)
     if src.kind in "iu":
         return bool(np.iinfo(src).max > np.finfo(dst).max)

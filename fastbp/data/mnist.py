@@ -251,9 +251,9 @@ def _read_raw(files: tuple[tuple[str, Path], ...], title: str = "MNIST") -> dict
     f = dict(files)
     raw = {}
     for key, path in f.items():
-        part, kind = key.split("_")
-        shape = EXPECTED[part] if kind == "images" else EXPECTED[part][:1]
-        raw[key] = read_idx(path, expect=Expected(shape, "uint8", f"{title} {part} {kind}"))
+        part, content = key.split("_")  # "train_images": the train part's images
+        shape = EXPECTED[part] if content == "images" else EXPECTED[part][:1]
+        raw[key] = read_idx(path, expect=Expected(shape, "uint8", f"{title} {part} {content}"))
     for part in ("train", "test"):
         labels = raw[f"{part}_labels"]
         if labels.max() > 9:

@@ -45,6 +45,7 @@ class Backend(ConvOps):
     # What distributed training may do with this device's arrays (fastbp.parallel.reduce):
     host_arrays = False  # they are NumPy arrays in host memory: MPI reduces them as they are
     staged_arrays = False  # device arrays MPI reduces through host buffers or CUDA-aware MPI
+    host_memory = True  # its arrays live in host memory, so the host's free memory is its own
 
     def __init__(self, xp: Any, dtype: str = "float32", index: int = 0) -> None:
         self.xp = xp
@@ -126,7 +127,7 @@ class Backend(ConvOps):
 
     def free_bytes(self) -> int | None:
         """Memory free on this device in bytes, ``None`` if unknown (the host's for ``cpu``)."""
-        return memory.host_available() if self.kind == "cpu" else None
+        return memory.host_available() if self.host_memory else None
 
     def contiguous(self, a: Array) -> Array:
         """``a`` as a C-contiguous array of this backend (a copy only if it is not one)."""

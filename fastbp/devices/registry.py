@@ -5,7 +5,7 @@ A device string is ``cpu``, ``cuda``, ``cuda:N``, ``auto``, or a plugged-in back
 ``$FASTBP_DEVICE`` (read when a device is first needed, never cached), then ``cpu``.
 
 Backends are registered under the entry-point group ``fastbp.backends``: each entry point loads a
-:class:`~fastbp.backend.Backend` subclass, constructed as ``cls(dtype=..., index=...)``.
+:class:`~fastbp.devices.backend.Backend` subclass, constructed as ``cls(dtype=..., index=...)``.
 :func:`register_backend` does the same in code.
 """
 

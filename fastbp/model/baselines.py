@@ -83,7 +83,7 @@ def table(data: Any, net: Network | None = None, *, seed: int | None = 0,
           network_name: str = "network") -> list[Row]:
     """Random guess, average darkness and (with ``net``) the network, on ``data.test``.
 
-    ``data`` is :func:`fastbp.datasets.load_mnist`'s result; darkness means come from
+    ``data`` is :func:`fastbp.data.mnist.load_mnist`'s result; darkness means come from
     ``data.train`` (the book's 50,000 images).
     """
     test = data.test

@@ -22,8 +22,9 @@ from typing import Any, Callable
 import numpy as np
 
 from fastbp.core.costs import TINY
+from fastbp.core.neurons import neuron
 from fastbp.devices.backend import Array, Backend
-from fastbp.errors import DeviceError
+from fastbp.errors import ConfigError, DeviceError
 
 ENV_VAR = "FASTBP_ARRAY_API"
 DEFAULT_NAMESPACE = "array_api_strict"
@@ -119,6 +120,7 @@ class ArrayAPIBackend(Backend):
                 f"{self.dtype} ({exc}); choose another device or dtype") from exc
         if "cuda" in str(self._dev).lower() or "gpu" in str(self._dev).lower():
             self.kind = "gpu"
+            self.host_memory = False
 
     def _devices(self) -> list[Any]:
         info = getattr(self.ns, "__array_namespace_info__", None)
@@ -238,16 +240,28 @@ class ArrayAPIBackend(Backend):
                 "tanh": (ns.tanh, lambda x, a: x * (1.0 - a * a)),
                 "relu": (lambda s: ns.where(s > 0, s, ns.zeros_like(s)),
                          lambda x, a: ns.where(a > 0, x, ns.zeros_like(x))),
+                "linear": (lambda s: s, lambda x, a: x),
                 "softmax": (self._softmax, None)}
+
+    def _forms_of(self, kind: str) -> tuple[Callable[[Array], Array],
+                                            Callable[[Array, Array], Array] | None]:
+        """``kind``'s forms, or ``ConfigError`` naming the neuron table's kinds this device has
+        no form for (a new record of :data:`fastbp.core.neurons.NEURONS` needs one here)."""
+        forms = self.neuron_forms()
+        if kind not in forms:
+            neuron(kind)  # an unknown kind: the table's error
+            raise ConfigError(f"device {self.name!r} has no form of the {kind!r} neuron; "
+                              f"it computes {sorted(forms)}")
+        return forms[kind]
 
     def bias_activation(self, z: Array, b: Array, kind: str) -> Array:
         """In place: ``z ← f(z + b)``; softmax down each column, shifted by its largest entry."""
-        z[...] = self.neuron_forms()[kind][0](z + b)
+        z[...] = self._forms_of(kind)[0](z + b)
         return z
 
     def mul_activation_prime(self, x: Array, a: Array, kind: str, scratch: Array) -> Array:
-        """In place: ``x ← x ⊙ f'(z)`` from ``a``: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``."""
-        prime = self.neuron_forms()[kind][1]
+        """In place: ``x ← x ⊙ f'(z)`` from ``a``: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``, 1."""
+        prime = self._forms_of(kind)[1]
         if prime is None:
             raise ValueError(f"BP2 has no derivative for a {kind} layer (an output layer)")
         x[...] = prime(x, a)

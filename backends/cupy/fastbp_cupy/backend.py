@@ -2,7 +2,7 @@
 
 The device in three ideas: finding CuPy and the GPU (:mod:`fastbp_cupy.probe`), the operations
 of the device contract on CuPy arrays (this module), and how an epoch runs, graph, eager or
-generic (:mod:`fastbp_cupy.epochs`); the programs themselves are in :mod:`.graph`,
+generic (:mod:`fastbp_cupy.epoch`); the programs themselves are in :mod:`.graph`,
 :mod:`.eager` and :mod:`.kernels`.
 
 CuPy is imported when the backend is built (``device="cuda"``), never at ``import fastbp`` or
@@ -48,7 +48,7 @@ from fastbp.errors import DeviceError
 
 from . import kernels as K
 from . import planning
-from .epochs import EpochPaths, out_of_memory, plan_programs  # noqa: F401 - re-exported
+from .epoch import EpochPaths, out_of_memory, plan_programs  # noqa: F401 - re-exported
 from .neurons import NeuronKernels
 from .probe import (  # noqa: F401 - re-exported: the plugin's names as they have always been
     GRAPHS_ENV,
@@ -71,6 +71,7 @@ class CuPyBackend(NeuronKernels, EpochPaths, Backend):
     name = "cuda"
     kind = "gpu"
     staged_arrays = True  # CuPy arrays: reduced through host buffers or CUDA-aware MPI
+    host_memory = False
     def __init__(self, dtype: str = "float32", index: int = 0, *,
                  graphs: bool | None = None) -> None:
         cp = import_cupy()

@@ -230,7 +230,7 @@ __device__ __forceinline__ void fastbp_block_sum(double* part) {
 // last block to finish (a ticket in *done) adds the partial sums in block order to *cost and
 // resets *done. The grid is fixed per program, so every replay sums in the same order.
 extern "C" __global__ void fastbp_output_error(
-        const real* a, const real* y_rows, real* delta, int n_out, int m, int kind, real tiny,
+        const real* a, const real* y_rows, real* delta, int n_out, int m, int cost_code, real tiny,
         double* partial, unsigned int* done, double* cost) {
     __shared__ double part[REDUCE_THREADS];
     __shared__ bool last;
@@ -241,10 +241,10 @@ extern "C" __global__ void fastbp_output_error(
         const long long i = t / m, j = t % m;
         const real av = a[t];
         const real d = av - y_rows[j * n_out + i];
-        if (kind == 0) {
+        if (cost_code == 0) {               // quadratic
             delta[t] = d * av * (real(1) - av);
             s += 0.5 * (double)d * (double)d;
-        } else if (kind == 2) {             // log-likelihood of a softmax output: −y ln a
+        } else if (cost_code == 2) {        // log-likelihood of a softmax output: −y ln a
             delta[t] = d;
             const real yv = y_rows[j * n_out + i];
             if (yv != real(0)) s -= (double)yv * (double)log(av > tiny ? av : tiny);

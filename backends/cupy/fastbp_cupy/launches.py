@@ -137,7 +137,8 @@ class Accumulator:
         self.done = xp.zeros((1,), dtype=np.uint32)
 
 
-def output_error_launch(a: Any, y_rows: Any, delta: Any, kind: int, acc: Accumulator) -> Launch:
+def output_error_launch(a: Any, y_rows: Any, delta: Any, cost_code: int, acc: Accumulator
+                        ) -> Launch:
     """BP1 and the cost for ``a``, ``delta`` ``(n_out, m)`` and ``y_rows`` ``(m, n_out)``, all
     C-contiguous; the batch's cost is added to ``acc.cost``."""
     n_out, m = int(a.shape[0]), int(a.shape[1])
@@ -147,7 +148,7 @@ def output_error_launch(a: Any, y_rows: Any, delta: Any, kind: int, acc: Accumul
     real = np.float32 if dtype == np.float32 else np.float64
     i32 = np.int32
     return Launch("fastbp_output_error", (reduce_blocks(n_out * m),), (K.REDUCE_THREADS,),
-                  (a, y_rows, delta, i32(n_out), i32(m), i32(kind), real(np.finfo(dtype).tiny),
+                  (a, y_rows, delta, i32(n_out), i32(m), i32(cost_code), real(np.finfo(dtype).tiny),
                    acc.partial, acc.done, acc.cost))
 
 

@@ -5,20 +5,34 @@ as fused kernels (:data:`fastbp_cupy.kernels.ELEMENTWISE`), softmax as a raw ker
   bias, then ``fastbp_softmax_columns`` normalises each column, shifted by its largest entry
 - BP2's hadamard from the activation: ``a(1 − a)``, ``1 − a²``, ``[a > 0]``
 
-float16 runs tanh, relu and softmax with CuPy's own ufuncs (the base class).
+float16 runs tanh, relu and softmax with CuPy's own ufuncs (the base class), and so does a kind
+without a kernel here (network3's ``linear``): the neuron table's form
+(:data:`fastbp.core.neurons.NEURONS`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastbp.core.ops import Array
 
 from . import kernels as K
 from .launches import softmax_launch
 
+# this device's own kernels by neuron kind (fastbp_cupy.kernels.ELEMENTWISE); the rest are the
+# neuron table's forms
+BIAS_ACTIVATION = {"sigmoid": "bias_sigmoid", "tanh": "bias_tanh", "relu": "bias_relu",
+                   "softmax": "bias_add"}
+MUL_PRIME = {"sigmoid": "mul_sigmoid_prime", "tanh": "mul_tanh_prime", "relu": "mul_relu_prime"}
 
-class NeuronKernels:
+
+if TYPE_CHECKING:  # a mixin of CuPyBackend: the type checker sees the Backend it extends
+    from fastbp.devices import Backend as _Base
+else:
+    _Base = object
+
+
+class NeuronKernels(_Base):
     """``bias_activation`` and ``mul_activation_prime`` of :class:`~fastbp_cupy.CuPyBackend`."""
 
     cp: Any
@@ -28,26 +42,24 @@ class NeuronKernels:
 
     def bias_activation(self, z: Array, b: Array, kind: str) -> Array:
         """In place ``z ← f(z + b)`` (feedforward after the GEMM ``W a^{l-1}``)."""
-        if kind != "sigmoid" and self.dtype not in ("float32", "float64"):
-            return super().bias_activation(z, b, kind)  # type: ignore[misc] - CuPy's ufuncs
-        name = {"sigmoid": "bias_sigmoid", "tanh": "bias_tanh", "relu": "bias_relu",
-                "softmax": "bias_add"}[kind]
+        name = BIAS_ACTIVATION.get(kind)
+        if name is None or (kind != "sigmoid" and self.dtype not in ("float32", "float64")):
+            return super().bias_activation(z, b, kind)  # CuPy's ufuncs
         K.elementwise(self.cp, name)(b, z)
         if kind != "softmax":
             return z
         kernel = self._softmax_kernel() if z.flags.c_contiguous else None
         if kernel is None:
-            return self.softmax_columns(z)  # type: ignore[attr-defined] - CuPy's reductions
+            return self.softmax_columns(z)  # CuPy's reductions
         launch = softmax_launch(z)
         kernel(launch.grid, launch.block, launch.args)
         return z
 
     def mul_activation_prime(self, x: Array, a: Array, kind: str, scratch: Array) -> Array:
         """In place ``x ← x ⊙ f'(z)`` from ``a = f(z)`` in one kernel (BP2's hadamard)."""
-        if kind != "sigmoid" and self.dtype not in ("float32", "float64"):
-            return super().mul_activation_prime(x, a, kind, scratch)  # type: ignore[misc]
-        name = {"sigmoid": "mul_sigmoid_prime", "tanh": "mul_tanh_prime",
-                "relu": "mul_relu_prime"}[kind]
+        name = MUL_PRIME.get(kind)
+        if name is None or (kind != "sigmoid" and self.dtype not in ("float32", "float64")):
+            return super().mul_activation_prime(x, a, kind, scratch)
         K.elementwise(self.cp, name)(a, x)
         return x
 

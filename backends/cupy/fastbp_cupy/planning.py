@@ -25,6 +25,7 @@ own fingerprint (model, compute capability, CuPy and CUDA versions).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -129,8 +130,7 @@ def trials(backend: Any, plan: Any, run: Callable[[Any, str], Any]
     mini-batches (the default stands, and nothing is cached)."""
     if int(plan.cursor.order.shape[0]) // int(plan.settings.batch_size) < 2:
         return {}
-    return {name: (lambda scale, name=name: trial(backend, plan, name, run, scale))
-            for name in CANDIDATES}
+    return {name: functools.partial(trial, backend, plan, name, run) for name in CANDIDATES}
 
 
 def trial(backend: Any, plan: Any, name: str, run: Callable[[Any, str], Any],

@@ -25,9 +25,9 @@ __device__ __forceinline__ unsigned int fastbp_step_key(unsigned int seed, unsig
 // One hidden layer's dropout, a and the outputs (n, m) row-major, entry t = j * m + c: neuron j
 // of sample c is kept when mix(key + t) >= threshold, D = scale (1/(1 − p)) if kept, else 0.
 // Writes dropped = a ⊙ D (what the next layer and BP4 read) and factor = f'(z) ⊙ D with f' from
-// the unmasked a (kind 0: a(1 − a), 1: 1 − a², 2: [a > 0]), BP2's hadamard.
+// the unmasked a (neuron 0: a(1 − a), 1: 1 − a², 2: [a > 0]; PRIME_KIND), BP2's hadamard.
 __device__ __forceinline__ void fastbp_dropout_body(
-        unsigned int key, const real* a, real* factor, real* dropped, long long total, int kind,
+        unsigned int key, const real* a, real* factor, real* dropped, long long total, int neuron,
         unsigned int threshold, real scale) {
     for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < total;
          t += (long long)gridDim.x * blockDim.x) {
@@ -35,8 +35,8 @@ __device__ __forceinline__ void fastbp_dropout_body(
         const real d = h >= threshold ? scale : real(0);
         const real av = a[t];
         real fp;
-        if (kind == 0) fp = av * (real(1) - av);
-        else if (kind == 1) fp = real(1) - av * av;
+        if (neuron == 0) fp = av * (real(1) - av);
+        else if (neuron == 1) fp = real(1) - av * av;
         else fp = av > real(0) ? real(1) : real(0);
         dropped[t] = av * d;
         factor[t] = fp * d;
@@ -45,9 +45,9 @@ __device__ __forceinline__ void fastbp_dropout_body(
 
 // The eager step's dropout: the key computed on the host.
 extern "C" __global__ void fastbp_dropout_key(
-        const real* a, real* factor, real* dropped, int n, int m, unsigned int key, int kind,
+        const real* a, real* factor, real* dropped, int n, int m, unsigned int key, int neuron,
         unsigned int threshold, real scale) {
-    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, kind, threshold, scale);
+    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, neuron, threshold, scale);
 }
 
 // The captured step's dropout: the key from device memory, seed[0] the epoch's mask seed and
@@ -55,10 +55,10 @@ extern "C" __global__ void fastbp_dropout_key(
 // *step the step counter the graph moves on; the mini-batch is seed[1] + *step.
 extern "C" __global__ void fastbp_dropout_step(
         const real* a, real* factor, real* dropped, int n, int m, const unsigned int* seed,
-        const int* step, int layer, int kind, unsigned int threshold, real scale) {
+        const int* step, int layer, int neuron, unsigned int threshold, real scale) {
     const unsigned int key = fastbp_step_key(seed[0], seed[1] + (unsigned int)(*step),
                                              (unsigned int)layer);
-    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, kind, threshold, scale);
+    fastbp_dropout_body(key, a, factor, dropped, (long long)n * m, neuron, threshold, scale);
 }
 
 // The momentum step after the GEMM v ← μ v − α δ aᵀ: v ← v − l2 p − l1 sgn(p), then p ← p + v

@@ -26,7 +26,7 @@ from fastbp.cli import main
 fastbp_cupy = pytest.importorskip("fastbp_cupy")
 from fastbp_cupy import eager as eager_module  # noqa: E402
 from fastbp_cupy import emulator  # noqa: E402
-from fastbp_cupy import epochs as epochs_module  # noqa: E402
+from fastbp_cupy import epoch as epoch_module  # noqa: E402
 from fastbp_cupy import kernels as K  # noqa: E402
 from fastbp_cupy.backend import (  # noqa: E402
     CuPyBackend,
@@ -414,7 +414,7 @@ def test_training_twice_leaves_no_stale_data_set_on_the_device(monkeypatch):
             made.append(weakref.ref(xs))
             super().__init__(xp, weights, biases, xs, ys, *args, **kwargs)
 
-    monkeypatch.setattr(epochs_module, "StepProgram", Recorded)
+    monkeypatch.setattr(epoch_module, "StepProgram", Recorded)
     X, labels = data([10, 6, 4], 40)
     gpu = fastbp.Network([10, 6, 4], dtype="float64", seed=2, device=CuPyBackend("float64"))
     cpu = gpu.to("cpu")
@@ -473,7 +473,7 @@ def test_out_of_memory_during_capture_skips_graphs_for_that_epoch_only(monkeypat
                 raise failures.pop()
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(epochs_module, "StepProgram", Flaky)
+    monkeypatch.setattr(epoch_module, "StepProgram", Flaky)
     be = CuPyBackend(dtype="float64")
     X, labels = data([10, 6, 4], 40)
     gpu = fastbp.Network([10, 6, 4], dtype="float64", seed=2, device=be)
@@ -501,7 +501,7 @@ def test_out_of_memory_in_the_eager_step_is_a_device_error(monkeypatch):
     X, labels = data([10, 6, 4], 40)
     net = fastbp.Network([10, 6, 4], dtype="float64", seed=2, device=be)
     monkeypatch.setattr(eager_module, "EagerProgram", no_memory)
-    monkeypatch.setattr(epochs_module, "EagerProgram", no_memory)
+    monkeypatch.setattr(epoch_module, "EagerProgram", no_memory)
     with pytest.raises(fastbp.DeviceError, match="out of memory on cuda"):
         net.train(X, labels, epochs=1, batch_size=4, eta=1.0)
 

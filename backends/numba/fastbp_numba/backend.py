@@ -3,8 +3,8 @@
 Arrays are NumPy arrays and every operation outside training is the ``cpu`` device's. What
 differs is :meth:`NumbaBackend.sgd_epoch`: the whole epoch (gather, feedforward, BP1, BP2 and the
 folded update, for every mini-batch) runs in one call of a Numba-compiled function
-(:func:`fastbp_numba.kernels.sgd_epoch`, or with momentum, L1 or dropout
-:func:`fastbp_numba.techniques.sgd_epoch`), so no step returns to Python. The compiled code is
+(:func:`fastbp_numba.epoch.sgd_epoch`, or with momentum, L1 or dropout
+:func:`fastbp_numba.epoch.sgd_epoch_tech`), so no step returns to Python. The compiled code is
 cached on disk, so only the first use on a machine compiles (a few seconds).
 """
 
@@ -21,10 +21,17 @@ from fastbp.core import dropout
 from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import layer_kinds
+from fastbp.core.ops import Scalar
 from fastbp.core.plan import EpochPlan
-from fastbp.devices.cpu import cblas, halves, prefetch
-from fastbp.devices.cpu.backend import NumpyBackend
-from fastbp.devices.cpu.blas_threads import one_thread
+from fastbp.devices.cpu import (
+    NumpyBackend,
+    chunk_buffers,
+    find_cblas,
+    half_helper,
+    one_thread,
+    prefetch_chunks,
+    prefetch_mode,
+)
 from fastbp.errors import ConfigError, MissingDependency
 
 from . import planning
@@ -50,7 +57,7 @@ class NumbaBackend(NumpyBackend):
                               "use device 'cpu' for float16")
         if index != 0:
             raise ConfigError(f"device 'cpu-jit' has one device, 'cpu-jit' (got index {index})")
-        self._kernels: Any = None
+        self._compiled: Any = None
 
     # -- convolution and max-pooling: compiled loops (fastbp_numba.conv) ----------------------
     @property
@@ -81,20 +88,27 @@ class NumbaBackend(NumpyBackend):
         return out
 
     @property
-    def kernels(self) -> Any:
-        """:mod:`fastbp_numba.kernels`, imported (and so Numba loaded) when first needed."""
-        if self._kernels is None:
+    def epoch(self) -> Any:
+        """:mod:`fastbp_numba.epoch`, the compiled whole epochs, imported (and so Numba loaded)
+        when first needed."""
+        if self._compiled is None:
             try:
-                kernels = retryable_import(f"{__package__}.kernels")
+                epoch = retryable_import(f"{__package__}.epoch")
             except ImportError as exc:
                 raise MissingDependency(
                     f"device 'cpu-jit' needs Numba and SciPy ({exc}): pip install numba scipy"
                 ) from exc
-            if not compiled_before(kernels):
+            if not compiled_before(epoch):
                 log.info("fastbp: cpu-jit compiles its epoch (the first run on this machine: "
                          "a few seconds, kept for later runs)")
-            self._kernels = kernels
-        return self._kernels
+            self._compiled = epoch
+        return self._compiled
+
+    @property
+    def kernels(self) -> Any:
+        """:mod:`fastbp_numba.kernels`, the compiled building blocks of one step."""
+        self.epoch  # noqa: B018 - Numba's absence is reported there
+        return retryable_import(f"{__package__}.kernels")
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -105,12 +119,12 @@ class NumbaBackend(NumpyBackend):
         return info
 
     # -- training --------------------------------------------------------------------------
-    def sgd_epoch(self, plan: EpochPlan) -> Any:
+    def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
         """One epoch of mini-batch SGD in one compiled call; the same equations and order of
-        operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.kernels`).
+        operations as :func:`fastbp.devices.cpu.epoch.sgd_epoch` (see :mod:`fastbp_numba.epoch`).
 
-        A plan with momentum, L1 or dropout runs the compiled twins of
-        :mod:`fastbp_numba.techniques` on every strategy. A cost other than the three built in
+        A plan with momentum, L1 or dropout runs the compiled twins (the ``*_tech`` epochs of
+        :mod:`fastbp_numba.epoch`) on every strategy. A cost other than the three built in
         runs the ``cpu`` device's loop (its ``output_error`` is Python), and says so once in
         the log.
         """
@@ -152,10 +166,10 @@ class NumbaBackend(NumpyBackend):
     def _epoch(self, plan: EpochPlan, code: Any, candidate: str) -> float:
         """One epoch of ``plan`` run as ``candidate`` (``STRATEGY/LIBRARY``, see
         :mod:`fastbp_numba.planning`); returns the summed cost. A plan that is not plain runs
-        the same strategy on the kernels of :mod:`fastbp_numba.techniques`."""
+        the same strategy on the ``*_tech`` epochs of :mod:`fastbp_numba.epoch`."""
         strategy, library = candidate.split("/")
         lib = planning.library(library)
-        k = self.kernels
+        k = self.epoch
         settings, params, sizes = plan.settings, plan.params, plan.layers.sizes
         m, first_step = int(settings.batch_size), int(plan.cursor.first_step)
         xbuf, ybuf, acts, deltas, scal = self._work(sizes, m, plan.cache.of(JitCache).rows)
@@ -175,18 +189,17 @@ class NumbaBackend(NumpyBackend):
         threads = strategy == "blas-threads"
         with contextlib.nullcontext() if threads else one_thread():
             gathering = {"overlap": "overlap", "one-thread": None}.get(
-                strategy, prefetch.mode(sizes, m, threads=True, rows=int(order.shape[0])))
+                strategy, prefetch_mode(sizes, m, threads=True, rows=int(order.shape[0])))
             if gathering is None:
                 if tech is not None:
-                    t = self.techniques
-                    return t.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code,
-                                       tech[0], first_step, xbuf, ybuf, acts, deltas,
-                                       tech[1], scal, SMALL_ROWS, blas)
+                    return k.sgd_epoch_tech(weights, biases, xs, ys, order, m, eta, decay, code,
+                                            tech[0], first_step, xbuf, ybuf, acts, deltas,
+                                            tech[1], scal, SMALL_ROWS, blas)
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
-            total = 0.0  # the same steps, on rows gathered ahead (fastbp.devices.cpu.prefetch)
+            total = 0.0  # the same steps, on rows gathered ahead (prefetch_chunks)
             done = 0  # rows of the epoch already trained (whole batches: chunks hold whole ones)
-            chunks = prefetch.chunks(xs, ys, order, prefetch.chunk_buffers(self, plan),
+            chunks = prefetch_chunks(xs, ys, order, chunk_buffers(self, plan),
                                      parallel=gathering == "parallel")
             with contextlib.closing(chunks):  # an error waits for the gather in flight
                 for x, y in chunks:
@@ -194,18 +207,12 @@ class NumbaBackend(NumpyBackend):
                         total = k.sgd_rows(weights, biases, x, y, x.shape[0], m, eta, decay,
                                            code, acts, deltas, scal, SMALL_ROWS, blas, total)
                         continue
-                    total = self.techniques.sgd_rows(
+                    total = k.sgd_rows_tech(
                         weights, biases, x, y, x.shape[0], m, eta, decay, code, tech[0],
                         first_step + done // m, acts, deltas, tech[1], scal,
                         SMALL_ROWS, blas, total)
                     done += int(x.shape[0])
             return total
-
-    @property
-    def techniques(self) -> Any:
-        """:mod:`fastbp_numba.techniques`, the compiled epoch with chapter 3's techniques."""
-        self.kernels  # noqa: B018 - Numba's absence is reported there
-        return retryable_import(f"{__package__}.techniques")
 
     def _techniques(self, plan: EpochPlan, weights: tuple, biases: tuple, acts: tuple
                     ) -> tuple[tuple, tuple]:
@@ -251,8 +258,8 @@ class NumbaBackend(NumpyBackend):
                      ys: np.ndarray, order: np.ndarray, m: int, eta: float, decay: float,
                      code: int, work: tuple, blas: Any, lib: Any, tech: Any = None,
                      first_step: int = 0) -> float:
-        """The epoch on two threads (:func:`fastbp_numba.kernels.sgd_epoch_half`, or
-        :func:`fastbp_numba.techniques.sgd_epoch_half` with ``tech``, the pair
+        """The epoch on two threads (:func:`fastbp_numba.epoch.sgd_epoch_half`, or
+        :func:`fastbp_numba.epoch.sgd_epoch_half_tech` with ``tech``, the pair
         :meth:`_techniques` gives): this one and a helper, each with half of every step and
         BLAS on one thread. ``work``: the epoch's row buffers; ``blas``: :meth:`gemm_pointer`;
         ``first_step``: the number of the first mini-batch in its epoch."""
@@ -278,7 +285,7 @@ class NumbaBackend(NumpyBackend):
                                                      sync)
                     else:
                         assert extra_views is not None
-                        totals[t] = self.techniques.sgd_epoch_half(
+                        totals[t] = k.sgd_epoch_half_tech(
                             t, weights, biases, xs, ys, order, m, eta, decay, code, tech[0],
                             first_step, xbuf, acts, deltas, tech[1], views[t], extra_views[t],
                             np.empty(4, self.dtype), SMALL_ROWS, blas, sync)
@@ -286,7 +293,7 @@ class NumbaBackend(NumpyBackend):
                 errors.append(exc)
                 sync[0] = 1 << 62
 
-        with halves.helper() as start:
+        with half_helper() as start:
             done = start(run, 1)
             try:
                 run(0)
@@ -297,9 +304,9 @@ class NumbaBackend(NumpyBackend):
         return totals[0] + totals[1]
 
     def gemm_pointer(self) -> Any:
-        """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.devices.cpu.cblas.find`), or None for
+        """The CBLAS ``?gemm`` the kernels call (:func:`fastbp.devices.cpu.find_cblas`), or None for
         SciPy's BLAS."""
-        lib = cblas.find()
+        lib = find_cblas()
         return None if lib is None else lib.gemm_for(self.dtype)
 
     def compiled_backprop(self, weights: list[np.ndarray], biases: list[np.ndarray], x: Any,
@@ -328,7 +335,8 @@ class NumbaBackend(NumpyBackend):
 
     def _spec(self, cost: Any, kinds: Any, layers: int) -> tuple[int, np.ndarray] | None:
         """The kernels' ``spec``: the cost's code and each layer's neuron code (an int64
-        array), or None when they do not compile the cost."""
+        array), or None when they do not compile the cost; ``ConfigError`` for a neuron kind
+        without a compiled kernel (:data:`fastbp_numba.neurons.KIND_CODES`)."""
         k = self.kernels
         codes = {QuadraticCost: k.QUADRATIC, CrossEntropyCost: k.CROSS_ENTROPY,
                  LogLikelihoodCost: k.LOG_LIKELIHOOD}
@@ -337,6 +345,10 @@ class NumbaBackend(NumpyBackend):
             return None
         if kinds is None:
             kinds = layer_kinds(layers, "sigmoid", output_of(cost))
+        missing = [kind for kind in kinds if kind not in k.KIND_CODES]
+        if missing:
+            raise ConfigError(f"device 'cpu-jit' has no compiled kernel for the {missing[0]!r} "
+                              f"neuron (it compiles {sorted(k.KIND_CODES)}); use device 'cpu'")
         return code, np.array([k.KIND_CODES[kind] for kind in kinds], dtype=np.int64)
 
     def _work(self, sizes: list[int], m: int, cache: dict[Any, tuple]) -> tuple:

@@ -1,4 +1,6 @@
-"""Numba-compiled kernels: one whole epoch of mini-batch SGD without returning to Python.
+"""Numba-compiled building blocks of one SGD step: gather, the products, the folded update,
+the feedforward, BP1 and BP2, one step, and the compiled gradient. The whole epochs that loop
+over them are in :mod:`fastbp_numba.epoch`.
 
 These functions call one another inside compiled code, and Numba caches each module's compiled
 functions together; the neurons' elementwise passes live in :mod:`fastbp_numba.neurons`, the
@@ -17,31 +19,31 @@ same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l``
 - BP2: ``Δ^l = (Δ^{l+1} W^{l+1}) ⊙ f'(Z^l)``, ``f'`` from ``A^l``: ``A(1 − A)``, ``1 − A²``,
   ``[A > 0]``
 
-``spec`` is the network's ``(cost code, kinds)``: the cost (:data:`QUADRATIC`,
-:data:`CROSS_ENTROPY`, :data:`LOG_LIKELIHOOD`) and an int64 array with each layer's neuron
-(:data:`SIGMOID`, :data:`TANH`, :data:`RELU`, :data:`SOFTMAX`; :mod:`fastbp_numba.neurons`).
 - BP3 + BP4 folded into the SGD step, one GEMM with ``β = decay``:
   ``W^l ← decay · W^l − (η/m) (Δ^l)ᵀ A^{l-1}``, ``b^l ← b^l − (η/m) Σ_rows Δ^l``
 
-The GEMMs call CBLAS through the function pointer :mod:`fastbp.devices.cpu.cblas` finds (MKL when
-installed, else NumPy's OpenBLAS), or, when it finds none, the BLAS SciPy ships through
+``spec`` is the network's ``(cost code, kinds)``: the cost (:data:`QUADRATIC`,
+:data:`CROSS_ENTROPY`, :data:`LOG_LIKELIHOOD`) and an int64 array with each layer's neuron
+(:data:`SIGMOID`, :data:`TANH`, :data:`RELU`, :data:`SOFTMAX`; :mod:`fastbp_numba.neurons`).
+
+The GEMMs call CBLAS through the function pointer :func:`fastbp.devices.cpu.find_cblas` finds
+(MKL when installed, else NumPy's OpenBLAS), or, when it finds none, the BLAS SciPy ships through
 Numba's ``numba_xxgemm`` helper; always with ``alpha``/``beta`` and no temporary. Batches of at
 most ``small`` rows (one sample, by default) run compiled loops instead: there a product is a
 matrix-vector one, bound by reading ``W`` from cache, and a BLAS call would only add its
 overhead (and, for a large ``W``, wake BLAS threads for a few microseconds of work).
 
-A plan with momentum, L1 or dropout runs the twins of these epochs in
+A plan with momentum, L1 or dropout runs the twins of these steps in
 :mod:`fastbp_numba.techniques` (the velocities, the dropout masks); the functions here are the
 plain rule alone.
 
-The epoch runs with the thread's flush-to-zero mode on, and errors below the smallest normal
+Every epoch runs with the thread's flush-to-zero mode on, and errors below the smallest normal
 float are flushed to 0 (:func:`flush`): a saturated sigmoid layer otherwise fills ``Δ`` with
 subnormals, which x86 multiplies through a slow microcode path.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .machine import (  # noqa: F401 - the machine-level pieces, re-exported
@@ -211,97 +213,6 @@ def step(weights, biases, x, y, r, eta, decay, spec, acts, deltas, scal, small, 
 
 
 @njit(**JIT)
-def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, spec, xbuf, ybuf, acts, deltas,
-              scal, small, blas):
-    """Every mini-batch of ``order`` in turn: gather its rows, then :func:`step`.
-
-    Returns the summed cost of the epoch's batches (each before its update). Runs with this
-    thread's flush-to-zero mode on (restored on return), as XLA does: see :func:`flush`.
-    """
-    saved = get_mxcsr()
-    set_mxcsr(saved | np.uint32(FTZ_DAZ))
-    n = order.shape[0]
-    total = 0.0
-    for start in range(0, n, m):
-        r = min(m, n - start)
-        gather(xs, order, start, r, xbuf)
-        gather(ys, order, start, r, ybuf)
-        total += step(weights, biases, xbuf, ybuf, r, eta, decay, spec, acts, deltas, scal,
-                      small, blas)
-    set_mxcsr(saved)
-    return total
-
-
-@njit(**JIT)
-def sgd_rows(weights, biases, x, y, rows, m, eta, decay, spec, acts, deltas, scal, small, blas,
-             total):
-    """:func:`step` on consecutive mini-batches of ``m`` rows of ``x``/``y`` (rows already
-    gathered in the epoch's order: :mod:`fastbp.devices.cpu.prefetch`), the first ``rows`` rows.
-    Returns ``total`` plus their summed cost (added in the order :func:`sgd_epoch` adds it);
-    flush-to-zero as in :func:`sgd_epoch`."""
-    saved = get_mxcsr()
-    set_mxcsr(saved | np.uint32(FTZ_DAZ))
-    for start in range(0, rows, m):
-        r = min(m, rows - start)
-        total += step(weights, biases, x[start:], y[start:], r, eta, decay, spec, acts, deltas,
-                      scal, small, blas)
-    set_mxcsr(saved)
-    return total
-
-
-# -- two threads, one epoch ---------------------------------------------------------------
-@njit(**JIT)
-def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, spec, xbuf, acts, deltas,
-                   half, scal, small, blas, sync):
-    """Thread ``t``'s part (0 or 1) of one epoch that two threads run at once, each calling BLAS
-    on one thread; the two meet at a barrier twice a step. Returns its rows' summed cost.
-
-    1. Rows ``[0, h)`` or ``[h, r)`` of the batch (``h = ⌈m/2⌉``): gather, feedforward, BP1,
-       BP2 (``half``: this thread's views of the rows of ``xbuf``, ``ybuf``, ``acts``,
-       ``deltas``).
-    2. BP3, BP4 and SGD split by units: the columns (inputs) of each ``W`` and the entries of
-       each ``b`` in this thread's half, over the whole batch:
-       ``W[:, c] ← decay·W[:, c] − α Δᵀ A^{l-1}[:, c]``, ``b_j ← b_j − α Σ_i Δ_ij``.
-
-    Both halves gather and compute side by side, and no thread waits inside a BLAS call.
-    """
-    saved = get_mxcsr()
-    set_mxcsr(saved | np.uint32(FTZ_DAZ))
-    cost, kinds = spec[0], spec[1]
-    n = order.shape[0]
-    h = (m + 1) // 2
-    x, y, acts_t, deltas_t = half
-    total = 0.0
-    meetings = 0
-    for start in range(0, n, m):
-        r = min(m, n - start)
-        lo = 0 if t == 0 else h
-        rows = min(h, r) if t == 0 else r - h
-        if rows > 0:
-            gather(xs, order, start + lo, rows, x)
-            gather(ys, order, start + lo, rows, y)
-            forward(weights, biases, x, rows, acts_t, deltas_t, kinds, scal, small, blas)
-            total += deltas_of(weights, y, rows, acts_t, deltas_t, cost, kinds, scal, small,
-                               blas)
-        meetings += 1
-        barrier(sync, 2, meetings)  # every Δ of the batch is known
-        alpha = eta / r
-        for l in range(len(weights)):
-            w, b, d = weights[l], biases[l], deltas[l]
-            nl, k = w.shape
-            c0, c1 = (0, k // 2) if t == 0 else (k // 2, k)
-            a_prev = xbuf if l == 0 else acts[l - 1]
-            if c1 > c0:
-                update_columns(w, d, a_prev, r, c0, c1, alpha, decay, scal, blas)
-            j0, j1 = (0, nl // 2) if t == 0 else (nl // 2, nl)
-            bias_step(b, d, r, j0, j1, alpha)
-        meetings += 1
-        barrier(sync, 2, meetings)  # every parameter is updated
-    set_mxcsr(saved)
-    return total
-
-
-@njit(**JIT)
 def update_columns(w, d, a_prev, r, c0, c1, alpha, decay, scal, blas):
     """Columns ``c0:c1`` of BP4 folded into SGD: ``W[:, c0:c1] ← decay·W[:, c0:c1] − α Δᵀ
     A^{l-1}[:, c0:c1]`` (one GEMM on the column block, over the ``r`` rows of the batch); a
@@ -327,7 +238,8 @@ def bias_step(b, d, r, j0, j1, alpha):
 @njit(**JIT)
 def backprop(weights, biases, x, y, spec, acts, deltas, grad_w, grad_b, scal, small, blas):
     """The gradient summed over the rows of ``x``: ``∂C/∂b^l = Σ_i Δ^l_i`` (BP3),
-    ``∂C/∂W^l = (Δ^l)ᵀ A^{l-1}`` (BP4), with the same kernels as :func:`sgd_epoch`."""
+    ``∂C/∂W^l = (Δ^l)ᵀ A^{l-1}`` (BP4), with the same kernels as
+    :func:`fastbp_numba.epoch.sgd_epoch`."""
     r = x.shape[0]
     cost, kinds = spec[0], spec[1]
     forward(weights, biases, x, r, acts, deltas, kinds, scal, small, blas)

@@ -36,8 +36,8 @@ def _xxgemm(dtype: types.Type) -> types.ExternalFunction:
 def gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scal, blas):
     """Column-major BLAS GEMM: ``C ← α op(A) op(B) + β C`` (``scal`` holds α and β).
 
-    ``blas`` is a CBLAS ``?gemm`` function pointer (:mod:`fastbp.devices.cpu.cblas`: MKL or NumPy's
-    OpenBLAS), or None for the BLAS SciPy ships."""
+    ``blas`` is a CBLAS ``?gemm`` function pointer (:func:`fastbp.devices.cpu.find_cblas`: MKL or
+    NumPy's OpenBLAS), or None for the BLAS SciPy ships."""
     raise NotImplementedError  # only the compiled overload below runs
 
 

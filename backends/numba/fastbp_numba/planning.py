@@ -9,7 +9,8 @@ OpenBLAS, or SciPy's BLAS) and one of
 - ``blas-threads``: the BLAS library's own threads split each product.
 
 Every candidate runs chapter 3's techniques (momentum, L1, dropout) in its compiled code
-(:mod:`fastbp_numba.techniques`), so a plan with them chooses among the same ones.
+(the `*_tech` epochs of :mod:`fastbp_numba.epoch`), so a plan with them chooses among the
+same ones.
 
 The first epoch of a configuration picks the fastest in a short trial of real steps on copies of
 the parameters (or takes the recorded choice). Candidates that round differently
@@ -30,8 +31,18 @@ import numpy as np
 
 from fastbp.core.plan import EpochPlan, Parameters
 from fastbp.devices import planner
-from fastbp.devices.cpu import cblas, prefetch
-from fastbp.devices.cpu.blas_threads import library_threads, step_work, threaded
+from fastbp.devices.cpu import (
+    cblas_choice,
+    chunk_rows,
+    cores,
+    find_cblas,
+    library_threads,
+    load_cblas,
+    prefetch_enabled,
+    prefetch_mode,
+    step_work,
+    threaded,
+)
 
 from .cache import JitCache
 from .loading import retryable_import
@@ -54,38 +65,38 @@ FAST = 1.5  # an epoch above this multiple of its cached trial's speed: the tria
 
 def library_names() -> list[str]:
     """The GEMM libraries to try: the one ``$FASTBP_BLAS`` names, else every one found."""
-    if cblas.choice() != "auto":
-        lib = cblas.find()
+    if cblas_choice() != "auto":
+        lib = find_cblas()
         return [lib.name if lib is not None else "scipy"]
-    found = [name for name in ("mkl", "openblas") if cblas.load(name) is not None]
+    found = [name for name in ("mkl", "openblas") if load_cblas(name) is not None]
     return found or ["scipy"]
 
 
 def library(name: str) -> Any:
-    """The :class:`fastbp.devices.cpu.cblas.Cblas` of a candidate's library (None: SciPy)."""
-    return None if name == "scipy" else cblas.load(name)
+    """A candidate's CBLAS library (:func:`fastbp.devices.cpu.load_cblas`; None: SciPy)."""
+    return None if name == "scipy" else load_cblas(name)
 
 
 def default(sizes: list[int], m: int, rows: int) -> str:
     """The fixed choice (``FASTBP_PLAN=off``): the rules these candidates replace."""
-    lib = cblas.find()
+    lib = find_cblas()
     name = lib.name if lib is not None else "scipy"
-    two_cores = prefetch.cores() >= 2 and library_threads() >= 2
+    two_cores = cores() >= 2 and library_threads() >= 2
     if threaded(sizes, m) and step_work(sizes, 1) < TWO_THREADS_WEIGHTS and two_cores:
         return f"two-threads/{name}"
     if threaded(sizes, m) and library_threads() >= 2:
         return f"blas-threads/{name}"
-    overlap = prefetch.mode(sizes, m, threads=False, rows=rows) == "overlap"
+    overlap = prefetch_mode(sizes, m, threads=False, rows=rows) == "overlap"
     return f"{'overlap' if overlap else 'one-thread'}/{name}"
 
 
 def candidates(sizes: list[int], m: int, rows: int) -> list[str]:
     """Every candidate that can run here for batches of ``m`` and an epoch of ``rows``."""
-    cores = prefetch.cores()
+    n_cores = cores()
     allowed = ["one-thread"]
-    if prefetch.enabled() and cores >= 2 and rows > prefetch.chunk_rows(m):
+    if prefetch_enabled() and n_cores >= 2 and rows > chunk_rows(m):
         allowed.append("overlap")
-    if cores >= 2 and library_threads() >= 2:
+    if n_cores >= 2 and library_threads() >= 2:
         allowed.append("two-threads")
     if library_threads() >= 2:
         allowed.append("blas-threads")
@@ -98,7 +109,7 @@ def fingerprint() -> dict[str, Any]:
     """This machine as the cache knows it: :func:`fastbp.devices.planner.fingerprint` plus the
     GEMM libraries' versions and Numba's."""
     numba = retryable_import("numba")
-    libs = {name: getattr(cblas.load(name), "version", None) for name in ("mkl", "openblas")}
+    libs = {name: getattr(load_cblas(name), "version", None) for name in ("mkl", "openblas")}
     return planner.fingerprint({"numba": numba.__version__, "gemm": libs,
                                 "blas_threads": library_threads()})
 
@@ -169,7 +180,7 @@ def trial(plan: EpochPlan, name: str, run: Callable[[Any, str], float], scale: i
     copies = Parameters([np.array(w) for w in params.weights],
                         [np.array(b) for b in params.biases], velocities)
     copy = dataclasses.replace(plan, params=copies)
-    copy.start(order[:min(n, prefetch.chunk_rows(m))], plan.cursor.seed)
+    copy.start(order[:min(n, chunk_rows(m))], plan.cursor.seed)
     run(copy, name)
     copy.start(order[:rows], plan.cursor.seed)
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Chapter 3's techniques in the compiled epoch: momentum, L1 beside L2, and dropout.
 
-The plain epoch (:func:`fastbp_numba.kernels.sgd_epoch` and its relatives) is left as it is;
-these functions are its twins for a plan that is not plain, with the same layout (one sample per
+The plain step (:func:`fastbp_numba.kernels.step`) is left as it is; these functions are its
+twins for a plan that is not plain (their epochs: the ``*_tech`` ones of
+:mod:`fastbp_numba.epoch`), with the same layout (one sample per
 row) and the same pieces (gather, :func:`~fastbp_numba.kernels.linear`,
 :func:`~fastbp_numba.kernels.back`, the neurons' passes).
 
@@ -31,18 +32,11 @@ import numpy as np
 from numba import njit
 
 from .kernels import (
-    FTZ_DAZ,
     back,
-    barrier,
-    bias_step,
     column_sums,
-    gather,
-    get_mxcsr,
     linear,
     scaled_update,
-    set_mxcsr,
     sgd_update,
-    update_columns,
 )
 from .neurons import JIT, activate, mul_activation_prime, output_error
 
@@ -194,7 +188,7 @@ def bias_velocity(b, vb, d, r, j0, j1, alpha, mu):
         b[j, 0] += u
 
 
-# -- steps and epochs ---------------------------------------------------------------------------
+# -- one step -------------------------------------------------------------------------------------
 @njit(**JIT)
 def step(weights, biases, x, y, r, eta, decay, spec, tech, step_no, acts, deltas, extra, scal,
          small, blas):
@@ -216,99 +210,4 @@ def step(weights, biases, x, y, r, eta, decay, spec, tech, step_no, acts, deltas
         else:
             sgd_update(weights[l], biases[l], deltas[l], a_prev, r, alpha, decay, scal, small,
                        blas)
-    return total
-
-
-@njit(**JIT)
-def sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, spec, tech, first_step, xbuf, ybuf,
-              acts, deltas, extra, scal, small, blas):
-    """Every mini-batch of ``order`` in turn (mini-batch ``s`` is number ``first_step + s`` of
-    its epoch): gather its rows, then :func:`step`. Returns the summed cost; flush-to-zero as
-    :func:`fastbp_numba.kernels.sgd_epoch`."""
-    saved = get_mxcsr()
-    set_mxcsr(saved | np.uint32(FTZ_DAZ))
-    n = order.shape[0]
-    total = 0.0
-    for start in range(0, n, m):
-        r = min(m, n - start)
-        gather(xs, order, start, r, xbuf)
-        gather(ys, order, start, r, ybuf)
-        total += step(weights, biases, xbuf, ybuf, r, eta, decay, spec, tech,
-                      first_step + start // m, acts, deltas, extra, scal, small, blas)
-    set_mxcsr(saved)
-    return total
-
-
-@njit(**JIT)
-def sgd_rows(weights, biases, x, y, rows, m, eta, decay, spec, tech, first_step, acts, deltas,
-             extra, scal, small, blas, total):
-    """:func:`step` on consecutive mini-batches of ``m`` rows of ``x``/``y`` (rows gathered
-    ahead in the epoch's order; the first is mini-batch ``first_step``), the first ``rows`` rows.
-    Returns ``total`` plus their summed cost."""
-    saved = get_mxcsr()
-    set_mxcsr(saved | np.uint32(FTZ_DAZ))
-    for start in range(0, rows, m):
-        r = min(m, rows - start)
-        total += step(weights, biases, x[start:], y[start:], r, eta, decay, spec, tech,
-                      first_step + start // m, acts, deltas, extra, scal, small, blas)
-    set_mxcsr(saved)
-    return total
-
-
-@njit(**JIT)
-def sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta, decay, spec, tech, first_step,
-                   xbuf, acts, deltas, extra, half, half_extra, scal, small, blas, sync):
-    """Thread ``t``'s part of an epoch two threads run at once
-    (:func:`fastbp_numba.kernels.sgd_epoch_half`) with the plan's techniques. Each thread draws
-    the masks of its own rows, with the column index of the hash the sample's place in the whole
-    batch; the update, split by units, reads the whole batch's ``Δ`` and ``Ã``.
-
-    ``half``: this thread's views of the rows of ``xbuf``, ``ybuf``, ``acts``, ``deltas``;
-    ``half_extra``: of the masks and ``Ã``."""
-    saved = get_mxcsr()
-    set_mxcsr(saved | np.uint32(FTZ_DAZ))
-    cost, kinds = spec[0], spec[1]
-    velocity, drop = tech[3], tech[4]
-    _, dropped, velocities = extra
-    n = order.shape[0]
-    h = (m + 1) // 2
-    x, y, acts_t, deltas_t = half
-    masks_t, dropped_t = half_extra
-    layers = len(weights)
-    total = 0.0
-    meetings = 0
-    for start in range(0, n, m):
-        r = min(m, n - start)
-        step_no = first_step + start // m
-        lo = 0 if t == 0 else h
-        rows = min(h, r) if t == 0 else r - h
-        if rows > 0:
-            gather(xs, order, start + lo, rows, x)
-            gather(ys, order, start + lo, rows, y)
-            forward(weights, biases, x, rows, lo, r, acts_t, deltas_t, kinds, tech, step_no,
-                    masks_t, dropped_t, scal, small, blas)
-            total += deltas_of(weights, y, rows, acts_t, deltas_t, cost, kinds, drop, masks_t,
-                               scal, small, blas)
-        meetings += 1
-        barrier(sync, 2, meetings)  # every Δ and Ã of the batch is known
-        alpha = eta / r
-        for l in range(layers):
-            w, b, d = weights[l], biases[l], deltas[l]
-            nl, k = w.shape
-            c0, c1 = (0, k // 2) if t == 0 else (k // 2, k)
-            j0, j1 = (0, nl // 2) if t == 0 else (nl // 2, nl)
-            a_prev = xbuf if l == 0 else (dropped[l - 1] if drop else acts[l - 1])
-            if velocity:
-                vw, vb = velocities[l], velocities[layers + l]
-                if c1 > c0:
-                    update_columns(vw, d, a_prev, r, c0, c1, alpha, tech[0], scal, blas)
-                    penalties_and_step(w, vw, c0, c1, tech[1], tech[2])
-                bias_velocity(b, vb, d, r, j0, j1, alpha, tech[0])
-            else:
-                if c1 > c0:
-                    update_columns(w, d, a_prev, r, c0, c1, alpha, decay, scal, blas)
-                bias_step(b, d, r, j0, j1, alpha)
-        meetings += 1
-        barrier(sync, 2, meetings)  # every parameter is updated
-    set_mxcsr(saved)
     return total

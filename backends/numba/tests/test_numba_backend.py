@@ -257,15 +257,15 @@ def test_an_error_in_one_thread_does_not_hang_the_other(two_threads, monkeypatch
     thread with one clear warning, and the epoch is the one a one-thread run gives."""
     net = fastbp.Network([6, 5, 3], dtype="float64", device="cpu-jit", seed=4)
     twin = fastbp.Network([6, 5, 3], dtype="float64", device="cpu-jit", seed=4)
-    kernels = net.backend.kernels
-    real = kernels.sgd_epoch_half
+    epoch = net.backend.epoch
+    real = epoch.sgd_epoch_half
 
     def failing(t, *args):
         if t == 1:
             raise RuntimeError("thread 1 failed")
         return real(t, *args)
 
-    monkeypatch.setattr(kernels, "sgd_epoch_half", failing)
+    monkeypatch.setattr(epoch, "sgd_epoch_half", failing)
     X, Y = batch(rng, [6, 5, 3], 40)
     with caplog.at_level("WARNING", logger="fastbp"):
         net.train(X, Y, epochs=2, batch_size=8, eta=0.5)
@@ -290,11 +290,11 @@ def test_a_first_compile_is_announced(tmp_path, monkeypatch) -> None:
 
     from fastbp_numba.backend import compiled_before
 
-    module = types.SimpleNamespace(__file__=str(tmp_path / "kernels.py"))
+    module = types.SimpleNamespace(__file__=str(tmp_path / "epoch.py"))
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     assert not compiled_before(module)
     (tmp_path / "__pycache__").mkdir()
-    (tmp_path / "__pycache__" / "kernels.sgd_epoch-295.py311.nbi").write_bytes(b"")
+    (tmp_path / "__pycache__" / "epoch.sgd_epoch-295.py311.nbi").write_bytes(b"")
     assert compiled_before(module)
 
 

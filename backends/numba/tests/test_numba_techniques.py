@@ -13,7 +13,7 @@ pytest.importorskip("numba")
 pytest.importorskip("fastbp_numba")
 
 from fastbp_numba import backend as jit_backend  # noqa: E402
-from fastbp_numba import planning, techniques  # noqa: E402
+from fastbp_numba import epoch, planning  # noqa: E402
 
 import fastbp  # noqa: E402
 from fastbp.core import epoch as generic  # noqa: E402
@@ -28,9 +28,9 @@ SETTINGS = {
     "all": {"momentum": 0.6, "l1": 1.0, "dropout": 0.3},
 }
 STRATEGIES = ["one-thread", "overlap", "two-threads", "blas-threads"]
-# the kernels of techniques.py each strategy calls
-RUNS = {"one-thread": "sgd_epoch", "overlap": "sgd_rows", "two-threads": "sgd_epoch_half",
-        "blas-threads": "sgd_rows"}
+# the compiled epochs with the techniques (fastbp_numba.epoch) each strategy calls
+RUNS = {"one-thread": "sgd_epoch_tech", "overlap": "sgd_rows_tech",
+        "two-threads": "sgd_epoch_half_tech", "blas-threads": "sgd_rows_tech"}
 
 
 def data(sizes: list[int], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -50,15 +50,15 @@ def train(device: str, sizes: list[int], X: np.ndarray, labels: np.ndarray, batc
 
 def compiled_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The generic loop refuses to run; returns the names of the compiled epochs of
-    :mod:`fastbp_numba.techniques` called."""
+    :mod:`fastbp_numba.epoch` with the techniques called."""
     def refuse(*args: Any, **kw: Any) -> None:
         raise AssertionError("the generic epoch ran on cpu-jit")
 
     monkeypatch.setattr(generic, "sgd_epoch", refuse)
     seen: list[str] = []
     for name in set(RUNS.values()):
-        real = getattr(techniques, name)
-        monkeypatch.setattr(techniques, name,
+        real = getattr(epoch, name)
+        monkeypatch.setattr(epoch, name,
                             lambda *a, _real=real, _name=name: seen.append(_name) or _real(*a))
     return seen
 

@@ -1,7 +1,10 @@
 """What every layer kind shares: the protocol, the work buffers, the neuron step.
 
-Neurons: ``sigmoid``, ``tanh``, ``relu`` and ``linear`` (``f(z) = z``, network3's ``linear``),
-``softmax`` for the output layer. ``f'`` is written from ``a = f(z)`` (``linear``: 1).
+Neurons: every hidden kind of the neuron table (:data:`fastbp.core.neurons.LAYER_HIDDEN`:
+``sigmoid``, ``tanh``, ``relu`` and network3's ``linear``, ``f(z) = z``), ``softmax`` for the
+output layer. ``f'`` is written from ``a = f(z)`` (``linear``: 1). Each step is the device's
+operation for the kind (:meth:`fastbp.core.ops.Ops.bias_activation`,
+:meth:`~fastbp.core.ops.Ops.mul_activation_prime`): its own kernel, else the table's form.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from ...errors import ConfigError
+from ..neurons import LAYER_HIDDEN
 from ..ops import Array, Ops
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
+ACTIVATIONS = LAYER_HIDDEN
 
 
 def check_activation(kind: str, allowed: tuple[str, ...] = ACTIVATIONS) -> str:
@@ -25,15 +29,11 @@ def check_activation(kind: str, allowed: tuple[str, ...] = ACTIVATIONS) -> str:
 
 def activate(backend: Ops, z: Array, b: Array, kind: str) -> Array:
     """In place: ``z ← f(z + b)``, ``b`` a column ``(n, 1)`` broadcast over ``z`` ``(n, N)``."""
-    if kind == "linear":
-        return backend.xp.add(z, b, out=z)  # type: ignore[attr-defined]
     return backend.bias_activation(z, b, kind)
 
 
 def times_prime(backend: Ops, x: Array, a: Array, kind: str, scratch: Array) -> Array:
     """In place: ``x ← x ⊙ f'(z)``, ``f'`` from ``a = f(z)`` (BP2's hadamard)."""
-    if kind == "linear":
-        return x
     return backend.mul_activation_prime(x, a, kind, scratch)
 
 

@@ -14,6 +14,7 @@ from . import cblas, epoch
 from .conv import NumpyConvOps
 
 if TYPE_CHECKING:
+    from ...core.ops import Scalar
     from ...core.plan import EpochPlan
 
 
@@ -35,7 +36,7 @@ class NumpyBackend(NumpyConvOps, Backend):
         epoch.sigmoid(out)
         return out
 
-    def sgd_epoch(self, plan: EpochPlan) -> Any:
+    def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
         """One epoch: the loop of :mod:`fastbp.devices.cpu.epoch` (BLAS called directly, the SGD
         or velocity update folded into the weight-gradient GEMM; momentum, L1 and dropout
         included) where it applies, else ``None`` (the generic loop runs)."""

@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import kinds_of
+from fastbp.core.ops import Scalar
+from fastbp.core.plan import EpochPlan
 from fastbp.devices import planner
 
 from . import kernels as K
@@ -28,8 +30,13 @@ from .probe import GRAPHS_ENV, graphs_from_env
 
 log = logging.getLogger("fastbp")
 
+if TYPE_CHECKING:  # a mixin of CuPyBackend: the type checker sees the Backend it extends
+    from fastbp.devices import Backend as _Base
+else:
+    _Base = object
 
-class EpochPaths:
+
+class EpochPaths(_Base):
     """The part of :class:`~fastbp_cupy.backend.CuPyBackend` that runs whole epochs: graph,
     eager or generic, chosen per configuration by the planner (:mod:`fastbp_cupy.planning`)."""
 
@@ -88,7 +95,7 @@ class EpochPaths:
             return planning.choose(self, plan, self._trial_epoch)
 
     # -- a whole epoch --------------------------------------------------------------------
-    def sgd_epoch(self, plan: Any) -> Any:
+    def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
         """One epoch over ``plan.cursor.order``: the summed cost as a device scalar (nothing
         waits), or ``None`` for the generic loop (a custom cost, float16).
 

@@ -74,7 +74,7 @@ class TimedEpoch:
 
     def __init__(self, net: Network) -> None:
         self.backend = net.backend
-        self.plain = default_epoch(net)
+        self.plain = default_epoch(net.backend)
         self.seconds = self.comm_seconds = 0.0
 
     def __call__(self, plan: EpochPlan) -> float:

@@ -41,7 +41,7 @@ def test_step_settings_are_frozen_and_derive_the_step_terms() -> None:
 def test_a_plan_with_momentum_needs_the_velocities() -> None:
     w, b = [np.zeros((3, 4))], [np.zeros((3, 1))]
     data = TrainingData(np.zeros((5, 4)), np.zeros((5, 3)))
-    with pytest.raises(ValueError, match="velocities"):
+    with pytest.raises(fastbp.ConfigError, match="velocities"):
         EpochPlan(Layers([4, 3], fastbp.QuadraticCost), StepSettings(5, 1.0, 5, mu=0.5),
                   Parameters(w, b), data)
 

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..errors import ConfigError
 from .memory import translate_oom
 from .ops import Array, Ops
 
@@ -187,7 +188,8 @@ class EpochPlan:
 
     def __post_init__(self) -> None:
         if self.settings.velocity and self.params.velocities is None:
-            raise ValueError("a step with momentum or L1 needs the velocities")
+            raise ConfigError("a step with momentum or L1 needs the velocities: pass them in "
+                              "Parameters(weights, biases, velocities), one per W^l, then b^l")
 
     def workspace(self, backend: Ops, m: int) -> Workspace:
         """The network's work buffers for a batch of ``m`` (made once)."""

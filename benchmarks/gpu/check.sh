@@ -30,7 +30,7 @@
 #   timing       graph vs eager vs cpu vs PyTorch eager vs JAX lax.scan (benchmarks/speed_cuda.py),
 #                the target cases first: [784,30,10] at m=10, then [784,1024,1024,10] at m=256
 #                with its cuBLAS bound
-#   gpu-tests    pytest -m gpu backends/cupy/tests/test_cupy_gpu.py test_cupy_gpu_neurons.py (every
+#   gpu-tests    pytest -m gpu backends/cupy/tests/test_cupy_gpu{,_runs,_neurons}.py (every
 #                neuron, cost and technique in float64, graphs on and off)
 #   kernels      every raw kernel against NumPy float64, outputs poisoned with NaN, awkward shapes
 #   conv         chapter 6's conv net (fastbp.network3): one float64 epoch against the cpu device
@@ -266,7 +266,7 @@ EOF
   # plugin's pyproject.toml, which a run of the plugin's folder would otherwise take as its root
   stage gpu-tests 150 "$OUT_DIR/tests.log" "$PY" -m pytest -c pyproject.toml -m "$marks" -q -rs \
     -p no:cacheprovider --junitxml="$WORK/junit.xml" backends/cupy/tests/test_cupy_gpu.py \
-    backends/cupy/tests/test_cupy_gpu_neurons.py
+    backends/cupy/tests/test_cupy_gpu_runs.py backends/cupy/tests/test_cupy_gpu_neurons.py
 
   # -- raw kernels -------------------------------------------------------------------------------
   local quick=()

@@ -1,10 +1,12 @@
 """``Network``: a stack of fully connected layers (sigmoid, tanh or relu neurons; a sigmoid or
 softmax output) trained by mini-batch SGD with backprop in matrix form.
 
-``z^l = W^l a^{l-1} + b^l``, ``a^l = σ(z^l)``. The book's API (``SGD``, ``update_mini_batch``,
-``backprop``, ``feedforward``, ``evaluate``, ``cost_derivative``) takes the book's data, a list of
-``(x, y)`` column pairs; ``train`` is the fast path for arrays. Both run the same equations
-(:mod:`fastbp.core.equations`) on the network's backend.
+``z^l = W^l a^{l-1} + b^l``, ``a^l = f_l(z^l)`` with ``f_l`` layer ``l``'s neuron from the
+table :mod:`fastbp.core.neurons` (``net.kinds``; σ throughout by default, as in the book). The
+book's API (``SGD``, ``update_mini_batch``, ``backprop``, ``feedforward``, ``evaluate``,
+``cost_derivative``) takes the book's data, a list of ``(x, y)`` column pairs; ``train`` is the
+fast path for arrays. Both run the same equations (:mod:`fastbp.core.equations`) on the
+network's backend.
 """
 
 from __future__ import annotations

@@ -155,6 +155,18 @@ def test_a_network_too_big_for_what_is_free(monkeypatch) -> None:
     assert "the network itself does not fit" in str(err) and "(1,000 bytes) is free" in str(err)
 
 
+def test_free_memory_is_the_hosts_only_for_arrays_in_host_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``free_bytes`` follows the ``host_memory`` flag, not the device's kind or name."""
+    class OffHost(fastbp.NumpyBackend):
+        kind = "cpu"
+        host_memory = False
+
+    monkeypatch.setattr(memory, "host_available", lambda: 123_456_789)
+    assert fastbp.NumpyBackend().free_bytes() == 123_456_789
+    assert OffHost().free_bytes() is None
+
+
 def test_free_memory_reported_by_the_backend_itself() -> None:
     class Small(fastbp.NumpyBackend):
         def free_bytes(self) -> int:

@@ -85,7 +85,7 @@ class EpochPaths(_Base):
         return (int(plan.settings.batch_size) <= self.graph_max_batch
                 and weights <= self.graph_max_weights)
 
-    def plan_for(self, plan: Any) -> planner.Choice:
+    def plan_for(self, plan: EpochPlan) -> planner.Choice:
         """How epochs of ``plan`` will run here (:func:`fastbp_cupy.planning.choose`): ``graph``
         or ``eager``, cached, forced, the default, or the fastest in a trial now; ``generic``
         where the raw kernels do not take the plan (a custom cost, float16)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from fastbp.core import dropout
 from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
 from fastbp.core.memory import translate_oom
 from fastbp.core.neurons import layer_kinds
-from fastbp.core.ops import Scalar
+from fastbp.core.ops import Array, Scalar
 from fastbp.core.plan import EpochPlan
 from fastbp.devices.cpu import (
     NumpyBackend,
@@ -42,6 +43,7 @@ log = logging.getLogger("fastbp")
 
 # Mini-batches of at most this many rows run compiled loops, larger ones BLAS (see kernels).
 SMALL_ROWS = 1
+Spec = tuple[int, np.ndarray]  # the kernels' (cost code, each layer's neuron code)
 
 
 class NumbaBackend(NumpyBackend):
@@ -61,34 +63,34 @@ class NumbaBackend(NumpyBackend):
 
     # -- convolution and max-pooling: compiled loops (fastbp_numba.conv) ----------------------
     @property
-    def conv(self) -> Any:
+    def conv(self) -> ModuleType:
         """:mod:`fastbp_numba.conv`, imported (and so compiled or loaded) when first needed."""
         from . import conv
 
         return conv
 
-    def gather_columns(self, a: Any, kh: int, kw: int, out: Any) -> Any:
+    def gather_columns(self, a: Array, kh: int, kw: int, out: Array) -> Array:
         """``cols(a)`` in one compiled pass (:meth:`ConvOps.gather_columns`)."""
         self.conv.gather_columns(a, out)
         return out
 
-    def fold_columns(self, cols: Any, out: Any) -> Any:
+    def fold_columns(self, cols: Array, out: Array) -> Array:
         """col2im in one compiled pass (:meth:`ConvOps.fold_columns`)."""
         self.conv.fold_columns(cols, out)
         return out
 
-    def max_pool(self, z: Any, ph: int, pw: int, out: Any, index: Any) -> Any:
+    def max_pool(self, z: Array, ph: int, pw: int, out: Array, index: Array) -> Array:
         """Max-pooling with its argmax in one compiled pass (:meth:`ConvOps.max_pool`)."""
         self.conv.max_pool(z, ph, pw, out, index)
         return out
 
-    def max_pool_back(self, delta: Any, index: Any, ph: int, pw: int, out: Any) -> Any:
+    def max_pool_back(self, delta: Array, index: Array, ph: int, pw: int, out: Array) -> Array:
         """The pooled δ routed to the maxima in one compiled pass."""
         self.conv.max_pool_back(delta, index, ph, pw, out)
         return out
 
     @property
-    def epoch(self) -> Any:
+    def epoch(self) -> ModuleType:
         """:mod:`fastbp_numba.epoch`, the compiled whole epochs, imported (and so Numba loaded)
         when first needed."""
         if self._compiled is None:
@@ -105,7 +107,7 @@ class NumbaBackend(NumpyBackend):
         return self._compiled
 
     @property
-    def kernels(self) -> Any:
+    def kernels(self) -> ModuleType:
         """:mod:`fastbp_numba.kernels`, the compiled building blocks of one step."""
         self.epoch  # noqa: B018 - Numba's absence is reported there
         return retryable_import(f"{__package__}.kernels")
@@ -157,13 +159,16 @@ class NumbaBackend(NumpyBackend):
         planning.after_epoch(plan, choice, time.perf_counter() - t0)
         return total
 
-    def plan_for(self, plan: EpochPlan) -> Any:
+    def plan_for(self, plan: EpochPlan) -> planning.planner.Choice:
         """How epochs of ``plan`` will run here (:func:`fastbp_numba.planning.choose`): the
-        cached, forced or default candidate, or the fastest in a trial now."""
+        cached, forced or default candidate, or the fastest in a trial now; ``generic`` for a
+        cost the kernels do not compile (the ``cpu`` device's loop runs it, nothing to plan)."""
         code = self._spec(plan.layers.cost, plan.layers.kinds, len(plan.params.weights))
+        if code is None:
+            return planning.planner.Choice("generic", "the kernels do not compile this cost")
         return planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
 
-    def _epoch(self, plan: EpochPlan, code: Any, candidate: str) -> float:
+    def _epoch(self, plan: EpochPlan, code: Spec, candidate: str) -> float:
         """One epoch of ``plan`` run as ``candidate`` (``STRATEGY/LIBRARY``, see
         :mod:`fastbp_numba.planning`); returns the summed cost. A plan that is not plain runs
         the same strategy on the ``*_tech`` epochs of :mod:`fastbp_numba.epoch`."""
@@ -254,9 +259,9 @@ class NumbaBackend(NumpyBackend):
                                      tuple(np.empty((m, n), dt) for n in sizes[1:]))
         return work
 
-    def _two_threads(self, k: Any, weights: tuple, biases: tuple, xs: np.ndarray,
+    def _two_threads(self, k: ModuleType, weights: tuple, biases: tuple, xs: np.ndarray,
                      ys: np.ndarray, order: np.ndarray, m: int, eta: float, decay: float,
-                     code: int, work: tuple, blas: Any, lib: Any, tech: Any = None,
+                     code: Spec, work: tuple, blas: Any, lib: Any, tech: Any = None,
                      first_step: int = 0) -> float:
         """The epoch on two threads (:func:`fastbp_numba.epoch.sgd_epoch_half`, or
         :func:`fastbp_numba.epoch.sgd_epoch_half_tech` with ``tech``, the pair
@@ -333,7 +338,7 @@ class NumbaBackend(NumpyBackend):
                               np.empty(4, dt), SMALL_ROWS, self.gemm_pointer())
         return list(grad_b), list(grad_w)
 
-    def _spec(self, cost: Any, kinds: Any, layers: int) -> tuple[int, np.ndarray] | None:
+    def _spec(self, cost: Any, kinds: Any, layers: int) -> Spec | None:
         """The kernels' ``spec``: the cost's code and each layer's neuron code (an int64
         array), or None when they do not compile the cost; ``ConfigError`` for a neuron kind
         without a compiled kernel (:data:`fastbp_numba.neurons.KIND_CODES`)."""
@@ -376,7 +381,7 @@ def compiled_before(module: Any) -> bool:
     import os
     from pathlib import Path
 
-    here = Path(module.__file__).resolve()
+    here = Path(str(module.__file__)).resolve()
     places = [here.parent / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
         places.append(Path(os.environ["NUMBA_CACHE_DIR"]))

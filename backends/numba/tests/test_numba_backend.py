@@ -134,6 +134,8 @@ def test_other_costs_run_the_cpu_loop(rng, caplog):
         n.train(X, Y, epochs=1, batch_size=4, eta=0.5, shuffle=False)
     np.testing.assert_allclose(nets[1].weights[0], nets[0].weights[0], atol=1e-12)
     assert "runs the cpu device's loop" in caplog.text
+    plan = nets[1].epoch_plan(X, Y, batch_size=4, eta=0.5)  # nothing compiled to plan for it
+    assert nets[1].backend.plan_for(plan).name == "generic"
 
 
 @pytest.mark.parametrize("kwargs,match", [({"dtype": "float16"}, "float16"),

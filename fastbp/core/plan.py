@@ -147,7 +147,7 @@ class DeviceCaches:
         cache = self._caches.get(kind)
         if cache is None:
             cache = self._caches[kind] = kind()
-        return cache  # type: ignore[no-any-return]
+        return cache
 
 
 class Cache(DeviceCaches):

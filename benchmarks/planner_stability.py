@@ -42,7 +42,7 @@ def choose_fresh(sizes: tuple[int, ...], m: int, X: np.ndarray, labels: np.ndarr
         planner._warned.clear()
         net = fastbp.Network(list(sizes), device="cpu-jit", seed=0, init="scaled")
         plan = net.epoch_plan(X, labels, batch_size=m, eta=0.1)
-        plan.order = net.backend.index_array(np.arange(X.shape[1]))
+        plan.start(net.backend.index_array(np.arange(X.shape[1])))
         choice = net.backend.plan_for(plan)
         return {"choice": choice.name, "source": choice.source, "seconds": choice.seconds,
                 "speeds": choice.speeds}

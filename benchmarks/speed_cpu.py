@@ -119,11 +119,24 @@ def setup_fastbp(device: str) -> Setup:
 
         net = fastbp.Network(sizes, device=device, dtype="float32", seed=0, init="scaled")
         be = net.backend
-        plan = EpochPlan(sizes, net._weights, net._biases, net.cost, be.asarray(X), be.asarray(Y),
-                         order=None, batch_size=m, eta=ETA, workspaces={})
+        try:  # the plan as typed pieces
+            from fastbp.core.plan import Layers, Parameters, StepSettings, TrainingData
+        except ImportError:  # an older checkout: one bag
+            plan = EpochPlan(sizes, net._weights, net._biases, net.cost, be.asarray(X),
+                             be.asarray(Y), order=None, batch_size=m, eta=ETA, workspaces={})
+
+            def start(order):
+                plan.order = be.index_array(order)
+        else:
+            plan = EpochPlan(Layers(sizes, net.cost), StepSettings(m, ETA, int(X.shape[0])),
+                             Parameters(net._weights, net._biases),
+                             TrainingData(be.asarray(X), be.asarray(Y)))
+
+            def start(order):
+                plan.start(be.index_array(order))
 
         def run(order):
-            plan.order = be.index_array(order)
+            start(order)
             run_epoch(be, plan)
         return run
     return setup

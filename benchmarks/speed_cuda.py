@@ -109,8 +109,8 @@ class FastbpContender:
         with be.activate():
             be.synchronize()
             t0 = time.perf_counter()
-            plan.order = be.index_array(order)
-            plan.seed = int(self.rng.integers(1 << 32))  # a new mask seed, as train() draws
+            # a new mask seed, as train() draws
+            plan.start(be.index_array(order), int(self.rng.integers(1 << 32)))
             total = self._run_epoch(be, plan)
             be.synchronize()
             cost = float(total)

@@ -82,13 +82,16 @@ def test_plain_training_takes_no_technique_buffers() -> None:
     X, labels, _ = oracle.batch([6, 5, 3], 30)
     net = fastbp.Network([6, 5, 3], dtype="float64", seed=1)
     net.train(X, labels, epochs=1, batch_size=10, eta=0.5)
-    assert not any(isinstance(k, tuple) and k[0] == "techniques" for k in net._workspaces)
+    from fastbp.devices.cpu.epoch import CpuCache
+
+    cache = net._cache.of(CpuCache)
+    assert cache.rows and not cache.techniques
     net.train(X, labels, epochs=1, batch_size=10, eta=0.5, momentum=0.5, dropout=0.2)
-    assert any(isinstance(k, tuple) and k[0] == "techniques" for k in net._workspaces)
+    assert cache.techniques
 
 
 def test_an_epoch_in_slices_draws_the_masks_of_one_call(own_loop_only: dict[str, int]) -> None:
-    """With ``progress`` the epoch runs in slices (``plan.first_step`` numbers each slice's
+    """With ``progress`` the epoch runs in slices (``plan.cursor.first_step`` numbers each slice's
     first mini-batch): momentum and dropout end bit for bit where one call per epoch ends."""
     import fastbp
 

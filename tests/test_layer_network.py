@@ -165,7 +165,7 @@ def test_a_fully_connected_stack_runs_the_devices_own_epoch(monkeypatch):
     real = type(be).sgd_epoch
     monkeypatch.setattr(be, "sgd_epoch", lambda plan: offered.append(plan) or real(be, plan))
     own.train(X, labels, epochs=2, batch_size=6, eta=0.2, momentum=0.3)
-    assert len(offered) == 2 and offered[0].sizes == [12, 8, 4]
+    assert len(offered) == 2 and offered[0].layers.sizes == [12, 8, 4]
     monkeypatch.setattr(generic.backend, "sgd_epoch", lambda plan: None)
     generic.train(X, labels, epochs=2, batch_size=6, eta=0.2, momentum=0.3)
     assert_params(own.weights, [np.asarray(a) for a in generic.weights])

@@ -207,8 +207,10 @@ def test_cpu_jit_on_a_busy_machine_records_its_default(auto, monkeypatch, caplog
 def test_a_busy_epoch_moves_only_to_a_plan_that_rounds_alike(caplog):
     """Under load ``overlap`` moves to ``one-thread`` (the same steps in the same order); a
     split step (``two-threads``) keeps its plan: a seed's numbers never change mid-run."""
+    from fastbp.core.plan import Cursor
+
     class Plan:
-        order = np.arange(10_000)
+        cursor = Cursor(np.arange(10_000))
 
     for name, after in (("overlap/mkl", "one-thread/mkl"), ("two-threads/mkl", "two-threads/mkl")):
         choice = planner.Choice(name, "cache", {name: 1e6})

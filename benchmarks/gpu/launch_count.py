@@ -60,7 +60,7 @@ def per_step(fake: Any, sizes: list[int], m: int, path: str, extra: dict[str, An
     X, labels = rng.random((sizes[0], n), dtype=np.float32), rng.integers(0, sizes[-1], n)
     plan = net.epoch_plan(X, labels, batch_size=m, eta=0.1, **extra)
     with be.activate():
-        plan.order = be.index_array(np.arange(n))
+        plan.start(be.index_array(np.arange(n)))
         run_epoch(be, plan)  # builds the programs, captures the graph
         before = dict(fake.calls)
         run_epoch(be, plan)

@@ -106,7 +106,7 @@ def matrix_step(net: Any, X: Any, labels: Any, eta: float) -> Callable[[], None]
     m = int(np.shape(X)[1])
     with be.activate():
         plan = net.epoch_plan(X, labels, batch_size=m, eta=eta)
-        plan.order = be.index_array(np.arange(m))
+        plan.start(be.index_array(np.arange(m)))
 
     def step() -> None:
         with be.activate():

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             net = Network(list(sizes), device=args.device, dtype=args.dtype, seed=0,
                           init="scaled")
             plan = net.epoch_plan(X, labels, batch_size=m, eta=0.1)
-            plan.order = net.backend.index_array(np.arange(samples))
+            plan.start(net.backend.index_array(np.arange(samples)))
             choose = getattr(net.backend, "plan_for", None)
             key = planner.config_key(net.device, sizes, m, args.dtype)
             if choose is None:

@@ -359,8 +359,8 @@ class Backend(ConvOps):
 
     # -- a whole epoch --------------------------------------------------------------------
     def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
-        """This device's own epoch of mini-batch SGD over ``plan.order``, returning the summed
-        cost; ``None`` (the default) means it has none and the generic loop
+        """This device's own epoch of mini-batch SGD over ``plan.cursor.order``, returning the
+        summed cost; ``None`` (the default) means it has none and the generic loop
         (:func:`fastbp.core.epoch.sgd_epoch`) runs. Backends that compile or capture the whole
         epoch override this."""
         return None

@@ -10,7 +10,7 @@ import numpy as np
 from ..core.evaluator import Evaluator
 from ..core.memory import translate_oom
 from ..core.ops import Array, Ops
-from ..core.plan import EpochPlan
+from ..core.plan import Cache, EpochPlan, Layers, Parameters, StepSettings, TrainingData
 from ..core.validate import cast_checked, check_batch, check_count, check_labels, check_targets
 from ..errors import ConfigError, ShapeError
 
@@ -38,14 +38,13 @@ def targets_major(backend: Ops, Y: Any, n: int, n_out: int) -> Array:
     return backend.asarray(onehot)
 
 
-def make_plan(backend: Ops, sizes: list[int], weights: list[Array], biases: list[Array],
-              cost: Any, X: Any, Y: Any, batch_size: int, eta: float, lmbda: float,
-              workspaces: dict[Any, Any], kinds: tuple[str, ...] | None = None, *,
-              mu: float = 0.0, l1: float = 0.0, dropout: float = 0.0,
-              velocities: list[Array] | None = None) -> EpochPlan:
-    """Validate ``X``/``Y`` and move them to the device, sample-major, as an epoch plan
-    (``order`` is set per epoch); ``mu``, ``l1``, ``dropout`` and ``velocities`` are chapter 3's
-    (:class:`~fastbp.core.plan.EpochPlan`)."""
+def make_plan(backend: Ops, layers: Layers, params: Parameters, X: Any, Y: Any,
+              batch_size: int, eta: float, lmbda: float, cache: Cache, *, mu: float = 0.0,
+              l1: float = 0.0, dropout: float = 0.0) -> EpochPlan:
+    """Validate ``X``/``Y`` and move them to the device, sample-major, as an epoch plan of
+    ``layers`` on ``params`` (the cursor is set per epoch); ``mu``, ``l1`` and ``dropout`` are
+    chapter 3's (:class:`~fastbp.core.plan.StepSettings`), ``cache`` the network's."""
+    sizes = layers.sizes
     X = check_batch(backend.check_device(X, "X"), sizes[0], "X")
     n = int(X.shape[1])
     batch_size = check_count("batch_size", batch_size, low=1, high=n)
@@ -54,9 +53,8 @@ def make_plan(backend: Ops, sizes: list[int], weights: list[Array], biases: list
                        asked=n * (sizes[0] + sizes[-1]) * itemsize, advice=MOVE_LESS):
         xs = samples_major(backend, X)
         ys = targets_major(backend, Y, n, sizes[-1])
-    return EpochPlan(sizes, weights, biases, cost, xs, ys, order=None, batch_size=batch_size,
-                     eta=eta, decay=1.0 - eta * lmbda / n, workspaces=workspaces, kinds=kinds,
-                     lmbda=lmbda, mu=mu, l1=l1, dropout=dropout, velocities=velocities)
+    settings = StepSettings(batch_size, eta, n, lmbda=lmbda, mu=mu, l1=l1, dropout=dropout)
+    return EpochPlan(layers, settings, params, TrainingData(xs, ys), cache)
 
 
 def make_evaluator(backend: Ops, sizes: list[int], test: Any, batch_size: int,

@@ -23,12 +23,12 @@ from ..core.layers import epoch as layer_epoch
 from ..core.layers.spec import describe, to_spec
 from ..core.memory import translate_oom
 from ..core.ops import Array
+from ..core.plan import Cache, Parameters
 from ..core.records import EpochRecord, History
 from ..core.validate import (
     cast_checked,
     check_batch,
     check_callable,
-    check_count,
     check_labels,
     check_seed,
     check_step,
@@ -82,7 +82,7 @@ class LayerMethods:
     _weights: list[Array]
     _biases: list[Array]
     _velocities: list[Array] | None
-    _workspaces: dict[Any, Any]
+    _cache: Cache
     weights: Any
     biases: Any
     velocities: Any
@@ -122,7 +122,7 @@ class LayerMethods:
 
     def _reset_work(self) -> None:
         """Work buffers on this network's backend: training's, inference's, the dense form's."""
-        self._workspaces = {}
+        self._cache = Cache()
         self._train_stack = Stack(self.backend, self.layers)
         self._infer_stack = Stack(self.backend, self.layers)
 
@@ -257,18 +257,11 @@ class LayerMethods:
 
     def _plan(self, X: Any, Y: Any, batch_size: int, eta: float, lmbda: float, mu: float,
               l1: float, velocities: list[Array] | None) -> layer_epoch.LayerPlan:
-        """The data on the device, sample-major, as a :class:`LayerPlan`."""
-        be = self.backend
-        X = check_batch(be.check_device(X, "X"), self.sizes[0], "X")
-        n = int(X.shape[1])
-        batch_size = check_count("batch_size", batch_size, low=1, high=n)
-        itemsize = np.dtype(be.dtype).itemsize
-        with translate_oom(be, self.sizes, batch_size, what=f"the training set ({n:,} samples)",
-                           asked=n * (self.sizes[0] + self.sizes[-1]) * itemsize,
-                           advice=inputs.MOVE_LESS):
-            xs = inputs.samples_major(be, X)
-            ys = inputs.targets_major(be, Y, n, self.sizes[-1])
-        return layer_epoch.make_layer_plan(be, self._train_stack, self._weights, self._biases,
-                                           xs, ys, batch_size, eta, lmbda=lmbda, mu=mu, l1=l1,
-                                           velocities=velocities, workspaces=self._workspaces)
+        """The data on the device, sample-major, as a :class:`LayerPlan` (settings checked and
+        data moved by :func:`fastbp.model.inputs.make_plan`, as for ``Network(sizes)``)."""
+        p = max(layer.p_dropout for layer in self.layers)
+        plan = inputs.make_plan(self.backend, layer_epoch.stack_layers(self.layers),
+                                Parameters(self._weights, self._biases, velocities), X, Y,
+                                batch_size, eta, lmbda, self._cache, mu=mu, l1=l1, dropout=p)
+        return layer_epoch.layer_plan(plan, self._train_stack)
 

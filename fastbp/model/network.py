@@ -25,7 +25,7 @@ from ..core.init import INITS, draw_parameters
 from ..core.memory import translate_oom
 from ..core.neurons import layer_kinds
 from ..core.ops import Array
-from ..core.plan import EpochPlan, Workspace, cached_workspace
+from ..core.plan import Cache, EpochPlan, Layers, Parameters, Workspace
 from ..core.records import EpochRecord, History
 from ..core.validate import (
     cast_checked,
@@ -118,7 +118,7 @@ class Network(BookAPI):
             with self.backend.activate():
                 self._biases = [self.backend.asarray(b) for b in biases]
                 self._weights = [self.backend.asarray(w) for w in weights]
-        self._workspaces: dict[int, Workspace] = {}
+        self._cache = Cache()  # work buffers and device caches, shared by the plans
         self._velocities: list[Array] | None = None  # momentum's v (W's, then b's), when used
         self.history = History()  # every epoch this network has trained, kept by save/load
 
@@ -172,7 +172,7 @@ class Network(BookAPI):
             velocities = self.velocities  # read-only host copies, or None
             other._velocities = None if velocities is None else [
                 other.backend.asarray(np.array(v)) for v in velocities]
-        other._workspaces = {}
+        other._cache = Cache()
         other.history = History(self.history)
         return other
 
@@ -229,7 +229,7 @@ class Network(BookAPI):
         return cast_checked(self.backend, x, name)
 
     def _workspace(self, m: int) -> Workspace:
-        return cached_workspace(self.backend, self.sizes, self._workspaces, m)
+        return self._cache.workspace(self.backend, self.sizes, m)
 
     def feedforward(self, a: Any) -> np.ndarray:
         """``a^L`` for a batch ``a`` of shape ``(sizes[0], m)``; ``(sizes[0], 1)`` is one sample."""
@@ -326,13 +326,13 @@ class Network(BookAPI):
                    schedule: Any = None) -> History:
         """:meth:`train` with its settings in one checked :class:`~fastbp.core.config.TrainConfig`
         (what ``fastbp train`` and ``fastbp.parallel.train`` build once)."""
-        extras = self._extras(config.momentum, config.l1, config.dropout)
         be = self.backend
         with be.activate():
-            plan = inputs.make_plan(be, self.sizes, self._weights, self._biases, self.cost, X, Y,
-                                    config.batch_size, config.eta, config.lmbda,
-                                    self._workspaces, self.kinds, **extras)
-            evaluator = inputs.make_evaluator(be, self.sizes, test, plan.batch_size, self.kinds)
+            plan = self._plan(X, Y, batch_size=config.batch_size, eta=config.eta,
+                              lmbda=config.lmbda, momentum=config.momentum, l1=config.l1,
+                              dropout=config.dropout)
+            evaluator = inputs.make_evaluator(be, self.sizes, test, plan.settings.batch_size,
+                                              self.kinds)
             return driver.run_epochs(self, plan, evaluator, epochs=config.epochs,
                                      shuffle=config.shuffle, eta=config.eta, callback=callback,
                                      verbose=config.verbose, progress=progress,
@@ -341,24 +341,28 @@ class Network(BookAPI):
     def epoch_plan(self, X: Any, Y: Any, *, batch_size: int, eta: float,
                    lmbda: float = 0.0, momentum: float = 0.0, l1: float = 0.0,
                    dropout: float = 0.0) -> EpochPlan:
-        """``X``, ``Y`` on the device as the plan ``train`` runs: set ``plan.order`` (device
-        indices, e.g. ``backend.index_array(order)``; with dropout ``plan.seed`` too), then
+        """``X``, ``Y`` on the device as the plan ``train`` runs: give it a cursor
+        (``plan.start(order, seed)``, ``order`` device indices such as
+        ``backend.index_array(order)``, ``seed`` the dropout masks'), then
         :func:`fastbp.core.epoch.run_epoch` runs one epoch of it (what the benchmarks time)."""
-        extras = self._extras(momentum, l1, dropout)
         with self.backend.activate():
-            return inputs.make_plan(self.backend, self.sizes, self._weights, self._biases,
-                                    self.cost, X, Y, batch_size, eta, lmbda, self._workspaces,
-                                    self.kinds, **extras)
+            return self._plan(X, Y, batch_size=batch_size, eta=eta, lmbda=lmbda,
+                              momentum=momentum, l1=l1, dropout=dropout)
 
-    def _extras(self, momentum: Any, l1: Any, dropout: Any) -> dict[str, Any]:
-        """Chapter 3's settings checked, with the velocities when a step needs them."""
+    def _plan(self, X: Any, Y: Any, *, batch_size: int, eta: float, lmbda: float,
+              momentum: Any, l1: Any, dropout: Any) -> EpochPlan:
+        """The epoch plan of ``X``, ``Y`` on this network's parameters, with chapter 3's
+        settings checked and the velocities when a step needs them (call inside
+        ``backend.activate()``)."""
         _, _, mu, l1, p = check_step(1.0, 0.0, momentum, l1, dropout)
         if p and len(self.sizes) < 3:
             raise ConfigError("dropout drops hidden neurons, and this network has no hidden "
                               "layer")
-        with self.backend.activate():
-            velocities = self._velocity_buffers() if mu or l1 else None
-        return {"mu": mu, "l1": l1, "dropout": p, "velocities": velocities}
+        velocities = self._velocity_buffers() if mu or l1 else None
+        params = Parameters(self._weights, self._biases, velocities)
+        return inputs.make_plan(self.backend, Layers(self.sizes, self.cost, self.kinds), params,
+                                X, Y, batch_size, eta, lmbda, self._cache, mu=mu, l1=l1,
+                                dropout=p)
 
     def outputs_in_chunks(self, X: Any, chunk: int = 10_000) -> Iterator[Array]:
         """``a^L`` for consecutive blocks of ``chunk`` columns of ``X`` (device arrays, each

@@ -33,28 +33,28 @@ def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
                         progress: Progress, epoch_fn: Callable[[EpochPlan], float],
                         updates: int = 40) -> float:
     """One epoch of SGD over ``order`` in about ``updates`` calls of ``epoch_fn`` (one epoch
-    over ``plan.order``, the summed cost as a host float), calling ``progress`` after each;
+    over ``plan.cursor.order``, the summed cost as a host float), calling ``progress`` after each;
     returns the summed cost. Every slice but the last holds a whole number of mini-batches, so
     the mini-batches are those of a single call; a device that plans its epochs
     (``plan_for``) plans the whole epoch first, so the slices run as one call would."""
     n = len(order)
-    steps = -(-n // plan.batch_size)
-    step = max(1, -(-steps // max(1, updates))) * plan.batch_size
+    m, seed = plan.settings.batch_size, plan.cursor.seed
+    steps = -(-n // m)
+    step = max(1, -(-steps // max(1, updates))) * m
     total = 0.0
     plan_for = getattr(backend, "plan_for", None)
     if plan_for is not None:  # the device plans the whole epoch, not the first slice
-        plan.order = backend.index_array(order)
-        # a layer stack's plan offers the device its fully connected form, or nothing to plan
-        own = plan.device_plan() if hasattr(plan, "device_plan") else plan
+        plan.start(backend.index_array(order), seed)
+        own = plan.device_form()  # a layer stack a device's own epoch does not take: None
         if own is not None:
             plan_for(own)
     progress(0, 0.0, n)
     for start in range(0, n, step):
-        plan.order = backend.index_array(order[start:start + step])
-        plan.first_step = start // plan.batch_size  # the slice's masks are the epoch's
+        # the slice's masks are the epoch's: its first step is numbered within the epoch
+        plan.start(backend.index_array(order[start:start + step]), seed, start // m)
         total += epoch_fn(plan)
         progress(min(start + step, n), total, n)
-    plan.first_step = 0
+    plan.start(plan.cursor.order, seed)
     return total
 
 

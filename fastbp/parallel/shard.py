@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..core import dropout
 from ..core.equations import backpropagate, bp3, bp4, feedforward
 from ..core.plan import EpochPlan
+from ..core.update import apply_gradients
 from ..devices.backend import Array, Backend
 from ..model.driver import default_epoch
 
@@ -64,7 +65,7 @@ class FlatGradients:
 
 
 class TimedEpoch:
-    """An epoch function (one epoch over ``plan.order``, returning the summed cost) that adds
+    """An epoch function (one epoch over ``plan.cursor.order``, returning the summed cost) that adds
     up the seconds of its calls in ``seconds``, and of its reductions in ``comm_seconds``.
 
     Itself it runs the plain epoch (the backend's own, or the generic loop): with one rank,
@@ -73,7 +74,7 @@ class TimedEpoch:
 
     def __init__(self, net: Network) -> None:
         self.backend = net.backend
-        self.plain = default_epoch(net)
+        self.plain = default_epoch(net.backend)
         self.seconds = self.comm_seconds = 0.0
 
     def __call__(self, plan: EpochPlan) -> float:
@@ -91,13 +92,12 @@ class ShardEpoch(TimedEpoch):
     (:func:`fastbp.model.driver.run_epochs`).
 
     Per mini-batch of ``m`` samples: this rank's share into :class:`FlatGradients`,
-    ``reduce(flat)`` to sum it over the ranks, then on every rank alike the backend's update
-    (:meth:`fastbp.devices.Backend.sgd_update`) ``W^l ← (1 − ηλ/n) W^l − (η/m) Σ_x ∂C_x/∂W^l``,
+    ``reduce(flat)`` to sum it over the ranks, then on every rank alike the core's update rule
+    (:func:`fastbp.core.update.apply_gradients`) ``W^l ← (1 − ηλ/n) W^l − (η/m) Σ_x ∂C_x/∂W^l``,
     ``b^l ← b^l − (η/m) Σ_x ∂C_x/∂b^l``; with momentum or L1 the velocity step
-    (:meth:`fastbp.devices.Backend.velocity_update`) ``v ← μ v − (η/m) g − (ηλ/n) W −
-    (ηλ₁/n) sgn W``, ``W ← W + v``. With dropout the share's columns of the batch's masks
-    (:meth:`masks`). With ``profile`` the device is idle before and after each reduction, so
-    ``comm_seconds`` measures it exactly.
+    ``v ← μ v − (η/m) g − (ηλ/n) W − (ηλ₁/n) sgn W``, ``W ← W + v``. With dropout the
+    share's columns of the batch's masks (:meth:`masks`). With ``profile`` the device is idle
+    before and after each reduction, so ``comm_seconds`` measures it exactly.
     """
 
     def __init__(self, net: Network, rank: int, size: int, reduce: Callable[[Array], None],
@@ -108,33 +108,23 @@ class ShardEpoch(TimedEpoch):
         self.full_masks: dict[int, list[Array]] = {}  # batch size -> the batch's masks D^l
 
     def run(self, plan: EpochPlan) -> float:
-        """SGD over ``plan.order`` with this rank's share of each mini-batch."""
+        """SGD over ``plan.cursor.order`` with this rank's share of each mini-batch."""
         be, g = self.backend, self.grads
-        n = int(plan.order.shape[0])
-        top = len(plan.weights) - 1
-        velocities = plan.velocities
+        settings, params, cursor = plan.settings, plan.params, plan.cursor
+        order, batch, p = cursor.order, settings.batch_size, settings.dropout
+        n = int(order.shape[0])
         total: Any = 0.0
-        for start in range(0, n, plan.batch_size):
-            m = min(plan.batch_size, n - start)
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
             lo, hi = shard(m, self.size, self.rank)
             if hi > lo:
-                step = plan.first_step + start // plan.batch_size
-                masks = self.masks(plan, step, m, lo, hi) if plan.dropout else None
-                self.gradients(plan, plan.order[start + lo : start + hi], masks)
+                step = cursor.first_step + start // batch
+                masks = self.masks(plan, step, m, lo, hi) if p else None
+                self.gradients(plan, order[start + lo : start + hi], masks)
             else:
                 g.flat.fill(0)
             self.sum_over_ranks(g.flat)
-            alpha = plan.eta / m
-            if velocities is None:
-                for w, b, gw, gb in zip(plan.weights, plan.biases, g.grad_w, g.grad_b):
-                    be.sgd_update(w, gw, alpha, plan.decay)
-                    be.sgd_update(b, gb, alpha)
-            else:
-                for l, (w, b, gw, gb) in enumerate(zip(plan.weights, plan.biases, g.grad_w,
-                                                       g.grad_b)):
-                    be.velocity_update(w, gw, velocities[l], alpha, plan.mu, plan.l2_step,
-                                       plan.l1_step)
-                    be.velocity_update(b, gb, velocities[top + 1 + l], alpha, plan.mu)
+            apply_gradients(be, settings, params, g.grad_w, g.grad_b, m)
             total = total + g.cost[0]
         return float(total)  # reading the cost waits for the device
 
@@ -145,9 +135,10 @@ class ShardEpoch(TimedEpoch):
         be = self.backend
         full = self.full_masks.get(m)
         if full is None:
-            full = self.full_masks[m] = [be.empty((n, m)) for n in plan.sizes[1:-1]]
+            full = self.full_masks[m] = [be.empty((n, m)) for n in plan.layers.sizes[1:-1]]
+        seed, p = plan.cursor.seed, plan.settings.dropout
         for l, d in enumerate(full):
-            be.dropout_mask(dropout.step_key(plan.seed, step, l), plan.dropout, d)
+            be.dropout_mask(dropout.step_key(seed, step, l), p, d)
         return [d[:, lo:hi] for d in full]
 
     def gradients(self, plan: EpochPlan, idx: Array, masks: list[Array] | None = None
@@ -156,16 +147,16 @@ class ShardEpoch(TimedEpoch):
         dropout masks ``D^l``), then BP3 and BP4 summed over them into the flat buffer (and
         their summed cost into its cost slot)."""
         be, g = self.backend, self.grads
+        layers, weights, biases = plan.layers, plan.params.weights, plan.params.biases
         ws = plan.workspace(be, int(idx.shape[0]))
-        x = be.take_rows(plan.xs, idx, out=ws.xbuf).T
-        y = be.take_rows(plan.ys, idx, out=ws.ybuf).T
+        x = be.take_rows(plan.data.xs, idx, out=ws.xbuf).T
+        y = be.take_rows(plan.data.ys, idx, out=ws.ybuf).T
         dropped = None if masks is None else ws.dropout_buffers()[1]
-        feedforward(be, plan.weights, plan.biases, x, ws.activations, plan.kinds, masks,
-                    dropped)
-        g.cost[...] = backpropagate(be, plan.cost, plan.weights, x, y, ws.activations,
-                                    ws.deltas, ws.scratch, plan.kinds, masks)
+        feedforward(be, weights, biases, x, ws.activations, layers.kinds, masks, dropped)
+        g.cost[...] = backpropagate(be, layers.cost, weights, x, y, ws.activations,
+                                    ws.deltas, ws.scratch, layers.kinds, masks)
         fed = ws.activations if dropped is None else dropped
-        inputs = [x, *fed[: len(plan.weights) - 1]]
+        inputs = [x, *fed[: len(weights) - 1]]
         for l, delta in enumerate(ws.deltas):
             bp4(be, delta, inputs[l], out=g.grad_w[l])
             bp3(be, delta, out=g.grad_b[l])

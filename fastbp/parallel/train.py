@@ -149,17 +149,18 @@ def train(
         with be.activate():
             plan = net.epoch_plan(X, Y, batch_size=batch_size, eta=eta, lmbda=lmbda,
                                   momentum=momentum, l1=l1, dropout=dropout)
-            evaluator = make_evaluator(be, net.sizes, test, plan.batch_size, net.kinds)
-            n, n_test = int(plan.xs.shape[0]), (evaluator.n if evaluator else None)
+            s = plan.settings
+            evaluator = make_evaluator(be, net.sizes, test, s.batch_size, net.kinds)
+            n, n_test = plan.data.n, (evaluator.n if evaluator else None)
             xp = be.xp
-            data_sum = (float(xp.sum(plan.xs, dtype=xp.float64))
-                        + float(xp.sum(plan.ys, dtype=xp.float64)))
+            data_sum = (float(xp.sum(plan.data.xs, dtype=xp.float64))
+                        + float(xp.sum(plan.data.ys, dtype=xp.float64)))
             data_sum = float(f"{data_sum:.10e}")  # other data differ by far more than rounding
             agree(comm, "the network, data and options",
                   (net.sizes, net.cost.__name__, be.dtype, n, n_test, data_sum, epochs,
-                   plan.batch_size, eta, lmbda, plan.mu, plan.l1, plan.dropout, shuffle,
+                   s.batch_size, eta, lmbda, s.mu, s.l1, s.dropout, shuffle,
                    len(net.history)))
-            broadcast_parameters(net, comm, velocities=plan.velocities)
+            broadcast_parameters(net, comm, velocities=plan.params.velocities)
             check_parameters(net, comm)
             rank, size = comm.Get_rank(), comm.Get_size()
             epoch: TimedEpoch = TimedEpoch(net)

@@ -116,7 +116,7 @@ def test_conformance_techniques_generic_loop_on_the_device(conformance_device: A
     plan = net.epoch_plan(X, labels, batch_size=m, eta=ETA, lmbda=LMBDA, **kw)
     be = net.backend
     with be.activate():
-        plan.order, plan.seed = be.index_array(draws[0][0]), draws[0][1]
+        plan.start(be.index_array(draws[0][0]), draws[0][1])
         generic.sgd_epoch(be, plan)
     want = _oracle(net, start, X, Y, m, draws, kw)
     oracle.assert_parameters_close(oracle.parameters(net), want, oracle.ATOL,
@@ -147,7 +147,7 @@ def test_conformance_dropout_gradient_agrees_with_central_differences(
     order = np.arange(m)
     be = net.backend
     with be.activate():
-        plan.order, plan.seed = be.index_array(order), seed
+        plan.start(be.index_array(order), seed)
         from ..core.epoch import run_epoch
 
         run_epoch(be, plan)

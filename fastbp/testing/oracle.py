@@ -162,7 +162,7 @@ def generic_epoch(net: Any, X: Any, labels: Any, batch_size: int, eta: float, lm
     plan = net.epoch_plan(X, labels, batch_size=batch_size, eta=eta, lmbda=lmbda)
     be = net.backend
     with be.activate():
-        plan.order = be.index_array(order)
+        plan.start(be.index_array(order))
         return float(generic.sgd_epoch(be, plan))
 
 

@@ -42,7 +42,8 @@ class NanInjecting(fastbp.NumpyBackend):
         if self.epochs - 1 == type(self).at:
             if self.what == "cost":
                 return float("inf")
-            target = (plan.weights if self.what == "weights" else plan.biases)[self.layer]
+            params = plan.params
+            target = (params.weights if self.what == "weights" else params.biases)[self.layer]
             target[0, 0] = np.nan
         return cost
 

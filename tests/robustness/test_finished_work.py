@@ -138,7 +138,7 @@ class DivergesInEpoch2(fastbp.NumpyBackend):
         cost = super().sgd_epoch(plan)
         self.epochs += 1
         if self.epochs == 3:
-            plan.weights[0][0, 0] = np.nan
+            plan.params.weights[0][0, 0] = np.nan
         return cost
 
 

@@ -60,21 +60,22 @@ class EagerProgram:
 
     def __init__(self, backend: Any, plan: Any, m: int, acc: Accumulator, *,
                  poison_buffers: bool = False) -> None:
-        dtype = check_arrays(plan.weights, plan.biases, plan.xs, plan.ys)
-        kind = cost_kind(plan.cost)
+        params, data, settings = plan.params, plan.data, plan.settings
+        dtype = check_arrays(params.weights, params.biases, data.xs, data.ys)
+        kind = cost_kind(plan.layers.cost)
         cp = backend.cp
         self.backend, self.m, self.acc = backend, m, acc
         self.real = "float" if dtype == np.float32 else "double"
-        sizes = [int(plan.xs.shape[1])] + [int(w.shape[0]) for w in plan.weights]
+        sizes = [int(data.xs.shape[1])] + [int(w.shape[0]) for w in params.weights]
         self.x_rows = cp.empty((m, sizes[0]), dtype=dtype)
         self.y_rows = cp.empty((m, sizes[-1]), dtype=dtype)
         self.activations = [cp.empty((k, m), dtype=dtype) for k in sizes[1:]]
         self.deltas = [cp.empty((k, m), dtype=dtype) for k in sizes[1:]]
-        hidden = sizes[1:-1] if plan.dropout else []
+        hidden = sizes[1:-1] if settings.dropout else []
         self.factors = [cp.empty((k, m), dtype=dtype) for k in hidden]  # F^l = f'(z^l) ⊙ D^l
         self.dropped = [cp.empty((k, m), dtype=dtype) for k in hidden]  # ã^l = a^l ⊙ D^l
         self.step = cp.zeros((1,), dtype=np.int32)  # the step within run(): gather reads it
-        self.order = cp.zeros((int(plan.xs.shape[0]),), dtype=np.int64)  # run()'s rows
+        self.order = cp.zeros((data.n,), dtype=np.int64)  # run()'s rows
         if poison_buffers:
             poison([self.x_rows, self.y_rows, *self.activations, *self.deltas, *self.factors,
                     *self.dropped])
@@ -82,17 +83,17 @@ class EagerProgram:
         launch = output_error_launch(self.activations[-1], self.y_rows, self.deltas[-1], kind,
                                      acc)
         self._bp1 = self._bound(launch)
-        self._gather = self._bound(gather_launch(plan.xs, plan.ys, self.order, self.step, m,
+        self._gather = self._bound(gather_launch(data.xs, data.ys, self.order, self.step, m,
                                                  self.x_rows, self.y_rows))
         self._bias_key: float | None = None
         self._updates_key: tuple | None = None
-        kinds = kinds_of(plan.kinds, len(plan.weights))
+        kinds = kinds_of(plan.layers.kinds, len(params.weights))
         self._dropout = []  # per hidden layer: grid, leading arguments, trailing arguments
         real = np.float32 if dtype == np.float32 else np.float64
         for l, (f, d) in enumerate(zip(self.factors, self.dropped)):
             grid, head = dropout_args(self.activations[l], f, d, kinds[l])
-            tail = (np.int32(K.PRIME_KIND[kinds[l]]), np.uint32(drop.threshold(plan.dropout)),
-                    real(drop.scale(plan.dropout)))
+            tail = (np.int32(K.PRIME_KIND[kinds[l]]),
+                    np.uint32(drop.threshold(settings.dropout)), real(drop.scale(settings.dropout)))
             self._dropout.append((grid, head, tail))
 
     def _bound(self, launch: Launch) -> tuple[Any, tuple, tuple, tuple]:
@@ -100,29 +101,30 @@ class EagerProgram:
         return self._functions[launch.kernel], launch.grid, launch.block, launch.args
 
     def _start(self, plan: Any, first: int, stop: int) -> None:
-        """The rows of ``plan.order[first:stop]`` into the program's order, the step counter
-        back to 0 (two launches per call, none per step)."""
-        self.order[: stop - first] = plan.order[first:stop]
+        """The rows of ``plan.cursor.order[first:stop]`` into the program's order, the step
+        counter back to 0 (two launches per call, none per step)."""
+        self.order[: stop - first] = plan.cursor.order[first:stop]
         self.step.fill(0)
 
     def run(self, plan: Any, first: int, stop: int) -> None:
-        """The steps over ``plan.order[first:stop]`` (a whole number of batches of ``m``); their
-        summed cost is added to the accumulator. Nothing waits for the GPU."""
-        if not plan.plain:
+        """The steps over ``plan.cursor.order[first:stop]`` (a whole number of batches of
+        ``m``); their summed cost is added to the accumulator. Nothing waits for the GPU."""
+        settings = plan.settings
+        if not settings.plain:
             self._run_techniques(plan, first, stop)
             return
         be, m = self.backend, self.m
-        W = plan.weights
-        kinds = kinds_of(plan.kinds, len(W))
+        W, B = plan.params.weights, plan.params.biases
+        kinds = kinds_of(plan.layers.kinds, len(W))
         acts, deltas = self.activations, self.deltas
-        alpha, beta = plan.eta / m, plan.decay
+        alpha, beta = settings.eta / m, settings.decay
         bp1, gather, biases = self._bp1, self._gather, self._bias_updates(plan)
         x = self.x_rows.T  # (n_in, m): an F-contiguous view cuBLAS takes as it is
         inputs = [x, *acts[:-1]]
         self._start(plan, first, stop)
         for _ in range(first, stop, m):
             gather[0](*gather[1:])
-            for w, b, a_in, a, kind in zip(W, plan.biases, inputs, acts, kinds):  # feedforward
+            for w, b, a_in, a, kind in zip(W, B, inputs, acts, kinds):  # feedforward
                 be._gemm("N", "N", w, a_in, a)
                 be.bias_activation(a, b, kind)
             bp1[0](*bp1[1:])  # BP1 and the batch's cost
@@ -135,30 +137,33 @@ class EagerProgram:
 
     def _run_techniques(self, plan: Any, first: int, stop: int) -> None:
         """:meth:`run` with momentum, L1 or dropout (see the module): mini-batch ``s`` of the
-        epoch, ``s = plan.first_step + start // batch_size``, draws the masks of
-        ``step_key(plan.seed, s, l)``."""
+        epoch, ``s = first_step + start // batch_size``, draws the masks of
+        ``step_key(seed, s, l)`` (the plan's cursor)."""
         be, m = self.backend, self.m
         cp, fn = be.cp, self._functions
-        W, B, L = plan.weights, plan.biases, len(plan.weights)
-        kinds = kinds_of(plan.kinds, L)
+        settings, cursor = plan.settings, plan.cursor
+        W, B = plan.params.weights, plan.params.biases
+        L = len(W)
+        kinds = kinds_of(plan.layers.kinds, L)
         acts, deltas = self.activations, self.deltas
-        alpha = plan.eta / m
+        alpha, decay, mu = settings.eta / m, settings.decay, settings.mu
+        m_full, seed, first_step = settings.batch_size, cursor.seed, cursor.first_step
         bp1, gather = self._bp1, self._gather
         masked = bool(self.dropped)
         inputs = [self.x_rows.T, *(self.dropped if masked else acts[:-1])]
-        updates = self._velocity_updates(plan) if plan.velocities is not None else None
+        updates = self._velocity_updates(plan) if settings.velocity else None
         biases = self._bias_updates(plan) if updates is None else []
         dropout_fn = fn["fastbp_dropout_key"]
         self._start(plan, first, stop)
         for start in range(first, stop, m):
             gather[0](*gather[1:])
-            step = plan.first_step + start // plan.batch_size
+            step = first_step + start // m_full
             for l in range(L):  # feedforward, each hidden layer's mask after its activation
                 be._gemm("N", "N", W[l], inputs[l], acts[l])
                 be.bias_activation(acts[l], B[l], kinds[l])
                 if masked and l < L - 1:
                     d_grid, head, tail = self._dropout[l]
-                    key = np.uint32(drop.step_key(plan.seed, step, l))
+                    key = np.uint32(drop.step_key(seed, step, l))
                     dropout_fn(d_grid, (K.ELEMENT_THREADS,), (*head, key, *tail))
             bp1[0](*bp1[1:])  # BP1 and the batch's cost
             for l in range(L - 2, -1, -1):  # BP2
@@ -169,23 +174,23 @@ class EagerProgram:
                     be.mul_activation_prime(deltas[l], acts[l], kinds[l], None)
             for l in range(L):  # BP3, BP4 and the step
                 if updates is None:
-                    be._gemm("N", "T", deltas[l], inputs[l], W[l], alpha=-alpha,
-                             beta=plan.decay)
+                    be._gemm("N", "T", deltas[l], inputs[l], W[l], alpha=-alpha, beta=decay)
                     bias = biases[l]
                     bias[0](*bias[1:])
                     continue
                 v, w_step, b_step = updates[l]
-                be._gemm("N", "T", deltas[l], inputs[l], v, alpha=-alpha, beta=plan.mu)
+                be._gemm("N", "T", deltas[l], inputs[l], v, alpha=-alpha, beta=mu)
                 w_step[0](*w_step[1:])
                 b_step[0](*b_step[1:])
 
     def _bias_updates(self, plan: Any) -> list[tuple[Any, tuple, tuple, tuple]]:
         """Per layer the bound launch of BP3 + SGD, ``b ← b − α Σ_j δ_j`` (the last one moves
         the step counter on), built once per ``α = η/m`` (a schedule may change ``η``)."""
-        alpha = plan.eta / self.m
+        alpha = plan.settings.eta / self.m
         if self._bias_key != alpha:
-            L = len(plan.weights)
-            self._bias = [self._bound(bias_launch(plan.biases[l], self.deltas[l], alpha,
+            B = plan.params.biases
+            L = len(B)
+            self._bias = [self._bound(bias_launch(B[l], self.deltas[l], alpha,
                                                   self.step, l == L - 1)) for l in range(L)]
             self._bias_key = alpha
         return self._bias
@@ -194,15 +199,16 @@ class EagerProgram:
         """Per layer: ``v`` of ``W^l``, and the bound launches of the weights' momentum step
         and of the biases' whole step (the last one moves the step counter on), built once
         per setting of ``μ``, ``l2``, ``l1``."""
-        L, alpha = len(plan.weights), plan.eta / self.m
-        key = (plan.mu, plan.l2_step, plan.l1_step, alpha)
+        s, params = plan.settings, plan.params
+        L, alpha = len(params.weights), s.eta / self.m
+        key = (s.mu, s.l2_step, s.l1_step, alpha)
         if self._updates_key != key:
-            W, B, deltas = plan.weights, plan.biases, self.deltas
-            v_w, v_b = plan.velocities[:L], plan.velocities[L:]
-            self._updates = [(v_w[l], self._bound(velocity_launch(W[l], v_w[l], plan.l2_step,
-                                                                  plan.l1_step)),
+            W, B, V, deltas = params.weights, params.biases, params.velocities, self.deltas
+            v_w, v_b = V[:L], V[L:]
+            self._updates = [(v_w[l], self._bound(velocity_launch(W[l], v_w[l], s.l2_step,
+                                                                  s.l1_step)),
                               self._bound(bias_velocity_launch(B[l], v_b[l], deltas[l], alpha,
-                                                               plan.mu, self.step, l == L - 1)))
+                                                               s.mu, self.step, l == L - 1)))
                              for l in range(L)]
             self._updates_key = key
         return self._updates

@@ -1,6 +1,6 @@
 """How the ``cuda`` device runs an epoch: the planner's choice between a captured CUDA graph of
 raw kernels (:mod:`fastbp_cupy.graph`), the eager step (:mod:`fastbp_cupy.eager`) and the core's
-generic loop, and the programs each path keeps on the training plan."""
+generic loop, and the programs each path keeps with the training plan (:class:`PlanPrograms`)."""
 
 from __future__ import annotations
 
@@ -81,8 +81,8 @@ class EpochPaths(_Base):
     def graph_estimate(self, plan: Any) -> bool:
         """The estimate the planner starts from: whether ``plan``'s step is small enough for
         launches to dominate (batches ≤ ``graph_max_batch``, ≤ ``graph_max_weights`` weights)."""
-        weights = sum(int(w.shape[0]) * int(w.shape[1]) for w in plan.weights)
-        return (int(plan.batch_size) <= self.graph_max_batch
+        weights = sum(int(w.shape[0]) * int(w.shape[1]) for w in plan.params.weights)
+        return (int(plan.settings.batch_size) <= self.graph_max_batch
                 and weights <= self.graph_max_weights)
 
     def plan_for(self, plan: EpochPlan) -> planner.Choice:
@@ -96,8 +96,8 @@ class EpochPaths(_Base):
 
     # -- a whole epoch --------------------------------------------------------------------
     def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
-        """One epoch over ``plan.order``: the summed cost as a device scalar (nothing waits), or
-        ``None`` for the generic loop (a custom cost, float16).
+        """One epoch over ``plan.cursor.order``: the summed cost as a device scalar (nothing
+        waits), or ``None`` for the generic loop (a custom cost, float16).
 
         The plan (:mod:`fastbp_cupy.planning`) says whether the full mini-batches replay a
         captured graph; the rest (a last partial batch, an ``eager`` plan) run the eager step.
@@ -125,13 +125,14 @@ class EpochPaths(_Base):
     def _epoch(self, plan: Any, candidate: str, *, trial: bool = False) -> Any:
         """One epoch of ``plan`` as ``candidate`` (``graph`` or ``eager``); the summed cost as
         a device scalar. In a ``trial`` a failed capture raises."""
-        n, m = int(plan.order.shape[0]), int(plan.batch_size)
+        cursor = plan.cursor
+        n, m = int(cursor.order.shape[0]), int(plan.settings.batch_size)
         full = n // m
-        programs = plan_programs(plan)
-        acc = programs.get("acc")
+        held = plan_programs(plan)
+        programs, acc = held.programs, held.acc
         if acc is None:
-            with translate_oom(self, plan.sizes, m):
-                acc = programs["acc"] = Accumulator(self.cp)
+            with translate_oom(self, plan.layers.sizes, m):
+                acc = held.acc = Accumulator(self.cp)
         captured = None
         if candidate == "graph" and self.graph_error is None and full > 0:
             captured = self._captured(plan, programs, acc, m, full, strict=trial)
@@ -141,7 +142,7 @@ class EpochPaths(_Base):
                  for size, start, stop in _batches(first, n, m)]
         acc.cost.fill(0)
         if captured is not None:
-            captured.run(plan.order, full, plan.seed, plan.first_step)
+            captured.run(cursor.order, full, cursor.seed, cursor.first_step)
         for program, start, stop in eager:
             program.run(plan, start, stop)
         self.last_epoch_path = "graph" if captured is not None else "eager"
@@ -150,15 +151,16 @@ class EpochPaths(_Base):
     def _raw_kernels_apply(self, plan: Any) -> bool:
         """Whether the raw kernels take this plan (a built-in cost; float32/float64; velocities
         like the parameters; dropout on σ, tanh or relu hidden layers)."""
+        params, data = plan.params, plan.data
         try:
-            check_arrays(plan.weights, plan.biases, plan.xs, plan.ys)
-            if plan.velocities is not None:
-                check_arrays(plan.velocities, [], plan.xs, plan.ys)
-            cost_kind(plan.cost)
+            check_arrays(params.weights, params.biases, data.xs, data.ys)
+            if params.velocities is not None:
+                check_arrays(params.velocities, [], data.xs, data.ys)
+            cost_kind(plan.layers.cost)
         except NotCapturable:
             return False
-        if plan.dropout:
-            hidden = kinds_of(plan.kinds, len(plan.weights))[:-1]
+        if plan.settings.dropout:
+            hidden = kinds_of(plan.layers.kinds, len(params.weights))[:-1]
             return all(kind in K.PRIME_KIND for kind in hidden)
         return True
 
@@ -166,7 +168,7 @@ class EpochPaths(_Base):
         """Whether the raw kernels compile and load here; if not, said in one warning, and
         this backend trains with the generic loop from then on."""
         if self.raw_error is None:
-            real = "float" if str(plan.xs.dtype) == "float32" else "double"
+            real = "float" if str(plan.data.xs.dtype) == "float32" else "double"
             try:
                 K.raw_functions(self.cp, real, self.index)
             except Exception as exc:  # noqa: BLE001 - NVRTC or loader errors alike
@@ -175,7 +177,7 @@ class EpochPaths(_Base):
                             "with the generic loop", self.device, self.raw_error)
         return self.raw_error is None
 
-    def _captured(self, plan: Any, programs: dict, acc: Accumulator, m: int,
+    def _captured(self, plan: Any, programs: dict[tuple, Any], acc: Accumulator, m: int,
                   steps: int, *, strict: bool = False) -> CapturedEpoch | None:
         """The plan's captured step with graphs for ``steps`` steps, or ``None`` to go eager.
 
@@ -183,17 +185,19 @@ class EpochPaths(_Base):
         next epoch tries again); any other failure turns graphs off on this backend, said in
         one warning. ``strict`` (a planner's trial): any failure raises.
         """
-        alpha, beta = plan.eta / m, plan.decay
-        key = ("graph", m, alpha, beta, plan.cost, plan.kinds, _identity(plan),
+        s, params, data, layers = plan.settings, plan.params, plan.data, plan.layers
+        alpha, beta = s.eta / m, s.decay
+        key = ("graph", m, alpha, beta, layers.cost, layers.kinds, _identity(plan),
                _techniques(plan))
         captured = programs.get(key)
         try:
             if captured is None:
-                program = StepProgram(self.cp, plan.weights, plan.biases, plan.xs, plan.ys,
-                                      plan.cost, m, alpha, beta, acc=acc,
-                                      poison_buffers=self.poison_buffers, kinds=plan.kinds,
-                                      velocities=plan.velocities, mu=plan.mu,
-                                      l2=plan.l2_step, l1=plan.l1_step, dropout=plan.dropout)
+                velocities = params.velocities if s.velocity else None
+                program = StepProgram(self.cp, params.weights, params.biases, data.xs, data.ys,
+                                      layers.cost, m, alpha, beta, acc=acc,
+                                      poison_buffers=self.poison_buffers, kinds=layers.kinds,
+                                      velocities=velocities, mu=s.mu, l2=s.l2_step,
+                                      l1=s.l1_step, dropout=s.dropout)
                 captured = CapturedEpoch(self.cp, program, self.graph_steps, self.index)
             captured.prepare(steps)
         except NotCapturable:
@@ -222,12 +226,15 @@ class EpochPaths(_Base):
         self.graph_skipped = None
         return captured
 
-    def _eager(self, plan: Any, programs: dict, acc: Accumulator, m: int) -> EagerProgram:
+    def _eager(self, plan: Any, programs: dict[tuple, Any], acc: Accumulator, m: int
+               ) -> EagerProgram:
         """The plan's eager program for batches of ``m`` (built on first use)."""
-        key = ("eager", m, plan.cost, plan.kinds, _identity(plan), plan.dropout)
+        key = ("eager", m, plan.layers.cost, plan.layers.kinds, _identity(plan),
+               plan.settings.dropout)
         program = programs.get(key)
         if program is None:
-            with translate_oom(self, plan.sizes, m):  # MemoryError -> DeviceError with numbers
+            # MemoryError -> DeviceError with the numbers
+            with translate_oom(self, plan.layers.sizes, m):
                 program = EagerProgram(self, plan, m, acc, poison_buffers=self.poison_buffers)
         _remember(programs, key, program)
         return program
@@ -238,47 +245,48 @@ class EpochPaths(_Base):
             self.cp.get_default_memory_pool().free_all_blocks()
 
 
-PLAN_ATTRIBUTE = "_fastbp_cuda_programs"
 PROGRAMS_PER_PLAN = 6  # besides the accumulator: graph + eager (full and last batch), with room
 
 
-def plan_programs(plan: Any) -> dict:
-    """The programs (buffers, captured graphs) this backend built for ``plan``.
+class PlanPrograms:
+    """The programs (buffers, captured graphs) this device built for one plan, in the plan's
+    own caches (``plan.bound``): the epoch's cost ``acc`` and the graph and eager programs by
+    key, the newest last.
 
-    They are kept on the plan object itself: they hold raw pointers to its parameters and data
-    set, so they must live as long as those, and no longer. When ``Network.train`` returns, its
-    plan is dropped and the graphs, their buffers and the uploaded data set are freed with it; no
-    cache on the backend keeps a stale data set alive or recaptures for an array's ``id``.
+    They hold raw pointers to the plan's parameters and data set, so they live as long as the
+    plan, and no longer: when ``Network.train`` returns, its plan is dropped and the graphs,
+    their buffers and the uploaded data set are freed with it; no cache on the backend keeps a
+    stale data set alive or recaptures for an array's ``id``.
     """
-    programs = getattr(plan, PLAN_ATTRIBUTE, None)
-    if programs is None:
-        programs = {}
-        try:
-            setattr(plan, PLAN_ATTRIBUTE, programs)
-        except AttributeError:  # a plan that takes no attributes: build per call
-            log.debug("fastbp: cannot keep CUDA programs on %s", type(plan).__name__)
-    return programs
+
+    def __init__(self) -> None:
+        self.acc: Accumulator | None = None
+        self.programs: dict[tuple, Any] = {}
+
+
+def plan_programs(plan: Any) -> PlanPrograms:
+    """The programs this device built for ``plan`` (:class:`PlanPrograms`)."""
+    return plan.bound.of(PlanPrograms)
 
 
 def _identity(plan: Any) -> tuple[int, ...]:
     """The plan's arrays by identity (a program holds them, so no id is reused meanwhile)."""
-    return tuple(id(a) for a in (*plan.weights, *plan.biases, plan.xs, plan.ys,
-                                 *(plan.velocities or ())))
+    return tuple(id(a) for a in (*plan.params.arrays(), plan.data.xs, plan.data.ys))
 
 
 def _techniques(plan: Any) -> tuple[Any, ...]:
     """What a captured step freezes of chapter 3's techniques: ``μ``, ``ηλ/n``, ``ηλ₁/n`` and
     the dropout ``p`` (the velocities are in :func:`_identity`; the seed is device memory)."""
-    if plan.plain:
+    s = plan.settings
+    if s.plain:
         return ()
-    return (plan.velocities is not None, plan.mu, plan.l2_step, plan.l1_step, plan.dropout)
+    return (s.velocity, s.mu, s.l2_step, s.l1_step, s.dropout)
 
 
-def _remember(programs: dict, key: tuple, program: Any) -> None:
+def _remember(programs: dict[tuple, Any], key: tuple, program: Any) -> None:
     programs.pop(key, None)
     programs[key] = program  # the newest last
-    keys = [k for k in programs if k != "acc"]
-    for old in keys[:-PROGRAMS_PER_PLAN]:
+    for old in list(programs)[:-PROGRAMS_PER_PLAN]:
         del programs[old]
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fastbp.core.neurons import kinds_of
+from fastbp.core.plan import Cache, DeviceCaches, Parameters
 from fastbp.devices import planner
 
 log = logging.getLogger("fastbp")
@@ -46,7 +47,15 @@ TRIAL_ROWS = 4096  # rows of one candidate's timed trial (at least two batches)
 # Environment variables that change how fast the candidates run on the GPU.
 GPU_ENV_KEYS = ("CUPY_TF32", "NVIDIA_TF32_OVERRIDE", "CUPY_ACCELERATORS",
                 "CUPY_CUDA_COMPILE_WITH_DEBUG")
-PLAN_KEY = "cuda plan"  # the choice kept in ``plan.workspaces`` for the plan's later epochs
+
+
+class CudaChoices:
+    """The ``cuda`` device's cache in a network's :class:`~fastbp.core.plan.Cache`: the
+    planner's choice per configuration key, kept for the plan's later epochs (and the
+    network's later plans)."""
+
+    def __init__(self) -> None:
+        self.choices: dict[str, planner.Choice] = {}
 
 
 def default(backend: Any, plan: Any) -> str:
@@ -77,16 +86,16 @@ def techniques(plan: Any) -> str:
     not all sigmoid, the cost when not quadratic, momentum, L1 and dropout; ``""`` for the
     book's plain network (``momentum+l1 dropout cost=cross-entropy neurons=relu,sigmoid``)."""
     parts = []
-    if plan.velocities is not None:
-        parts.append("+".join(name for name, on in (("momentum", plan.mu), ("l1", plan.l1))
-                              if on) or "velocities")
-    if plan.dropout:
+    s, layers = plan.settings, plan.layers
+    if s.velocity:
+        parts.append("+".join(name for name, on in (("momentum", s.mu), ("l1", s.l1)) if on))
+    if s.dropout:
         parts.append("dropout")
-    cost = getattr(plan.cost, "__name__", type(plan.cost).__name__)
+    cost = getattr(layers.cost, "__name__", type(layers.cost).__name__)
     if cost != "QuadraticCost":
         name = re.sub(r"(?<!^)(?=[A-Z])", "-", cost.removesuffix("Cost")).lower()
         parts.append(f"cost={name}")
-    kinds = kinds_of(plan.kinds, len(plan.weights))
+    kinds = kinds_of(layers.kinds, len(plan.params.weights))
     if any(kind != "sigmoid" for kind in kinds):
         parts.append("neurons=" + ",".join(kinds))
     return " ".join(parts)
@@ -96,9 +105,10 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], Any]) -> planner.C
     """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
     ``eager`` where graphs are switched off or failed here, else cached, forced, the default,
     or measured now with ``run(trial_plan, candidate)`` (one epoch of ``trial_plan``)."""
-    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype,
-                             techniques(plan))
-    held = plan.workspaces.get((PLAN_KEY, key))
+    key = planner.config_key(backend.device, plan.layers.sizes, plan.settings.batch_size,
+                             backend.dtype, techniques(plan))
+    choices = plan.cache.of(CudaChoices).choices
+    held = choices.get(key)
     if held is not None:
         return held
     off = backend.graphs_off_reason()
@@ -110,27 +120,27 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], Any]) -> planner.C
                                 lambda: trials(backend, plan, run), fingerprint(backend),
                                 section=SECTION)
     log.info("fastbp: cuda plan for %s: %s", key, choice.describe())
-    plan.workspaces[(PLAN_KEY, key)] = choice
+    choices[key] = choice
     return choice
 
 
 def trials(backend: Any, plan: Any, run: Callable[[Any, str], Any]
            ) -> dict[str, Callable[[int], float]]:
-    """The trial of each candidate, or none when ``plan.order`` holds fewer than two full
+    """The trial of each candidate, or none when the plan's order holds fewer than two full
     mini-batches (the default stands, and nothing is cached)."""
-    if int(plan.order.shape[0]) // int(plan.batch_size) < 2:
+    if int(plan.cursor.order.shape[0]) // int(plan.settings.batch_size) < 2:
         return {}
     return {name: functools.partial(trial, backend, plan, name, run) for name in CANDIDATES}
 
 
 def trial(backend: Any, plan: Any, name: str, run: Callable[[Any, str], Any],
           scale: int = 1) -> float:
-    """Samples/s of candidate ``name`` on the first full mini-batches of ``plan.order``
+    """Samples/s of candidate ``name`` on the first full mini-batches of the plan's order
     (``scale`` times :data:`TRIAL_ROWS`), on copies of the parameters and velocities (training
     is not touched): the same rows once to build the programs and capture the graphs, then
     timed, with the GPU synchronised before and after."""
-    m = int(plan.batch_size)
-    n = int(plan.order.shape[0]) // m * m
+    m = int(plan.settings.batch_size)
+    n = int(plan.cursor.order.shape[0]) // m * m
     rows = min(n, max(2 * m, scale * TRIAL_ROWS // m * m))
     if name != REFERENCE and scale == 1:
         verify(backend, plan, name, run)
@@ -150,10 +160,12 @@ def trial_plan(backend: Any, plan: Any, rows: int) -> Any:
     def copies(arrays: Any) -> list[Any]:
         return [cp.copy(a, order="K") for a in arrays]
 
-    velocities = None if plan.velocities is None else copies(plan.velocities)
-    copy = dataclasses.replace(plan, weights=copies(plan.weights), biases=copies(plan.biases),
-                               velocities=velocities, workspaces={})
-    copy.order = plan.order[:rows]
+    params, cursor = plan.params, plan.cursor
+    velocities = None if params.velocities is None else copies(params.velocities)
+    copy = dataclasses.replace(plan, params=Parameters(copies(params.weights),
+                                                       copies(params.biases), velocities),
+                               cache=Cache(), bound=DeviceCaches())
+    copy.start(cursor.order[:rows], cursor.seed, cursor.first_step)
     return copy
 
 
@@ -167,7 +179,7 @@ def verify(backend: Any, plan: Any, name: str, run: Callable[[Any, str], Any]) -
     (copies of the parameters and velocities, the same rows and masks): ``WrongResult`` when
     the two states differ by more than :func:`agreement_bound`, so a fast wrong kernel is never
     chosen nor cached."""
-    m = int(plan.batch_size)
+    m = int(plan.settings.batch_size)
     start = [backend.to_numpy(a).astype(np.float64) for a in state(plan)]
     ref, cand = trial_plan(backend, plan, m), trial_plan(backend, plan, m)
     run(ref, REFERENCE)
@@ -189,14 +201,14 @@ def agreement_bound(plan: Any, start: list[np.ndarray], after: list[np.ndarray])
     parameters (and velocities): each state rounds once (``u ‖start‖``), and the update
     ``after − start`` is a sum of products of length at most ``K`` (the widest layer or the
     batch) that each path rounds within ``K u`` of its size; times :data:`VERIFY_FACTOR`."""
-    u = float(np.finfo(str(plan.xs.dtype)).eps) / 2
-    widest = max([*plan.sizes, int(plan.batch_size)])
+    u = float(np.finfo(str(plan.data.xs.dtype)).eps) / 2
+    widest = max([*plan.layers.sizes, int(plan.settings.batch_size)])
     step = norm([a - s for a, s in zip(after, start)])
     return VERIFY_FACTOR * u * (norm(start) + widest * step)
 
 
 def state(plan: Any) -> list[Any]:
-    return [*plan.weights, *plan.biases, *(plan.velocities or ())]
+    return plan.params.arrays()
 
 
 def norm(arrays: list[np.ndarray]) -> float:

@@ -73,7 +73,7 @@ def test_an_eager_step_calls_cublas_for_the_products_only(monkeypatch, train, ra
 
     plan = net.epoch_plan(X, labels, batch_size=5, eta=0.5, **train)
     with be.activate():
-        plan.order = be.index_array(np.arange(50))
+        plan.start(be.index_array(np.arange(50)))
         run_epoch(be, plan)
         before = dict(fake.calls)
         run_epoch(be, plan)

@@ -52,14 +52,14 @@ def test_graphs_live_on_the_plan_and_die_with_it(monkeypatch):
     X, labels = data([10, 6, 4], 40)
     net = fastbp.Network([10, 6, 4], dtype="float64", seed=2, device=be)
     plan = net.epoch_plan(X, labels, batch_size=4, eta=1.0)
-    plan.order = be.index_array(np.arange(40))
+    plan.start(be.index_array(np.arange(40)))
     float(be.sgd_epoch(plan))
     assert be.last_epoch_path == "graph"
     programs = plan_programs(plan)
-    assert any(isinstance(p, CapturedEpoch) for p in programs.values())
-    data_set = weakref.ref(plan.xs)
+    assert any(isinstance(p, CapturedEpoch) for p in programs.programs.values())
+    data_set = weakref.ref(plan.data.xs)
     for _ in range(2):  # more epochs of the same plan replay what was captured
-        plan.order = be.index_array(np.random.default_rng(0).permutation(40))
+        plan.start(be.index_array(np.random.default_rng(0).permutation(40)))
         float(be.sgd_epoch(plan))
     assert fake.calls["capture"] == 1
     del plan, programs
@@ -327,7 +327,7 @@ def test_a_warm_epoch_allocates_nothing_per_step(monkeypatch, graphs, cost):
     X, labels = data([10, 6, 4], 203)
     net = fastbp.Network([10, 6, 4], dtype="float64", seed=2, device=be, cost=cost)
     plan = net.epoch_plan(X, labels, batch_size=4, eta=1.0)
-    plan.order = be.index_array(np.arange(203))
+    plan.start(be.index_array(np.arange(203)))
     float(be.sgd_epoch(plan))  # warm: programs built, graphs captured
     before = Counts.allocations
     float(be.sgd_epoch(plan))
@@ -347,7 +347,7 @@ def test_the_allocation_count_sees_the_generic_loop(monkeypatch):
     X, labels = data([10, 6, 4], 40)
     net = fastbp.Network([10, 6, 4], dtype="float64", seed=2, device=be, cost=Custom)
     plan = net.epoch_plan(X, labels, batch_size=4, eta=1.0)
-    plan.order = be.index_array(np.arange(40))
+    plan.start(be.index_array(np.arange(40)))
     float(fastbp.core.epoch.run_epoch(be, plan))
     before = Counts.allocations
     float(fastbp.core.epoch.run_epoch(be, plan))
@@ -363,11 +363,12 @@ def test_step_program_on_the_emulator_equals_the_cpu_epoch(dtype, atol):
     ref = net.to("cpu")
     order = np.random.default_rng(1).permutation(n)
     plan = ref.epoch_plan(X, labels, batch_size=m, eta=3.0, lmbda=0.5)
-    plan.order = order
+    plan.start(order)
     want_cost = float(fastbp.core.epoch.run_epoch(ref.backend, plan))
     plan2 = net.epoch_plan(X, labels, batch_size=m, eta=3.0, lmbda=0.5)
-    prog = StepProgram(np, plan2.weights, plan2.biases, plan2.xs, plan2.ys,
-                       fastbp.QuadraticCost, m, 3.0 / m, plan2.decay, poison_buffers=True)
+    prog = StepProgram(np, plan2.params.weights, plan2.params.biases, plan2.data.xs,
+                       plan2.data.ys, fastbp.QuadraticCost, m, 3.0 / m, plan2.settings.decay,
+                       poison_buffers=True)
     kernels = {item.kernel for item in prog.launches}
     assert {"fastbp_gemm_dot", "fastbp_gemm_tiled"} <= kernels  # both GEMMs are exercised
     prog.order[:n] = order

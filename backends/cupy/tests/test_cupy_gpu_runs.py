@@ -149,7 +149,7 @@ def test_a_plan_frees_its_graphs_and_data_set():
     before = pool.used_bytes()
     with be.activate():
         plan = net.epoch_plan(X, labels, batch_size=10, eta=3.0)
-        plan.order = be.index_array(np.arange(5000))
+        plan.start(be.index_array(np.arange(5000)))
         float(run_epoch(be, plan))
     assert be.last_epoch_path == "graph" and pool.used_bytes() > before + 5000 * 794 * 4
     del plan
@@ -209,7 +209,7 @@ def test_the_epoch_returns_a_device_scalar():
         be = net.backend
         with be.activate():
             plan = net.epoch_plan(X, labels, batch_size=10, eta=1.0)
-            plan.order = be.index_array(np.arange(100))
+            plan.start(be.index_array(np.arange(100)))
             total = be.sgd_epoch(plan)
         assert isinstance(total, cp.ndarray) and total.shape == ()
 

@@ -185,9 +185,9 @@ def test_the_trials_run_on_copies_of_the_parameters_and_velocities(monkeypatch, 
     X, labels = data()
     net = fastbp.Network(SIZES, dtype="float64", seed=2, device=be)
     plan = net.epoch_plan(X, labels, batch_size=4, eta=1.0, momentum=0.9)
-    plan.order = be.index_array(np.arange(43))
-    plan.velocities[0][...] = 0.25  # velocities a trial would change
-    arrays = [*plan.weights, *plan.biases, *plan.velocities]
+    plan.start(be.index_array(np.arange(43)))
+    plan.params.velocities[0][...] = 0.25  # velocities a trial would change
+    arrays = [*plan.params.weights, *plan.params.biases, *plan.params.velocities]
     before = [np.array(a) for a in arrays]
     choice = be.plan_for(plan)
     assert choice.source == "measured" and set(choice.speeds) == {"graph", "eager"}

@@ -36,6 +36,7 @@ from fastbp.devices.cpu import (
 from fastbp.errors import ConfigError, MissingDependency
 
 from . import planning
+from .cache import JitCache
 from .loading import retryable_import
 
 log = logging.getLogger("fastbp")
@@ -129,17 +130,18 @@ class NumbaBackend(NumpyBackend):
         runs the ``cpu`` device's loop (its ``output_error`` is Python), and says so once in
         the log.
         """
-        code = self._spec(plan.cost, plan.kinds, len(plan.weights))
+        layers = plan.layers
+        code = self._spec(layers.cost, layers.kinds, len(plan.params.weights))
         if code is None:
             if not getattr(self, "_warned_cost", False):
-                name = getattr(plan.cost, "__name__", plan.cost)
+                name = getattr(layers.cost, "__name__", layers.cost)
                 log.warning("fastbp: cpu-jit compiles QuadraticCost, CrossEntropyCost and "
                             "LogLikelihoodCost only; %s runs the cpu device's loop", name)
                 self._warned_cost = True
             return super().sgd_epoch(plan)
         choice = planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
         strategy, library = choice.name.split("/")
-        params = (*plan.weights, *plan.biases, *(plan.velocities or ()))
+        params = plan.params.arrays()
         saved = None if strategy == "one-thread" else [np.array(a) for a in params]
         t0 = time.perf_counter()
         try:
@@ -161,7 +163,7 @@ class NumbaBackend(NumpyBackend):
         """How epochs of ``plan`` will run here (:func:`fastbp_numba.planning.choose`): the
         cached, forced or default candidate, or the fastest in a trial now; ``generic`` for a
         cost the kernels do not compile (the ``cpu`` device's loop runs it, nothing to plan)."""
-        code = self._spec(plan.cost, plan.kinds, len(plan.weights))
+        code = self._spec(plan.layers.cost, plan.layers.kinds, len(plan.params.weights))
         if code is None:
             return planning.planner.Choice("generic", "the kernels do not compile this cost")
         return planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
@@ -173,30 +175,31 @@ class NumbaBackend(NumpyBackend):
         strategy, library = candidate.split("/")
         lib = planning.library(library)
         k = self.epoch
-        m = int(plan.batch_size)
-        xbuf, ybuf, acts, deltas, scal = self._work(plan.sizes, m, plan.workspaces)
-        weights = tuple(_contiguous(w, self.dtype, "weights") for w in plan.weights)
-        biases = tuple(_contiguous(b, self.dtype, "biases") for b in plan.biases)
-        xs = _contiguous(plan.xs, self.dtype, "training inputs")
-        ys = _contiguous(plan.ys, self.dtype, "training targets")
-        order = np.ascontiguousarray(plan.order, dtype=np.int64)
-        eta, decay = float(plan.eta), float(plan.decay)
+        settings, params, sizes = plan.settings, plan.params, plan.layers.sizes
+        m, first_step = int(settings.batch_size), int(plan.cursor.first_step)
+        xbuf, ybuf, acts, deltas, scal = self._work(sizes, m, plan.cache.of(JitCache).rows)
+        weights = tuple(_contiguous(w, self.dtype, "weights") for w in params.weights)
+        biases = tuple(_contiguous(b, self.dtype, "biases") for b in params.biases)
+        xs = _contiguous(plan.data.xs, self.dtype, "training inputs")
+        ys = _contiguous(plan.data.ys, self.dtype, "training targets")
+        order = np.ascontiguousarray(plan.cursor.order, dtype=np.int64)
+        eta, decay = float(settings.eta), float(settings.decay)
         blas = None if lib is None else lib.gemm_for(self.dtype)
-        tech = None if plan.plain else self._techniques(plan, weights, biases, acts)
+        tech = None if settings.plain else self._techniques(plan, weights, biases, acts)
         if strategy == "two-threads":
             with one_thread():  # BLAS on one thread in each of the two
                 return self._two_threads(k, weights, biases, xs, ys, order, m, eta, decay, code,
                                          (xbuf, ybuf, acts, deltas), blas, lib, tech,
-                                         int(plan.first_step))
+                                         first_step)
         threads = strategy == "blas-threads"
         with contextlib.nullcontext() if threads else one_thread():
             gathering = {"overlap": "overlap", "one-thread": None}.get(
-                strategy, prefetch_mode(plan.sizes, m, threads=True, rows=int(order.shape[0])))
+                strategy, prefetch_mode(sizes, m, threads=True, rows=int(order.shape[0])))
             if gathering is None:
                 if tech is not None:
                     return k.sgd_epoch_tech(weights, biases, xs, ys, order, m, eta, decay, code,
-                                       tech[0], int(plan.first_step), xbuf, ybuf, acts, deltas,
-                                       tech[1], scal, SMALL_ROWS, blas)
+                                            tech[0], first_step, xbuf, ybuf, acts, deltas,
+                                            tech[1], scal, SMALL_ROWS, blas)
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
                                    ybuf, acts, deltas, scal, SMALL_ROWS, blas)
             total = 0.0  # the same steps, on rows gathered ahead (prefetch_chunks)
@@ -211,30 +214,31 @@ class NumbaBackend(NumpyBackend):
                         continue
                     total = k.sgd_rows_tech(
                         weights, biases, x, y, x.shape[0], m, eta, decay, code, tech[0],
-                        int(plan.first_step) + done // m, acts, deltas, tech[1], scal,
+                        first_step + done // m, acts, deltas, tech[1], scal,
                         SMALL_ROWS, blas, total)
                     done += int(x.shape[0])
             return total
 
-    def _techniques(self, plan: Any, weights: tuple, biases: tuple, acts: tuple
+    def _techniques(self, plan: EpochPlan, weights: tuple, biases: tuple, acts: tuple
                     ) -> tuple[tuple, tuple]:
         """The kernels' ``(tech, extra)`` for a plan with momentum, L1 or dropout
         (:mod:`fastbp_numba.techniques`): ``(μ, ηλ/n, ηλ₁/n, velocity?, dropout?, seed,
         ⌊p·2^32⌋, 1/(1 − p))`` and ``(masks, dropped, velocities)``. The parts a plan does not
         use are placeholders the kernels never touch (the activations, the parameters)."""
-        p = float(plan.dropout)
-        velocity = plan.velocities is not None
-        tech = (float(plan.mu), float(plan.l2_step), float(plan.l1_step), velocity, p > 0.0,
-                int(plan.seed) & dropout.MASK32, dropout.threshold(p) if p else 0,
+        s, vs = plan.settings, plan.params.velocities
+        p = float(s.dropout)
+        velocity = s.velocity
+        tech = (float(s.mu), float(s.l2_step), float(s.l1_step), velocity, p > 0.0,
+                int(plan.cursor.seed) & dropout.MASK32, dropout.threshold(p) if p else 0,
                 dropout.scale(p))
         if p:
-            masks, dropped = self._dropout_work(plan.sizes, int(plan.batch_size),
-                                                plan.workspaces)
+            masks, dropped = self._dropout_work(plan.layers.sizes, int(s.batch_size),
+                                                plan.cache.of(JitCache).dropout)
         else:
             masks = dropped = acts
         if velocity:
-            velocities = tuple(_contiguous(v, self.dtype, "velocities")
-                               for v in plan.velocities)
+            assert vs is not None  # EpochPlan checks it
+            velocities = tuple(_contiguous(v, self.dtype, "velocities") for v in vs)
             if len(velocities) != 2 * len(weights):
                 raise ConfigError(f"cpu-jit needs one velocity per weight and bias "
                                   f"({2 * len(weights)}), got {len(velocities)}")
@@ -242,10 +246,11 @@ class NumbaBackend(NumpyBackend):
             velocities = (*weights, *biases)
         return tech, (masks, dropped, velocities)
 
-    def _dropout_work(self, sizes: list[int], m: int, cache: dict) -> tuple[tuple, tuple]:
+    def _dropout_work(self, sizes: list[int], m: int, cache: dict[Any, tuple]
+                      ) -> tuple[tuple, tuple]:
         """``(masks, dropped)``: sample-major ``D^l`` and ``Ã^l`` buffers, ``(m, n_l)`` for every
         layer (the output layer's are not used), made once per shape in ``cache``."""
-        key = ("cpu-jit dropout", tuple(sizes), m, self.dtype)
+        key = (tuple(sizes), m, self.dtype)
         work = cache.get(key)
         if work is None:
             dt = self.dtype
@@ -351,11 +356,11 @@ class NumbaBackend(NumpyBackend):
                               f"neuron (it compiles {sorted(k.KIND_CODES)}); use device 'cpu'")
         return code, np.array([k.KIND_CODES[kind] for kind in kinds], dtype=np.int64)
 
-    def _work(self, sizes: list[int], m: int, cache: dict) -> tuple:
+    def _work(self, sizes: list[int], m: int, cache: dict[Any, tuple]) -> tuple:
         """Sample-major buffers for batches of up to ``m`` rows, made once per shape. They live
-        in the network's ``plan.workspaces`` (not on this backend), so networks sharing one
-        backend instance can train in different threads."""
-        key = ("cpu-jit rows", tuple(sizes), m, self.dtype)
+        in the network's cache (:class:`JitCache`, not on this backend), so networks sharing
+        one backend instance can train in different threads."""
+        key = (tuple(sizes), m, self.dtype)
         work = cache.get(key)
         if work is None:
             dt = self.dtype

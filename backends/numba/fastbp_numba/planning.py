@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fastbp.core.plan import EpochPlan, Parameters
 from fastbp.devices import planner
 from fastbp.devices.cpu import (
     cblas_choice,
@@ -43,6 +44,7 @@ from fastbp.devices.cpu import (
     threaded,
 )
 
+from .cache import JitCache
 from .loading import retryable_import
 
 log = logging.getLogger("fastbp")
@@ -122,16 +124,18 @@ def rounding(name: str) -> str:
     return f"{split}/{library}"
 
 
-def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner.Choice:
+def choose(backend: Any, plan: EpochPlan, run: Callable[[Any, str], float]
+           ) -> planner.Choice:
     """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
     recorded, forced, the default, or measured now with ``run(trial_plan, candidate)``."""
-    key = planner.config_key(backend.device, plan.sizes, plan.batch_size, backend.dtype)
-    held = plan.workspaces.get(("cpu-jit plan", key))
+    sizes, m = list(plan.layers.sizes), int(plan.settings.batch_size)
+    key = planner.config_key(backend.device, sizes, m, backend.dtype)
+    held = plan.cache.of(JitCache).choices.get(key)
     if held is not None:
         return held
-    rows = int(plan.order.shape[0])
-    options = candidates(list(plan.sizes), int(plan.batch_size), rows)
-    fixed = default(list(plan.sizes), int(plan.batch_size), rows)
+    rows = int(plan.cursor.order.shape[0])
+    options = candidates(sizes, m, rows)
+    fixed = default(sizes, m, rows)
     measurable = rows >= TRIAL_ROWS
     busy = measurable and planner.mode() in ("auto", "measure") and planner.busy_machine()
 
@@ -147,7 +151,7 @@ def choose(backend: Any, plan: Any, run: Callable[[Any, str], float]) -> planner
     else:
         log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
     choice.key = key
-    plan.workspaces[("cpu-jit plan", key)] = choice
+    plan.cache.of(JitCache).choices[key] = choice
     return choice
 
 
@@ -163,25 +167,28 @@ def trial_rows(m: int, scale: int = 1) -> int:
     return scale * max(TRIAL_ROWS // m, TRIAL_STEPS) * m
 
 
-def trial(plan: Any, name: str, run: Callable[[Any, str], float], scale: int = 1) -> float:
-    """Samples/s of candidate ``name`` on the first rows of ``plan.order`` (:func:`trial_rows`),
-    on copies of the parameters and velocities (training is not touched):
+def trial(plan: EpochPlan, name: str, run: Callable[[Any, str], float], scale: int = 1
+          ) -> float:
+    """Samples/s of candidate ``name`` on the first rows of ``plan.cursor.order``
+    (:func:`trial_rows`), on copies of the parameters and velocities (training is not touched):
     a chunk of rows to warm up (threads started, rows gathered ahead), then the timed rows."""
-    m = int(plan.batch_size)
-    n = int(plan.order.shape[0])
+    m = int(plan.settings.batch_size)
+    order, params = plan.cursor.order, plan.params
+    n = int(order.shape[0])
     rows = min(n, trial_rows(m, scale))
-    velocities = None if plan.velocities is None else [np.array(v) for v in plan.velocities]
-    copy = dataclasses.replace(plan, weights=[np.array(w) for w in plan.weights],
-                               biases=[np.array(b) for b in plan.biases], velocities=velocities)
-    copy.order = plan.order[:min(n, chunk_rows(m))]
+    velocities = None if params.velocities is None else [np.array(v) for v in params.velocities]
+    copies = Parameters([np.array(w) for w in params.weights],
+                        [np.array(b) for b in params.biases], velocities)
+    copy = dataclasses.replace(plan, params=copies)
+    copy.start(order[:min(n, chunk_rows(m))], plan.cursor.seed)
     run(copy, name)
-    copy.order = plan.order[:rows]
+    copy.start(order[:rows], plan.cursor.seed)
     t0 = time.perf_counter()
     run(copy, name)
     return rows / max(time.perf_counter() - t0, 1e-9)
 
 
-def after_epoch(plan: Any, choice: planner.Choice, seconds: float) -> None:
+def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float) -> None:
     """Judge an epoch against its plan's trial. A plan that ran on two cores at under
     :data:`SLOW` of its trial's speed (another process holds a core) moves to a candidate that
     rounds as it does (``overlap`` to ``one-thread``; a split step has none, and keeps its plan:
@@ -190,7 +197,7 @@ def after_epoch(plan: Any, choice: planner.Choice, seconds: float) -> None:
     next run measures it again, against the candidates that round as it does. The first epoch
     of a choice is not judged (it also loads the compiled code and starts the helper thread)."""
     strategy, lib = choice.name.split("/")
-    rows = int(plan.order.shape[0])
+    rows = int(plan.cursor.order.shape[0])
     if rows < TRIAL_ROWS:  # a slice of an epoch (the progress bar's) is too short to judge
         return
     choice.epochs += 1

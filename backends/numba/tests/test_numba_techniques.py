@@ -125,7 +125,8 @@ def test_compiled_loops_run_the_techniques(setting: str, monkeypatch: pytest.Mon
 def test_an_epoch_in_slices_keeps_its_masks(strategy: str, two_cores: None,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """An epoch trained in slices (``progress``: about 40, each starting at
-    ``plan.first_step``; here of more than one chunk of rows gathered ahead) equals the epoch in
+    ``plan.cursor.first_step``; here of more than one chunk of rows gathered ahead) equals the
+    epoch in
     one call."""
     monkeypatch.setenv("FASTBP_PLAN", strategy)
     X, labels = data(SIZES, 90_003, seed=3)
@@ -162,7 +163,7 @@ def test_measuring_the_plan_leaves_the_velocities_alone(monkeypatch: pytest.Monk
     net.velocities = [np.full(p.shape, 0.01) for p in [*net.weights, *net.biases]]
     before = [*net.weights, *net.biases, *net.velocities]
     plan = net.epoch_plan(X, labels, batch_size=10, eta=0.5, momentum=0.9, dropout=0.2)
-    plan.order = np.random.default_rng(0).permutation(n)
+    plan.start(np.random.default_rng(0).permutation(n))
     choice = net.backend.plan_for(plan)
     assert choice.source == "measured" and choice.speeds
     assert_same([*net.weights, *net.biases, *net.velocities], before, rtol=0, atol=0)

@@ -31,7 +31,8 @@ import numpy as np
 from .. import dropout as drop
 from ..costs import LogLikelihoodCost
 from ..ops import Array, Ops
-from ..plan import EpochPlan
+from ..plan import EpochPlan, Layers
+from ..update import apply_gradients
 from .base import Layer
 from .conv_pool import ConvPool
 from .dense import FullyConnected, Softmax
@@ -55,66 +56,23 @@ def dense_form(layers: Sequence[Layer]) -> tuple[list[int], tuple[str, ...]] | N
     return sizes, tuple(getattr(layer, "activation", "") for layer in layers)
 
 
-@dataclass
-class LayerPlan:
-    """What one epoch of a layer stack works on (the fields the epoch driver reads are those of
-    :class:`~fastbp.core.plan.EpochPlan`): the stack, its parameters ``weights``/``biases`` on
-    the device, the sample-major data ``xs (N, n_in)``, one-hot ``ys (N, n_out)``, the epoch's
-    ``order``, the step's settings, ``velocities`` (every ``W^l``'s ``v``, then every
-    ``b^l``'s; present when ``mu`` or ``l1`` is set), ``dropout`` the largest layer
-    ``p_dropout`` (the driver draws an epoch's mask ``seed`` when it is not 0), and ``dense``:
-    the same plan as an :class:`EpochPlan` for the device's own epoch, where one exists."""
+@dataclass(eq=False)
+class LayerPlan(EpochPlan):
+    """An :class:`~fastbp.core.plan.EpochPlan` of a layer stack: the same typed pieces (its
+    ``layers`` the stack's flattened sizes, the log-likelihood and each layer's neuron; the
+    ``settings``' dropout the largest layer ``p_dropout``, so the driver draws an epoch's mask
+    seed when it is not 0), plus the ``stack`` itself and, per batch size, its gather buffers.
+    ``dense``: whether the stack is one ``Network(sizes)`` builds (:func:`dense_form`), so that
+    the plan is also one a device's own epoch takes."""
 
-    stack: Stack
-    weights: list[Array]
-    biases: list[Array]
-    xs: Array
-    ys: Array
-    order: Array
-    batch_size: int
-    eta: float
-    lmbda: float = 0.0
-    mu: float = 0.0
-    l1: float = 0.0
-    velocities: list[Array] | None = None
-    dropout: float = 0.0
-    seed: int = 0
-    first_step: int = 0
-    dense: EpochPlan | None = None
+    stack: Stack | None = None
+    dense: bool = False
     buffers: dict[int, tuple[Array, Array, Array | None]] = field(default_factory=dict)
 
-    @property
-    def n(self) -> int:
-        """The number of training samples."""
-        return int(self.xs.shape[0])
-
-    @property
-    def decay(self) -> float:
-        """The L2 factor ``1 − ηλ/n``."""
-        return 1.0 - self.eta * self.lmbda / self.n
-
-    @property
-    def l2_step(self) -> float:
-        """``ηλ/n``, the L2 term of a step."""
-        return self.eta * self.lmbda / self.n
-
-    @property
-    def l1_step(self) -> float:
-        """``ηλ₁/n``, the L1 term of a step (times ``sgn W``)."""
-        return self.eta * self.l1 / self.n
-
-    def set_eta(self, eta: float) -> None:
-        """A new learning rate ``η`` (the L2 factor follows it)."""
-        self.eta = eta
-
-    def device_plan(self) -> EpochPlan | None:
-        """The plan in the form a device's own epoch takes (synchronised with this one: order,
-        ``η``, first step), or ``None`` where the stack is not a fully connected one."""
-        if self.dense is None:
-            return None
-        self.dense.order, self.dense.first_step = self.order, self.first_step
-        self.dense.set_eta(self.eta)
-        return self.dense
+    def device_form(self) -> EpochPlan | None:
+        """This plan where a device's own epoch may take it (a fully connected stack), else
+        ``None``: every other stack runs :func:`sgd_epoch`."""
+        return self if self.dense else None
 
     def batch(self, backend: Ops, m: int) -> tuple[Array, Array, Array | None]:
         """The gather buffers ``(m, n_in)``, ``(m, n_out)`` for a batch of ``m`` (made once),
@@ -122,40 +80,37 @@ class LayerPlan:
         reshape to ``(C, H, W, m)`` then needs no copy of its own)."""
         bufs = self.buffers.get(m)
         if bufs is None:
-            n_in = int(self.xs.shape[1])
+            assert self.stack is not None
+            xs, ys = self.data.xs, self.data.ys
+            n_in = int(xs.shape[1])
             maps = not isinstance(self.stack.layers[0], FullyConnected)
             bufs = self.buffers[m] = (backend.empty((m, n_in)),
-                                      backend.empty((m, int(self.ys.shape[1]))),
+                                      backend.empty((m, int(ys.shape[1]))),
                                       backend.empty((n_in, m)) if maps else None)
         return bufs
 
 
-def make_layer_plan(backend: Ops, stack: Stack, weights: list[Array], biases: list[Array],
-                    xs: Array, ys: Array, batch_size: int, eta: float, *, lmbda: float = 0.0,
-                    mu: float = 0.0, l1: float = 0.0, velocities: list[Array] | None = None,
-                    workspaces: dict[Any, Any] | None = None) -> LayerPlan:
-    """A :class:`LayerPlan` (``order`` is set per epoch), with its fully connected form when the
-    stack has one (:func:`dense_form`; ``workspaces``: the cache of its work buffers)."""
-    p = max(layer.p_dropout for layer in stack.layers)
-    form = dense_form(stack.layers)
-    dense = None
-    if form is not None:
-        sizes, kinds = form
-        n = int(xs.shape[0])
-        dense = EpochPlan(sizes, weights, biases, LogLikelihoodCost, xs, ys, order=None,
-                          batch_size=batch_size, eta=eta, decay=1.0 - eta * lmbda / n,
-                          workspaces={} if workspaces is None else workspaces, kinds=kinds,
-                          lmbda=lmbda, mu=mu, l1=l1, velocities=velocities)
-    return LayerPlan(stack, weights, biases, xs, ys, None, batch_size, eta, lmbda, mu, l1,
-                     velocities, p, dense=dense)
+def layer_plan(plan: EpochPlan, stack: Stack) -> LayerPlan:
+    """``plan`` (made by :func:`fastbp.model.inputs.make_plan` with the stack's
+    :class:`~fastbp.core.plan.Layers`) as the plan of ``stack``."""
+    return LayerPlan(plan.layers, plan.settings, plan.params, plan.data, plan.cache,
+                     stack=stack, dense=dense_form(stack.layers) is not None)
+
+
+def stack_layers(layers: Sequence[Layer]) -> Layers:
+    """The :class:`~fastbp.core.plan.Layers` piece of a stack: the flattened sizes
+    ``n_in, n_1 … n_L``, the log-likelihood cost and each layer's neuron."""
+    sizes = [int(np.prod(layers[0].in_shape)), *(int(np.prod(lay.out_shape)) for lay in layers)]
+    return Layers(sizes, LogLikelihoodCost, tuple(getattr(lay, "activation", "")
+                                                  for lay in layers))
 
 
 def run_layer_epoch(backend: Ops, plan: LayerPlan) -> Any:
     """One epoch of ``plan``: the device's own epoch where it takes the stack
-    (:meth:`LayerPlan.device_plan`), else :func:`sgd_epoch` on the device's operations.
+    (:meth:`LayerPlan.device_form`), else :func:`sgd_epoch` on the device's operations.
     Returns the summed cost, possibly as a device scalar."""
-    dense = plan.device_plan()
-    total = None if dense is None else backend.sgd_epoch(dense)
+    own = plan.device_form()
+    total = None if own is None else backend.sgd_epoch(own)
     return sgd_epoch(backend, plan) if total is None else total
 
 
@@ -174,33 +129,28 @@ def masks(backend: Ops, stack: Stack, seed: int, step: int, m: int) -> list[Arra
 
 
 def sgd_epoch(backend: Ops, plan: LayerPlan, total: Any = 0.0) -> Any:
-    """One pass of mini-batch SGD over ``plan.order`` (see the module docstring); returns
-    ``total`` plus the summed cost of the batches, each taken before its update."""
-    params = list(zip(plan.weights, plan.biases))
-    n, L = int(plan.order.shape[0]), len(params)
-    v = plan.velocities
-    for start in range(0, n, plan.batch_size):
-        idx = plan.order[start : min(start + plan.batch_size, n)]
+    """One pass of mini-batch SGD over ``plan.cursor.order`` (see the module docstring);
+    returns ``total`` plus the summed cost of the batches, each taken before its update (the
+    update: :func:`fastbp.core.update.apply_gradients`, the rule every epoch shares)."""
+    stack, settings, cursor, data = plan.stack, plan.settings, plan.cursor, plan.data
+    assert stack is not None
+    params = list(zip(plan.params.weights, plan.params.biases))
+    n, size = int(cursor.order.shape[0]), settings.batch_size
+    for start in range(0, n, size):
+        idx = cursor.order[start : min(start + size, n)]
         m = int(idx.shape[0])
         xbuf, ybuf, columns = plan.batch(backend, m)
-        x = backend.take_rows(plan.xs, idx, out=xbuf).T
+        x = backend.take_rows(data.xs, idx, out=xbuf).T
         if columns is not None:  # C order for the maps, into a buffer kept for this m
             backend.copy_into(columns, x)
             x = columns
-        y = backend.take_rows(plan.ys, idx, out=ybuf).T
-        step = plan.first_step + start // plan.batch_size
-        dropped = masks(backend, plan.stack, plan.seed, step, m) if plan.dropout else None
-        cost, grads = plan.stack.backprop(params, x, y, dropped)
+        y = backend.take_rows(data.ys, idx, out=ybuf).T
+        step = cursor.first_step + start // size
+        dropped = masks(backend, stack, cursor.seed, step, m) if settings.dropout else None
+        cost, grads = stack.backprop(params, x, y, dropped)
         total = total + cost
-        alpha = plan.eta / m
-        for l, ((w, b), (nabla_w, nabla_b)) in enumerate(zip(params, grads)):
-            if v is None:
-                backend.sgd_update(w, nabla_w, alpha, plan.decay)
-                backend.sgd_update(b, nabla_b, alpha)
-            else:
-                backend.velocity_update(w, nabla_w, v[l], alpha, plan.mu, plan.l2_step,
-                                        plan.l1_step)
-                backend.velocity_update(b, nabla_b, v[L + l], alpha, plan.mu)
+        apply_gradients(backend, settings, plan.params, [g[0] for g in grads],
+                        [g[1] for g in grads], m)
     return total
 
 

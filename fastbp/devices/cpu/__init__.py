@@ -77,7 +77,7 @@ def chunk_rows(m: int) -> int:
 
 
 def chunk_buffers(backend: Any, plan: Any) -> prefetch.ChunkBuffers:
-    """The two chunk buffers of ``plan``'s epoch, made once in its workspaces."""
+    """The two chunk buffers of ``plan``'s epoch, made once in the network's cache."""
     return prefetch.chunk_buffers(backend, plan)
 
 

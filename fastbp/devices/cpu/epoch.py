@@ -38,6 +38,7 @@ from ...core import dropout
 from ...core.costs import QuadraticCost
 from ...core.memory import translate_oom
 from ...core.neurons import kinds_of, neuron
+from ...core.plan import EpochPlan
 from . import cblas, prefetch
 from .blas_threads import narrow, step_threads, step_work, threaded
 
@@ -48,10 +49,11 @@ SIMD_SIGMOID = 4096  # elements from which sigmoid() runs as four vectorised pas
 FLUSH_EVERY = 16  # steps between flushes of subnormal velocities to 0 (Techniques.flush)
 
 
-def applies(plan: Any) -> bool:
+def applies(plan: EpochPlan) -> bool:
     """Whether this loop can run ``plan``: SciPy present, float32 or float64 NumPy arrays, the
     parameters C-contiguous (their transposes are then the Fortran arrays BLAS updates in place)."""
-    dtype = np.dtype(getattr(plan.xs, "dtype", "O"))
+    xs, ys = plan.data.xs, plan.data.ys
+    dtype = np.dtype(getattr(xs, "dtype", "O"))
     if dtype not in (np.float32, np.float64):
         return False
     try:
@@ -59,8 +61,7 @@ def applies(plan: Any) -> bool:
         import scipy.special  # noqa: F401
     except ImportError:
         return False
-    arrays = [plan.xs, plan.ys, plan.order, *plan.weights, *plan.biases,
-              *(plan.velocities or ())]
+    arrays = [xs, ys, plan.cursor.order, *plan.params.arrays()]
     return all(isinstance(a, np.ndarray) and a.flags.c_contiguous for a in arrays) and all(
         a.dtype == dtype for a in arrays[:2] + arrays[3:])
 
@@ -138,12 +139,13 @@ class Techniques:
         return masks
 
 
-def sgd_epoch(backend: Any, plan: Any) -> float:
-    """One pass of mini-batch SGD over ``plan.order`` (see module docstring); returns the summed
-    cost of the batches, each taken before its update. BLAS threads: see
+def sgd_epoch(backend: Any, plan: EpochPlan) -> float:
+    """One pass of mini-batch SGD over ``plan.cursor.order`` (see module docstring); returns the
+    summed cost of the batches, each taken before its update. BLAS threads: see
     :mod:`.blas_threads` (one thread where a step is too small or a network too narrow)."""
-    threads = threaded(plan.sizes, plan.batch_size) and not narrow(plan.sizes)
-    with step_threads(plan.sizes, plan.batch_size, threads):
+    sizes, m = plan.layers.sizes, plan.settings.batch_size
+    threads = threaded(sizes, m) and not narrow(sizes)
+    with step_threads(sizes, m, threads):
         return _sgd_epoch(backend, plan, threads)
 
 
@@ -153,42 +155,45 @@ def _need(extra: Techniques | None) -> Techniques:
     return extra
 
 
-def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
+def _sgd_epoch(backend: Any, plan: EpochPlan, threads: bool) -> float:
     from scipy.linalg import blas
 
-    dtype = np.dtype(plan.xs.dtype)
+    layers, settings, params = plan.layers, plan.settings, plan.params
+    sizes, m = layers.sizes, settings.batch_size
+    dtype = np.dtype(plan.data.xs.dtype)
     gemm, gemv = (blas.sgemm, blas.sgemv) if dtype == np.float32 else (blas.dgemm, blas.dgemv)
     lib = cblas.find()
-    direct = lib is not None and step_work(plan.sizes, plan.batch_size) >= DIRECT_WORK
+    direct = lib is not None and step_work(sizes, m) >= DIRECT_WORK
     if lib is not None and direct:  # MKL or NumPy's OpenBLAS: faster on skinny products
         gemm = cblas.FortranGemm(lib, dtype)
         # the bias step as a GEMM too (b is an (n_l, 1) column), so that one library and one
         # thread pool run the whole step: two pools would spin against each other
         gemv = _gemv_as_gemm(gemm)
-    weights, biases, cost = plan.weights, plan.biases, plan.cost
+    weights, biases, cost = params.weights, params.biases, layers.cost
     quadratic = cost is QuadraticCost
-    kinds = kinds_of(plan.kinds, len(weights))
-    m, eta, decay = plan.batch_size, plan.eta, plan.decay
-    buffers = _buffers(backend, plan.sizes, m, dtype.name, plan.workspaces)
+    kinds = kinds_of(layers.kinds, len(weights))
+    eta, decay = settings.eta, settings.decay
+    cache = plan.cache.of(CpuCache)
+    buffers = cache.rows_for(backend, sizes, m, dtype.name)
     add, subtract, multiply, vdot = np.add, np.subtract, np.multiply, np.vdot
     w_t = [w.T for w in weights]  # Fortran-ordered (n_{l-1}, n_l) views, updated in place
     b_row = [b.T for b in biases]  # (1, n_l) views for the broadcast add
     b_vec = [b.reshape(-1) for b in biases]  # (n_l,) views for the GEMV
     top = len(weights) - 1
-    p = plan.dropout
-    extra = None if plan.plain else _techniques(backend, plan.sizes, m, dtype.name,
-                                                 plan.workspaces)
-    momentum = plan.velocities is not None
+    p, seed = settings.dropout, plan.cursor.seed
+    extra = None if settings.plain else cache.techniques_for(backend, sizes, m, dtype.name)
+    momentum = settings.velocity
+    velocities: list[np.ndarray] = params.velocities or []
     if momentum:  # v's of the W's (transposed, like w_t), then of the b's
-        mu, l2, l1 = plan.mu, plan.l2_step, plan.l1_step
-        v_t = [v.T for v in plan.velocities[: top + 1]]
-        v_w = plan.velocities[: top + 1]
-        vb_vec = [v.reshape(-1) for v in plan.velocities[top + 1 :]]
+        mu, l2, l1 = settings.mu, settings.l2_step, settings.l1_step
+        v_t = [v.T for v in velocities[: top + 1]]
+        v_w = velocities[: top + 1]
+        vb_vec = [v.reshape(-1) for v in velocities[top + 1 :]]
     masks = None
     total = 0.0
     r = -1
     for step, (x, y) in enumerate(_batches(backend, plan, buffers, threads),
-                                  plan.first_step):
+                                  plan.cursor.first_step):
         if x.shape[0] != r:  # the first batch, and a shorter last one
             r = int(x.shape[0])
             _, _, a, d, s, ones = buffers.rows(r)
@@ -198,7 +203,7 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
         else:
             inputs_t[0] = x.T
         if p:
-            masks = _need(extra).draw(plan.seed, step, p, r)
+            masks = _need(extra).draw(seed, step, p, r)
         # feedforward: (Z^l)ᵀ = W^l (Ã^{l-1})ᵀ, then A^l = f(Z^l + b^l), Ã^l = A^l ⊙ D^l
         for l in range(top + 1):
             gemm(1.0, w_t[l], inputs_t[l], 0.0, a_t[l], 1, 0, 1)
@@ -241,20 +246,21 @@ def _sgd_epoch(backend: Any, plan: Any, threads: bool) -> float:
             gemv(alpha, d_t[l], ones, mu, vb_vec[l], 0, 1, 0, 1, 0, 1)
             add(b_vec[l], vb_vec[l], out=b_vec[l])
         if step % FLUSH_EVERY == FLUSH_EVERY - 1:
-            _need(extra).flush(plan.velocities)
+            _need(extra).flush(velocities)
     return total
 
 
-def _batches(backend: Any, plan: Any, buffers: RowBuffers, threads: bool
+def _batches(backend: Any, plan: EpochPlan, buffers: RowBuffers, threads: bool
              ) -> Iterator[tuple[np.ndarray, ...]]:
     """The epoch's mini-batches as ``(X rows, Y rows)``: for steps of at least
     :data:`DIRECT_WORK` multiply-adds gathered ahead by another core (:mod:`.prefetch`), else
     gathered here, one batch at a time (a small batch costs less to gather than to hand
     over)."""
-    xs, ys, order, m = plan.xs, plan.ys, plan.order, plan.batch_size
+    xs, ys, order = plan.data.xs, plan.data.ys, plan.cursor.order
+    sizes, m = plan.layers.sizes, plan.settings.batch_size
     gathering = None
-    if step_work(plan.sizes, m) >= DIRECT_WORK:
-        gathering = prefetch.mode(plan.sizes, m, threads, int(order.shape[0]))
+    if step_work(sizes, m) >= DIRECT_WORK:
+        gathering = prefetch.mode(sizes, m, threads, int(order.shape[0]))
     if gathering is None:
         for start in range(0, int(order.shape[0]), m):
             idx = order[start : start + m]
@@ -345,24 +351,31 @@ def _mul_sigmoid_prime(d: np.ndarray, a: np.ndarray, s: np.ndarray, subtract: An
     multiply(d, s, out=d)
 
 
-def _buffers(backend: Any, sizes: list[int], m: int, dtype: str, cache: dict) -> RowBuffers:
-    """The network's cached buffers for this shape and batch size. They live in the network's
-    ``plan.workspaces``, not on the backend: networks sharing a backend instance may train in
-    different threads without sharing buffers."""
-    key = ("rows", tuple(sizes), m, dtype)
-    buf = cache.get(key)
-    if buf is None:
-        with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError with the numbers
-            buf = cache[key] = RowBuffers(list(sizes), m, dtype)
-    return buf
+class CpuCache:
+    """The ``cpu`` device's cache in a network's :class:`~fastbp.core.plan.Cache`: its
+    :class:`RowBuffers` and :class:`Techniques` by ``(sizes, m, dtype)``. It lives with the
+    network, not on the backend: networks sharing a backend instance may train in different
+    threads without sharing buffers."""
 
+    def __init__(self) -> None:
+        self.rows: dict[tuple[tuple[int, ...], int, str], RowBuffers] = {}
+        self.techniques: dict[tuple[tuple[int, ...], int, str], Techniques] = {}
 
-def _techniques(backend: Any, sizes: list[int], m: int, dtype: str, cache: dict
-                ) -> Techniques:
-    """The network's cached :class:`Techniques` buffers for this shape and batch size."""
-    key = ("techniques", tuple(sizes), m, dtype)
-    buf = cache.get(key)
-    if buf is None:
-        with translate_oom(backend, sizes, m):
-            buf = cache[key] = Techniques(list(sizes), m, dtype)
-    return buf
+    def rows_for(self, backend: Any, sizes: list[int], m: int, dtype: str) -> RowBuffers:
+        """The row buffers for this shape and batch size (made once)."""
+        key = (tuple(sizes), m, dtype)
+        buf = self.rows.get(key)
+        if buf is None:
+            with translate_oom(backend, sizes, m):  # MemoryError -> DeviceError, with numbers
+                buf = self.rows[key] = RowBuffers(list(sizes), m, dtype)
+        return buf
+
+    def techniques_for(self, backend: Any, sizes: list[int], m: int, dtype: str
+                       ) -> Techniques:
+        """The :class:`Techniques` buffers for this shape and batch size (made once)."""
+        key = (tuple(sizes), m, dtype)
+        buf = self.techniques.get(key)
+        if buf is None:
+            with translate_oom(backend, sizes, m):
+                buf = self.techniques[key] = Techniques(list(sizes), m, dtype)
+        return buf

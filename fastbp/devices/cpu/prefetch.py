@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...core.memory import translate_oom
+from ...core.plan import EpochPlan
 from ...core.validate import env_flag
 from .blas_threads import threaded
 
@@ -79,16 +80,24 @@ class ChunkBuffers:
         self.y = [np.empty((rows, n_out), dtype) for _ in range(2)]
 
 
-def chunk_buffers(backend: Any, plan: Any) -> ChunkBuffers:
+class ChunkCache:
+    """A network's chunk buffers (one cache of its :class:`~fastbp.core.plan.Cache`, shared by
+    the devices that gather ahead), by ``(sizes, m, dtype)``."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[tuple[int, ...], int, str], ChunkBuffers] = {}
+
+
+def chunk_buffers(backend: Any, plan: EpochPlan) -> ChunkBuffers:
     """The network's chunk buffers for ``plan``'s shape, batch size and dtype, made once and kept
-    in its ``plan.workspaces`` (a MemoryError becomes a DeviceError with the numbers)."""
-    m, dtype = plan.batch_size, np.dtype(plan.xs.dtype)
-    key = ("chunks", tuple(plan.sizes), m, dtype.name)
-    buffers = plan.workspaces.get(key)
+    in its cache (a MemoryError becomes a DeviceError with the numbers)."""
+    sizes, m, dtype = plan.layers.sizes, plan.settings.batch_size, np.dtype(plan.data.xs.dtype)
+    cache = plan.cache.of(ChunkCache).buffers
+    key = (tuple(sizes), m, dtype.name)
+    buffers = cache.get(key)
     if buffers is None:
-        with translate_oom(backend, plan.sizes, m):
-            buffers = plan.workspaces[key] = ChunkBuffers(chunk_rows(m), plan.sizes[0],
-                                                          plan.sizes[-1], dtype)
+        with translate_oom(backend, sizes, m):
+            buffers = cache[key] = ChunkBuffers(chunk_rows(m), sizes[0], sizes[-1], dtype)
     return buffers
 
 

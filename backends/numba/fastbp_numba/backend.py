@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from fastbp.core import dropout
-from fastbp.core.costs import CrossEntropyCost, LogLikelihoodCost, QuadraticCost, output_of
+from fastbp.core.costs import QuadraticCost
 from fastbp.core.memory import translate_oom
-from fastbp.core.neurons import layer_kinds
 from fastbp.core.ops import Array, Scalar
 from fastbp.core.plan import EpochPlan
 from fastbp.devices.cpu import (
@@ -35,15 +34,15 @@ from fastbp.devices.cpu import (
 )
 from fastbp.errors import ConfigError, MissingDependency
 
-from . import planning
+from . import codes, planning
 from .cache import JitCache
+from .codes import Spec
 from .loading import retryable_import
 
 log = logging.getLogger("fastbp")
 
 # Mini-batches of at most this many rows run compiled loops, larger ones BLAS (see kernels).
 SMALL_ROWS = 1
-Spec = tuple[int, np.ndarray]  # the kernels' (cost code, each layer's neuron code)
 
 
 class NumbaBackend(NumpyBackend):
@@ -127,16 +126,16 @@ class NumbaBackend(NumpyBackend):
 
         A plan with momentum, L1 or dropout runs the compiled twins (the ``*_tech`` epochs of
         :mod:`fastbp_numba.epoch`) on every strategy. A cost other than the three built in
-        runs the ``cpu`` device's loop (its ``output_error`` is Python), and says so once in
-        the log.
+        runs the ``cpu`` device's loop (its ``output_error`` is Python), and so does a neuron of
+        the table without a compiled kernel (the table's form); either is said once in the log.
         """
         layers = plan.layers
         code = self._spec(layers.cost, layers.kinds, len(plan.params.weights))
         if code is None:
             if not getattr(self, "_warned_cost", False):
-                name = getattr(layers.cost, "__name__", layers.cost)
-                log.warning("fastbp: cpu-jit compiles QuadraticCost, CrossEntropyCost and "
-                            "LogLikelihoodCost only; %s runs the cpu device's loop", name)
+                missing = codes.not_compiled(self.kernels, layers.cost, layers.kinds)
+                log.warning("fastbp: cpu-jit compiles %s; %s runs the cpu device's loop",
+                            codes.compiles(self.kernels), missing)
                 self._warned_cost = True
             return super().sgd_epoch(plan)
         choice = planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
@@ -162,10 +161,13 @@ class NumbaBackend(NumpyBackend):
     def plan_for(self, plan: EpochPlan) -> planning.planner.Choice:
         """How epochs of ``plan`` will run here (:func:`fastbp_numba.planning.choose`): the
         cached, forced or default candidate, or the fastest in a trial now; ``generic`` for a
-        cost the kernels do not compile (the ``cpu`` device's loop runs it, nothing to plan)."""
+        cost or neuron the kernels do not compile (the ``cpu`` device's loop runs it, nothing to
+        plan)."""
         code = self._spec(plan.layers.cost, plan.layers.kinds, len(plan.params.weights))
         if code is None:
-            return planning.planner.Choice("generic", "the kernels do not compile this cost")
+            return planning.planner.Choice(
+                "generic", f"the kernels do not compile "
+                f"{codes.not_compiled(self.kernels, plan.layers.cost, plan.layers.kinds)}")
         return planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
 
     def _epoch(self, plan: EpochPlan, code: Spec, candidate: str) -> float:
@@ -322,8 +324,8 @@ class NumbaBackend(NumpyBackend):
         layer's neuron (default sigmoid hidden layers and the cost's output)."""
         code = self._spec(cost, kinds, len(weights))
         if code is None:
-            raise ConfigError(f"cpu-jit compiles QuadraticCost, CrossEntropyCost and "
-                              f"LogLikelihoodCost, not {cost!r}")
+            raise ConfigError(f"cpu-jit compiles {codes.compiles(self.kernels)}, not "
+                              f"{codes.not_compiled(self.kernels, cost, kinds)}")
         dt = self.dtype
         ws = tuple(np.ascontiguousarray(w, dtype=dt) for w in weights)
         bs = tuple(np.ascontiguousarray(b, dtype=dt).reshape(-1, 1) for b in biases)
@@ -339,22 +341,8 @@ class NumbaBackend(NumpyBackend):
         return list(grad_b), list(grad_w)
 
     def _spec(self, cost: Any, kinds: Any, layers: int) -> Spec | None:
-        """The kernels' ``spec``: the cost's code and each layer's neuron code (an int64
-        array), or None when they do not compile the cost; ``ConfigError`` for a neuron kind
-        without a compiled kernel (:data:`fastbp_numba.neurons.KIND_CODES`)."""
-        k = self.kernels
-        codes = {QuadraticCost: k.QUADRATIC, CrossEntropyCost: k.CROSS_ENTROPY,
-                 LogLikelihoodCost: k.LOG_LIKELIHOOD}
-        code = next((c for cls, c in codes.items() if cost is cls), None)
-        if code is None:
-            return None
-        if kinds is None:
-            kinds = layer_kinds(layers, "sigmoid", output_of(cost))
-        missing = [kind for kind in kinds if kind not in k.KIND_CODES]
-        if missing:
-            raise ConfigError(f"device 'cpu-jit' has no compiled kernel for the {missing[0]!r} "
-                              f"neuron (it compiles {sorted(k.KIND_CODES)}); use device 'cpu'")
-        return code, np.array([k.KIND_CODES[kind] for kind in kinds], dtype=np.int64)
+        """The kernels' codes for ``cost`` and ``kinds`` (:func:`fastbp_numba.codes.spec`)."""
+        return codes.spec(self.kernels, cost, kinds, layers)
 
     def _work(self, sizes: list[int], m: int, cache: dict[Any, tuple]) -> tuple:
         """Sample-major buffers for batches of up to ``m`` rows, made once per shape. They live

@@ -78,8 +78,9 @@ def test_ranks_with_techniques_reach_the_single_process_parameters(tmp_path: Pat
 def test_one_rank_with_techniques_is_bit_for_bit_network_train() -> None:
     """``train`` on a one-rank communicator with momentum, L1 and dropout: every bit of every
     parameter and velocity, the costs and the random state equal ``Network.train``'s."""
-    from fastbp.distributed import train
     from mpi4py import MPI
+
+    from fastbp.distributed import train
 
     sizes = [30, 12, 8, 4]
     X, labels = data(sizes, 300)
@@ -101,10 +102,9 @@ def test_one_rank_with_techniques_is_bit_for_bit_network_train() -> None:
 def test_shares_draw_the_whole_batch_masks() -> None:
     """Rank ``r``'s mask columns, side by side over the ranks, are the masks of the whole
     mini-batch (:mod:`fastbp.core.dropout`), also for uneven shares."""
-    from fastbp.distributed import FlatGradients, ShardEpoch, shard
-
     from fastbp import Network
     from fastbp.core import dropout
+    from fastbp.distributed import FlatGradients, ShardEpoch, shard
 
     sizes, m, p, seed, step = [5, 7, 4, 3], 10, 0.5, 321, 6
     net = Network(sizes, dtype="float64", seed=0)

@@ -70,13 +70,16 @@ class NumbaBackend(NumpyBackend):
         return conv
 
     def gather_columns(self, a: Array, kh: int, kw: int, out: Array) -> Array:
-        """``cols(a)`` in one compiled pass (:meth:`ConvOps.gather_columns`)."""
-        self.conv.gather_columns(a, out)
+        """``cols(a)`` in one compiled pass (:meth:`ConvOps.gather_columns`); the kernel reads
+        ``a`` and writes ``out`` as flat rows, so both are C-contiguous (``out``, a work buffer,
+        always is)."""
+        self.conv.gather_columns(np.ascontiguousarray(a), out)
         return out
 
     def fold_columns(self, cols: Array, out: Array) -> Array:
-        """col2im in one compiled pass (:meth:`ConvOps.fold_columns`)."""
-        self.conv.fold_columns(cols, out)
+        """col2im in one compiled pass (:meth:`ConvOps.fold_columns`), ``cols`` read as flat
+        rows (C-contiguous)."""
+        self.conv.fold_columns(np.ascontiguousarray(cols), out)
         return out
 
     def max_pool(self, z: Array, ph: int, pw: int, out: Array, index: Array) -> Array:

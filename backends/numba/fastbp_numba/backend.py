@@ -64,10 +64,14 @@ class NumbaBackend(NumpyBackend):
     # -- convolution and max-pooling: compiled loops (fastbp_numba.conv) ----------------------
     @property
     def conv(self) -> ModuleType:
-        """:mod:`fastbp_numba.conv`, imported (and so compiled or loaded) when first needed."""
-        from . import conv
+        """:mod:`fastbp_numba.conv`, imported (and so compiled or loaded) when first needed, then
+        kept (an import statement per operation costs microseconds a step at small batches)."""
+        module: ModuleType | None = self.__dict__.get("_conv")
+        if module is None:
+            from . import conv
 
-        return conv
+            module = self.__dict__["_conv"] = conv
+        return module
 
     def gather_columns(self, a: Array, kh: int, kw: int, out: Array) -> Array:
         """``cols(a)`` in one compiled pass (:meth:`ConvOps.gather_columns`); the kernel reads

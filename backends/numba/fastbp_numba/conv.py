@@ -95,3 +95,23 @@ def max_pool_back(delta: np.ndarray, index: np.ndarray, ph: int, pw: int,
             for x in range(OW):
                 for s in range(m):
                     out[f, y, x, s] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def bias_relu(z: np.ndarray, b: np.ndarray) -> None:
+    """In place, one pass: ``z ← max(z + b, 0)``, ``b`` one bias per row (NaN stays NaN)."""
+    n, N = z.shape
+    for r in range(n):
+        br = b[r, 0]
+        for t in range(N):
+            v = z[r, t] + br
+            z[r, t] = 0.0 if v < 0.0 else v
+
+
+@numba.njit(cache=True, nogil=True)
+def mul_relu_prime(x: np.ndarray, a: np.ndarray) -> None:
+    """In place, one pass: ``x ← x ⊙ [a > 0]`` (``x·0`` where ``a ≤ 0``, so NaN stays NaN)."""
+    n, N = x.shape
+    for r in range(n):
+        for t in range(N):
+            x[r, t] = x[r, t] if a[r, t] > 0.0 else x[r, t] * 0.0

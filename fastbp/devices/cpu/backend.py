@@ -39,6 +39,17 @@ class NumpyBackend(NumpyConvOps, Backend):
         epoch.sigmoid(out)
         return out
 
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a b``; a short sum over many columns (``a`` under 64 columns, ``b`` at least
+        2048: the first convolution's ``W_f · cols``) in blocks of 1024 columns of ``b``, which
+        OpenBLAS runs ~20 % faster (one thread, SkylakeX). Each entry is the same sum."""
+        k, n = int(b.shape[0]), int(b.shape[-1])
+        if k >= 64 or n < 2 * _BLOCK or b.ndim != 2 or out.ndim != 2:
+            return np.matmul(a, b, out=out)
+        for s in range(0, n, _BLOCK):
+            np.matmul(a, b[:, s : s + _BLOCK], out=out[:, s : s + _BLOCK])
+        return out
+
     def matmul_nt(self, a: Array, b: Array, out: Array) -> Array:
         """``out = a bᵀ`` for ``a`` ``(F, N)``, ``b`` ``(K, N)``. A long sum (``N ≥ 512`` and
         ``N > K``, a convolution's ``∂C/∂W_f = δ^z colsᵀ`` over every position of every sample)

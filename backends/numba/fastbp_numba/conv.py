@@ -115,3 +115,15 @@ def mul_relu_prime(x: np.ndarray, a: np.ndarray) -> None:
     for r in range(n):
         for t in range(N):
             x[r, t] = x[r, t] if a[r, t] > 0.0 else x[r, t] * 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def sgd_update(p: np.ndarray, grad: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> None:
+    """In place on flat arrays, one pass: ``grad ← α g``, ``p ← β p − grad`` (``α``, ``β``
+    0-d arrays of ``p``'s dtype, so every product rounds as NumPy's does)."""
+    a = alpha[()]
+    b = beta[()]
+    for t in range(p.size):
+        g = grad[t] * a
+        grad[t] = g
+        p[t] = p[t] * b - g

@@ -50,6 +50,18 @@ class LayerOps(NumpyBackend):
         self.conv.max_pool_back(delta, index, ph, pw, out)
         return out
 
+    def sgd_update(self, p: Array, grad: Array, alpha: float, beta: float = 1.0) -> None:
+        """As :meth:`fastbp.devices.backend.Backend.sgd_update` (``p ← β p − α g``, ``grad``
+        overwritten with ``α g``) in one compiled pass instead of three NumPy calls: a layer
+        network makes eight such calls a step."""
+        dtype = p.dtype
+        if grad.dtype != dtype or grad.shape != p.shape or not (
+                p.flags.c_contiguous and grad.flags.c_contiguous):
+            super().sgd_update(p, grad, alpha, beta)
+            return
+        self.conv.sgd_update(p.reshape(-1), grad.reshape(-1), np.asarray(alpha, dtype),
+                             np.asarray(beta, dtype))
+
     def neuron_kernels(self) -> dict[str, NeuronKernels]:
         """The ``cpu`` device's kernels, and ReLU's ``z ← max(z + b, 0)`` and ``x ← x ⊙ [a > 0]``
         each in one compiled pass."""

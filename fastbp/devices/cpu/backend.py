@@ -39,6 +39,11 @@ class NumpyBackend(NumpyConvOps, Backend):
         epoch.sigmoid(out)
         return out
 
+    def sum_columns(self, a: Array, out: Array) -> Array:
+        """``out = Σ_j a[:, j]`` as a column ``(n, 1)``: ``numpy.sum``'s reduction called without
+        its Python wrapper (the same pairwise sums)."""
+        return np.add.reduce(a, axis=1, keepdims=True, out=out)
+
     def matmul(self, a: Array, b: Array, out: Array) -> Array:
         """``out = a b``; a short sum over many columns (``a`` under 64 columns, ``b`` at least
         2048: the first convolution's ``W_f · cols``) in blocks of 1024 columns of ``b``, which
@@ -75,7 +80,7 @@ class NumpyBackend(NumpyConvOps, Backend):
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A work buffer of ``shape``, kept for the next call."""
         cache: dict[tuple[Any, ...], np.ndarray] = self.__dict__.setdefault("_scratch_bufs", {})
-        key = (name, shape, np.dtype(dtype).name)
+        key = (name, shape, dtype)
         buf = cache.get(key)
         if buf is None:
             buf = cache[key] = np.empty(shape, dtype=dtype)

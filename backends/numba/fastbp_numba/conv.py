@@ -1,8 +1,10 @@
-"""Compiled convolution and max-pooling operations for the ``cpu-jit`` device.
+"""Compiled loops for the ``cpu-jit`` device's layer operations (:mod:`fastbp_numba.layer_ops`).
 
-The same operations as :class:`fastbp.devices.conv_ops.ConvOps` on ``(C, H, W, m)`` maps, each
-one pass of compiled loops (the sample index innermost, where the arrays are contiguous) instead
-of a NumPy call per window offset. Compiled on first use and cached on disk.
+The convolution and max-pooling operations of :class:`fastbp.devices.conv_ops.ConvOps` on
+``(C, H, W, m)`` maps, each one pass of compiled loops (the sample index innermost, where the
+arrays are contiguous) instead of a NumPy call per window offset; the ReLU neuron's two passes
+and the SGD step, one pass each instead of two or three NumPy calls. Compiled on first use and
+cached on disk.
 """
 
 from __future__ import annotations

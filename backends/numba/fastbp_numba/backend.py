@@ -21,10 +21,9 @@ import numpy as np
 from fastbp.core import dropout
 from fastbp.core.costs import QuadraticCost
 from fastbp.core.memory import translate_oom
-from fastbp.core.ops import Array, Scalar
+from fastbp.core.ops import Scalar
 from fastbp.core.plan import EpochPlan
 from fastbp.devices.cpu import (
-    NumpyBackend,
     chunk_buffers,
     find_cblas,
     half_helper,
@@ -37,6 +36,7 @@ from fastbp.errors import ConfigError, MissingDependency
 from . import codes, planning
 from .cache import JitCache
 from .codes import Spec
+from .layer_ops import LayerOps
 from .loading import retryable_import
 
 log = logging.getLogger("fastbp")
@@ -45,7 +45,7 @@ log = logging.getLogger("fastbp")
 SMALL_ROWS = 1
 
 
-class NumbaBackend(NumpyBackend):
+class NumbaBackend(LayerOps):
     """The ``cpu-jit`` device: NumPy arrays, a compiled epoch (float32 or float64)."""
 
     name = "cpu-jit"
@@ -59,34 +59,6 @@ class NumbaBackend(NumpyBackend):
         if index != 0:
             raise ConfigError(f"device 'cpu-jit' has one device, 'cpu-jit' (got index {index})")
         self._compiled: Any = None
-
-    # -- convolution and max-pooling: compiled loops (fastbp_numba.conv) ----------------------
-    @property
-    def conv(self) -> ModuleType:
-        """:mod:`fastbp_numba.conv`, imported (and so compiled or loaded) when first needed."""
-        from . import conv
-
-        return conv
-
-    def gather_columns(self, a: Array, kh: int, kw: int, out: Array) -> Array:
-        """``cols(a)`` in one compiled pass (:meth:`ConvOps.gather_columns`)."""
-        self.conv.gather_columns(a, out)
-        return out
-
-    def fold_columns(self, cols: Array, out: Array) -> Array:
-        """col2im in one compiled pass (:meth:`ConvOps.fold_columns`)."""
-        self.conv.fold_columns(cols, out)
-        return out
-
-    def max_pool(self, z: Array, ph: int, pw: int, out: Array, index: Array) -> Array:
-        """Max-pooling with its argmax in one compiled pass (:meth:`ConvOps.max_pool`)."""
-        self.conv.max_pool(z, ph, pw, out, index)
-        return out
-
-    def max_pool_back(self, delta: Array, index: Array, ph: int, pw: int, out: Array) -> Array:
-        """The pooled δ routed to the maxima in one compiled pass."""
-        self.conv.max_pool_back(delta, index, ph, pw, out)
-        return out
 
     @property
     def epoch(self) -> ModuleType:

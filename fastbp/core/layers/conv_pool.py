@@ -107,13 +107,14 @@ class ConvPool:
         nabla_b = backend.sum_columns(delta, out=ws.get("nabla_b", (f, 1)))
         delta_z = backend.max_pool_back(backend.reshape(delta, (*self.out_shape, m)),
                                         ws.saved["index"], ph, pw,
-                                        ws.get("delta_z", (f, oh, ow, m)))
+                                        backend.reshape(ws.get("z", (f, oh * ow * m)),
+                                                        (f, oh, ow, m)))  # z is spent
         delta_z = backend.reshape(delta_z, (f, oh * ow * m))
         cols = backend.reshape(ws.saved["cols"], (c * kh * kw, oh * ow * m))
         nabla_w = backend.matmul_nt(delta_z, cols, out=ws.get("nabla_w", tuple(w.shape)))
         if not below:
             return nabla_w, nabla_b, None
-        dcols = backend.matmul_tn(w, delta_z, out=ws.get("dcols", (c * kh * kw, oh * ow * m)))
+        dcols = backend.matmul_tn(w, delta_z, out=cols)  # cols is spent: its buffer is reused
         grad = backend.fold_columns(backend.reshape(dcols, (c, kh, kw, oh, ow, m)),
                                     ws.get("below", (*self.image_shape, m)))
         return nabla_w, nabla_b, grad

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from ...core.plan import EpochPlan
 
 
+_BLOCK = 1024  # columns per block of a skinny long product (matmul_nt)
+
+
 class NumpyBackend(NumpyConvOps, Backend):
     """The ``cpu`` device: NumPy, with its BLAS for the products."""
 
@@ -35,6 +38,53 @@ class NumpyBackend(NumpyConvOps, Backend):
             np.copyto(out, z)
         epoch.sigmoid(out)
         return out
+
+    def sum_columns(self, a: Array, out: Array) -> Array:
+        """``out = Σ_j a[:, j]`` as a column ``(n, 1)``: ``numpy.sum``'s reduction called without
+        its Python wrapper (the same pairwise sums)."""
+        return np.add.reduce(a, axis=1, keepdims=True, out=out)
+
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a b``; a short sum over many columns (``a`` under 64 columns, ``b`` at least
+        2048: the first convolution's ``W_f · cols``) in blocks of 1024 columns of ``b``, which
+        OpenBLAS runs ~20 % faster (one thread, SkylakeX). Each entry is the same sum."""
+        k, n = int(b.shape[0]), int(b.shape[-1])
+        if k >= 64 or n < 2 * _BLOCK or b.ndim != 2 or out.ndim != 2:
+            return np.matmul(a, b, out=out)
+        for s in range(0, n, _BLOCK):
+            np.matmul(a, b[:, s : s + _BLOCK], out=out[:, s : s + _BLOCK])
+        return out
+
+    def matmul_nt(self, a: Array, b: Array, out: Array) -> Array:
+        """``out = a bᵀ`` for ``a`` ``(F, N)``, ``b`` ``(K, N)``. A long sum (``N ≥ 512`` and
+        ``N > K``, a convolution's ``∂C/∂W_f = δ^z colsᵀ`` over every position of every sample)
+        runs in the form OpenBLAS does faster (one thread, SkylakeX: ~25 % on the chapter-6
+        net's products): ``(b aᵀ)ᵀ``, or with ``F`` and ``K`` both under 64 (an output too small
+        to keep the kernel busy) as ``Σ_k a_k b_kᵀ`` over blocks of 1024 columns. Only the
+        summation order differs."""
+        n, k, f = int(a.shape[1]), int(b.shape[0]), int(a.shape[0])
+        if n < 512 or n <= k or a.dtype != b.dtype or a.dtype != out.dtype:
+            return np.matmul(a, b.T, out=out)
+        if f < 64 and k < 64:
+            np.matmul(a[:, :_BLOCK], b[:, :_BLOCK].T, out=out)
+            part = self._scratch("nt-block", (f, k), out.dtype)
+            for s in range(_BLOCK, n, _BLOCK):
+                np.matmul(a[:, s : s + _BLOCK], b[:, s : s + _BLOCK].T, out=part)
+                np.add(out, part, out=out)
+            return out
+        turned = self._scratch("nt-turned", (k, f), out.dtype)
+        np.matmul(b, a.T, out=turned)
+        np.copyto(out, turned.T)
+        return out
+
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A work buffer of ``shape``, kept for the next call."""
+        cache: dict[tuple[Any, ...], np.ndarray] = self.__dict__.setdefault("_scratch_bufs", {})
+        key = (name, shape, dtype)
+        buf = cache.get(key)
+        if buf is None:
+            buf = cache[key] = np.empty(shape, dtype=dtype)
+        return buf
 
     def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
         """One epoch: the loop of :mod:`fastbp.devices.cpu.epoch` (BLAS called directly, the SGD

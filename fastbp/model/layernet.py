@@ -31,7 +31,6 @@ from ..core.validate import (
     check_callable,
     check_labels,
     check_seed,
-    check_step,
     check_targets,
 )
 from ..errors import ConfigError, ShapeError
@@ -241,7 +240,7 @@ class LayerMethods:
         if config.dropout:
             raise ConfigError("a layer network drops by each layer's own p_dropout: leave the "
                               "training dropout at 0")
-        _, _, mu, l1, _ = check_step(1.0, 0.0, config.momentum, config.l1, 0.0)
+        mu, l1 = config.momentum, config.l1  # checked by TrainConfig
         be = self.backend
         with be.activate():
             velocities = self._velocity_buffers() if mu or l1 else None  # type: ignore

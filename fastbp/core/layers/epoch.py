@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import dropout as drop
 from ..costs import LogLikelihoodCost
+from ..evaluator import Evaluator
 from ..ops import Array, Ops
 from ..plan import EpochPlan, Layers
 from ..update import apply_gradients
@@ -154,13 +155,14 @@ def sgd_epoch(backend: Ops, plan: LayerPlan, total: Any = 0.0) -> Any:
     return total
 
 
-class LayerEvaluator:
+class LayerEvaluator(Evaluator):
     """Counts correct predictions of a layer stack on a fixed set (sample-major ``xs``, integer
-    ``labels``), in chunks, with its own work buffers (training's stay as they are)."""
+    ``labels``), in chunks, with its own work buffers (training's stay as they are); the
+    counting is :meth:`Evaluator.correct`'s."""
 
     def __init__(self, backend: Ops, layers: Sequence[Layer], xs: Array, labels: Array,
                  chunk: int = 2_000) -> None:
-        self.backend, self.xs, self.labels = backend, xs, labels
+        self.backend, self.xs, self.labels, self.kinds = backend, xs, labels, None
         self.stack = Stack(backend, layers)
         self.n = int(xs.shape[0])
         self.chunk = max(1, min(chunk, self.n))
@@ -170,15 +172,6 @@ class LayerEvaluator:
         scaling)."""
         x = self.backend.contiguous(self.xs[start:stop, :].T)
         return self.stack.feedforward(list(zip(weights, biases)), x, train=False)
-
-    def correct(self, weights: list[Array], biases: list[Array]) -> int:
-        """How many samples the network classifies as their labels (argmax of ``a^L``)."""
-        be, hits = self.backend, 0
-        for start in range(0, self.n, self.chunk):
-            stop = min(start + self.chunk, self.n)
-            guess = be.argmax_columns(self.outputs(weights, biases, start, stop))
-            hits = hits + be.count_equal(guess, self.labels[start:stop])
-        return int(hits)
 
 
 def is_layer(obj: Any) -> bool:

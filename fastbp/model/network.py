@@ -345,16 +345,17 @@ class Network(BookAPI):
         (``plan.start(order, seed)``, ``order`` device indices such as
         ``backend.index_array(order)``, ``seed`` the dropout masks'), then
         :func:`fastbp.core.epoch.run_epoch` runs one epoch of it (what the benchmarks time)."""
+        _, _, mu, l1, p = check_step(1.0, 0.0, momentum, l1, dropout)  # as TrainConfig does
         with self.backend.activate():
             return self._plan(X, Y, batch_size=batch_size, eta=eta, lmbda=lmbda,
-                              momentum=momentum, l1=l1, dropout=dropout)
+                              momentum=mu, l1=l1, dropout=p)
 
     def _plan(self, X: Any, Y: Any, *, batch_size: int, eta: float, lmbda: float,
-              momentum: Any, l1: Any, dropout: Any) -> EpochPlan:
-        """The epoch plan of ``X``, ``Y`` on this network's parameters, with chapter 3's
-        settings checked and the velocities when a step needs them (call inside
-        ``backend.activate()``)."""
-        _, _, mu, l1, p = check_step(1.0, 0.0, momentum, l1, dropout)
+              momentum: float, l1: float, dropout: float) -> EpochPlan:
+        """The epoch plan of ``X``, ``Y`` on this network's parameters, chapter 3's settings
+        already checked (``TrainConfig``, or :meth:`epoch_plan`), with the velocities when a
+        step needs them (call inside ``backend.activate()``)."""
+        mu, p = momentum, dropout
         if p and len(self.sizes) < 3:
             raise ConfigError("dropout drops hidden neurons, and this network has no hidden "
                               "layer")

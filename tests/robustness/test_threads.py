@@ -114,3 +114,28 @@ def test_the_cross_entropy_path_in_threads(data) -> None:
     in_threads(*[lambda net=net: train(net, data) for net in concurrent])
     for a, b in zip(sequential, concurrent):
         assert_same(a, b)
+
+
+def test_a_shared_cpu_instance_gives_each_thread_its_own_product_buffers() -> None:
+    """``matmul_nt``'s kept work buffers are per thread, so networks sharing one ``cpu``
+    instance in different threads never write into each other's; and both products are right."""
+    be = fastbp.NumpyBackend(dtype="float64")
+    rng = np.random.default_rng(0)
+    a, b = rng.random((10, 4096)), rng.random((30, 4096))
+    got: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        out = np.empty((10, 30))
+        got[name] = (be.matmul_nt(a, b, out=out).copy(),
+                     be._scratch("nt-block", (10, 30), np.dtype("float64")))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (first, buf1), (second, buf2) = got["first"], got["second"]
+    assert buf1 is not buf2
+    want = a @ b.T
+    for product in (first, second):
+        np.testing.assert_allclose(product, want, rtol=1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,8 +79,10 @@ class NumpyBackend(NumpyConvOps, Backend):
         return out
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """A work buffer of ``shape``, kept for the next call."""
-        cache: dict[tuple[Any, ...], np.ndarray] = self.__dict__.setdefault("_scratch_bufs", {})
+        """A work buffer of ``shape``, kept for the next call of this thread: networks sharing
+        one ``cpu`` instance may train in different threads, so each thread has its own."""
+        local = self.__dict__.setdefault("_scratch_local", threading.local())
+        cache: dict[tuple[Any, ...], np.ndarray] = local.__dict__.setdefault("bufs", {})
         key = (name, shape, dtype)
         buf = cache.get(key)
         if buf is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,17 +76,6 @@ class NumpyBackend(NumpyConvOps, Backend):
         np.matmul(b, a.T, out=turned)
         np.copyto(out, turned.T)
         return out
-
-    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """A work buffer of ``shape``, kept for the next call of this thread: networks sharing
-        one ``cpu`` instance may train in different threads, so each thread has its own."""
-        local = self.__dict__.setdefault("_scratch_local", threading.local())
-        cache: dict[tuple[Any, ...], np.ndarray] = local.__dict__.setdefault("bufs", {})
-        key = (name, shape, dtype)
-        buf = cache.get(key)
-        if buf is None:
-            buf = cache[key] = np.empty(shape, dtype=dtype)
-        return buf
 
     def sgd_epoch(self, plan: EpochPlan) -> Scalar | None:
         """One epoch: the loop of :mod:`fastbp.devices.cpu.epoch` (BLAS called directly, the SGD

@@ -1,9 +1,10 @@
 """The ``cpu`` device's max-pooling: the generic operations of
 :class:`fastbp.devices.conv_ops.ConvOps` with NumPy's ``out=`` and ``where=``, so a step makes no
-temporary arrays and no boolean indexing (the comparison buffer is kept per shape)."""
+temporary arrays and no boolean indexing (the comparison buffer is kept per shape and thread)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -14,13 +15,20 @@ from ..conv_ops import Array, ConvOps
 class NumpyConvOps(ConvOps):
     """Max-pooling forward and back in place, for NumPy arrays."""
 
-    def _flags(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A boolean buffer of ``shape``, kept for the next call."""
-        cache: dict[tuple[int, ...], Any] = self.__dict__.setdefault("_pool_flags", {})
-        buf = cache.get(shape)
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A work buffer of ``shape``, kept for the next call of this thread: networks sharing
+        one ``cpu`` instance may train in different threads, so each thread has its own."""
+        local = self.__dict__.setdefault("_scratch_local", threading.local())
+        cache: dict[tuple[Any, ...], np.ndarray] = local.__dict__.setdefault("bufs", {})
+        key = (name, shape, np.dtype(dtype))
+        buf = cache.get(key)
         if buf is None:
-            buf = cache[shape] = np.empty(shape, dtype=bool)
+            buf = cache[key] = np.empty(shape, dtype=dtype)
         return buf
+
+    def _flags(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A boolean buffer of ``shape``, kept for the next call (of this thread)."""
+        return self._scratch("pool-flags", shape, bool)
 
     def reshape(self, a: Array, shape: tuple[int, ...]) -> Array:
         """As :meth:`ConvOps.reshape`, by the array's own method (a step makes some twenty of

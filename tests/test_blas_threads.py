@@ -78,3 +78,31 @@ def test_training_under_the_policy_equals_training_without(monkeypatch, rng):
         runs.append(list(net.weights))
     for a, b in zip(*runs):
         np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+class RecordsEvaluation(fastbp.NumpyBackend):
+    """The ``cpu`` device, noting the BLAS threads each evaluation product runs on."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.threads_seen: list[int] = []
+
+    def argmax_columns(self, a):
+        self.threads_seen.append(blas_threads_now())
+        return super().argmax_columns(a)
+
+
+@pytest.mark.parametrize("sizes,m,want", [([784, 30, 10], 10, 1), ([784, 1024, 10], 512, 2)])
+def test_evaluation_between_epochs_runs_on_the_epochs_threads(monkeypatch, rng, sizes, m, want):
+    """An evaluation between one-thread epochs runs on one BLAS thread (a threaded product's
+    idle thread would spin into the next epoch); between threaded epochs, on the library's."""
+    monkeypatch.delenv(blas_threads.ENV_VAR, raising=False)
+    monkeypatch.setenv("FASTBP_BLAS", "openblas")
+    X = rng.random((sizes[0], 2 * m)).astype(np.float32)
+    y = rng.integers(0, 10, 2 * m)
+    be = RecordsEvaluation(dtype="float32")
+    net = fastbp.Network(sizes, device=be, seed=1)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        net.train(X, y, epochs=2, batch_size=m, eta=0.1, test=(X, y))
+        assert blas_threads_now() == 2  # the setting comes back
+    assert be.threads_seen == [want, want]

@@ -80,6 +80,12 @@ class Backend(ConvOps):
         """Make this backend's device current for the work inside the block."""
         yield
 
+    @contextlib.contextmanager
+    def between_epochs(self, plan: Any) -> Iterator[None]:
+        """The setting for work between two epochs of ``plan`` (the evaluation after each):
+        nothing here; a device whose epochs leave threads idle keeps that work off them."""
+        yield
+
     # -- moving arrays ------------------------------------------------------------------
     def asarray(self, a: Any, dtype: str | None = None) -> Array:
         """``a`` as an array of this backend (copied only if it must be)."""

@@ -146,7 +146,10 @@ def _epoch(backend: Ops, state: TrainState, plan: EpochPlan, evaluator: Evaluato
         t1 = time.perf_counter()
         guard.check(epoch, cost, keep=False)
         params = state.params
-        correct = evaluator.correct(params.weights, params.biases) if evaluator else None
+        correct = None
+        if evaluator is not None:
+            with backend.between_epochs(plan):
+                correct = evaluator.correct(params.weights, params.biases)
         record = EpochRecord(
             epoch=epoch, cost=cost,
             accuracy=None if correct is None else correct / evaluator.n,

@@ -28,11 +28,11 @@ call SciPy's BLAS wrappers, which cost less per call, and gather their own rows.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from scipy.special import expit as _expit
 
 from ...core import dropout
 from ...core.costs import QuadraticCost
@@ -143,10 +143,16 @@ def sgd_epoch(backend: Any, plan: EpochPlan) -> float:
     """One pass of mini-batch SGD over ``plan.cursor.order`` (see module docstring); returns the
     summed cost of the batches, each taken before its update. BLAS threads: see
     :mod:`.blas_threads` (one thread where a step is too small or a network too narrow)."""
-    sizes, m = plan.layers.sizes, plan.settings.batch_size
-    threads = threaded(sizes, m) and not narrow(sizes)
-    with step_threads(sizes, m, threads):
+    threads = epoch_threads(plan)
+    with step_threads(plan.layers.sizes, plan.settings.batch_size, threads):
         return _sgd_epoch(backend, plan, threads)
+
+
+def epoch_threads(plan: EpochPlan) -> bool:
+    """Whether this loop's epochs of ``plan`` call BLAS on its threads (else on one): a step
+    worth threads (:func:`.blas_threads.threaded`) of a network that is not narrow."""
+    sizes, m = plan.layers.sizes, plan.settings.batch_size
+    return threaded(sizes, m) and not narrow(sizes)
 
 
 def _need(extra: Techniques | None) -> Techniques:
@@ -287,6 +293,14 @@ def _gemv_as_gemm(gemm: Any) -> Any:
     return gemv
 
 
+@functools.cache
+def _expit() -> Callable[..., Any]:
+    """SciPy's ``expit``, imported on first use (``scipy.special`` takes 0.15 s to import)."""
+    from scipy.special import expit
+
+    return expit
+
+
 def sigmoid(z: np.ndarray) -> None:
     """In place: ``z ← σ(z) = 1 / (1 + e^{−z})``.
 
@@ -295,7 +309,7 @@ def sigmoid(z: np.ndarray) -> None:
     ``expit`` (fewer calls). ``e^{−z}`` overflows to inf for ``z < −88`` (float32), where σ is
     0 either way."""
     if z.size < SIMD_SIGMOID:
-        _expit(z, out=z)
+        _expit()(z, out=z)
         return
     np.negative(z, out=z)
     with np.errstate(over="ignore"):

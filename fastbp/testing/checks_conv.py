@@ -55,15 +55,16 @@ def _close(got: Any, want: np.ndarray, what: str) -> None:
 def test_conformance_conv_net_matches_the_per_pixel_oracle(conformance_device: Any,
                                                            shape: tuple) -> None:
     """A conv-pool → FC → softmax net's summed cost and every gradient agree with the
-    per-sample, per-pixel loops to 1e-10 in float64, for a batch of 5, then batch 1 and a short
-    batch of 3 on the same buffers."""
+    per-sample, per-pixel loops to 1e-10 in float64, for a batch of 5, then batch 1, a short
+    batch of 3 on the same buffers, and an odd batch of 41 (large enough for a device to split
+    it, as ``cpu-jit`` does on two cores)."""
     backend = resolve(conformance_device.name, "float64")
     rng = np.random.default_rng(7)
     layers = _net(shape)
     params = _params(layers, rng)
     stack = Stack(backend, layers)
     on_device = [(backend.asarray(w), backend.asarray(b)) for w, b in params]
-    for m in (5, 1, 3):
+    for m in (5, 1, 3, 41):
         x, labels, y = _batch(layers, m, rng)
         cost, grads = stack.backprop(on_device, backend.asarray(x), backend.asarray(y))
         want_cost, want = reference_conv.backprop_loop(layers, params, x, labels)

@@ -33,7 +33,7 @@ from fastbp.devices.cpu import (
 )
 from fastbp.errors import ConfigError, MissingDependency
 
-from . import codes, planning
+from . import codes, halves, planning
 from .cache import JitCache
 from .codes import Spec
 from .layer_ops import LayerOps
@@ -129,6 +129,14 @@ class NumbaBackend(LayerOps):
             return self._epoch(plan, code, choice.name)
         planning.after_epoch(plan, choice, time.perf_counter() - t0)
         return total
+
+    def stack_backprop(self, stack: Any, params: Any, x: Any, y: Any,
+                       masks: Any) -> tuple[Scalar, list] | None:
+        """A layer stack's backprop in two halves of the batch on two cores
+        (:mod:`fastbp_numba.halves`) where there are two, else ``None`` (one matrix)."""
+        if not halves.takes(int(x.shape[-1])):
+            return None
+        return halves.backprop(stack, params, x, y, masks)
 
     def fingerprint(self, a: Any) -> int | None:
         """:func:`fastbp_numba.fingerprint.fingerprint` of a contiguous NumPy array (30 ms for

@@ -38,7 +38,16 @@ class Stack:
                  masks: Sequence[Array | None] | None = None) -> tuple[Scalar, list]:
         """``(C, [(∂C/∂W^l, ∂C/∂b^l), ...])`` for the batch ``x``, one-hot ``y``: the summed
         log-likelihood and its gradients (the arrays are the workspaces', valid until the next
-        call)."""
+        call). A device may compute them its own way (:meth:`~fastbp.core.ops.Ops.
+        stack_backprop`: the same sums, e.g. over two halves of the batch at once), else
+        :meth:`backprop_here` does."""
+        own = self.backend.stack_backprop(self, params, x, y, masks)
+        return self.backprop_here(params, x, y, masks) if own is None else own
+
+    def backprop_here(self, params: Params, x: Array, y: Array,
+                      masks: Sequence[Array | None] | None = None) -> tuple[Scalar, list]:
+        """:meth:`backprop` on this thread in the device's operations, the batch as one
+        matrix."""
         backend = self.backend
         a = self.feedforward(params, x, train=True, masks=masks)
         scratch = self.top.get("scratch", tuple(a.shape))

@@ -421,6 +421,9 @@ def driver(args: argparse.Namespace) -> None:
     if args.only_batches:  # e.g. "10,1000,256": those mini-batch sizes of every network
         keep = {int(b) for b in args.only_batches.split(",")}
         jobs = [(s, tuple(b for b in bs if b in keep)) for s, bs in jobs]
+    if args.more_batches:  # e.g. "10000": large batches of the small networks too
+        more = tuple(int(b) for b in args.more_batches.split(","))
+        jobs = [(s, bs + more) if s in SMALL else (s, bs) for s, bs in jobs]
     os.environ.update(thread_env(args.threads))  # the book's runs too
     results: dict[str, Any] = {"machine": machine(), "sgemm_peak": sgemm_peak(args.threads),
                                "threads": args.threads or "library defaults",
@@ -585,6 +588,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=1.0, help="work per timed subset epoch")
     p.add_argument("--no-big", action="store_true", help="skip [784,1024,1024,10]")
     p.add_argument("--only-batches", help="time only these mini-batch sizes (e.g. 10,1000,256)")
+    p.add_argument("--more-batches", help="time the small networks at these mini-batch sizes "
+                   "too (e.g. 10000)")
     p.add_argument("--book", help="also time the book's run on these devices (e.g. cpu,cpu-jit)")
     p.add_argument("--threads", type=int, help="limit every library to N threads "
                    "(default: each library's own setting)")

@@ -13,6 +13,7 @@ epoch gathers ahead on another core or splits its steps between two threads. Usa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -90,6 +91,8 @@ def main() -> None:
     p.add_argument("--batches", default="1,10,100,1000")
     p.add_argument("--n", type=int, default=50_000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--blas-threads", action="store_true",
+                   help="BLAS on its own threads (the blas-threads strategy), not on one")
     args = p.parse_args()
     from speed_cpu import load_data
 
@@ -99,7 +102,7 @@ def main() -> None:
     print("| batch | " + " | ".join(STAGES) + " | step | samples/s |")
     print("|---:|" + "---:|" * (len(STAGES) + 2))
     for m in (int(b) for b in args.batches.split(",")):
-        with one_thread():
+        with contextlib.nullcontext() if args.blas_threads else one_thread():
             parts = profile(sizes, m, X, Y, args.repeat)
         step = sum(parts)
         print(f"| {m} | " + " | ".join(f"{x:.1f}" for x in parts)

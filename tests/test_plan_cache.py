@@ -182,3 +182,43 @@ def test_forget_marks_one_plan_and_keeps_the_others(auto):
     assert sorted(planner.read_cache(MACHINE)) == ["b"]
     planner.write_cache({"cpu": "another"}, {"c": {"choice": "c/x", "speeds": {}}})
     assert sorted(planner.read_cache({"cpu": "another"})) == ["c"]  # another machine: replaced
+
+
+def test_plans_of_other_settings_are_kept_and_found_again(auto, caplog):
+    """A run under other settings (a one-thread benchmark row, another BLAS) plans for its own
+    fingerprint without throwing this one's plans away: switching back finds them, silently."""
+    one_thread = {**MACHINE, "env": {"OPENBLAS_NUM_THREADS": "1"}}
+    planner.write_cache(MACHINE, {"a": {"choice": "a/x", "speeds": {}}})
+    planner.write_cache(one_thread, {"b": {"choice": "b/x", "speeds": {}}})
+    with caplog.at_level(logging.WARNING, logger="fastbp"):
+        assert sorted(planner.read_cache(MACHINE)) == ["a"]
+        assert sorted(planner.read_cache(one_thread)) == ["b"]
+    assert not cache_warnings(caplog)
+    planner.write_cache(MACHINE, {"c": {"choice": "c/x", "speeds": {}}})  # back: added to "a"
+    assert sorted(planner.read_cache(MACHINE)) == ["a", "c"]
+    assert sorted(planner.read_cache(one_thread)) == ["b"]
+    doc = json.loads(auto.read_text())
+    assert doc["fingerprint"] == MACHINE and len(doc["earlier"]) == 1
+
+
+def test_the_newest_settings_are_kept_the_oldest_dropped(auto):
+    settings = [{**MACHINE, "env": {"FASTBP_BLAS": str(i)}}
+                for i in range(plancache.KEPT_SETTINGS + 2)]
+    for i, machine in enumerate(settings):
+        planner.write_cache(machine, {f"k{i}": {"choice": "a/x", "speeds": {}}})
+    doc = json.loads(auto.read_text())
+    assert len(doc["earlier"]) == plancache.KEPT_SETTINGS
+    assert planner.read_cache(settings[0]) == {}  # the oldest went
+    assert sorted(planner.read_cache(settings[1])) == ["k1"]
+    assert sorted(planner.read_cache(settings[-1])) == [f"k{len(settings) - 1}"]
+
+
+def test_a_malformed_list_of_earlier_plans_is_left_out(auto, caplog):
+    auto.write_text(json.dumps({"format": "fastbp-plans", "version": 1, "fingerprint": MACHINE,
+                                "plans": {"a": {"choice": "a/x", "speeds": {}}},
+                                "earlier": [3, {"fingerprint": "x"}, {"plans": {}}, None]}))
+    assert planner.read_cache({"cpu": "other"}) == {}
+    planner.write_cache({"cpu": "other"}, {"b": {"choice": "b/x", "speeds": {}}})
+    assert sorted(planner.read_cache(MACHINE)) == ["a"]
+    assert json.loads(auto.read_text())["earlier"] == [
+        {"fingerprint": MACHINE, "plans": {"a": {"choice": "a/x", "speeds": {}}}}]

@@ -9,6 +9,11 @@ Writing is atomic, through a temporary file of an unpredictable name created exc
 the cache (``mkstemp``: ``O_CREAT | O_EXCL``, so a link planted there is never followed), under
 a lock (threads; ``flock`` across processes where the system has it) so that concurrent writers
 add their plans to each other's instead of losing them.
+
+Plans made under another fingerprint are not thrown away when the fingerprint changes: a run
+with ``OPENBLAS_NUM_THREADS=1`` (a benchmark's one-thread row) or another ``$FASTBP_BLAS`` moves
+the plans of the settings before it into the part's ``earlier`` list (the :data:`KEPT_SETTINGS`
+newest), and the next run under those settings finds them there instead of measuring again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ CACHE_ENV = "FASTBP_CACHE"
 FORMAT = "fastbp-plans"
 FORMAT_VERSION = 1
 MAX_CACHE_BYTES = 4 << 20  # 4 MiB: thousands of plans; a larger file is not one of ours
+KEPT_SETTINGS = 8  # fingerprints whose plans are kept beside the newest one's
 
 _warned: set[str] = set()
 
@@ -132,6 +138,9 @@ def read_cache(machine: Mapping[str, Any], section: str | None = None) -> dict[s
     known: dict[str, Any] = found if isinstance(found, dict) else {}
     where = f"{path}" if section is None else f"{path} ({section})"
     if known != _jsonable(machine):
+        for kept in _earlier(part):  # this machine's plans under its other settings, kept
+            if kept["fingerprint"] == _jsonable(machine):
+                return _usable(kept["plans"], where)
         changed = sorted(k for k in {**machine, **known}
                          if _jsonable(machine).get(k) != known.get(k))
         _warn_once(f"stale {where}", f"fastbp: the plan cache {where} was made for another "
@@ -183,12 +192,22 @@ def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any],
             if section is not None and not isinstance(doc.get("sections"), dict):
                 doc["sections"] = {}
             part = _section(doc, section)
-            fresh = {"fingerprint": _jsonable(machine), "plans": {}}
-            if (isinstance(part, dict) and part.get("fingerprint") == fresh["fingerprint"]
-                    and isinstance(part.get("plans"), dict)):
-                fresh["plans"] = {k: v for k, v in part["plans"].items()
+            fresh: dict[str, Any] = {"fingerprint": _jsonable(machine), "plans": {}}
+            here = part if isinstance(part, dict) else {}
+            earlier = _earlier(here)
+            if here.get("fingerprint") != fresh["fingerprint"]:
+                # another machine's or setting's plans move to "earlier"; this one's come back
+                if isinstance(here.get("plans"), dict) and here["plans"]:
+                    earlier.insert(0, {"fingerprint": here.get("fingerprint"),
+                                       "plans": here["plans"]})
+                here = next((e for e in earlier if e["fingerprint"] == fresh["fingerprint"]),
+                            {})
+                earlier = [e for e in earlier if e["fingerprint"] != fresh["fingerprint"]]
+            if isinstance(here.get("plans"), dict):
+                fresh["plans"] = {k: v for k, v in here["plans"].items()
                                   if damaged_entry(v) is None and k not in drop}
             fresh["plans"].update(plans)
+            fresh["earlier"] = earlier[:KEPT_SETTINGS]
             if section is None:
                 doc.update(fresh)
             else:
@@ -204,6 +223,16 @@ def write_cache(machine: Mapping[str, Any], plans: Mapping[str, Any],
         _warn_once(f"unwritable {path}", f"fastbp: the plan cache {path} cannot be written "
                    f"({getattr(exc, 'strerror', None) or exc}); plans will be measured again "
                    "next time")
+
+
+def _earlier(part: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The plans a part of the cache keeps for other fingerprints (the same machine under other
+    settings: another BLAS, other thread variables), newest first; malformed ones left out."""
+    found = part.get("earlier")
+    if not isinstance(found, list):
+        return []
+    return [e for e in found if isinstance(e, dict) and isinstance(e.get("fingerprint"), dict)
+            and isinstance(e.get("plans"), dict)]
 
 
 def forget(key: str, machine: Mapping[str, Any], section: str | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -349,6 +350,40 @@ def test_the_median_of_three_long_trials_counts(auto):
     assert calls["b/x"] == 1 + planner.ROUNDS
 
 
+def test_no_candidate_is_timed_beside_a_spinning_thread_pool(auto):
+    """``e`` uses a BLAS library's threads, which keep spinning after its trials and halve the
+    speed of the next two trials of the others on the other core (``f``, two threads of its
+    own, is the fastest when timed alone). With ``spins`` every trial of the others runs before
+    any of ``e``'s, so ``f`` is chosen; without it, timed in the usual order, ``f`` is not."""
+    base = {"a/x": 100.0, "b/x": 110.0, "c/x": 120.0, "d/x": 130.0, "e/x": 150.0, "f/x": 170.0}
+    order = ["a/x", "b/x", "c/x", "e/x", "f/x", "d/x"]
+
+    def candidates(spins):
+        pool = {"left": 0}
+        calls: list[str] = []
+
+        def run(name, scale):
+            calls.append(name)
+            if name == "e/x":
+                pool["left"] = 2
+                return base[name]
+            slowed = pool["left"] > 0
+            pool["left"] = max(0, pool["left"] - 1)
+            return base[name] / 2 if slowed else base[name]
+
+        def trials():
+            return {n: (lambda scale, n=n: run(n, scale)) for n in order}
+
+        choice = planner.choose(f"k{len(spins)}", order, "a/x", trials, MACHINE, spins=spins)
+        return choice, calls
+
+    chosen, calls = candidates(spins={"e/x"})
+    assert chosen.name == "f/x" and chosen.speeds["f/x"] == 170.0
+    assert calls.index("e/x") > max(i for i, n in enumerate(calls) if n != "e/x")
+    unaware, _ = candidates(spins=set())
+    assert unaware.name == "e/x"  # f's trials after e's fell beside the spinning pool
+
+
 @pytest.mark.parametrize("b_speed,chosen", [(104.0, "a/x"), (106.0, "b/x")])
 def test_the_default_stands_unless_another_is_five_percent_faster(auto, b_speed, chosen):
     trials, _ = trials_of(lambda name, scale, call: {"b/x": b_speed}.get(name, 100.0))
@@ -412,3 +447,45 @@ def test_cpu_jit_trials_run_enough_steps_at_every_batch(m):
     assert jit.trial_rows(m) // m >= jit.TRIAL_STEPS
     assert jit.trial_rows(m) >= min(jit.TRIAL_ROWS, m * jit.TRIAL_STEPS)
     assert jit.trial_rows(m, 4) == 4 * jit.trial_rows(m)
+
+
+@pytest.mark.parametrize("m,row_s,want_steps", [
+    (10, 1.4e-6, None),       # the book's net: a few ms a trial, never cut
+    (1000, 1e-6, None),       # [784,30,10] at 1000: 16 steps of 1 ms, never cut
+    (256, 4e-5, 9),           # a big network: 10 ms steps, cut to what fits 0.1 s
+    (1024, 3.6e-5, 2),        # 37 ms steps: two of them
+])
+def test_cpu_jit_trials_of_long_steps_are_cut_to_a_time_not_a_step_count(m, row_s, want_steps):
+    """A trial lasts at most about TRIAL_SECONDS (×4 for a long one) at the warm-up's speed,
+    whole batches, two at least; a step count alone made the big network's planning 35 s."""
+    warm = 2048 // m * m or m
+    cap = jit.timed_rows(m, warm, warm * row_s)
+    steps = min(jit.trial_rows(m), cap) // m
+    if want_steps is None:
+        assert steps == jit.trial_rows(m) // m
+    else:
+        assert steps == want_steps
+    assert jit.timed_rows(m, warm, warm * row_s, 4) >= 4 * cap - 4 * m
+    assert jit.timed_rows(m, warm, 0.0) >= jit.trial_rows(m)  # an instant warm-up: no cut
+
+
+def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows():
+    """trial() itself applies the cut: a candidate whose rows take 0.1 ms each is timed on
+    about 0.1 s of them after its warm-up chunk, not on its 64 steps."""
+    rng = np.random.default_rng(0)
+    net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
+    X = rng.random((20, 8192)).astype(np.float32)
+    plan = net.epoch_plan(X, rng.integers(0, 5, 8192), batch_size=64, eta=0.1)
+    plan.start(net.backend.index_array(rng.permutation(8192)))
+    timed: list[int] = []
+
+    def run(copy, name):
+        rows = int(copy.cursor.order.shape[0])
+        timed.append(rows)
+        time.sleep(rows * 1e-4)
+        return 0.0
+
+    jit.trial(plan, "one-thread/openblas", run)
+    warm, rows = timed
+    assert warm == 2048 and rows % 64 == 0 and rows < jit.trial_rows(64)
+    assert 0.08 <= rows * 1e-4 <= 0.1  # what fits 0.1 s at the warm-up's (slightly slower) pace

@@ -23,7 +23,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from ..errors import ConfigError
 from .plancache import (  # noqa: F401 - the cache's names, as callers have always used them
@@ -121,15 +121,20 @@ ROUNDS = 3  # long trials of each finalist, in turn; the median decides
 MARGIN = 0.05  # a candidate replaces the device's default only when this much faster
 
 
-def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = None
-            ) -> tuple[dict[str, float], float]:
-    """Samples/s of each candidate, by successive halving (in the order of ``trials``): every
-    candidate on a short trial (``trial(1)`` runs it and returns samples/s), then the
-    :data:`FINALISTS` fastest, in turn, :data:`ROUNDS` times on one four times as long
-    (``trial(4)``), whose median decides: a short trial favours what starts fast over what runs
-    fast, and a moment of noise, either way, moves no median. A candidate whose trial fails,
-    the first or a later one, is left out, saying why once. ``keep`` (the device's default) is
-    always among the finalists. Returns the speeds and the seconds measuring took."""
+def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = None,
+            spins: Collection[str] = ()) -> tuple[dict[str, float], float]:
+    """Samples/s of each candidate, by successive halving: every candidate on a short trial
+    (``trial(1)`` runs it and returns samples/s), then the :data:`FINALISTS` fastest, in turn,
+    :data:`ROUNDS` times on one four times as long (``trial(4)``), whose median decides: a short
+    trial favours what starts fast over what runs fast, and a moment of noise, either way, moves
+    no median. A candidate whose trial fails, the first or a later one, is left out, saying why
+    once. ``keep`` (the device's default) is always among the finalists.
+
+    ``spins``: candidates whose threads keep spinning for a while after their trial (a BLAS
+    library's pool), which would slow whatever is timed next on the other core. Every trial of
+    the others, short and long, runs before any of theirs, so none of the others is timed beside
+    a spinning pool (a two-thread candidate measured a third below its speed that way). Returns
+    the speeds and the seconds measuring took."""
     t0 = time.perf_counter()
     speeds: dict[str, float] = {}
     failed: set[str] = set()
@@ -145,22 +150,33 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
             _warn_once(f"trial {name}", f"fastbp: the plan candidate {name} failed its "
                        f"trial ({type(exc).__name__}: {exc}); it is not used")
 
-    for name in trials:
+    def long_rounds(finalists: Sequence[str]) -> None:
+        long: dict[str, list[float]] = {name: [] for name in finalists}
+        for _ in range(ROUNDS):  # in turn, so that a disturbance falls on one round of each
+            for name in finalists:
+                run(name, 4)
+                if name in speeds and name not in failed:
+                    long[name].append(speeds[name])
+        for name, figures in long.items():
+            if figures and name not in failed:
+                speeds[name] = sorted(figures)[len(figures) // 2]
+
+    quiet = [name for name in trials if name not in spins]
+    spinning = [name for name in trials if name in spins]
+    for name in quiet:
         run(name, 1)
-    fastest = sorted(speeds, key=speeds.__getitem__, reverse=True)[:FINALISTS]
-    if keep in speeds and keep not in fastest:  # the default is always measured in full
-        fastest.append(keep)
-    # in the trials' own order: a device puts last what leaves threads spinning behind it
-    finalists = [name for name in trials if name in fastest]
-    long: dict[str, list[float]] = {name: [] for name in finalists}
-    for _ in range(ROUNDS):  # in turn, so that a disturbance falls on one round of each
-        for name in finalists:
-            run(name, 4)
-            if name in speeds and name not in failed:
-                long[name].append(speeds[name])
-    for name, figures in long.items():
-        if figures and name not in failed:
-            speeds[name] = sorted(figures)[len(figures) // 2]
+    # the quiet finalists' long rounds now, before any spinning pool starts: their place among
+    # all candidates is known once the spinning ones have had their short trials, but a quiet
+    # candidate that is not a finalist then has only its short figure, as before
+    by_speed = sorted(speeds, key=speeds.__getitem__, reverse=True)
+    ahead = [name for name in quiet if name in by_speed[:FINALISTS] or name == keep]
+    long_rounds(ahead)
+    for name in spinning:
+        run(name, 1)
+    short = {name: speeds[name] for name in spinning if name in speeds}
+    fastest = sorted({**{n: speeds[n] for n in quiet if n in speeds}, **short},
+                     key=lambda n: speeds[n], reverse=True)[:FINALISTS]
+    long_rounds([name for name in spinning if name in fastest or name == keep])
     for name in failed:
         speeds.pop(name, None)
     return speeds, time.perf_counter() - t0
@@ -169,7 +185,8 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
 def choose(key: str, candidates: Sequence[str], default: str,
            trials: Callable[[], Mapping[str, Callable[[int], float]]],
            machine: Mapping[str, Any], busy: bool = False, section: str | None = None,
-           measurable: bool = True, rounding: Callable[[str], str] | None = None) -> Choice:
+           measurable: bool = True, rounding: Callable[[str], str] | None = None,
+           spins: Collection[str] = ()) -> Choice:
     """The candidate to run ``key`` with: forced by ``$FASTBP_PLAN``, the fixed ``default``
     (``off``), the recorded choice, or measured now (``trials()`` builds the trial callables)
     and recorded (in ``section`` of the cache, for a device with a fingerprint of its own).
@@ -210,7 +227,8 @@ def choose(key: str, candidates: Sequence[str], default: str,
         _record(key, default, {}, 0.0, machine, section, busy=True)
         return Choice(default, "default, busy")
     made = trials()
-    speeds, seconds = measure({c: made[c] for c in same if c in made}, keep=default)
+    speeds, seconds = measure({c: made[c] for c in same if c in made}, keep=default,
+                              spins=spins)
     if not speeds:
         return Choice(default, "default")
     best = max(speeds, key=speeds.__getitem__)

@@ -59,6 +59,8 @@ TWO_CORES = ("overlap", "two-threads", "blas-threads")
 TWO_THREADS_WEIGHTS = 400_000
 TRIAL_ROWS = 4096  # rows of one candidate's timed trial; a shorter epoch is not measured
 TRIAL_STEPS = 16  # steps of the shortest timed trial at any batch: past thread start-up and caches
+TRIAL_SECONDS = 0.1  # a short trial's most seconds (four times that for a long one) ...
+TRIAL_MIN_STEPS = 2  # ... but at least this many steps (a big network's steps are long)
 SLOW = 0.5  # an epoch below this fraction of its trial's speed means a busy machine
 FAST = 1.5  # an epoch above this multiple of its cached trial's speed: the trial was disturbed
 
@@ -101,7 +103,8 @@ def candidates(sizes: list[int], m: int, rows: int) -> list[str]:
     if library_threads() >= 2:
         allowed.append("blas-threads")
     # the libraries' own threads last: an OpenMP or OpenBLAS pool keeps spinning for a while
-    # after a threaded product, which would slow the candidate timed next
+    # after a threaded product, which would slow the candidate timed next (the planner times
+    # them after every trial of the others: choose(spins=...))
     return [f"{s}/{lib}" for s in allowed for lib in library_names()]
 
 
@@ -143,7 +146,8 @@ def choose(backend: Any, plan: EpochPlan, run: Callable[[Any, str], float]
         return {name: functools.partial(_trial_of, plan, name, run) for name in options}
 
     choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
-                            fingerprint(), busy=busy, measurable=measurable, rounding=rounding)
+                            fingerprint(), busy=busy, measurable=measurable, rounding=rounding,
+                            spins=[c for c in options if c.split("/")[0] == "blas-threads"])
     if choice.source == "default, busy":
         log.warning("fastbp: cpu-jit planned %s on a busy machine: the default %s is recorded "
                     "without measuring; run `fastbp tune` on a quiet machine to measure every "
@@ -167,11 +171,22 @@ def trial_rows(m: int, scale: int = 1) -> int:
     return scale * max(TRIAL_ROWS // m, TRIAL_STEPS) * m
 
 
+def timed_rows(m: int, warm_rows: int, warm_seconds: float, scale: int = 1) -> int:
+    """The most rows a timed trial takes after a warm-up of ``warm_rows`` in ``warm_seconds``:
+    what lasts about ``scale`` times :data:`TRIAL_SECONDS` at the warm-up's speed, in whole
+    batches, at least :data:`TRIAL_MIN_STEPS` of them. A big network's steps are long enough
+    that a few of them time it well (its 16-step trials at batch 1024 made planning 35 s)."""
+    per_row = warm_seconds / max(warm_rows, 1)
+    fit = int(scale * TRIAL_SECONDS / per_row) if per_row > 0 else 1 << 62
+    return max(TRIAL_MIN_STEPS, fit // m) * m
+
+
 def trial(plan: EpochPlan, name: str, run: Callable[[Any, str], float], scale: int = 1
           ) -> float:
     """Samples/s of candidate ``name`` on the first rows of ``plan.cursor.order``
-    (:func:`trial_rows`), on copies of the parameters and velocities (training is not touched):
-    a chunk of rows to warm up (threads started, rows gathered ahead), then the timed rows."""
+    (:func:`trial_rows`, no more than :func:`timed_rows` allows), on copies of the parameters and
+    velocities (training is not touched): a chunk of rows to warm up (threads started, rows
+    gathered ahead), then the timed rows."""
     m = int(plan.settings.batch_size)
     order, params = plan.cursor.order, plan.params
     n = int(order.shape[0])
@@ -180,8 +195,11 @@ def trial(plan: EpochPlan, name: str, run: Callable[[Any, str], float], scale: i
     copies = Parameters([np.array(w) for w in params.weights],
                         [np.array(b) for b in params.biases], velocities)
     copy = dataclasses.replace(plan, params=copies)
-    copy.start(order[:min(n, chunk_rows(m))], plan.cursor.seed)
+    warm = min(n, chunk_rows(m))
+    copy.start(order[:warm], plan.cursor.seed)
+    t0 = time.perf_counter()
     run(copy, name)
+    rows = min(rows, timed_rows(m, warm, time.perf_counter() - t0, scale))
     copy.start(order[:rows], plan.cursor.seed)
     t0 = time.perf_counter()
     run(copy, name)

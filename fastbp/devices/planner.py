@@ -165,17 +165,14 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
     spinning = [name for name in trials if name in spins]
     for name in quiet:
         run(name, 1)
-    # the quiet finalists' long rounds now, before any spinning pool starts: their place among
-    # all candidates is known once the spinning ones have had their short trials, but a quiet
-    # candidate that is not a finalist then has only its short figure, as before
-    by_speed = sorted(speeds, key=speeds.__getitem__, reverse=True)
-    ahead = [name for name in quiet if name in by_speed[:FINALISTS] or name == keep]
-    long_rounds(ahead)
+    # the quiet finalists (the fastest quiet ones, and the default) take their long trials
+    # before any spinning pool starts; then the spinning candidates take theirs, the long ones
+    # if they are among the fastest of all
+    fastest = sorted(speeds, key=speeds.__getitem__, reverse=True)[:FINALISTS]
+    long_rounds([name for name in quiet if name in fastest or name == keep])
     for name in spinning:
         run(name, 1)
-    short = {name: speeds[name] for name in spinning if name in speeds}
-    fastest = sorted({**{n: speeds[n] for n in quiet if n in speeds}, **short},
-                     key=lambda n: speeds[n], reverse=True)[:FINALISTS]
+    fastest = sorted(speeds, key=speeds.__getitem__, reverse=True)[:FINALISTS]
     long_rounds([name for name in spinning if name in fastest or name == keep])
     for name in failed:
         speeds.pop(name, None)

@@ -98,7 +98,7 @@ def candidates(sizes: list[int], m: int, rows: int) -> list[str]:
     allowed = ["one-thread"]
     if prefetch_enabled() and n_cores >= 2 and rows > chunk_rows(m):
         allowed.append("overlap")
-    if n_cores >= 2 and library_threads() >= 2:
+    if n_cores >= 2 and library_threads() >= 2 and m >= 2:  # one row has no halves
         allowed.append("two-threads")
     if library_threads() >= 2:
         allowed.append("blas-threads")

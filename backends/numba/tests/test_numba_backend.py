@@ -205,7 +205,7 @@ def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkey
 
 
 @pytest.mark.parametrize("cost", COSTS)
-@pytest.mark.parametrize("batch_size,n", [(1, 9), (7, 50), (20, 43)])
+@pytest.mark.parametrize("batch_size,n", [(2, 9), (7, 50), (20, 43)])
 def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, two_threads,
                                                 monkeypatch, rng):
     """The epoch split over two threads (each half of every batch, then half of every layer's
@@ -217,6 +217,14 @@ def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, tw
                         lambda self, *a: calls.append(1) or real(self, *a))
     assert_epoch_is_the_oracles(rng, cost, batch_size, n)
     assert calls, "the two-thread epoch did not run"
+
+
+def test_one_row_steps_are_not_split_between_two_threads(two_threads):
+    """A step of one row has no halves: ``two-threads`` is no candidate at batch 1 (timed
+    there, its second thread only waits: a tenth of the others' speed, and most of the
+    planning time), at batch 2 it is."""
+    assert not any(c.startswith("two-threads/") for c in planning.candidates([6, 4], 1, 9))
+    assert any(c.startswith("two-threads/") for c in planning.candidates([6, 4], 2, 9))
 
 
 @pytest.mark.parametrize("path,runs", [("one-row", "one call"), ("small", "one call"),

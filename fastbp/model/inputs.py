@@ -22,14 +22,13 @@ def samples_major(backend: Ops, X: Any, name: str = "X") -> Array:
     """``X`` ``(n_in, N)`` as a C-contiguous ``(N, n_in)`` device array (one copy, kept between
     calls where the device can tell that ``X`` is unchanged: :mod:`fastbp.model.kept`), refused
     (``ShapeError``) if the cast to the network's dtype overflows."""
-    if backend.is_native(X):
-        def make() -> Array:
+    def make() -> Array:
+        if backend.is_native(X):
             return cast_checked(backend, X, name,
                                 lambda x: backend.contiguous(backend.asarray(x.T)))
-    else:
-        def make() -> Array:
-            return cast_checked(backend, X, name,
-                                lambda x: backend.asarray(np.ascontiguousarray(np.asarray(x).T)))
+        return cast_checked(backend, X, name,
+                            lambda x: backend.asarray(np.ascontiguousarray(np.asarray(x).T)))
+
     if kept.keepable(backend, X):
         return kept.samples_major_kept(backend, X, name, make)
     return make()

@@ -222,3 +222,14 @@ def test_a_malformed_list_of_earlier_plans_is_left_out(auto, caplog):
     assert sorted(planner.read_cache(MACHINE)) == ["a"]
     assert json.loads(auto.read_text())["earlier"] == [
         {"fingerprint": MACHINE, "plans": {"a": {"choice": "a/x", "speeds": {}}}}]
+
+
+def test_fastbp_devices_names_plans_recorded_on_a_busy_machine(auto):
+    """A plan recorded on a busy machine is the fixed rule, kept until measured: `fastbp
+    devices` counts them and names `fastbp tune`; it also says other settings' plans are kept."""
+    planner.write_cache(MACHINE, {"a": {"choice": "a/x", "speeds": {}, "busy": True},
+                                  "b": {"choice": "b/x", "speeds": {}, "busy": False}})
+    line = devices_cli.plans_line()
+    assert "1 of them recorded on a busy machine" in line and "fastbp tune" in line
+    planner.write_cache({"cpu": "other"}, {"c": {"choice": "c/x", "speeds": {}}})
+    assert "plans of 1 other setting kept" in devices_cli.plans_line()

@@ -101,6 +101,13 @@ def plans_line() -> str:
         cached = ", ".join(f"{k}: {v.get('choice')}" for k, v in sorted(plans.items())[:6])
         more = f", and {len(plans) - 6} more" if len(plans) > 6 else ""
         held = f"{len(plans)} cached in {path} ({cached}{more})" if plans else f"none in {path}"
+        busy = sum(1 for v in plans.values() if isinstance(v, dict) and v.get("busy"))
+        if busy:  # the fixed rule, recorded without measuring: kept until measured
+            held += (f"; {busy} of them recorded on a busy machine without measuring (the fixed "
+                     "rule): `fastbp tune` on a quiet machine measures them")
+        others = len(doc.get("earlier") or [])
+        if others:
+            held += f"; the plans of {others} other setting{'s' if others > 1 else ''} kept too"
     except (OSError, ValueError, AttributeError):
         held = f"none readable in {path}"
     return (f"plans: FASTBP_PLAN={how}; measured on first use, {held}; "

@@ -29,9 +29,7 @@ def samples_major(backend: Ops, X: Any, name: str = "X") -> Array:
         return cast_checked(backend, X, name,
                             lambda x: backend.asarray(np.ascontiguousarray(np.asarray(x).T)))
 
-    if kept.keepable(backend, X):
-        return kept.samples_major_kept(backend, X, name, make)
-    return make()
+    return kept.samples_major_kept(backend, X, name, make)
 
 
 def targets_major(backend: Ops, Y: Any, n: int, n_out: int) -> Array:

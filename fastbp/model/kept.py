@@ -44,19 +44,16 @@ def _layout(a: np.ndarray) -> tuple:
     return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
 
 
-def keepable(backend: Ops, a: Any) -> bool:
-    """Whether a copy of ``a`` may be kept: a large contiguous NumPy array, on a device that
-    fingerprints host memory."""
-    return (isinstance(a, np.ndarray) and a.nbytes >= KEEP_BYTES
-            and (a.flags.c_contiguous or a.flags.f_contiguous)
-            and backend.fingerprint(a[:0]) is not None)
-
-
-def samples_major_kept(backend: Ops, a: np.ndarray, name: str,
-                       make: Callable[[], Array]) -> Array:
-    """``make()``'s copy of ``a``, or the one kept from an earlier call if ``a`` is unchanged."""
-    key = (id(a), backend.device, backend.dtype, name)
+def samples_major_kept(backend: Ops, a: Any, name: str, make: Callable[[], Array]) -> Array:
+    """``make()``'s copy of ``a``, or the one kept from an earlier call if ``a`` is unchanged.
+    Only a NumPy array of at least :data:`KEEP_BYTES` that the device fingerprints (a contiguous
+    one, on a device that can: :meth:`fastbp.devices.Backend.fingerprint`) is kept."""
+    if not isinstance(a, np.ndarray) or a.nbytes < KEEP_BYTES:
+        return make()
     fingerprint = backend.fingerprint(a)
+    if fingerprint is None:
+        return make()
+    key = (id(a), backend.device, backend.dtype, name)
     layout = _layout(a)
     with _lock:
         kept = _kept.get(key)

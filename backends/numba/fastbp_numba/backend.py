@@ -150,14 +150,10 @@ class NumbaBackend(LayerOps):
         """BLAS on one thread between epochs of every strategy but ``blas-threads``: an idle
         BLAS thread of a threaded evaluation spins for a while after it, on the core the next
         epoch needs (the book's run at batch 10: 0.74 → 0.54 M samples/s)."""
-        held = plan.cache.of(JitCache).choices.get(
-            planning.planner.config_key(self.device, list(plan.layers.sizes),
-                                        int(plan.settings.batch_size), self.dtype))
-        if held is None:
+        choice = planning.held(self, plan)
+        if choice is None:
             return super().between_epochs(plan)
-        if held.name.startswith("blas-threads/"):
-            return contextlib.nullcontext()
-        return one_thread()
+        return contextlib.nullcontext() if planning.blas_threaded(choice.name) else one_thread()
 
     def plan_for(self, plan: EpochPlan) -> planning.planner.Choice:
         """How epochs of ``plan`` will run here (:func:`fastbp_numba.planning.choose`): the

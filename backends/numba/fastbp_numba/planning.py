@@ -127,15 +127,31 @@ def rounding(name: str) -> str:
     return f"{split}/{library}"
 
 
+def blas_threaded(name: str) -> bool:
+    """Whether candidate ``name`` runs BLAS on the library's own threads (``blas-threads``),
+    whose pool keeps spinning for a while after each product."""
+    return name.split("/")[0] == "blas-threads"
+
+
+def _key(backend: Any, plan: EpochPlan) -> str:
+    return planner.config_key(backend.device, list(plan.layers.sizes),
+                              int(plan.settings.batch_size), backend.dtype)
+
+
+def held(backend: Any, plan: EpochPlan) -> planner.Choice | None:
+    """The choice :func:`choose` made for ``plan``'s configuration, if it made one."""
+    return plan.cache.of(JitCache).choices.get(_key(backend, plan))
+
+
 def choose(backend: Any, plan: EpochPlan, run: Callable[[Any, str], float]
            ) -> planner.Choice:
     """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
     recorded, forced, the default, or measured now with ``run(trial_plan, candidate)``."""
+    key = _key(backend, plan)
+    made = plan.cache.of(JitCache).choices.get(key)
+    if made is not None:
+        return made
     sizes, m = list(plan.layers.sizes), int(plan.settings.batch_size)
-    key = planner.config_key(backend.device, sizes, m, backend.dtype)
-    held = plan.cache.of(JitCache).choices.get(key)
-    if held is not None:
-        return held
     rows = int(plan.cursor.order.shape[0])
     options = candidates(sizes, m, rows)
     fixed = default(sizes, m, rows)
@@ -147,7 +163,7 @@ def choose(backend: Any, plan: EpochPlan, run: Callable[[Any, str], float]
 
     choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
                             fingerprint(), busy=busy, measurable=measurable, rounding=rounding,
-                            spins=[c for c in options if c.split("/")[0] == "blas-threads"])
+                            spins=[c for c in options if blas_threaded(c)])
     if choice.source == "default, busy":
         log.warning("fastbp: cpu-jit planned %s on a busy machine: the default %s is recorded "
                     "without measuring; run `fastbp tune` on a quiet machine to measure every "

@@ -80,8 +80,9 @@ def test_training_under_the_policy_equals_training_without(monkeypatch, rng):
         np.testing.assert_allclose(a, b, atol=1e-12)
 
 
-class RecordsEvaluation(fastbp.NumpyBackend):
-    """The ``cpu`` device, noting the BLAS threads each evaluation product runs on."""
+class RecordsEvaluation:
+    """A device's evaluation, noting the BLAS threads each of its products runs on (mixed into
+    the ``cpu`` or ``cpu-jit`` device's class)."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -92,17 +93,33 @@ class RecordsEvaluation(fastbp.NumpyBackend):
         return super().argmax_columns(a)
 
 
+def evaluations(device_class, sizes, m, rng):
+    """The BLAS threads of the two evaluations of a two-epoch training with a test set."""
+    X = rng.random((sizes[0], 2 * m)).astype(np.float32)
+    y = rng.integers(0, sizes[-1], 2 * m)
+    be = type("Recording", (RecordsEvaluation, device_class), {})(dtype="float32")
+    net = fastbp.Network(sizes, device=be, seed=1)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        net.train(X, y, epochs=2, batch_size=m, eta=0.1, test=(X, y))
+        assert blas_threads_now() == 2  # the setting comes back
+    return be.threads_seen
+
+
 @pytest.mark.parametrize("sizes,m,want", [([784, 30, 10], 10, 1), ([784, 1024, 10], 512, 2)])
 def test_evaluation_between_epochs_runs_on_the_epochs_threads(monkeypatch, rng, sizes, m, want):
     """An evaluation between one-thread epochs runs on one BLAS thread (a threaded product's
     idle thread would spin into the next epoch); between threaded epochs, on the library's."""
     monkeypatch.delenv(blas_threads.ENV_VAR, raising=False)
     monkeypatch.setenv("FASTBP_BLAS", "openblas")
-    X = rng.random((sizes[0], 2 * m)).astype(np.float32)
-    y = rng.integers(0, 10, 2 * m)
-    be = RecordsEvaluation(dtype="float32")
-    net = fastbp.Network(sizes, device=be, seed=1)
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        net.train(X, y, epochs=2, batch_size=m, eta=0.1, test=(X, y))
-        assert blas_threads_now() == 2  # the setting comes back
-    assert be.threads_seen == [want, want]
+    assert evaluations(fastbp.NumpyBackend, sizes, m, rng) == [want, want]
+
+
+@pytest.mark.parametrize("forced,want", [("one-thread/openblas", 1),
+                                         ("blas-threads/openblas", 2)])
+def test_cpu_jit_evaluation_follows_the_planned_strategy(monkeypatch, rng, forced, want):
+    """On ``cpu-jit`` the evaluation runs on one BLAS thread unless the epochs run
+    ``blas-threads``."""
+    jit = pytest.importorskip("fastbp_numba")
+    monkeypatch.setenv("FASTBP_PLAN", forced)
+    monkeypatch.setenv("FASTBP_BLAS", "openblas")
+    assert evaluations(jit.NumbaBackend, [20, 6, 4], 10, rng) == [want, want]

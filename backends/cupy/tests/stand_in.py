@@ -1,8 +1,12 @@
 """Helpers of the tests that run the CUDA backend on the NumPy stand-in
-(``fastbp_fake_cupy``): a clean environment, data, and one network trained on the stand-in and
-on the ``cpu`` device side by side."""
+(``fastbp_fake_cupy``): a clean environment, data, one network trained on the stand-in and on
+the ``cpu`` device side by side, and the CUDA benchmark script loaded as a module."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -50,3 +54,15 @@ def assert_same_training(gpu, cpu, hg, hc, atol=1e-10):
         np.testing.assert_allclose(a, b, rtol=0, atol=atol)
     np.testing.assert_allclose([r.cost for r in hg], [r.cost for r in hc], rtol=1e-10)
     assert [r.correct for r in hg] == [r.correct for r in hc]
+
+
+def load_speed_cuda() -> ModuleType:
+    """``benchmarks/speed_cuda.py`` of this checkout as a fresh module (skips without it)."""
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "speed_cuda.py"
+    if not path.exists():
+        pytest.skip("benchmarks/ is not in this checkout")
+    spec = importlib.util.spec_from_file_location("speed_cuda_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

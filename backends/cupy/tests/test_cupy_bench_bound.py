@@ -5,25 +5,11 @@ cost to every one of them and make the bound pessimistic."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("fastbp_cupy")
 from fastbp_fake_cupy import install  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def load_speed_cuda():
-    path = ROOT / "benchmarks" / "speed_cuda.py"
-    if not path.exists():
-        pytest.skip("benchmarks/ is not in this checkout")
-    spec = importlib.util.spec_from_file_location("speed_cuda_bound_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from stand_in import load_speed_cuda  # noqa: E402
 
 
 @pytest.mark.parametrize("sizes,gemms", [([20, 16, 16, 4], 8), ([20, 4], 2)])

@@ -5,10 +5,8 @@ loads along the unit stride, and the smaller items."""
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 import weakref
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,10 +37,9 @@ from fastbp_fake_cupy import Counts, install  # noqa: E402
 from stand_in import (  # noqa: E402
     clean_environment,  # noqa: F401 - the autouse fixture
     data,
+    load_speed_cuda,
     params,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 # -- finding 1: graphs belong to the training plan and die with it ---------------------------
@@ -90,16 +87,6 @@ def test_training_twice_leaves_no_stale_data_set_on_the_device(monkeypatch):
     assert len(made) == 2 and fake.calls["capture"] == 2  # one capture per train() call
     for a, b in zip(params(gpu), params(cpu)):
         np.testing.assert_allclose(a, b, atol=1e-10)
-
-
-def load_speed_cuda():
-    path = ROOT / "benchmarks" / "speed_cuda.py"
-    if not path.exists():
-        pytest.skip("benchmarks/ is not in this checkout")
-    spec = importlib.util.spec_from_file_location("speed_cuda_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_speed_cuda_times_epochs_of_one_plan(monkeypatch):

@@ -452,7 +452,7 @@ def test_cpu_jit_trials_run_enough_steps_at_every_batch(m):
 @pytest.mark.parametrize("m,row_s,want_steps", [
     (10, 1.4e-6, None),       # the book's net: a few ms a trial, never cut
     (1000, 1e-6, None),       # [784,30,10] at 1000: 16 steps of 1 ms, never cut
-    (256, 4e-5, 9),           # a big network: 10 ms steps, cut to what fits 0.1 s
+    (256, 4e-5, 3),           # a big network: 10 ms steps, cut to what fits 0.04 s
     (1024, 3.6e-5, 2),        # 37 ms steps: two of them
 ])
 def test_cpu_jit_trials_of_long_steps_are_cut_to_a_time_not_a_step_count(m, row_s, want_steps):
@@ -470,8 +470,8 @@ def test_cpu_jit_trials_of_long_steps_are_cut_to_a_time_not_a_step_count(m, row_
 
 
 def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows():
-    """trial() itself applies the cut: a candidate whose rows take 0.1 ms each is timed on
-    about 0.1 s of them after its warm-up chunk, not on its 64 steps."""
+    """trial() itself applies the cut: a candidate whose rows take 10 µs each is timed on
+    about TRIAL_SECONDS of them after its warm-up (a step, then a chunk), not on its 64 steps."""
     rng = np.random.default_rng(0)
     net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
     X = rng.random((20, 8192)).astype(np.float32)
@@ -482,10 +482,33 @@ def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows():
     def run(copy, name):
         rows = int(copy.cursor.order.shape[0])
         timed.append(rows)
-        time.sleep(rows * 1e-4)
+        time.sleep(rows * 1e-5)
         return 0.0
 
     jit.trial(plan, "one-thread/openblas", run)
-    warm, rows = timed
-    assert warm == 2048 and rows % 64 == 0 and rows < jit.trial_rows(64)
-    assert 0.08 <= rows * 1e-4 <= 0.1  # what fits 0.1 s at the warm-up's (slightly slower) pace
+    first, warm, rows = timed
+    assert first == 64 and warm == 2048 and rows % 64 == 0 and rows < jit.trial_rows(64)
+    # what fits TRIAL_SECONDS at the warm-up's (slightly slower) pace
+    assert 0.8 * jit.TRIAL_SECONDS <= rows * 1e-5 <= jit.TRIAL_SECONDS
+
+
+def test_cpu_jit_a_long_step_warms_a_trial_up_by_itself():
+    """A candidate whose first step takes WARM_STEP_SECONDS or more (a big network's) is timed
+    right after it, with no chunk of further warm-up steps: sixteen trials each warming up on
+    a chunk made planning the big network 7.4-7.8 s on the AMD EPYC."""
+    rng = np.random.default_rng(0)
+    net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
+    X = rng.random((20, 8192)).astype(np.float32)
+    plan = net.epoch_plan(X, rng.integers(0, 5, 8192), batch_size=64, eta=0.1)
+    plan.start(net.backend.index_array(rng.permutation(8192)))
+    timed: list[int] = []
+
+    def run(copy, name):
+        rows = int(copy.cursor.order.shape[0])
+        timed.append(rows)
+        time.sleep(rows * 2 * jit.WARM_STEP_SECONDS / 64)  # a step: twice the threshold
+        return 0.0
+
+    jit.trial(plan, "one-thread/openblas", run)
+    assert timed[0] == 64 and len(timed) == 2  # the step, then the timed rows
+    assert timed[1] == jit.TRIAL_MIN_STEPS * 64  # what fits TRIAL_SECONDS: the fewest steps

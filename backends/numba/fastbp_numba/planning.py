@@ -59,8 +59,13 @@ TWO_CORES = ("overlap", "two-threads", "blas-threads")
 TWO_THREADS_WEIGHTS = 400_000
 TRIAL_ROWS = 4096  # rows of one candidate's timed trial; a shorter epoch is not measured
 TRIAL_STEPS = 16  # steps of the shortest timed trial at any batch: past thread start-up and caches
-TRIAL_SECONDS = 0.1  # a short trial's most seconds (four times that for a long one) ...
+TRIAL_SECONDS = 0.04  # a short trial's most seconds (four times that for a long one) ...
 TRIAL_MIN_STEPS = 2  # ... but at least this many steps (a big network's steps are long)
+# A step this long warms a trial up by itself; shorter ones warm up on a chunk of rows. With the
+# 0.04 s trials, planning the big network on the AMD EPYC took 2.3 s at batch 256 and 3.9 s at
+# 1024 (was 7.8 and 7.4 s: sixteen trials, each warming up on a chunk, of 0.1 s), the same
+# choice five times in five (benchmarks/planner_stability.py)
+WARM_STEP_SECONDS = 0.01
 SLOW = 0.5  # an epoch below this fraction of its trial's speed means a busy machine
 FAST = 1.5  # an epoch above this multiple of its cached trial's speed: the trial was disturbed
 
@@ -201,8 +206,9 @@ def trial(plan: EpochPlan, name: str, run: Callable[[Any, str], float], scale: i
           ) -> float:
     """Samples/s of candidate ``name`` on the first rows of ``plan.cursor.order``
     (:func:`trial_rows`, no more than :func:`timed_rows` allows), on copies of the parameters and
-    velocities (training is not touched): a chunk of rows to warm up (threads started, rows
-    gathered ahead), then the timed rows."""
+    velocities (training is not touched): a step to warm up (threads started, code loaded),
+    then a chunk of rows where that step took under :data:`WARM_STEP_SECONDS` (rows gathered
+    ahead, caches filled), then the timed rows."""
     m = int(plan.settings.batch_size)
     order, params = plan.cursor.order, plan.params
     n = int(order.shape[0])
@@ -211,10 +217,15 @@ def trial(plan: EpochPlan, name: str, run: Callable[[Any, str], float], scale: i
     copies = Parameters([np.array(w) for w in params.weights],
                         [np.array(b) for b in params.biases], velocities)
     copy = dataclasses.replace(plan, params=copies)
-    warm = min(n, chunk_rows(m))
+    warm = min(n, m)  # one step first: a long one warms the candidate up by itself
     copy.start(order[:warm], plan.cursor.seed)
     t0 = time.perf_counter()
     run(copy, name)
+    if time.perf_counter() - t0 < WARM_STEP_SECONDS:  # short steps: a whole chunk of them
+        warm = min(n, chunk_rows(m))
+        copy.start(order[:warm], plan.cursor.seed)
+        t0 = time.perf_counter()
+        run(copy, name)
     rows = min(rows, timed_rows(m, warm, time.perf_counter() - t0, scale))
     copy.start(order[:rows], plan.cursor.seed)
     t0 = time.perf_counter()

@@ -512,3 +512,20 @@ def test_cpu_jit_a_long_step_warms_a_trial_up_by_itself():
     jit.trial(plan, "one-thread/openblas", run)
     assert timed[0] == 64 and len(timed) == 2  # the step, then the timed rows
     assert timed[1] == jit.TRIAL_MIN_STEPS * 64  # what fits TRIAL_SECONDS: the fewest steps
+
+
+def test_tune_reports_what_planning_cost_beside_a_30_epoch_run(tmp_path, monkeypatch, capsys):
+    """`fastbp tune` sets each configuration's measuring time against 30 epochs of its samples
+    at the chosen candidate's speed (the issue's yardstick for what planning may cost)."""
+    from fastbp.cli import main, tune
+
+    choice = planner.Choice("a/x", "measured", {"a/x": 500_000.0}, seconds=0.6)
+    # 30 epochs of 50,000 samples at 500k/s take 3 s: 0.6 s of measuring is a fifth of that
+    assert tune.planning_share(choice, 50_000) == pytest.approx(0.2)
+    assert tune._outcome(choice, 50_000) == "measured in 0.6 s (20.0% of 30 epochs), recorded"
+    assert tune.planning_share(planner.Choice("a/x", "default"), 50_000) is None
+    monkeypatch.setenv(planner.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(planner.ENV_VAR, "auto")  # tune sets it to measure: restored after
+    assert main(["tune", "--sizes", "20,8,5", "--batch-sizes", "64", "--samples", "8192"]) == 0
+    row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("cpu-jit [20,8,5]")]
+    assert len(row) == 1 and "% of 30 epochs)" in row[0]  # "recorded", or "not" on a busy machine

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print(f"fastbp tune: {args.device}, {args.dtype}, {samples:,} samples; plan cache "
           f"{planner.cache_path()}")
-    print(f"{'configuration':<40} {'chosen':<24} {'outcome':<38} candidates (samples/s)")
+    print(f"{'configuration':<40} {'chosen':<24} {'outcome':<50} candidates (samples/s)")
     recorded = busy = other = 0
     rng = np.random.default_rng(0)
     for sizes, batches in jobs.items():
@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{key:<40} {'(nothing to plan)':<24}")
                 continue
             choice = choose(plan)
-            outcome = _outcome(choice)
+            outcome = _outcome(choice, samples)
             recorded += choice.source == "measured"
             busy += choice.source.startswith("measured on a busy")
             other += not choice.source.startswith("measured")
             speeds = ", ".join(f"{name} {speed:,.0f}" for name, speed in
                                sorted(choice.speeds.items(), key=lambda kv: -kv[1]))
-            print(f"{key:<40} {choice.name:<24} {outcome:<38} {speeds}", flush=True)
+            print(f"{key:<40} {choice.name:<24} {outcome:<50} {speeds}", flush=True)
     seconds = time.perf_counter() - t0
     print(f"fastbp tune: {recorded + busy + other} configurations in {seconds:.1f} s: "
           f"{recorded} measured and recorded in {planner.cache_path()}"
@@ -92,14 +92,29 @@ def planner_rows() -> str:
     return f"{TRIAL_ROWS:,}"
 
 
-def _outcome(choice: object) -> str:
-    """One phrase for the table: what the planner did with a configuration."""
+RUN_EPOCHS = 30  # the book's run: what planning's cost is set against
+
+
+def planning_share(choice: object, samples: int, epochs: int = RUN_EPOCHS) -> float | None:
+    """What measuring cost, as a fraction of ``epochs`` epochs of ``samples`` at the chosen
+    candidate's trial speed (None where no speed is known)."""
+    speed = getattr(choice, "speed", None)
+    if not speed:
+        return None
+    return getattr(choice, "seconds", 0.0) / (epochs * samples / speed)
+
+
+def _outcome(choice: object, samples: int) -> str:
+    """One phrase for the table: what the planner did with a configuration, and what measuring
+    cost beside a 30-epoch run of the chosen candidate."""
     source = getattr(choice, "source", "")
     seconds = getattr(choice, "seconds", 0.0)
+    share = planning_share(choice, samples)
+    cost = f"{seconds:.1f} s" + (f" ({share:.1%} of {RUN_EPOCHS} epochs)" if share else "")
     if source == "measured":
-        return f"measured in {seconds:.1f} s, recorded"
+        return f"measured in {cost}, recorded"
     if source.startswith("measured"):
-        return f"busy: measured in {seconds:.1f} s, not recorded"
+        return f"busy: measured in {cost}, not recorded"
     return source
 
 

@@ -469,9 +469,10 @@ def test_cpu_jit_trials_of_long_steps_are_cut_to_a_time_not_a_step_count(m, row_
     assert jit.timed_rows(m, warm, 0.0) >= jit.trial_rows(m)  # an instant warm-up: no cut
 
 
-def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows():
-    """trial() itself applies the cut: a candidate whose rows take 10 µs each is timed on
+def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows(monkeypatch):
+    """trial() itself applies the cut: a candidate whose rows take 0.1 ms each is timed on
     about TRIAL_SECONDS of them after its warm-up (a step, then a chunk), not on its 64 steps."""
+    monkeypatch.setattr(jit, "WARM_STEP_SECONDS", 0.05)  # its 6.4-ms step is a short one
     rng = np.random.default_rng(0)
     net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
     X = rng.random((20, 8192)).astype(np.float32)
@@ -482,14 +483,14 @@ def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows():
     def run(copy, name):
         rows = int(copy.cursor.order.shape[0])
         timed.append(rows)
-        time.sleep(rows * 1e-5)
+        time.sleep(rows * 1e-4)
         return 0.0
 
     jit.trial(plan, "one-thread/openblas", run)
     first, warm, rows = timed
     assert first == 64 and warm == 2048 and rows % 64 == 0 and rows < jit.trial_rows(64)
     # what fits TRIAL_SECONDS at the warm-up's (slightly slower) pace
-    assert 0.8 * jit.TRIAL_SECONDS <= rows * 1e-5 <= jit.TRIAL_SECONDS
+    assert 0.8 * jit.TRIAL_SECONDS <= rows * 1e-4 <= jit.TRIAL_SECONDS
 
 
 def test_cpu_jit_a_long_step_warms_a_trial_up_by_itself():

@@ -469,10 +469,9 @@ def test_cpu_jit_trials_of_long_steps_are_cut_to_a_time_not_a_step_count(m, row_
     assert jit.timed_rows(m, warm, 0.0) >= jit.trial_rows(m)  # an instant warm-up: no cut
 
 
-def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows(monkeypatch):
-    """trial() itself applies the cut: a candidate whose rows take 0.1 ms each is timed on
-    about TRIAL_SECONDS of them after its warm-up (a step, then a chunk), not on its 64 steps."""
-    monkeypatch.setattr(jit, "WARM_STEP_SECONDS", 0.05)  # its 6.4-ms step is a short one
+def rows_of_a_trial(row_seconds: float) -> list[int]:
+    """The rows of each run ``jit.trial`` makes of a stand-in candidate whose rows take
+    ``row_seconds`` each (a plan of 8,192 rows at batch 64), in order."""
     rng = np.random.default_rng(0)
     net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
     X = rng.random((20, 8192)).astype(np.float32)
@@ -483,11 +482,18 @@ def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows(monkeypatch):
     def run(copy, name):
         rows = int(copy.cursor.order.shape[0])
         timed.append(rows)
-        time.sleep(rows * 1e-4)
+        time.sleep(rows * row_seconds)
         return 0.0
 
     jit.trial(plan, "one-thread/openblas", run)
-    first, warm, rows = timed
+    return timed
+
+
+def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows(monkeypatch):
+    """trial() itself applies the cut: a candidate whose rows take 0.1 ms each is timed on
+    about TRIAL_SECONDS of them after its warm-up (a step, then a chunk), not on its 64 steps."""
+    monkeypatch.setattr(jit, "WARM_STEP_SECONDS", 0.05)  # its 6.4-ms step is a short one
+    first, warm, rows = rows_of_a_trial(row_seconds=1e-4)
     assert first == 64 and warm == 2048 and rows % 64 == 0 and rows < jit.trial_rows(64)
     # what fits TRIAL_SECONDS at the warm-up's (slightly slower) pace
     assert 0.8 * jit.TRIAL_SECONDS <= rows * 1e-4 <= jit.TRIAL_SECONDS
@@ -497,20 +503,7 @@ def test_cpu_jit_a_long_step_warms_a_trial_up_by_itself():
     """A candidate whose first step takes WARM_STEP_SECONDS or more (a big network's) is timed
     right after it, with no chunk of further warm-up steps: sixteen trials each warming up on
     a chunk made planning the big network 7.4-7.8 s on the AMD EPYC."""
-    rng = np.random.default_rng(0)
-    net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
-    X = rng.random((20, 8192)).astype(np.float32)
-    plan = net.epoch_plan(X, rng.integers(0, 5, 8192), batch_size=64, eta=0.1)
-    plan.start(net.backend.index_array(rng.permutation(8192)))
-    timed: list[int] = []
-
-    def run(copy, name):
-        rows = int(copy.cursor.order.shape[0])
-        timed.append(rows)
-        time.sleep(rows * 2 * jit.WARM_STEP_SECONDS / 64)  # a step: twice the threshold
-        return 0.0
-
-    jit.trial(plan, "one-thread/openblas", run)
+    timed = rows_of_a_trial(row_seconds=2 * jit.WARM_STEP_SECONDS / 64)  # a step: twice that
     assert timed[0] == 64 and len(timed) == 2  # the step, then the timed rows
     assert timed[1] == jit.TRIAL_MIN_STEPS * 64  # what fits TRIAL_SECONDS: the fewest steps
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import Callable
 
 import numpy as np
@@ -53,7 +52,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[256, 1024])
     p.add_argument("--repeat", type=int, default=15)
     args = p.parse_args()
-    from speed_cpu import _cpu_model, sgemm_peak
+    from speed_cpu import _cpu_model, _timed, sgemm_peak
 
     sizes = [int(s) for s in args.sizes.split(",")]
     first = sgemm_peak()["gflops"]
@@ -70,12 +69,6 @@ def main() -> None:
         rate = flops / best / 1e9
         print(f"batch {m:5d}: products alone {best * 1e3:7.2f} ms a step, {rate:5.0f} GFLOP/s "
               f"({rate / peak:.0%} of sgemm), at most {m / best:,.0f} samples/s")
-
-
-def _timed(f: Callable[[], None]) -> float:
-    t = time.perf_counter()
-    f()
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":

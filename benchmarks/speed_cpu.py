@@ -500,20 +500,36 @@ def book_run(device: str) -> dict[str, Any]:
     return rec
 
 
+def best_figures(figures: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """The fastest figure of each ``(method, sizes, batch)``: over the rounds of one run, or
+    over several runs (on a shared machine a figure is only ever lowered by others' load)."""
+    best: dict[tuple, dict[str, Any]] = {}
+    for fig in figures:
+        key = (fig["method"], tuple(fig["sizes"]), fig["batch"])
+        if key not in best or fig["samples_per_s"] > best[key]["samples_per_s"]:
+            best[key] = fig
+    return best
+
+
+def shapes(figures: list[dict[str, Any]]) -> list[tuple[tuple, int]]:
+    """The ``(sizes, batch)`` pairs of ``figures``, in the table's order."""
+    return sorted({(tuple(f["sizes"]), f["batch"]) for f in figures},
+                  key=lambda k: (len(k[0]), k[0][1], k[1]))
+
+
 def report(results: dict[str, Any]) -> str:
     """A Markdown table: samples/s of every method per shape and batch."""
     figs = results["figures"]
     methods = [m for m in METHODS if any(f["method"] == m for f in figs)]
     lines = ["| sizes | batch | " + " | ".join(methods) + " |",
              "|---|---:|" + "---:|" * len(methods)]
-    keys = sorted({(tuple(f["sizes"]), f["batch"]) for f in figs},
-                  key=lambda k: (len(k[0]), k[0][1], k[1]))
+    keys = shapes(figs)
+    best = best_figures(figs)
     for sizes, m in keys:
         row = []
         for meth in methods:
-            f = [x for x in figs if x["method"] == meth and tuple(x["sizes"]) == sizes
-                 and x["batch"] == m]
-            row.append(f"{max(x['samples_per_s'] for x in f):,.0f}" if f else "")
+            f = best.get((meth, sizes, m))
+            row.append(f"{f['samples_per_s']:,.0f}" if f else "")
         lines.append(f"| {list(sizes)} | {m} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -528,32 +544,30 @@ def round_ratios(results: dict[str, Any], ours: str = "cpu-jit") -> str:
     figs = results["figures"]
     peers = [p for p in PEERS if any(f["method"] == p for f in figs)]
     lines = [f"| sizes | batch | {ours} ÷ best peer, bests | each round |", "|---|---:|---:|---|"]
-    keys = sorted({(tuple(f["sizes"]), f["batch"]) for f in figs},
-                  key=lambda k: (len(k[0]), k[0][1], k[1]))
+    keys = shapes(figs)
+    rounds = sorted({f.get("round", 0) for f in figs})
+    by_round = [best_figures([f for f in figs if f.get("round", 0) == r]) for r in rounds]
+    every = best_figures(figs)
     for sizes, m in keys:
-        def rate(method: str, rnd: int | None, sizes: tuple = sizes, m: int = m) -> float:
-            """Best samples/s of ``method`` in round ``rnd`` (None: in any)."""
-            return max((f["samples_per_s"] for f in figs if f["method"] == method
-                        and tuple(f["sizes"]) == sizes and f["batch"] == m
-                        and (rnd is None or f.get("round", 0) == rnd)), default=0.0)
+        def ratio(best: dict[tuple, dict[str, Any]], sizes: tuple = sizes, m: int = m
+                  ) -> float | None:
+            """``ours`` over the fastest peer among ``best``'s figures (None: a side missing)."""
+            top = max((best[(p, sizes, m)]["samples_per_s"] for p in peers
+                       if (p, sizes, m) in best), default=0.0)
+            mine = best.get((ours, sizes, m))
+            return mine["samples_per_s"] / top if mine and top else None
 
-        rounds = sorted({f.get("round", 0) for f in figs})
-        each = [rate(ours, r) / max((rate(p, r) for p in peers), default=0.0)
-                for r in rounds if max((rate(p, r) for p in peers), default=0.0) > 0]
-        best = max((rate(p, None) for p in peers), default=0.0)
-        if best and rate(ours, None):
-            lines.append(f"| {list(sizes)} | {m} | {rate(ours, None) / best:.2f}× | "
+        overall = ratio(every)
+        if overall is not None:
+            each = [r for r in map(ratio, by_round) if r is not None]
+            lines.append(f"| {list(sizes)} | {m} | {overall:.2f}× | "
                          + ", ".join(f"{r:.2f}" for r in each) + " |")
     return "\n".join(lines)
 
 
 def targets(results: dict[str, Any]) -> str:
     """The issue's targets, each with the figures that meet it or not (Markdown)."""
-    figs: dict[tuple, dict[str, Any]] = {}
-    for f in results["figures"]:  # the best of the rounds
-        key = (f["method"], tuple(f["sizes"]), f["batch"])
-        if key not in figs or f["samples_per_s"] > figs[key]["samples_per_s"]:
-            figs[key] = f
+    figs = best_figures(results["figures"])  # the best of the rounds
 
     def rate(method: str, sizes: tuple, m: int) -> float | None:
         f = figs.get((method, sizes, m))
@@ -608,12 +622,8 @@ def merge(paths: list[str]) -> dict[str, Any]:
     for path in paths:
         with open(path) as f:
             runs.append(json.load(f))
-    best: dict[tuple, dict[str, Any]] = {}
-    for i, run in enumerate(runs):
-        for fig in run["figures"]:
-            key = (fig["method"], tuple(fig["sizes"]), fig["batch"])
-            if key not in best or fig["samples_per_s"] > best[key]["samples_per_s"]:
-                best[key] = dict(fig, run=os.path.basename(paths[i]))
+    best = best_figures([dict(fig, run=os.path.basename(path))
+                         for path, run in zip(paths, runs) for fig in run["figures"]])
     merged = dict(runs[0])
     merged["figures"] = list(best.values())
     merged["runs"] = [{"file": os.path.basename(p), "uptime": r["machine"]["uptime"],

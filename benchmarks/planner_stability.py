@@ -43,7 +43,7 @@ def choose_fresh(sizes: tuple[int, ...], m: int, X: np.ndarray, labels: np.ndarr
         net = fastbp.Network(list(sizes), device="cpu-jit", seed=0, init="scaled")
         plan = net.epoch_plan(X, labels, batch_size=m, eta=0.1)
         plan.start(net.backend.index_array(np.arange(X.shape[1])))
-        choice = net.backend.plan_for(plan)
+        choice = net.backend.tune_plan(plan)  # its trials, real steps, run now
         return {"choice": choice.name, "source": choice.source, "seconds": choice.seconds,
                 "speeds": choice.speeds}
 

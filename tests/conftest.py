@@ -70,5 +70,6 @@ def auto(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTBP_PLAN", "auto")
     monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
     monkeypatch.setattr(planner, "busy_machine", lambda: False)
+    monkeypatch.setattr(planner, "busy_since", lambda mark: False)
     planner._warned.clear()
     return tmp_path / "plans.json"

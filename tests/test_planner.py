@@ -179,25 +179,32 @@ def test_cpu_jit_plans_a_configuration_once_and_reads_it_back(auto, caplog):
     assert set(entry["speeds"]) <= set(jit.candidates([20, 8, 4], 10, jit.TRIAL_ROWS))
 
 
-def test_cpu_jit_trials_leave_training_untouched(auto, monkeypatch):
-    """The same seed gives the same network whether the plan was measured or fixed."""
+def test_cpu_jit_trials_are_real_steps_of_the_epoch(auto, monkeypatch):
+    """The trials train: every sample of an epoch once, in its order, whichever candidate
+    runs it. In float64 (the candidates round apart by ~1e-16) the epochs that measure give
+    the network of epochs forced to one candidate all through; a trial that skipped or
+    repeated steps would not."""
     X, labels = data()
     measured = fastbp.Network([20, 8, 4], device="cpu-jit", seed=3, dtype="float64")
-    measured.train(X, labels, epochs=1, batch_size=10, eta=1.0)
-    name = json.loads(auto.read_text())["plans"]["cpu-jit [20,8,4] m=10 float64"]["choice"]
-    monkeypatch.setenv("FASTBP_PLAN", name)
+    measured.train(X, labels, epochs=2, batch_size=10, eta=1.0)  # the trials fit two
+    assert json.loads(auto.read_text())["plans"]["cpu-jit [20,8,4] m=10 float64"]["choice"]
+    monkeypatch.setenv("FASTBP_PLAN", "one-thread")
     forced = fastbp.Network([20, 8, 4], device="cpu-jit", seed=3, dtype="float64")
-    forced.train(X, labels, epochs=1, batch_size=10, eta=1.0)
-    for a, b in zip([*measured.weights, *measured.biases], [*forced.weights, *forced.biases]):
-        np.testing.assert_array_equal(a, b)
+    forced.train(X, labels, epochs=2, batch_size=10, eta=1.0)
+    start = fastbp.Network([20, 8, 4], device="cpu-jit", seed=3, dtype="float64")
+    for a, b, c in zip([*measured.weights, *measured.biases], [*forced.weights, *forced.biases],
+                       [*start.weights, *start.biases]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+        assert np.abs(a - c).max() > 1e-3  # and it trained
     assert measured.rng.bit_generator.state == forced.rng.bit_generator.state
 
 
 def test_cpu_jit_on_a_busy_machine_records_its_default(auto, monkeypatch, caplog):
-    monkeypatch.setattr(planner, "busy_machine", lambda: True)
+    """Other processes busy during the trials skew them: the default is recorded instead."""
+    monkeypatch.setattr(planner, "busy_since", lambda mark: True)
     X, labels = data()
     with caplog.at_level(logging.INFO, logger="fastbp"):
-        fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=1, batch_size=10,
+        fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=2, batch_size=10,
                                                            eta=1.0)
     assert any("busy machine" in r.getMessage() and "fastbp tune" in r.getMessage()
                for r in caplog.records)
@@ -227,9 +234,10 @@ def test_a_busy_epoch_moves_only_to_a_plan_that_rounds_alike(caplog):
 
 def test_a_cached_plan_far_slower_than_its_epochs_is_measured_again(auto, caplog):
     """An epoch at over 1.5× its cached trial's speed means that trial ran while another
-    process held a core: the entry is marked, and the next run measures anew."""
+    process held a core: the entry is marked, and the next run measures anew. (The epochs that
+    run trials, two here, and the first after them are not judged: four epochs.)"""
     X, labels = data()
-    fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=1, batch_size=10,
+    fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=2, batch_size=10,
                                                        eta=1.0)
     key = "cpu-jit [20,8,4] m=10 float32"
     doc = json.loads(auto.read_text())
@@ -237,7 +245,7 @@ def test_a_cached_plan_far_slower_than_its_epochs_is_measured_again(auto, caplog
     doc["plans"][key]["speeds"] = {k: 1.0 for k in doc["plans"][key]["speeds"]}  # "disturbed"
     auto.write_text(json.dumps(doc))
     with caplog.at_level(logging.INFO, logger="fastbp"):
-        fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=2, batch_size=10,
+        fastbp.Network([20, 8, 4], device="cpu-jit").train(X, labels, epochs=4, batch_size=10,
                                                            eta=1.0)
     assert json.loads(auto.read_text())["plans"][key]["remeasure"]
     assert any("that trial was disturbed" in r.getMessage() for r in caplog.records)
@@ -441,71 +449,160 @@ def test_a_plan_from_another_cpu_is_not_reused(auto):
     assert choice.source == "measured"
 
 
-@pytest.mark.parametrize("m", [1, 10, 100, 1000, 10_000])
-def test_cpu_jit_trials_run_enough_steps_at_every_batch(m):
-    """Trials are sized by steps as well as rows: at least 16 steps at any batch."""
-    assert jit.trial_rows(m) // m >= jit.TRIAL_STEPS
-    assert jit.trial_rows(m) >= min(jit.TRIAL_ROWS, m * jit.TRIAL_STEPS)
-    assert jit.trial_rows(m, 4) == 4 * jit.trial_rows(m)
+BOOK = [784, 30, 10]
+WIDE = [784, 100, 10]
+BIG = [784, 1024, 1024, 10]
+FOUR = ["one-thread/openblas", "overlap/openblas", "two-threads/openblas",
+        "blas-threads/openblas"]
 
 
-@pytest.mark.parametrize("m,row_s,want_steps", [
-    (10, 1.4e-6, None),       # the book's net: a few ms a trial, never cut
-    (1000, 1e-6, None),       # [784,30,10] at 1000: 16 steps of 1 ms, never cut
-    (256, 4e-5, 3),           # a big network: 10 ms steps, cut to what fits 0.04 s
-    (1024, 3.6e-5, 2),        # 37 ms steps: two of them
-])
-def test_cpu_jit_trials_of_long_steps_are_cut_to_a_time_not_a_step_count(m, row_s, want_steps):
-    """A trial lasts at most about TRIAL_SECONDS (×4 for a long one) at the warm-up's speed,
-    whole batches, two at least; a step count alone made the big network's planning 35 s."""
-    warm = 2048 // m * m or m
-    cap = jit.timed_rows(m, warm, warm * row_s)
-    steps = min(jit.trial_rows(m), cap) // m
-    if want_steps is None:
-        assert steps == jit.trial_rows(m) // m
-    else:
-        assert steps == want_steps
-    assert jit.timed_rows(m, warm, warm * row_s, 4) >= 4 * cap - 4 * m
-    assert jit.timed_rows(m, warm, 0.0) >= jit.trial_rows(m)  # an instant warm-up: no cut
+@pytest.mark.parametrize("sizes,m,warm,timed", [
+    (BOOK, 1, 2048, 4199), (BOOK, 10, 204, 420), (BOOK, 100, 20, 42), (BOOK, 1000, 2, 5),
+    (BOOK, 10_000, 1, 1), (WIDE, 10, 126, 410), (WIDE, 100, 13, 41), (WIDE, 1000, 2, 5),
+    (BIG, 256, 1, 1), (BIG, 1024, 1, 1)])
+def test_cpu_jit_trials_are_sized_by_rows_and_work(sizes, m, warm, timed):
+    """A timed trial holds TRIAL_ROWS rows (whole chunks gathered ahead) or TRIAL_WORK
+    multiply-adds, whichever is more, and at most four times that work (a big network's step
+    alone); its warm-up a chunk, or one long step. Four candidates, 50,000 samples."""
+    assert jit.trial_steps(sizes, m, 50_000, 4) == (warm, timed)
 
 
-def rows_of_a_trial(row_seconds: float) -> list[int]:
-    """The rows of each run ``jit.trial`` makes of a stand-in candidate whose rows take
-    ``row_seconds`` each (a plan of 8,192 rows at batch 64), in order."""
+@pytest.mark.parametrize("sizes,m", [(BOOK, 10), (BOOK, 100), (WIDE, 100), (BIG, 256),
+                                     (BIG, 1024)])
+def test_cpu_jit_trials_of_four_candidates_fit_two_epochs(sizes, m):
+    trials = jit.schedule(sizes, m, 50_000, FOUR)
+    assert trials[-1].start + trials[-1].steps <= jit.TRIAL_EPOCHS * 50_000 // m
+
+
+def test_cpu_jit_a_small_epoch_shrinks_the_trials_to_fit():
+    warm, timed = jit.trial_steps([40, 16, 10], 10, 4192, 4)
+    assert 1 <= warm < timed and jit.ROUNDS * 4 * (warm + timed) <= 2 * 419
+
+
+def test_cpu_jit_trials_are_rounds_in_turn_each_warmed_up_the_spinning_pool_last():
+    """Each timed trial follows an untimed warm-up of its own candidate; the candidates take
+    ROUNDS trials in turn, ``blas-threads`` (whose pool spins on after it) after every other
+    trial. The trials follow each other from the run's first step, and the same configuration
+    gives the same schedule (every run trains the same steps)."""
+    trials = jit.schedule(BOOK, 10, 50_000, FOUR)
+    assert trials == jit.schedule(BOOK, 10, 50_000, list(FOUR))
+    names = [t.name.split("/")[0] for t in trials[::2]]
+    quiet = ["one-thread", "overlap", "two-threads"]
+    assert names == quiet * jit.ROUNDS + ["blas-threads"] * jit.ROUNDS
+    assert all(not w.timed and t.timed and w.name == t.name
+               for w, t in zip(trials[::2], trials[1::2]))
+    assert all(t.steps == 204 for t in trials[::2]) and all(t.steps == 420 for t in trials[1::2])
+    assert [t.start for t in trials] == [sum(u.steps for u in trials[:i])
+                                         for i in range(len(trials))]
+
+
+def test_cpu_jit_an_epoch_too_short_or_a_single_candidate_has_no_trials():
+    assert jit.schedule(BOOK, 10, jit.TRIAL_ROWS - 1, FOUR) == ()
+    assert jit.schedule(BOOK, 10, 50_000, FOUR[:1]) == ()
+
+
+def measured_choice(pace) -> planner.Choice:
+    """The choice the trials of a plan of 8,192 rows at batch 64 settle (in its first two
+    epochs), where ``pace(name,
+    call)`` gives the seconds a row of candidate ``name`` takes in its ``call``-th run."""
     rng = np.random.default_rng(0)
     net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
     X = rng.random((20, 8192)).astype(np.float32)
     plan = net.epoch_plan(X, rng.integers(0, 5, 8192), batch_size=64, eta=0.1)
     plan.start(net.backend.index_array(rng.permutation(8192)))
-    timed: list[int] = []
+    calls: dict[str, int] = {}
 
-    def run(copy, name):
-        rows = int(copy.cursor.order.shape[0])
-        timed.append(rows)
-        time.sleep(rows * row_seconds)
+    def run(p, name):
+        calls[name] = calls.get(name, 0) + 1
+        time.sleep(int(p.cursor.order.shape[0]) * pace(name, calls[name]))
         return 0.0
 
-    jit.trial(plan, "one-thread/openblas", run)
-    return timed
+    choice = jit.choose(net.backend, plan)
+    assert choice.source == "measuring"
+    for epoch in range(jit.TRIAL_EPOCHS):  # the trials span the first two epochs
+        plan.start(plan.cursor.order, 0, 0, epoch)
+        jit.run_epoch(plan, choice, run)
+    assert choice.source != "measuring"
+    return choice
 
 
-def test_cpu_jit_trial_times_no_more_rows_than_its_warm_up_allows(monkeypatch):
-    """trial() itself applies the cut: a candidate whose rows take 0.1 ms each is timed on
-    about TRIAL_SECONDS of them after its warm-up (a step, then a chunk), not on its 64 steps."""
-    monkeypatch.setattr(jit, "WARM_STEP_SECONDS", 0.05)  # its 6.4-ms step is a short one
-    first, warm, rows = rows_of_a_trial(row_seconds=1e-4)
-    assert first == 64 and warm == 2048 and rows % 64 == 0 and rows < jit.trial_rows(64)
-    # what fits TRIAL_SECONDS at the warm-up's (slightly slower) pace
-    assert 0.8 * jit.TRIAL_SECONDS <= rows * 1e-4 <= jit.TRIAL_SECONDS
+def test_cpu_jit_the_choice_is_the_fastest_after_its_first_steps(auto, monkeypatch):
+    """Stand-in candidates whose speed changes after their first steps: one fast on its
+    first call (a warm-up) and slow after it, one slow to start (loading its code) and fast
+    after. The choice is the one fastest on the timed trials, not the fastest starter."""
+    names = ["one-thread/openblas", "overlap/openblas", "two-threads/openblas"]
+    monkeypatch.setattr(jit, "candidates", lambda sizes, m, rows: names)
+    monkeypatch.setattr(jit, "default", lambda sizes, m, rows: names[0])
+    row = 2e-6
+
+    def pace(name, call):
+        if name == names[1]:  # a fast starter
+            return row / 10 if call == 1 else 3 * row
+        if name == names[2]:  # a slow starter
+            return 50 * row if call == 1 else row / 2
+        return row
+
+    choice = measured_choice(pace)
+    assert (choice.name, choice.source) == (names[2], "measured")
+    assert choice.speeds[names[2]] > choice.speeds[names[0]] > choice.speeds[names[1]]
 
 
-def test_cpu_jit_a_long_step_warms_a_trial_up_by_itself():
-    """A candidate whose first step takes WARM_STEP_SECONDS or more (a big network's) is timed
-    right after it, with no chunk of further warm-up steps: sixteen trials each warming up on
-    a chunk made planning the big network 7.4-7.8 s on the AMD EPYC."""
-    timed = rows_of_a_trial(row_seconds=2 * jit.WARM_STEP_SECONDS / 64)  # a step: twice that
-    assert timed[0] == 64 and len(timed) == 2  # the step, then the timed rows
-    assert timed[1] == jit.TRIAL_MIN_STEPS * 64  # what fits TRIAL_SECONDS: the fewest steps
+def test_cpu_jit_a_candidate_far_behind_after_one_trial_takes_no_more(auto, monkeypatch):
+    """Successive halving on real steps: a candidate under KEEP of the fastest after its first
+    trial takes no more (its slow steps are training time lost), the default always does; the
+    finalists are recorded with the choice, so a run that reads it back trains the same
+    trials."""
+    names = ["one-thread/openblas", "overlap/openblas", "two-threads/openblas"]
+    monkeypatch.setattr(jit, "candidates", lambda sizes, m, rows: names)
+    monkeypatch.setattr(jit, "default", lambda sizes, m, rows: names[2])
+    timed: list[str] = []
+
+    def pace(name, call):
+        timed.append(name)
+        return {names[0]: 1e-6, names[1]: 5e-6, names[2]: 2e-6}[name]  # overlap far behind
+
+    choice = measured_choice(pace)
+    assert choice.name == names[0]
+    # calls: a warm-up and one timed trial (a trial may run in two calls across an epoch's end)
+    assert 2 <= timed.count(names[1]) <= 3
+    assert min(timed.count(names[0]), timed.count(names[2])) >= 2 * jit.ROUNDS
+    entry = json.loads(auto.read_text())["plans"]["cpu-jit [20,8,5] m=64 float32"]
+    assert entry["finalists"] == [[names[0], names[2]]]
+
+
+def test_cpu_jit_a_candidate_that_fails_a_later_trial_is_never_chosen(auto, monkeypatch):
+    """A candidate that passes its warm-up and first trial, then fails, is left out however
+    fast it was: its steps run again as one-thread (the parameters put back)."""
+    names = ["one-thread/openblas", "two-threads/openblas"]
+    monkeypatch.setattr(jit, "candidates", lambda sizes, m, rows: names)
+    monkeypatch.setattr(jit, "default", lambda sizes, m, rows: names[0])
+
+    def pace(name, call):
+        if name == names[1] and call > 2:
+            raise RuntimeError("thread died")
+        return 1e-7 if name == names[1] else 1e-6
+
+    choice = measured_choice(pace)
+    assert choice.name == names[0] and names[1] not in choice.speeds
+
+
+def test_tune_runs_every_trial_of_a_configuration_over_its_epochs(auto):
+    """``tune_plan`` (``fastbp tune``) runs the trials now, across epochs and as they are laid
+    out group by group: every candidate gets timed, the spinning pool's last, and the choice
+    is settled and recorded."""
+    X, labels = data(n=jit.TRIAL_ROWS + 200)
+    net = fastbp.Network([20, 8, 4], device="cpu-jit", seed=1)
+    plan = net.epoch_plan(X, labels, batch_size=10, eta=0.5)
+    plan.start(net.backend.index_array(np.arange(X.shape[1])))
+    choice = net.backend.tune_plan(plan)
+    options = jit.candidates([20, 8, 4], 10, X.shape[1])
+    assert choice.source == "measured" and set(choice.speeds) == set(options)
+    assert json.loads(auto.read_text())["plans"]["cpu-jit [20,8,4] m=10 float32"]["choice"]
+    from fastbp_numba.cache import JitCache
+
+    trials = plan.cache.of(JitCache).trials[choice.key]
+    timed = [i for i, t in enumerate(trials.schedule) if t.timed]
+    assert all(trials.rows.get(i) == trials.schedule[i].steps * 10 for i in timed)
 
 
 def test_tune_reports_what_planning_cost_beside_a_30_epoch_run(tmp_path, monkeypatch, capsys):
@@ -516,7 +613,8 @@ def test_tune_reports_what_planning_cost_beside_a_30_epoch_run(tmp_path, monkeyp
     choice = planner.Choice("a/x", "measured", {"a/x": 500_000.0}, seconds=0.6)
     # 30 epochs of 50,000 samples at 500k/s take 3 s: 0.6 s of measuring is a fifth of that
     assert tune.planning_share(choice, 50_000) == pytest.approx(0.2)
-    assert tune._outcome(choice, 50_000) == "measured in 0.6 s (20.0% of 30 epochs), recorded"
+    assert tune._outcome(choice, 50_000) == ("measuring cost 0.6 s (20.0% of 30 epochs), "
+                                             "recorded")
     assert tune.planning_share(planner.Choice("a/x", "default"), 50_000) is None
     monkeypatch.setenv(planner.CACHE_ENV, str(tmp_path))
     monkeypatch.setenv(planner.ENV_VAR, "auto")  # tune sets it to measure: restored after

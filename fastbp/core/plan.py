@@ -128,11 +128,13 @@ class TrainingData:
 class Cursor:
     """Where an epoch (or a slice of one) stands: ``order`` the sample order (device indices),
     ``seed`` the epoch's dropout seed, ``first_step`` the number within its epoch of the first
-    mini-batch of ``order`` (a slice keeps its epoch's masks)."""
+    mini-batch of ``order`` (a slice keeps its epoch's masks), ``epoch`` the epoch's number in
+    the network's history (a device that plans on real steps places its trials by it)."""
 
     order: Array = None
     seed: int = 0
     first_step: int = 0
+    epoch: int = 0
 
 
 class DeviceCaches:
@@ -204,6 +206,7 @@ class EpochPlan:
         """The plan's steps from now on at rate ``η`` (new settings)."""
         self.settings = self.settings.with_eta(eta)
 
-    def start(self, order: Array, seed: int = 0, first_step: int = 0) -> None:
-        """A new cursor: the epoch (or slice) over ``order`` with dropout ``seed``."""
-        self.cursor = Cursor(order, seed, first_step)
+    def start(self, order: Array, seed: int = 0, first_step: int = 0, epoch: int = 0) -> None:
+        """A new cursor: the epoch ``epoch`` (or a slice of it) over ``order`` with dropout
+        ``seed``."""
+        self.cursor = Cursor(order, seed, first_step, epoch)

@@ -72,7 +72,7 @@ class Choice:
 
     def describe(self) -> str:
         speed = f", {self.speed:,.0f} samples/s in its trial" if self.speed else ""
-        cost = f", measured in {self.seconds:.2f} s" if self.source == "measured" else ""
+        cost = f", measuring cost {self.seconds:.2f} s" if self.source == "measured" else ""
         return f"{self.name} ({self.source}{speed}{cost})"
 
 
@@ -179,6 +179,62 @@ def measure(trials: Mapping[str, Callable[[int], float]], keep: str | None = Non
     return speeds, time.perf_counter() - t0
 
 
+@dataclass
+class Lookup:
+    """What the mode and the cache say of a configuration: a settled ``choice`` (forced, the
+    default, recorded), or ``None`` and what to measure: the ``eligible`` candidates and the
+    ``default`` that stands unless one is clearly faster; ``recorded`` the cache's choice,
+    also where it is marked for measuring again; ``entry`` the cache's entry as it is (a
+    device may keep more in it: a measurement under way, the trials that led to the choice)."""
+
+    choice: Choice | None
+    eligible: list[str]
+    default: str
+    recorded: Choice | None = None
+    entry: dict[str, Any] = field(default_factory=dict)
+
+
+def lookup(key: str, candidates: Sequence[str], default: str, machine: Mapping[str, Any],
+           section: str | None = None, rounding: Callable[[str], str] | None = None) -> Lookup:
+    """The choice ``$FASTBP_PLAN`` forces (a candidate's name; ``off``: ``default``), the one
+    recorded in ``section`` of the cache (``auto``), or what to measure: every candidate
+    (nothing recorded, or ``measure``), or, for a recorded choice marked for measuring again
+    (:func:`forget`), the candidates that round as it does (``rounding(name)``), against it."""
+    how = mode()
+    if how == "off":
+        return Lookup(Choice(default, "default"), [], default)
+    if how not in ("auto", "measure"):
+        named = [c for c in candidates if c == how or c.split("/")[0] == how]
+        if not named:
+            raise ConfigError(f"{ENV_VAR}={how!r} is not a candidate for {key}; candidates: "
+                              f"{', '.join(candidates)} (or auto, measure, off)")
+        return Lookup(Choice(named[0], "forced"), [], default)
+    # read_cache has left out every damaged entry (plancache.damaged_entry: speeds are finite
+    # numbers, the choice a name)
+    found = read_cache(machine, section).get(key) if how == "auto" else None
+    entry: dict[str, Any] = found if isinstance(found, dict) else {}
+    recorded = entry.get("choice")
+    if entry.get("pending"):  # a measurement under way (a device's own): go on with it
+        return Lookup(None, list(candidates), default, entry=entry)
+    if isinstance(recorded, str) and recorded in candidates:
+        speeds = {str(k): float(v) for k, v in entry.get("speeds", {}).items()}
+        cached = Choice(recorded, "cache", speeds)
+        if not entry.get("remeasure"):
+            return Lookup(cached, [], default, cached, entry)
+        same = [c for c in candidates if rounding is None or rounding(c) == rounding(recorded)]
+        return Lookup(None, same, recorded, cached, entry)
+    return Lookup(None, list(candidates), default)
+
+
+def fastest(speeds: Mapping[str, float], default: str) -> str:
+    """The fastest of ``speeds``, unless it is within :data:`MARGIN` of ``default``'s: within
+    the trials' noise the fixed rule stands."""
+    best = max(speeds, key=speeds.__getitem__)
+    if default in speeds and speeds[best] < (1 + MARGIN) * speeds[default]:
+        return default
+    return best
+
+
 def choose(key: str, candidates: Sequence[str], default: str,
            trials: Callable[[], Mapping[str, Callable[[int], float]]],
            machine: Mapping[str, Any], busy: bool = False, section: str | None = None,
@@ -197,40 +253,22 @@ def choose(key: str, candidates: Sequence[str], default: str,
     measures every candidate anew. A plan too short for a trial (``measurable=False``: a
     benchmark's single step, a small test) takes the recorded choice or the default, and
     records nothing: a trial of a few rows would rank the candidates by noise."""
-    how = mode()
-    if how == "off":
-        return Choice(default, "default")
-    if how not in ("auto", "measure"):
-        named = [c for c in candidates if c == how or c.split("/")[0] == how]
-        if not named:
-            raise ConfigError(f"{ENV_VAR}={how!r} is not a candidate for {key}; candidates: "
-                              f"{', '.join(candidates)} (or auto, measure, off)")
-        return Choice(named[0], "forced")
-    # read_cache has left out every damaged entry (plancache.damaged_entry: speeds are finite
-    # numbers, the choice a name)
-    found = read_cache(machine, section).get(key) if how == "auto" else None
-    entry: dict[str, Any] = found if isinstance(found, dict) else {}
-    recorded = entry.get("choice")
-    same = list(candidates)
-    if isinstance(recorded, str) and recorded in candidates:
-        speeds = {str(k): float(v) for k, v in entry.get("speeds", {}).items()}
-        if not entry.get("remeasure") or not measurable or busy:
-            return Choice(recorded, "cache", speeds)
-        same = [c for c in candidates if rounding is None or rounding(c) == rounding(recorded)]
-        default = recorded
+    found = lookup(key, candidates, default, machine, section, rounding)
+    if found.choice is not None:
+        return found.choice
+    if found.recorded is not None and (not measurable or busy):
+        return found.recorded
     if not measurable:
         return Choice(default, "default, too few rows to measure")
-    if busy and how == "auto":
+    if busy and mode() == "auto":
         _record(key, default, {}, 0.0, machine, section, busy=True)
         return Choice(default, "default, busy")
     made = trials()
-    speeds, seconds = measure({c: made[c] for c in same if c in made}, keep=default,
-                              spins=spins)
+    speeds, seconds = measure({c: made[c] for c in found.eligible if c in made},
+                              keep=found.default, spins=spins)
     if not speeds:
-        return Choice(default, "default")
-    best = max(speeds, key=speeds.__getitem__)
-    if default in speeds and speeds[best] < (1 + MARGIN) * speeds[default]:
-        best = default  # within the trials' noise: the fixed rule stands
+        return Choice(found.default, "default")
+    best = fastest(speeds, found.default)
     if busy:  # asked to measure (fastbp tune) while another process skews every trial
         return Choice(best, "measured on a busy machine, not recorded", speeds, seconds)
     _record(key, best, speeds, seconds, machine, section, busy=False)
@@ -238,31 +276,48 @@ def choose(key: str, candidates: Sequence[str], default: str,
 
 
 def _record(key: str, choice: str, speeds: Mapping[str, float], seconds: float,
-            machine: Mapping[str, Any], section: str | None, busy: bool) -> None:
+            machine: Mapping[str, Any], section: str | None, busy: bool,
+            extra: Mapping[str, Any] | None = None) -> None:
     """Record ``choice`` for ``key`` (re-reading the cache: another process may have added
-    plans)."""
+    plans), with a device's ``extra`` fields."""
     plans = read_cache(machine, section)
     plans[key] = {"choice": choice, "speeds": dict(speeds), "measured_s": round(seconds, 4),
-                  "busy": busy, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                  "busy": busy, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
     write_cache(machine, plans, section)
 
 
-def others_load(window: float = 0.1) -> float:
-    """How many cores other processes kept busy over the last ``window`` seconds: the
-    machine's busy CPU time (``/proc/stat``) less this process's own (``os.times``), while this
-    process waits. Where ``/proc/stat`` cannot be read, the 1-minute load average less one."""
+LoadMark = tuple[float, float, float]  # the machine's busy CPU time, this process's, the time
+
+
+def load_mark() -> LoadMark | None:
+    """Where the machine's and this process's CPU times stand now (:func:`others_since`);
+    ``None`` where ``/proc/stat`` cannot be read."""
     try:
-        busy0, own0 = _machine_busy(), _own_cpu()
-        t0 = time.perf_counter()
-        time.sleep(window)
-        busy1, own1 = _machine_busy(), _own_cpu()
-        wall = time.perf_counter() - t0
+        return _machine_busy(), _own_cpu(), time.perf_counter()
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def others_since(mark: LoadMark | None) -> float:
+    """How many cores other processes kept busy since ``mark`` (:func:`load_mark`): the
+    machine's busy CPU time less this process's own, over the wall time; where ``/proc/stat``
+    cannot be read, the 1-minute load average less one."""
+    now = load_mark()
+    if mark is None or now is None:
         try:
             return max(0.0, os.getloadavg()[0] - 1.0)
         except (OSError, AttributeError):
             return 0.0
-    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / wall)
+    wall = max(now[2] - mark[2], 1e-9)
+    return max(0.0, ((now[0] - mark[0]) - (now[1] - mark[1])) / wall)
+
+
+def others_load(window: float = 0.1) -> float:
+    """How many cores other processes kept busy over the last ``window`` seconds, while this
+    process waits (:func:`others_since`)."""
+    mark = load_mark()
+    time.sleep(window)
+    return others_since(mark)
 
 
 def _machine_busy() -> float:
@@ -274,10 +329,24 @@ def _machine_busy() -> float:
 
 
 def _own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
+    return time.process_time()  # every thread's, to the nanosecond
+
+
+BUSY_CORES = 0.5  # other processes keeping this much of a core busy make a machine busy
 
 
 def busy_machine() -> bool:
-    """Whether other processes keep at least half a core of this machine busy."""
-    return others_load() >= 0.5
+    """Whether other processes keep at least half a core of this machine busy (it waits
+    0.1 s to tell)."""
+    return others_load() >= BUSY_CORES
+
+
+BUSY_WINDOW = 0.05  # the shortest span busy_since judges: /proc/stat counts 10-ms ticks
+
+
+def busy_since(mark: LoadMark | None) -> bool:
+    """Whether other processes kept at least half a core busy since ``mark``, while this
+    process ran (its trials); it waits only where that span was under :data:`BUSY_WINDOW`."""
+    if mark is not None and time.perf_counter() - mark[2] < BUSY_WINDOW:
+        time.sleep(BUSY_WINDOW - (time.perf_counter() - mark[2]))
+    return others_since(mark) >= BUSY_CORES

@@ -137,7 +137,7 @@ def _epoch(backend: Ops, state: TrainState, plan: EpochPlan, evaluator: Evaluato
         order = rng.permutation(n) if shuffle else np.arange(n)
         # the epoch's dropout masks (fastbp.core.dropout)
         seed = int(rng.integers(1 << 32)) if plan.settings.dropout else 0
-        plan.start(backend.index_array(order), seed)
+        plan.start(backend.index_array(order), seed, epoch=epoch)
         t0 = time.perf_counter()
         if progress is None:
             cost = epoch_fn(plan) / n

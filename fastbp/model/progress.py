@@ -38,23 +38,23 @@ def sgd_epoch_in_chunks(backend: Ops, plan: EpochPlan, order: np.ndarray,
     the mini-batches are those of a single call; a device that plans its epochs
     (``plan_for``) plans the whole epoch first, so the slices run as one call would."""
     n = len(order)
-    m, seed = plan.settings.batch_size, plan.cursor.seed
+    m, seed, epoch = plan.settings.batch_size, plan.cursor.seed, plan.cursor.epoch
     steps = -(-n // m)
     step = max(1, -(-steps // max(1, updates))) * m
     total = 0.0
     plan_for = getattr(backend, "plan_for", None)
     if plan_for is not None:  # the device plans the whole epoch, not the first slice
-        plan.start(backend.index_array(order), seed)
+        plan.start(backend.index_array(order), seed, epoch=epoch)
         own = plan.device_form()  # a layer stack a device's own epoch does not take: None
         if own is not None:
             plan_for(own)
     progress(0, 0.0, n)
     for start in range(0, n, step):
         # the slice's masks are the epoch's: its first step is numbered within the epoch
-        plan.start(backend.index_array(order[start:start + step]), seed, start // m)
+        plan.start(backend.index_array(order[start:start + step]), seed, start // m, epoch)
         total += epoch_fn(plan)
         progress(min(start + step, n), total, n)
-    plan.start(plan.cursor.order, seed)
+    plan.start(backend.index_array(order), seed, epoch=epoch)
     return total
 
 

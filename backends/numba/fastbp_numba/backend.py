@@ -110,24 +110,12 @@ class NumbaBackend(LayerOps):
                             codes.compiles(self.kernels), missing)
                 self._warned_cost = True
             return super().sgd_epoch(plan)
-        choice = planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
-        strategy, library = choice.name.split("/")
-        params = plan.params.arrays()
-        saved = None if strategy == "one-thread" else [np.array(a) for a in params]
+        choice = planning.choose(self, plan)
         t0 = time.perf_counter()
-        try:
-            total = self._epoch(plan, code, choice.name)
-        except (RuntimeError, OSError) as exc:  # a plan that cannot run here (a thread, ...)
-            if saved is None:
-                raise
-            for dst, src in zip(params, saved):
-                dst[...] = src
-            log.warning("fastbp: cpu-jit's plan %s failed (%s: %s); the epoch runs again as "
-                        "one-thread/%s, and so do the next", choice.name, type(exc).__name__,
-                        exc, library)
-            choice.name, choice.source = f"one-thread/{library}", "fallback"
-            return self._epoch(plan, code, choice.name)
-        planning.after_epoch(plan, choice, time.perf_counter() - t0)
+        total, trials = planning.run_epoch(plan, choice,
+                                           lambda p, name: self._epoch(p, code, name))
+        if not trials:
+            planning.after_epoch(plan, choice, time.perf_counter() - t0)
         return total
 
     def stack_backprop(self, stack: Any, params: Any, x: Any, y: Any,
@@ -157,15 +145,32 @@ class NumbaBackend(LayerOps):
 
     def plan_for(self, plan: EpochPlan) -> planning.planner.Choice:
         """How epochs of ``plan`` will run here (:func:`fastbp_numba.planning.choose`): the
-        cached, forced or default candidate, or the fastest in a trial now; ``generic`` for a
-        cost or neuron the kernels do not compile (the ``cpu`` device's loop runs it, nothing to
-        plan)."""
+        cached, forced or default candidate, or ``measuring`` (the first epochs' trials settle
+        it); ``generic`` for a cost or neuron the kernels do not compile (the ``cpu`` device's
+        loop runs it, nothing to plan)."""
         code = self._spec(plan.layers.cost, plan.layers.kinds, len(plan.params.weights))
         if code is None:
             return planning.planner.Choice(
                 "generic", f"the kernels do not compile "
                 f"{codes.not_compiled(self.kernels, plan.layers.cost, plan.layers.kinds)}")
-        return planning.choose(self, plan, lambda p, name: self._epoch(p, code, name))
+        return planning.choose(self, plan)
+
+    def tune_plan(self, plan: EpochPlan) -> planning.planner.Choice:
+        """:meth:`plan_for`, and where that is ``measuring``, its trials run now: the steps of
+        the first epochs that they take, training ``plan``'s parameters (``fastbp tune``'s
+        network of its own), in order, until the choice is settled."""
+        choice = self.plan_for(plan)
+        order, per = plan.cursor.order, planning.steps_per_epoch(plan)
+        m, done = int(plan.settings.batch_size), 0
+        while choice.source == "measuring":  # each pass: up to the trials laid out so far
+            end = plan.cache.of(JitCache).trials[choice.key].end
+            epoch, step = divmod(done, per)
+            upto = min(end, (epoch + 1) * per)
+            plan.start(order[step * m:(upto - epoch * per) * m], 0, step, epoch)
+            self.sgd_epoch(plan)
+            done = upto
+        plan.start(order)
+        return choice
 
     def _epoch(self, plan: EpochPlan, code: Spec, candidate: str) -> float:
         """One epoch of ``plan`` run as ``candidate`` (``STRATEGY/LIBRARY``, see

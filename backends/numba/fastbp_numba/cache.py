@@ -7,7 +7,7 @@ from typing import Any
 
 class JitCache:
     """What ``cpu-jit`` keeps per network: the row buffers and the dropout buffers by
-    ``(sizes, m, dtype)``, and the planner's choice per configuration key
+    ``(sizes, m, dtype)``, and the planner's choice and trials per configuration key
     (:func:`fastbp_numba.planning.choose`). It lives with the network, not on the backend, so
     networks sharing one backend instance can train in different threads."""
 
@@ -15,3 +15,4 @@ class JitCache:
         self.rows: dict[tuple[tuple[int, ...], int, str], tuple[Any, ...]] = {}
         self.dropout: dict[tuple[tuple[int, ...], int, str], tuple[Any, ...]] = {}
         self.choices: dict[str, Any] = {}
+        self.trials: dict[str, Any] = {}

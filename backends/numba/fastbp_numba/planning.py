@@ -12,24 +12,24 @@ Every candidate runs chapter 3's techniques (momentum, L1, dropout) in its compi
 (the `*_tech` epochs of :mod:`fastbp_numba.epoch`), so a plan with them chooses among the
 same ones.
 
-The first epoch of a configuration picks the fastest in a short trial of real steps on copies of
-the parameters (or takes the recorded choice). Candidates that round differently
-(:func:`rounding`) give a seed different numbers, so the choice is recorded once per machine and
-configuration, and a run never moves to one that rounds differently (see
-:func:`fastbp.devices.planner.choose`).
+The first steps of a configuration are its trials (:func:`schedule`): real training steps, each
+candidate's in turn, timed; the last of them settles the fastest, which is recorded and runs the
+rest. Candidates that round differently (:func:`rounding`) give a seed different numbers, so the
+trials are the same steps in every run of the configuration (a run that reads the recorded choice
+back trains them too, and gets the numbers of the run that measured), the choice is recorded once
+per machine and configuration, and a run never moves to one that rounds differently.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import time
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fastbp.core.plan import EpochPlan, Parameters
+from fastbp.core.plan import EpochPlan
 from fastbp.devices import planner
 from fastbp.devices.cpu import (
     cblas_choice,
@@ -57,15 +57,10 @@ TWO_CORES = ("overlap", "two-threads", "blas-threads")
 # 1000 0.62 M / 0.55 M, batch 10000 0.58 M / 0.49 M; [784,1024,1024,10] batch 256 / 1024 28.7k /
 # 26.5k against 29.7k / 32.7k.
 TWO_THREADS_WEIGHTS = 400_000
-TRIAL_ROWS = 4096  # rows of one candidate's timed trial; a shorter epoch is not measured
-TRIAL_STEPS = 16  # steps of the shortest timed trial at any batch: past thread start-up and caches
-TRIAL_SECONDS = 0.04  # a short trial's most seconds (four times that for a long one) ...
-TRIAL_MIN_STEPS = 2  # ... but at least this many steps (a big network's steps are long)
-# A step this long warms a trial up by itself; shorter ones warm up on a chunk of rows. With the
-# 0.04 s trials, planning the big network on the AMD EPYC took 2.3 s at batch 256 and 3.9 s at
-# 1024 (was 7.8 and 7.4 s: sixteen trials, each warming up on a chunk, of 0.1 s), the same
-# choice five times in five (benchmarks/planner_stability.py)
-WARM_STEP_SECONDS = 0.01
+TRIAL_ROWS = 4096  # rows of a timed trial of short steps: two chunks gathered ahead at least ...
+TRIAL_WORK = 300_000_000  # ... and about this many multiply-adds (at most four times as many)
+ROUNDS = 3  # timed trials of each candidate, in turn; the median counts
+TRIAL_EPOCHS = 2  # the trials of every candidate fit this many epochs where steps allow
 SLOW = 0.5  # an epoch below this fraction of its trial's speed means a busy machine
 FAST = 1.5  # an epoch above this multiple of its cached trial's speed: the trial was disturbed
 
@@ -143,94 +138,310 @@ def _key(backend: Any, plan: EpochPlan) -> str:
                               int(plan.settings.batch_size), backend.dtype)
 
 
+@dataclass(frozen=True)
+class Trial:
+    """Real training steps ``start`` to ``start + steps`` of a run (counted from the first
+    step of its first epoch) run as candidate ``name``; ``timed`` unless it warms the candidate
+    up (its first call loads code and starts threads)."""
+
+    name: str
+    start: int
+    steps: int
+    timed: bool
+
+
+def trial_steps(sizes: list[int], m: int, rows: int, count: int) -> tuple[int, int]:
+    """Steps of one trial at batch ``m``: ``(warm, timed)``. The timed steps hold
+    :data:`TRIAL_ROWS` rows (a candidate that gathers rows ahead is timed on whole chunks) and
+    about :data:`TRIAL_WORK` multiply-adds (``3 m Σ n_l n_{l-1}`` a step: feedforward, BP2,
+    BP4), whichever is more, but no more than four times that work (a big network's step times
+    well by itself); the warm-up before them a chunk of rows, or a step where one step holds
+    that work. Both shrink so that ``count`` candidates' :data:`ROUNDS` trials fit
+    :data:`TRIAL_EPOCHS` epochs of ``rows``, one step each at least."""
+    step = 3 * step_work(sizes, m)
+    by_work = -(-TRIAL_WORK // step)
+    timed = min(max(by_work, -(-TRIAL_ROWS // m)), -(-4 * TRIAL_WORK // step))
+    warm = min(chunk_rows(m) // m, by_work)
+    pair = max(2, TRIAL_EPOCHS * (rows // m) // (count * ROUNDS))
+    warm = max(1, min(warm, pair // 3))
+    return warm, max(1, min(timed, pair - warm))
+
+
+def groups(options: list[str]) -> list[list[str]]:
+    """The candidates in the order their trials run: the others, then those whose BLAS pool
+    keeps spinning after them (``blas-threads``), which would slow whatever is timed next."""
+    quiet = [c for c in options if not blas_threaded(c)]
+    return [g for g in (quiet, [c for c in options if blas_threaded(c)]) if g]
+
+
+def schedule(sizes: list[int], m: int, rows: int, options: list[str],
+             finalists: Sequence[Sequence[str]] | None = None) -> tuple[Trial, ...]:
+    """The trials of a configuration: a function of it, of the candidates and of the
+    ``finalists`` recorded with its plan, so every run of it (the one that measures, and every
+    one that reads its choice back) trains the same steps the same way, and a seed gives the
+    same numbers. Each candidate's trial is a warm-up (untimed: a candidate's first call loads
+    its code, and the one before may have left the other core busy) right before its timed
+    steps (:func:`trial_steps`). Group by group (:func:`groups`), every candidate takes a trial
+    in turn, then the group's finalists (``finalists[i]``, chosen from those trials by
+    :func:`finalists_of`; all of them where ``finalists`` is ``None``) take :data:`ROUNDS` - 1
+    more, in turn, so a disturbance falls on one trial of each. The trials end before the
+    first group whose finalists are not known yet. Empty for an epoch under
+    :data:`TRIAL_ROWS` rows or a single candidate."""
+    if rows < TRIAL_ROWS or len(options) < 2:
+        return ()
+    warm, timed = trial_steps(sizes, m, rows, len(options))
+    trials: list[Trial] = []
+
+    def add(names: Sequence[str]) -> None:
+        for name in names:
+            start = trials[-1].start + trials[-1].steps if trials else 0
+            trials.extend([Trial(name, start, warm, False), Trial(name, start + warm, timed, True)])
+
+    for i, group in enumerate(groups(options)):
+        add(group)
+        if finalists is not None and i >= len(finalists):
+            break
+        for _ in range(ROUNDS - 1):
+            add([c for c in group if finalists is None or c in finalists[i]])
+    return tuple(trials)
+
+
+KEEP = 0.7  # a candidate this far below the fastest after one trial takes no more
+
+
+def finalists_of(group: list[str], speeds: dict[str, float], default: str) -> list[str]:
+    """The candidates of ``group`` that take more trials: those whose trial so far ran at
+    :data:`KEEP` or more of the fastest of ``speeds`` (every candidate timed yet), and the
+    ``default``, which a candidate must beat on equal terms."""
+    best = max(speeds.values(), default=0.0)
+    return [c for c in group if c == default or speeds.get(c, 0.0) >= KEEP * best]
+
+
+@dataclass
+class Trials:
+    """A configuration's trials in this network: its candidates and the ``finalists`` known
+    (:func:`schedule`), the rows and seconds each timed trial has run so far (a trial may run
+    in slices), the candidates that failed, and whether the choice is still to be made from
+    them (``measuring``: the candidates ``eligible``, against ``default``)."""
+
+    sizes: list[int]
+    m: int
+    rows_in_epoch: int
+    options: list[str]
+    finalists: list[list[str]] | None
+    measuring: bool
+    eligible: list[str] = field(default_factory=list)
+    default: str = ""
+    rows: dict[int, int] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+    mark: planner.LoadMark | None = None
+    spent: float = 0.0  # seconds of every trial, warm-ups included ...
+    spent_rows: int = 0  # ... and their rows
+    schedule: tuple[Trial, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.plan_trials()
+
+    def plan_trials(self) -> None:
+        """The trials as far as the finalists known lay them out (:func:`schedule`)."""
+        self.schedule = schedule(self.sizes, self.m, self.rows_in_epoch, self.options,
+                                 self.finalists)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every group's finalists are known (the trials are all laid out)."""
+        return self.finalists is None or len(self.finalists) >= len(groups(self.options))
+
+    @property
+    def end(self) -> int:
+        """The first step after the trials laid out."""
+        return self.schedule[-1].start + self.schedule[-1].steps if self.schedule else 0
+
+    def speeds(self) -> dict[str, float]:
+        """Each candidate's samples/s: the median of its timed trials that ran."""
+        figures: dict[str, list[float]] = {}
+        for i, t in enumerate(self.schedule):
+            if t.timed and self.seconds.get(i, 0.0) > 0 and t.name not in self.failed:
+                figures.setdefault(t.name, []).append(self.rows[i] / self.seconds[i])
+        return {name: sorted(f)[len(f) // 2] for name, f in figures.items()}
+
+
 def held(backend: Any, plan: EpochPlan) -> planner.Choice | None:
     """The choice :func:`choose` made for ``plan``'s configuration, if it made one."""
     return plan.cache.of(JitCache).choices.get(_key(backend, plan))
 
 
-def choose(backend: Any, plan: EpochPlan, run: Callable[[Any, str], float]
-           ) -> planner.Choice:
+def choose(backend: Any, plan: EpochPlan) -> planner.Choice:
     """The candidate for ``plan``'s configuration, kept on the plan for its later epochs:
-    recorded, forced, the default, or measured now with ``run(trial_plan, candidate)``."""
+    forced, the default, recorded, or ``measuring``: the choice is made on real steps of the
+    first epochs (:func:`schedule`, :func:`run_epoch`), the default standing until then.
+
+    A recorded choice runs the same trials first (so a seed gives the numbers of the run
+    that measured, whatever the cache held), and a forced or fixed one none."""
     key = _key(backend, plan)
-    made = plan.cache.of(JitCache).choices.get(key)
+    jit = plan.cache.of(JitCache)
+    made = jit.choices.get(key)
     if made is not None:
         return made
     sizes, m = list(plan.layers.sizes), int(plan.settings.batch_size)
-    rows = int(plan.cursor.order.shape[0])
+    rows = int(plan.data.n)
     options = candidates(sizes, m, rows)
     fixed = default(sizes, m, rows)
-    measurable = rows >= TRIAL_ROWS
-    busy = measurable and planner.mode() in ("auto", "measure") and planner.busy_machine()
-
-    def trials() -> dict[str, Callable[[int], float]]:
-        return {name: functools.partial(_trial_of, plan, name, run) for name in options}
-
-    choice = planner.choose(key, options, fixed if fixed in options else options[0], trials,
-                            fingerprint(), busy=busy, measurable=measurable, rounding=rounding,
-                            spins=[c for c in options if blas_threaded(c)])
-    if choice.source == "default, busy":
-        log.warning("fastbp: cpu-jit planned %s on a busy machine: the default %s is recorded "
-                    "without measuring; run `fastbp tune` on a quiet machine to measure every "
-                    "candidate (a seed's numbers may then change once)", key, choice.name)
+    fixed = fixed if fixed in options else options[0]
+    found = planner.lookup(key, options, fixed, fingerprint(), rounding=rounding)
+    recorded = found.entry.get("finalists")
+    finalists = None if recorded is None and not found.entry.get("pending") else recorded or []
+    measurable = bool(schedule(sizes, m, rows, options, []))
+    if found.choice is not None:
+        choice = found.choice
+        if found.recorded is not None and measurable:  # the trials the choice was made on
+            jit.trials[key] = Trials(sizes, m, rows, options, finalists, measuring=False)
+    elif not measurable:
+        choice = found.recorded or planner.Choice(fixed, "default, too few rows to measure")
     else:
-        log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
+        choice = planner.Choice(found.default, "measuring")
+        jit.trials[key] = Trials(sizes, m, rows, options, finalists if found.entry else [],
+                                 True, found.eligible, found.default)
     choice.key = key
-    plan.cache.of(JitCache).choices[key] = choice
+    if choice.source != "measuring":
+        log.info("fastbp: cpu-jit plan for %s: %s", key, choice.describe())
+    jit.choices[key] = choice
     return choice
 
 
-def _trial_of(plan: Any, name: str, run: Callable[[Any, str], float], scale: int) -> float:
-    return trial(plan, name, run, scale)
+def steps_per_epoch(plan: EpochPlan) -> int:
+    """Mini-batches in one epoch of ``plan``'s training data (the last may be short)."""
+    return -(-int(plan.data.n) // int(plan.settings.batch_size))
 
 
-def trial_rows(m: int, scale: int = 1) -> int:
-    """Rows of a timed trial at batch ``m``: ``scale`` times :data:`TRIAL_ROWS`, and at least
-    :data:`TRIAL_STEPS` steps (whole batches), so a large batch is timed over enough steps to
-    get past thread start-up (four steps at batch 1000 once measured ``two-threads`` at a third
-    of its speed)."""
-    return scale * max(TRIAL_ROWS // m, TRIAL_STEPS) * m
+def run_epoch(plan: EpochPlan, choice: planner.Choice, run: Callable[[Any, str], float]
+              ) -> tuple[float, bool]:
+    """``plan``'s epoch (or slice: ``plan.cursor``) run as planned: the steps that fall on
+    the configuration's trials as each trial's candidate, timed, the rest as ``choice``. Where
+    the choice is being measured, the trials decide each group's finalists when its first
+    trials end (:func:`advance`), and the choice after the last. Returns the summed cost and
+    whether any trial ran in it (such an epoch says nothing of the choice's speed)."""
+    trials = plan.cache.of(JitCache).trials.get(choice.key)
+    cursor, m = plan.cursor, int(plan.settings.batch_size)
+    order = cursor.order
+    steps = -(-int(order.shape[0]) // m)
+    first = cursor.epoch * steps_per_epoch(plan) + cursor.first_step
+    total, done, ran, i = 0.0, 0, False, 0
+    try:
+        while trials is not None and i < len(trials.schedule):
+            t = trials.schedule[i]
+            a, b = max(t.start, first), min(t.start + t.steps, first + steps)
+            if a < b:
+                if trials.mark is None:
+                    trials.mark = planner.load_mark()
+                plan.start(order[(a - first) * m:(b - first) * m], cursor.seed,
+                           cursor.first_step + a - first, cursor.epoch)
+                rows = int(plan.cursor.order.shape[0])
+                t0 = time.perf_counter()
+                total += _guarded(plan, t.name, run, trials, choice)
+                seconds = time.perf_counter() - t0
+                trials.spent, trials.spent_rows = trials.spent + seconds, trials.spent_rows + rows
+                if t.timed:
+                    trials.rows[i] = trials.rows.get(i, 0) + rows
+                    trials.seconds[i] = trials.seconds.get(i, 0.0) + seconds
+                done, ran = b - first, True
+            i += 1
+            if i == len(trials.schedule) and trials.measuring and first + steps >= trials.end:
+                advance(plan, choice, trials, started_past=not trials.rows)
+        if done < steps:
+            plan.start(order[done * m:], cursor.seed, cursor.first_step + done, cursor.epoch)
+            total += _guarded(plan, choice.name, run, None, choice)
+    finally:
+        plan.cursor = cursor
+    return total, ran
 
 
-def timed_rows(m: int, warm_rows: int, warm_seconds: float, scale: int = 1) -> int:
-    """The most rows a timed trial takes after a warm-up of ``warm_rows`` in ``warm_seconds``:
-    what lasts about ``scale`` times :data:`TRIAL_SECONDS` at the warm-up's speed, in whole
-    batches, at least :data:`TRIAL_MIN_STEPS` of them. A big network's steps are long enough
-    that a few of them time it well (its 16-step trials at batch 1024 made planning 35 s)."""
-    per_row = warm_seconds / max(warm_rows, 1)
-    fit = int(scale * TRIAL_SECONDS / per_row) if per_row > 0 else 1 << 62
-    return max(TRIAL_MIN_STEPS, fit // m) * m
+def advance(plan: EpochPlan, choice: planner.Choice, trials: Trials, started_past: bool
+            ) -> None:
+    """The trials laid out have run: the next group's finalists, recorded at once with the
+    measurement under way (a later run, however short this one, trains the same trials), or,
+    after the last group, the choice (:func:`decide`). A run that timed none of them (one
+    resumed past them, with no choice recorded) keeps the default and records nothing."""
+    if started_past:
+        trials.measuring = False
+        choice.source = "default, started past its trials"
+        log.info("fastbp: cpu-jit plan for %s: %s", choice.key, choice.describe())
+        return
+    if trials.complete:
+        decide(choice, trials)
+        return
+    assert trials.finalists is not None  # not complete
+    group = groups(trials.options)[len(trials.finalists)]
+    speeds = {k: v for k, v in trials.speeds().items() if k in trials.eligible}
+    kept = [c for c in finalists_of(group, speeds, trials.default) if c not in trials.failed]
+    trials.finalists.append(kept)
+    trials.plan_trials()
+    planner._record(choice.key, trials.default, {}, 0.0, fingerprint(), None, busy=False,
+                    extra={"pending": True, "finalists": trials.finalists})
 
 
-def trial(plan: EpochPlan, name: str, run: Callable[[Any, str], float], scale: int = 1
-          ) -> float:
-    """Samples/s of candidate ``name`` on the first rows of ``plan.cursor.order``
-    (:func:`trial_rows`, no more than :func:`timed_rows` allows), on copies of the parameters and
-    velocities (training is not touched): a step to warm up (threads started, code loaded),
-    then a chunk of rows where that step took under :data:`WARM_STEP_SECONDS` (rows gathered
-    ahead, caches filled), then the timed rows."""
-    m = int(plan.settings.batch_size)
-    order, params = plan.cursor.order, plan.params
-    n = int(order.shape[0])
-    rows = min(n, trial_rows(m, scale))
-    velocities = None if params.velocities is None else [np.array(v) for v in params.velocities]
-    copies = Parameters([np.array(w) for w in params.weights],
-                        [np.array(b) for b in params.biases], velocities)
-    copy = dataclasses.replace(plan, params=copies)
-    warm = min(n, m)  # one step first: a long one warms the candidate up by itself
-    copy.start(order[:warm], plan.cursor.seed)
-    t0 = time.perf_counter()
-    run(copy, name)
-    if time.perf_counter() - t0 < WARM_STEP_SECONDS:  # short steps: a whole chunk of them
-        warm = min(n, chunk_rows(m))
-        copy.start(order[:warm], plan.cursor.seed)
-        t0 = time.perf_counter()
-        run(copy, name)
-    rows = min(rows, timed_rows(m, warm, time.perf_counter() - t0, scale))
-    copy.start(order[:rows], plan.cursor.seed)
-    t0 = time.perf_counter()
-    run(copy, name)
-    return rows / max(time.perf_counter() - t0, 1e-9)
+def _guarded(plan: EpochPlan, name: str, run: Callable[[Any, str], float],
+             trials: Trials | None, choice: planner.Choice) -> float:
+    """``run(plan, name)``; where a candidate of two cores cannot run here (a thread, ...),
+    the parameters are put back and the steps run again as ``one-thread`` (the same numbers
+    every time it fails so): the trial's candidate is left out of the choice, a chosen one is
+    replaced for the rest of the run."""
+    strategy, lib = name.split("/")
+    if strategy == "one-thread":
+        return run(plan, name)
+    params = plan.params.arrays()
+    saved = [np.array(a) for a in params]
+    try:
+        return run(plan, name)
+    except (RuntimeError, OSError) as exc:
+        for dst, src in zip(params, saved):
+            dst[...] = src
+        fallback = f"one-thread/{lib}"
+        if trials is not None:
+            trials.failed.add(name)
+            planner._warn_once(f"trial {name}", f"fastbp: the plan candidate {name} failed its "
+                               f"trial ({type(exc).__name__}: {exc}); it is not used")
+        else:
+            log.warning("fastbp: cpu-jit's plan %s failed (%s: %s); its steps run again as "
+                        "%s, and so do the next", name, type(exc).__name__, exc, fallback)
+            choice.name, choice.source = fallback, "fallback"
+        return run(plan, fallback)
+
+
+def decide(choice: planner.Choice, trials: Trials) -> None:
+    """Settle a choice being measured from its trials: the fastest eligible candidate (the
+    default unless one is :data:`~fastbp.devices.planner.MARGIN` faster), recorded with the
+    finalists its trials ran; on a machine that other processes kept busy during the trials,
+    the default, recorded as such (``auto``) or nothing (``measure``, ``fastbp tune``). What
+    measuring cost (``choice.seconds``): the trials' time beyond what the chosen candidate
+    would have taken for their rows."""
+    trials.measuring = False
+    extra = {"finalists": trials.finalists or [list(g) for g in groups(trials.options)]}
+    speeds = {k: v for k, v in trials.speeds().items() if k in trials.eligible}
+    if not speeds:
+        choice.source = "default, no trial ran"
+        log.info("fastbp: cpu-jit plan for %s: %s", choice.key, choice.describe())
+        return
+    best = planner.fastest(speeds, trials.default)
+    cost = max(0.0, trials.spent - trials.spent_rows / speeds[best])
+    busy = planner.busy_since(trials.mark)
+    machine = fingerprint()
+    if busy and planner.mode() == "auto":
+        planner._record(choice.key, trials.default, {}, 0.0, machine, None, busy=True,
+                        extra=extra)
+        choice.name, choice.source = trials.default, "default, busy"
+        log.warning("fastbp: cpu-jit planned %s on a busy machine: the default %s is recorded "
+                    "without measuring; run `fastbp tune` on a quiet machine to measure every "
+                    "candidate (a seed's numbers may then change once)", choice.key, choice.name)
+        return
+    choice.name, choice.speeds, choice.seconds = best, speeds, cost
+    if busy:
+        choice.source = "measured on a busy machine, not recorded"
+    else:
+        planner._record(choice.key, best, speeds, cost, machine, None, busy=False, extra=extra)
+        choice.source = "measured"
+    log.info("fastbp: cpu-jit plan for %s: %s", choice.key, choice.describe())
 
 
 def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float) -> None:
@@ -240,7 +451,8 @@ def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float) -> None
     a seed's numbers never change mid-run). A recorded choice whose epoch runs at over
     :data:`FAST` times its trial's speed was measured while another process held a core: the
     next run measures it again, against the candidates that round as it does. The first epoch
-    of a choice is not judged (it also loads the compiled code and starts the helper thread)."""
+    of a choice is not judged (it also loads the compiled code and starts the helper thread),
+    nor one that ran trials (:func:`run_epoch`)."""
     strategy, lib = choice.name.split("/")
     rows = int(plan.cursor.order.shape[0])
     if rows < TRIAL_ROWS:  # a slice of an epoch (the progress bar's) is too short to judge

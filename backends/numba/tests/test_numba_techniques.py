@@ -17,7 +17,6 @@ from fastbp_numba import epoch, planning  # noqa: E402
 
 import fastbp  # noqa: E402
 from fastbp.core import epoch as generic  # noqa: E402
-from fastbp.devices import planner  # noqa: E402
 from fastbp.testing import oracle, paths  # noqa: E402
 
 SIZES = [12, 9, 6, 4]
@@ -150,20 +149,19 @@ def test_float32_momentum_and_dropout_equal_cpu() -> None:
     oracle.assert_float32_close(got, want, terms, what="cpu-jit")
 
 
-def test_measuring_the_plan_leaves_the_velocities_alone(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Any) -> None:
-    """The planner's trials run on copies: measuring a plan with momentum changes neither the
-    parameters nor the velocities."""
+def test_planning_leaves_the_parameters_and_velocities_alone(monkeypatch: pytest.MonkeyPatch,
+                                                           tmp_path: Any) -> None:
+    """Planning a plan with momentum (``plan_for``, as the progress bar does before an epoch)
+    trains nothing: its trials are the first epoch's own steps, run when the epoch runs."""
     monkeypatch.setenv("FASTBP_PLAN", "measure")
     monkeypatch.setenv("FASTBP_CACHE", str(tmp_path))
-    monkeypatch.setattr(planner, "busy_machine", lambda: False)  # measure every candidate
     n = planning.TRIAL_ROWS  # the fewest rows the planner measures
     X, labels = data(SIZES, n, seed=5)
     net = fastbp.Network(SIZES, device="cpu-jit", dtype="float64", seed=1)
     net.velocities = [np.full(p.shape, 0.01) for p in [*net.weights, *net.biases]]
-    before = [*net.weights, *net.biases, *net.velocities]
+    before = [np.array(a) for a in [*net.weights, *net.biases, *net.velocities]]
     plan = net.epoch_plan(X, labels, batch_size=10, eta=0.5, momentum=0.9, dropout=0.2)
     plan.start(np.random.default_rng(0).permutation(n))
     choice = net.backend.plan_for(plan)
-    assert choice.source == "measured" and choice.speeds
+    assert choice.source == "measuring"
     assert_same([*net.weights, *net.biases, *net.velocities], before, rtol=0, atol=0)

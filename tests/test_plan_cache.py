@@ -233,3 +233,18 @@ def test_fastbp_devices_names_plans_recorded_on_a_busy_machine(auto):
     assert "1 of them recorded on a busy machine" in line and "fastbp tune" in line
     planner.write_cache({"cpu": "other"}, {"c": {"choice": "c/x", "speeds": {}}})
     assert "plans of 1 other setting kept" in devices_cli.plans_line()
+
+
+def test_fastbp_devices_names_a_measurement_under_way(auto):
+    """A plan whose trials are laid out but not all run (a run cut short inside them) shows
+    as measuring, not as its placeholder choice."""
+    planner.write_cache(MACHINE, {"a": {"choice": "a/x", "speeds": {}, "pending": True,
+                                        "finalists": [["a/x"]]}})
+    line = devices_cli.plans_line()
+    assert "a: measuring" in line and "a/x" not in line
+
+
+@pytest.mark.parametrize("finalists", [3, "a/x", [3], ["a/x"], [[1]]])
+def test_a_plan_whose_finalists_are_not_lists_of_names_is_damaged(finalists):
+    assert "finalists" in plancache.damaged_entry({"choice": "a/x", "finalists": finalists})
+    assert plancache.damaged_entry({"choice": "a/x", "finalists": [["a/x", "b/x"], []]}) is None

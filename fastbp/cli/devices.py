@@ -86,6 +86,14 @@ def distributed_path(device: str) -> str:
     return reduction_path(device)
 
 
+def _named(entry: object) -> str:
+    """A cached plan's choice, or that its measurement is under way (trials laid out, no
+    choice yet: the next run of the configuration goes on with it)."""
+    if isinstance(entry, dict) and entry.get("pending"):
+        return "measuring"
+    return str(entry.get("choice") if isinstance(entry, dict) else None)
+
+
 def plans_line() -> str:
     """Where the planner's choices come from: ``$FASTBP_PLAN`` and the cache's content."""
     from ..devices import planner
@@ -98,7 +106,7 @@ def plans_line() -> str:
         plans = dict(doc.get("plans") or {})
         for part in (doc.get("sections") or {}).values():  # a GPU's plans, in its own section
             plans.update((part or {}).get("plans") or {})
-        cached = ", ".join(f"{k}: {v.get('choice')}" for k, v in sorted(plans.items())[:6])
+        cached = ", ".join(f"{k}: {_named(v)}" for k, v in sorted(plans.items())[:6])
         more = f", and {len(plans) - 6} more" if len(plans) > 6 else ""
         held = f"{len(plans)} cached in {path} ({cached}{more})" if plans else f"none in {path}"
         busy = sum(1 for v in plans.values() if isinstance(v, dict) and v.get("busy"))

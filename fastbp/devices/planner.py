@@ -3,9 +3,11 @@ taken from constants tuned on another.
 
 For a configuration (device, layer sizes, batch size, dtype) a device offers candidate ways of
 running its epoch (one thread or two, which GEMM library, gathering ahead, a CUDA graph or not).
-The planner times each on a short trial of real steps, keeps the fastest, and caches the choice
-per machine fingerprint (CPU model, core count, library versions, the BLAS environment
-variables) in the user cache, so the second run costs nothing. As FFTW's wisdom does. A device
+The planner times each on a trial of real steps (``cpu-jit``'s are the first training steps
+themselves, the same in every run: :mod:`fastbp_numba.planning`), keeps the fastest, and caches
+the choice per machine fingerprint (CPU model, core count, library versions, the BLAS
+environment variables) in the user cache, so the second run measures nothing. As FFTW's wisdom
+does. A device
 with hardware of its own (a GPU) keeps its plans in a section of the same file, under a
 fingerprint that names that hardware too.
 

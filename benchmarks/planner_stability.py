@@ -1,13 +1,14 @@
 """Does the planner choose the fastest candidate, and the same one every time?
 
 For each configuration: ``--caches`` fresh plan caches in a row, each measuring the candidates
-as a first run would (``plan_for`` on a whole epoch), then every candidate forced
+as a first run would (its trials, real steps of the first epochs, run at once: ``tune_plan``),
+then every candidate forced
 (``FASTBP_PLAN=<candidate>``) for whole epochs, best of ``--repeat``; one line each::
 
     python benchmarks/planner_stability.py --out planner.json
 
-Run it on a quiet machine, BLAS variables unset (DESIGN.md): it times, and a busy machine
-records the default without measuring (see ``fastbp.devices.planner.choose``).
+Run it on a quiet machine, BLAS variables unset (DESIGN.md): it times, and trials that other
+processes disturbed record the default (see ``fastbp_numba.planning.decide``).
 """
 
 from __future__ import annotations

@@ -501,10 +501,10 @@ def test_cpu_jit_an_epoch_too_short_or_a_single_candidate_has_no_trials():
     assert jit.schedule(BOOK, 10, 50_000, FOUR[:1]) == ()
 
 
-def measured_choice(pace) -> planner.Choice:
-    """The choice the trials of a plan of 8,192 rows at batch 64 settle (in its first two
-    epochs), where ``pace(name,
-    call)`` gives the seconds a row of candidate ``name`` takes in its ``call``-th run."""
+def trained_choice(pace) -> planner.Choice:
+    """The choice after the first two epochs (where the trials are) of a plan of 8,192 rows
+    at batch 64, ``pace(name, call)`` the seconds a row of candidate ``name`` takes in its
+    ``call``-th run."""
     rng = np.random.default_rng(0)
     net = fastbp.Network([20, 8, 5], device="cpu-jit", seed=1)
     X = rng.random((20, 8192)).astype(np.float32)
@@ -518,11 +518,39 @@ def measured_choice(pace) -> planner.Choice:
         return 0.0
 
     choice = jit.choose(net.backend, plan)
-    assert choice.source == "measuring"
     for epoch in range(jit.TRIAL_EPOCHS):  # the trials span the first two epochs
         plan.start(plan.cursor.order, 0, 0, epoch)
         jit.run_epoch(plan, choice, run)
-    assert choice.source != "measuring"
+    return choice
+
+
+THREE = ["one-thread/openblas", "overlap/openblas", "two-threads/openblas"]
+KEY64 = "cpu-jit [20,8,5] m=64 float32"
+
+
+@pytest.mark.parametrize("faster,after,says", [
+    ("one-thread/openblas", "one-thread/openblas", "the same numbers"),
+    ("two-threads/openblas", "overlap/openblas", "fastbp tune")])
+def test_cpu_jit_a_recorded_choice_is_checked_against_each_runs_trials(
+        auto, monkeypatch, caplog, faster, after, says):
+    """A run that reads a choice back trains its trials again and times them: a candidate that
+    rounds as the recorded one and runs 1.25× as fast takes over (recorded; the numbers stay),
+    one that rounds otherwise is named with `fastbp tune` (the plan stays)."""
+    monkeypatch.setattr(jit, "candidates", lambda sizes, m, rows: THREE)
+    monkeypatch.setattr(jit, "default", lambda sizes, m, rows: THREE[0])
+    planner._record(KEY64, "overlap/openblas", {n: 1e6 for n in THREE}, 0.0, jit.fingerprint(),
+                    None, busy=False, extra={"finalists": [THREE]})
+    with caplog.at_level(logging.INFO, logger="fastbp"):
+        choice = trained_choice(lambda name, call: 1e-7 if name == faster else 1e-6)
+    assert choice.name == after
+    assert json.loads(auto.read_text())["plans"][KEY64]["choice"] == after
+    assert any("ran at" in r.getMessage() and says in r.getMessage() for r in caplog.records)
+
+
+def measured_choice(pace) -> planner.Choice:
+    """The choice a fresh cache's trials settle (:func:`trained_choice`)."""
+    choice = trained_choice(pace)
+    assert choice.source == "measured"
     return choice
 
 

@@ -238,6 +238,7 @@ class Trials:
     mark: planner.LoadMark | None = None
     spent: float = 0.0  # seconds of every trial, warm-ups included ...
     spent_rows: int = 0  # ... and their rows
+    checked: bool = False  # a recorded choice held against this run's trials (check)
     schedule: tuple[Trial, ...] = ()
 
     def __post_init__(self) -> None:
@@ -347,8 +348,11 @@ def run_epoch(plan: EpochPlan, choice: planner.Choice, run: Callable[[Any, str],
                     trials.seconds[i] = trials.seconds.get(i, 0.0) + seconds
                 done, ran = b - first, True
             i += 1
-            if i == len(trials.schedule) and trials.measuring and first + steps >= trials.end:
-                advance(plan, choice, trials, started_past=not trials.rows)
+            if i == len(trials.schedule) and first + steps >= trials.end:
+                if trials.measuring:
+                    advance(plan, choice, trials, started_past=not trials.rows)
+                elif ran and not trials.checked:
+                    check(choice, trials)
         if done < steps:
             plan.start(order[done * m:], cursor.seed, cursor.first_step + done, cursor.epoch)
             total += _guarded(plan, choice.name, run, None, choice)
@@ -442,6 +446,39 @@ def decide(choice: planner.Choice, trials: Trials) -> None:
         planner._record(choice.key, best, speeds, cost, machine, None, busy=False, extra=extra)
         choice.source = "measured"
     log.info("fastbp: cpu-jit plan for %s: %s", choice.key, choice.describe())
+
+
+CHECK = 1.25  # a recorded choice this much slower than another in a run's trials is said
+
+
+def check(choice: planner.Choice, trials: Trials) -> None:
+    """A recorded choice held against this run's own trials (the trials it was chosen on, run
+    again): where a candidate ran :data:`CHECK` times as fast as it, one that rounds as it
+    does takes its place from here on, recorded (the same numbers), and one that rounds
+    otherwise is named, with ``fastbp tune`` to measure again (a seed's numbers would change
+    once)."""
+    trials.checked = True
+    speeds = {k: v for k, v in trials.speeds().items() if k not in trials.failed}
+    mine = speeds.get(choice.name)
+    if not mine:
+        return
+    same = [k for k in speeds if rounding(k) == rounding(choice.name)]
+    best = max(same, key=speeds.__getitem__)
+    if speeds[best] >= CHECK * mine:
+        log.info("fastbp: cpu-jit's recorded plan %s for %s ran at %.0f %% of %s in this run's "
+                 "trials: %s runs the rest, and is recorded (the same numbers)", choice.name,
+                 choice.key, 100 * mine / speeds[best], best, best)
+        choice.name, choice.source, choice.speeds = best, "cache, checked", speeds
+        planner._record(choice.key, best, speeds, 0.0, fingerprint(), None, busy=False,
+                        extra={"finalists": trials.finalists or
+                               [list(g) for g in groups(trials.options)]})
+        return
+    fastest = max(speeds, key=speeds.__getitem__)
+    if speeds[fastest] >= CHECK * mine:
+        log.info("fastbp: cpu-jit's recorded plan %s for %s ran at %.0f %% of %s in this run's "
+                 "trials; `fastbp tune` measures every candidate again (a seed's numbers may "
+                 "then change once)", choice.name, choice.key, 100 * mine / speeds[fastest],
+                 fastest)
 
 
 def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float) -> None:

@@ -239,12 +239,14 @@ def test_fastbp_devices_names_a_measurement_under_way(auto):
     """A plan whose trials are laid out but not all run (a run cut short inside them) shows
     as measuring, not as its placeholder choice."""
     planner.write_cache(MACHINE, {"a": {"choice": "a/x", "speeds": {}, "pending": True,
-                                        "finalists": [["a/x"]]}})
+                                        "finalists": [[["a/x"]]]}})
     line = devices_cli.plans_line()
     assert "a: measuring" in line and "a/x" not in line
 
 
-@pytest.mark.parametrize("finalists", [3, "a/x", [3], ["a/x"], [[1]]])
+@pytest.mark.parametrize("finalists", [3, "a/x", [3], ["a/x"], [["a/x"]], [[[1]]]])
 def test_a_plan_whose_finalists_are_not_lists_of_names_is_damaged(finalists):
+    """Finalists are per group, per round, a list of names; anything else is damage."""
     assert "finalists" in plancache.damaged_entry({"choice": "a/x", "finalists": finalists})
-    assert plancache.damaged_entry({"choice": "a/x", "finalists": [["a/x", "b/x"], []]}) is None
+    fine = {"choice": "a/x", "finalists": [[["a/x", "b/x"], ["a/x"]], [[]]]}
+    assert plancache.damaged_entry(fine) is None

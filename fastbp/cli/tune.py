@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         X = (rng.random((sizes[0], samples)) < 0.19) * rng.random((sizes[0], samples))
         labels = rng.integers(0, sizes[-1], samples)
         for m in batches:
-            time.sleep(SETTLE_SECONDS)  # the last configuration's BLAS pool stops spinning
             net = Network(list(sizes), device=args.device, dtype=args.dtype, seed=0,
                           init="scaled")
             plan = net.epoch_plan(X, labels, batch_size=m, eta=0.1)
@@ -94,7 +93,6 @@ def planner_rows() -> str:
     return f"{TRIAL_ROWS:,}"
 
 
-SETTLE_SECONDS = 0.2  # an OpenBLAS pool spins ~0.1 s after its last product, on the other core
 RUN_EPOCHS = 30  # the book's run: what planning's cost is set against
 
 

@@ -82,7 +82,8 @@ def load_cache(path: Path) -> dict[str, Any]:
 def damaged_entry(entry: Any) -> str | None:
     """Why a cached plan is unusable (``None`` if it is fine): a plan is an object whose
     ``choice`` is a candidate's name, whose ``speeds`` map names to samples/s (finite
-    numbers >= 0), and whose ``finalists``, if any, are lists of names."""
+    numbers >= 0), and whose ``finalists``, if any, are lists (a group's) of lists (a round's)
+    of names."""
     if not isinstance(entry, dict):
         return f"a {type(entry).__name__}, not an object"
     if not isinstance(entry.get("choice"), str):
@@ -96,9 +97,10 @@ def damaged_entry(entry: Any) -> str | None:
             return f"the speed of {name} is {value!r}, not a number of samples/s"
     finalists = entry.get("finalists", [])
     if not (isinstance(finalists, list) and all(
-            isinstance(group, list) and all(isinstance(n, str) for n in group)
-            for group in finalists)):
-        return f"finalists {finalists!r} is not a list of lists of names"
+            isinstance(group, list) and all(
+                isinstance(names, list) and all(isinstance(n, str) for n in names)
+                for names in group) for group in finalists)):
+        return f"finalists {finalists!r} is not a list (per group) of lists of names per round"
     return None
 
 

@@ -334,6 +334,23 @@ def _own_cpu() -> float:
     return time.process_time()  # every thread's, to the nanosecond
 
 
+SETTLE_SECONDS = 0.2  # the longest settle() waits (an OpenBLAS pool spins ~0.1 s)
+
+
+def settle(longest: float = SETTLE_SECONDS) -> float:
+    """Wait until no other thread of this process keeps a core busy (a BLAS library's pool
+    spins for a while after its last product, on the core a trial would need), in 1-ms looks,
+    ``longest`` seconds at most; returns the seconds waited. It changes no numbers, so a
+    measurement's trials start with it."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < longest:
+        own, here = time.process_time(), time.thread_time()
+        time.sleep(0.001)
+        if (time.process_time() - own) - (time.thread_time() - here) < 0.0004:
+            break
+    return time.perf_counter() - t0
+
+
 BUSY_CORES = 0.5  # other processes keeping this much of a core busy make a machine busy
 
 

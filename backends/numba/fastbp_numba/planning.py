@@ -156,15 +156,16 @@ def trial_steps(sizes: list[int], m: int, rows: int, count: int) -> tuple[int, i
     about :data:`TRIAL_WORK` multiply-adds (``3 m Σ n_l n_{l-1}`` a step: feedforward, BP2,
     BP4), whichever is more, but no more than four times that work (a big network's step times
     well by itself); the warm-up before them a chunk of rows, or a step where one step holds
-    that work. Both shrink so that ``count`` candidates' :data:`ROUNDS` trials fit
-    :data:`TRIAL_EPOCHS` epochs of ``rows``, one step each at least."""
+    that work (the first round's warm-ups are as long as a timed trial: :func:`schedule`). Both
+    shrink so that ``count`` candidates' trials fit :data:`TRIAL_EPOCHS` epochs of ``rows``,
+    one step each at least."""
     step = 3 * step_work(sizes, m)
     by_work = -(-TRIAL_WORK // step)
     timed = min(max(by_work, -(-TRIAL_ROWS // m)), -(-4 * TRIAL_WORK // step))
     warm = min(chunk_rows(m) // m, by_work)
-    pair = max(2, TRIAL_EPOCHS * (rows // m) // (count * ROUNDS))
-    warm = max(1, min(warm, pair // 3))
-    return warm, max(1, min(timed, pair - warm))
+    each = TRIAL_EPOCHS * (rows // m) // count  # a candidate's steps, every round
+    warm = max(1, min(warm, each // (3 * ROUNDS)))
+    return warm, max(1, min(timed, (each - (ROUNDS - 1) * warm) // (ROUNDS + 1)))
 
 
 def groups(options: list[str]) -> list[list[str]]:
@@ -174,47 +175,59 @@ def groups(options: list[str]) -> list[list[str]]:
     return [g for g in (quiet, [c for c in options if blas_threaded(c)]) if g]
 
 
+Finalists = list[list[list[str]]]  # per group, per round after the first: who takes it
+
+
 def schedule(sizes: list[int], m: int, rows: int, options: list[str],
-             finalists: Sequence[Sequence[str]] | None = None) -> tuple[Trial, ...]:
+             finalists: Finalists | None = None) -> tuple[Trial, ...]:
     """The trials of a configuration: a function of it, of the candidates and of the
     ``finalists`` recorded with its plan, so every run of it (the one that measures, and every
     one that reads its choice back) trains the same steps the same way, and a seed gives the
     same numbers. Each candidate's trial is a warm-up (untimed: a candidate's first call loads
     its code, and the one before may have left the other core busy) right before its timed
-    steps (:func:`trial_steps`). Group by group (:func:`groups`), every candidate takes a trial
-    in turn, then the group's finalists (``finalists[i]``, chosen from those trials by
-    :func:`finalists_of`; all of them where ``finalists`` is ``None``) take :data:`ROUNDS` - 1
-    more, in turn, so a disturbance falls on one trial of each. The trials end before the
-    first group whose finalists are not known yet. Empty for an epoch under
-    :data:`TRIAL_ROWS` rows or a single candidate."""
+    steps (:func:`trial_steps`; in the first round a warm-up as long as the timed steps: a
+    core idle until then takes a few milliseconds to run at its speed). Group by group
+    (:func:`groups`), :data:`ROUNDS` rounds in turn, so a disturbance falls on one trial of
+    each: every candidate of the group takes the first, and after each round only that
+    round's finalists (``finalists[g][r]``, chosen by :func:`finalists_of` from the trials so
+    far; every candidate where ``finalists`` is ``None``) take the next. The trials end where
+    the next finalists are not known yet. Empty for an epoch under :data:`TRIAL_ROWS` rows or
+    a single candidate."""
     if rows < TRIAL_ROWS or len(options) < 2:
         return ()
     warm, timed = trial_steps(sizes, m, rows, len(options))
     trials: list[Trial] = []
 
-    def add(names: Sequence[str]) -> None:
+    def add(names: Sequence[str], warm: int = warm) -> None:
         for name in names:
             start = trials[-1].start + trials[-1].steps if trials else 0
             trials.extend([Trial(name, start, warm, False), Trial(name, start + warm, timed, True)])
 
-    for i, group in enumerate(groups(options)):
-        add(group)
-        if finalists is not None and i >= len(finalists):
-            break
-        for _ in range(ROUNDS - 1):
-            add([c for c in group if finalists is None or c in finalists[i]])
+    for g, group in enumerate(groups(options)):
+        add(group, warm=timed)  # a candidate's first trial: a second core may be slow to wake
+        known = None if finalists is None else finalists[g] if g < len(finalists) else []
+        for r in range(ROUNDS - 1):
+            if known is not None and r >= len(known):
+                return tuple(trials)
+            add(group if known is None else [c for c in group if c in known[r]])
     return tuple(trials)
 
 
-KEEP = 0.7  # a candidate this far below the fastest after one trial takes no more
+KEEP = (0.7, 0.8)  # after round r + 1, a candidate below this share of the fastest is done
 
 
-def finalists_of(group: list[str], speeds: dict[str, float], default: str) -> list[str]:
-    """The candidates of ``group`` that take more trials: those whose trial so far ran at
-    :data:`KEEP` or more of the fastest of ``speeds`` (every candidate timed yet), and the
-    ``default``, which a candidate must beat on equal terms."""
-    best = max(speeds.values(), default=0.0)
-    return [c for c in group if c == default or speeds.get(c, 0.0) >= KEEP * best]
+def finalists_of(previous: list[str], best: dict[str, float], keep: float) -> list[str]:
+    """Who of ``previous`` (the round's candidates) takes the next round: those whose fastest
+    trial so far (``best``: a disturbance only slows a trial) ran at ``keep`` or more of the
+    fastest candidate's. (The default needs no more trials to be beaten by more than
+    :data:`~fastbp.devices.planner.MARGIN` where it is that far behind.)"""
+    top = max(best.values(), default=0.0)
+    return [c for c in previous if best.get(c, 0.0) >= keep * top]
+
+
+def every_round(options: list[str]) -> Finalists:
+    """The finalists where every candidate takes every round (a plan recorded without them)."""
+    return [[list(group) for _ in range(ROUNDS - 1)] for group in groups(options)]
 
 
 @dataclass
@@ -228,7 +241,7 @@ class Trials:
     m: int
     rows_in_epoch: int
     options: list[str]
-    finalists: list[list[str]] | None
+    finalists: Finalists | None
     measuring: bool
     eligible: list[str] = field(default_factory=list)
     default: str = ""
@@ -239,6 +252,7 @@ class Trials:
     spent: float = 0.0  # seconds of every trial, warm-ups included ...
     spent_rows: int = 0  # ... and their rows
     checked: bool = False  # a recorded choice held against this run's trials (check)
+    unsaved: bool = False  # finalists chosen that the cache does not hold yet (save)
     schedule: tuple[Trial, ...] = ()
 
     def __post_init__(self) -> None:
@@ -251,21 +265,27 @@ class Trials:
 
     @property
     def complete(self) -> bool:
-        """Whether every group's finalists are known (the trials are all laid out)."""
-        return self.finalists is None or len(self.finalists) >= len(groups(self.options))
+        """Whether every round's finalists are known (the trials are all laid out)."""
+        return self.finalists is None or (
+            len(self.finalists) >= len(groups(self.options))
+            and all(len(rounds) >= ROUNDS - 1 for rounds in self.finalists))
 
     @property
     def end(self) -> int:
         """The first step after the trials laid out."""
         return self.schedule[-1].start + self.schedule[-1].steps if self.schedule else 0
 
-    def speeds(self) -> dict[str, float]:
-        """Each candidate's samples/s: the median of its timed trials that ran."""
+    def figures(self) -> dict[str, list[float]]:
+        """Each candidate's samples/s in each of its timed trials that ran."""
         figures: dict[str, list[float]] = {}
         for i, t in enumerate(self.schedule):
             if t.timed and self.seconds.get(i, 0.0) > 0 and t.name not in self.failed:
                 figures.setdefault(t.name, []).append(self.rows[i] / self.seconds[i])
-        return {name: sorted(f)[len(f) // 2] for name, f in figures.items()}
+        return figures
+
+    def speeds(self) -> dict[str, float]:
+        """Each candidate's samples/s: the median of its timed trials (of two, the faster)."""
+        return {name: sorted(f)[len(f) // 2] for name, f in self.figures().items()}
 
 
 def held(backend: Any, plan: EpochPlan) -> planner.Choice | None:
@@ -334,6 +354,11 @@ def run_epoch(plan: EpochPlan, choice: planner.Choice, run: Callable[[Any, str],
             t = trials.schedule[i]
             a, b = max(t.start, first), min(t.start + t.steps, first + steps)
             if a < b:
+                if (trials.measuring and a == t.start and not t.timed
+                        and not blas_threaded(t.name)):
+                    # a quiet candidate's trial starts: no thread of this process left
+                    # spinning (a BLAS pool, the caller's or an evaluation's) is timed beside it
+                    trials.spent += planner.settle()
                 if trials.mark is None:
                     trials.mark = planner.load_mark()
                 plan.start(order[(a - first) * m:(b - first) * m], cursor.seed,
@@ -349,10 +374,12 @@ def run_epoch(plan: EpochPlan, choice: planner.Choice, run: Callable[[Any, str],
                 done, ran = b - first, True
             i += 1
             if i == len(trials.schedule) and first + steps >= trials.end:
-                if trials.measuring:
-                    advance(plan, choice, trials, started_past=not trials.rows)
-                elif ran and not trials.checked:
+                if not trials.measuring and ran and not trials.checked:
                     check(choice, trials)
+                while trials.measuring and i == len(trials.schedule):  # until more trials
+                    advance(plan, choice, trials, started_past=not trials.rows)
+        if trials is not None and trials.unsaved:
+            save(choice, trials)
         if done < steps:
             plan.start(order[done * m:], cursor.seed, cursor.first_step + done, cursor.epoch)
             total += _guarded(plan, choice.name, run, None, choice)
@@ -361,12 +388,21 @@ def run_epoch(plan: EpochPlan, choice: planner.Choice, run: Callable[[Any, str],
     return total, ran
 
 
+def save(choice: planner.Choice, trials: Trials) -> None:
+    """Record the finalists chosen so far with the measurement under way (the default stands
+    in the choice's place), once per call that chose some: a later run, however short this one
+    is, trains the same trials."""
+    trials.unsaved = False
+    planner._record(choice.key, trials.default, {}, 0.0, fingerprint(), None, busy=False,
+                    extra={"pending": True, "finalists": trials.finalists})
+
+
 def advance(plan: EpochPlan, choice: planner.Choice, trials: Trials, started_past: bool
             ) -> None:
-    """The trials laid out have run: the next group's finalists, recorded at once with the
-    measurement under way (a later run, however short this one, trains the same trials), or,
-    after the last group, the choice (:func:`decide`). A run that timed none of them (one
-    resumed past them, with no choice recorded) keeps the default and records nothing."""
+    """The trials laid out have run: the next round's finalists (recorded before the call
+    ends: :func:`save`), or, after the last round, the choice (:func:`decide`). A run that
+    timed none of them (one resumed past them, with no choice recorded) keeps the default and
+    records nothing."""
     if started_past:
         trials.measuring = False
         choice.source = "default, started past its trials"
@@ -375,14 +411,20 @@ def advance(plan: EpochPlan, choice: planner.Choice, trials: Trials, started_pas
     if trials.complete:
         decide(choice, trials)
         return
-    assert trials.finalists is not None  # not complete
-    group = groups(trials.options)[len(trials.finalists)]
-    speeds = {k: v for k, v in trials.speeds().items() if k in trials.eligible}
-    kept = [c for c in finalists_of(group, speeds, trials.default) if c not in trials.failed]
-    trials.finalists.append(kept)
+    finalists = trials.finalists
+    assert finalists is not None  # not complete
+    options = groups(trials.options)
+    g = next(i for i, group in enumerate(options) if trials.schedule[-1].name in group)
+    if g == len(finalists):  # the group's first round has run
+        finalists.append([])
+    rounds = finalists[g]
+    best = {k: max(f) for k, f in trials.figures().items() if k in trials.eligible}
+    previous = rounds[-1] if rounds else options[g]
+    kept = [c for c in finalists_of(previous, best, KEEP[len(rounds)])
+            if c not in trials.failed]
+    rounds.append(kept)
     trials.plan_trials()
-    planner._record(choice.key, trials.default, {}, 0.0, fingerprint(), None, busy=False,
-                    extra={"pending": True, "finalists": trials.finalists})
+    trials.unsaved = True
 
 
 def _guarded(plan: EpochPlan, name: str, run: Callable[[Any, str], float],
@@ -420,8 +462,8 @@ def decide(choice: planner.Choice, trials: Trials) -> None:
     the default, recorded as such (``auto``) or nothing (``measure``, ``fastbp tune``). What
     measuring cost (``choice.seconds``): the trials' time beyond what the chosen candidate
     would have taken for their rows."""
-    trials.measuring = False
-    extra = {"finalists": trials.finalists or [list(g) for g in groups(trials.options)]}
+    trials.measuring = trials.unsaved = False  # this record holds the finalists too
+    extra = {"finalists": trials.finalists or every_round(trials.options)}
     speeds = {k: v for k, v in trials.speeds().items() if k in trials.eligible}
     if not speeds:
         choice.source = "default, no trial ran"
@@ -470,8 +512,7 @@ def check(choice: planner.Choice, trials: Trials) -> None:
                  choice.key, 100 * mine / speeds[best], best, best)
         choice.name, choice.source, choice.speeds = best, "cache, checked", speeds
         planner._record(choice.key, best, speeds, 0.0, fingerprint(), None, busy=False,
-                        extra={"finalists": trials.finalists or
-                               [list(g) for g in groups(trials.options)]})
+                        extra={"finalists": trials.finalists or every_round(trials.options)})
         return
     fastest = max(speeds, key=speeds.__getitem__)
     if speeds[fastest] >= CHECK * mine:

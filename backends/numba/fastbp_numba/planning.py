@@ -340,9 +340,10 @@ def run_epoch(plan: EpochPlan, choice: planner.Choice, run: Callable[[Any, str],
               ) -> tuple[float, bool]:
     """``plan``'s epoch (or slice: ``plan.cursor``) run as planned: the steps that fall on
     the configuration's trials as each trial's candidate, timed, the rest as ``choice``. Where
-    the choice is being measured, the trials decide each group's finalists when its first
-    trials end (:func:`advance`), and the choice after the last. Returns the summed cost and
-    whether any trial ran in it (such an epoch says nothing of the choice's speed)."""
+    the choice is being measured, the trials decide each round's finalists when the round ends
+    (:func:`advance`), and the choice after the last; where it was recorded, they check it
+    (:func:`check`). Returns the summed cost and whether any trial ran in it (such an epoch
+    says nothing of the choice's speed)."""
     trials = plan.cache.of(JitCache).trials.get(choice.key)
     cursor, m = plan.cursor, int(plan.settings.batch_size)
     order = cursor.order

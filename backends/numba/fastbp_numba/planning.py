@@ -251,7 +251,6 @@ class Trials:
     mark: planner.LoadMark | None = None
     spent: float = 0.0  # seconds of every trial, warm-ups included ...
     spent_rows: int = 0  # ... and their rows
-    checked: bool = False  # a recorded choice held against this run's trials (check)
     unsaved: bool = False  # finalists chosen that the cache does not hold yet (save)
     schedule: tuple[Trial, ...] = ()
 
@@ -286,6 +285,16 @@ class Trials:
     def speeds(self) -> dict[str, float]:
         """Each candidate's samples/s: the median of its timed trials (of two, the faster)."""
         return {name: sorted(f)[len(f) // 2] for name, f in self.figures().items()}
+
+    def record(self, key: str, name: str, speeds: dict[str, float], cost: float = 0.0,
+               busy: bool = False, pending: bool = False) -> None:
+        """Record ``name`` for ``key`` with the finalists these trials ran (every candidate
+        in every round where none were chosen), which a later run lays its trials out by;
+        ``pending``: a measurement under way, ``name`` standing in for its choice."""
+        extra: dict[str, Any] = {"finalists": self.finalists or every_round(self.options)}
+        if pending:
+            extra["pending"] = True
+        planner._record(key, name, speeds, cost, fingerprint(), None, busy=busy, extra=extra)
 
 
 def held(backend: Any, plan: EpochPlan) -> planner.Choice | None:
@@ -375,7 +384,7 @@ def run_epoch(plan: EpochPlan, choice: planner.Choice, run: Callable[[Any, str],
                 done, ran = b - first, True
             i += 1
             if i == len(trials.schedule) and first + steps >= trials.end:
-                if not trials.measuring and ran and not trials.checked:
+                if not trials.measuring and ran:  # the call that ran the last trial
                     check(choice, trials)
                 while trials.measuring and i == len(trials.schedule):  # until more trials
                     advance(plan, choice, trials, started_past=not trials.rows)
@@ -394,8 +403,7 @@ def save(choice: planner.Choice, trials: Trials) -> None:
     in the choice's place), once per call that chose some: a later run, however short this one
     is, trains the same trials."""
     trials.unsaved = False
-    planner._record(choice.key, trials.default, {}, 0.0, fingerprint(), None, busy=False,
-                    extra={"pending": True, "finalists": trials.finalists})
+    trials.record(choice.key, trials.default, {}, pending=True)
 
 
 def advance(plan: EpochPlan, choice: planner.Choice, trials: Trials, started_past: bool
@@ -464,7 +472,6 @@ def decide(choice: planner.Choice, trials: Trials) -> None:
     measuring cost (``choice.seconds``): the trials' time beyond what the chosen candidate
     would have taken for their rows."""
     trials.measuring = trials.unsaved = False  # this record holds the finalists too
-    extra = {"finalists": trials.finalists or every_round(trials.options)}
     speeds = {k: v for k, v in trials.speeds().items() if k in trials.eligible}
     if not speeds:
         choice.source = "default, no trial ran"
@@ -473,10 +480,8 @@ def decide(choice: planner.Choice, trials: Trials) -> None:
     best = planner.fastest(speeds, trials.default)
     cost = max(0.0, trials.spent - trials.spent_rows / speeds[best])
     busy = planner.busy_since(trials.mark)
-    machine = fingerprint()
     if busy and planner.mode() == "auto":
-        planner._record(choice.key, trials.default, {}, 0.0, machine, None, busy=True,
-                        extra=extra)
+        trials.record(choice.key, trials.default, {}, busy=True)
         choice.name, choice.source = trials.default, "default, busy"
         log.warning("fastbp: cpu-jit planned %s on a busy machine: the default %s is recorded "
                     "without measuring; run `fastbp tune` on a quiet machine to measure every "
@@ -486,7 +491,7 @@ def decide(choice: planner.Choice, trials: Trials) -> None:
     if busy:
         choice.source = "measured on a busy machine, not recorded"
     else:
-        planner._record(choice.key, best, speeds, cost, machine, None, busy=False, extra=extra)
+        trials.record(choice.key, best, speeds, cost)
         choice.source = "measured"
     log.info("fastbp: cpu-jit plan for %s: %s", choice.key, choice.describe())
 
@@ -500,7 +505,6 @@ def check(choice: planner.Choice, trials: Trials) -> None:
     does takes its place from here on, recorded (the same numbers), and one that rounds
     otherwise is named, with ``fastbp tune`` to measure again (a seed's numbers would change
     once)."""
-    trials.checked = True
     speeds = {k: v for k, v in trials.speeds().items() if k not in trials.failed}
     mine = speeds.get(choice.name)
     if not mine:
@@ -512,8 +516,7 @@ def check(choice: planner.Choice, trials: Trials) -> None:
                  "trials: %s runs the rest, and is recorded (the same numbers)", choice.name,
                  choice.key, 100 * mine / speeds[best], best, best)
         choice.name, choice.source, choice.speeds = best, "cache, checked", speeds
-        planner._record(choice.key, best, speeds, 0.0, fingerprint(), None, busy=False,
-                        extra={"finalists": trials.finalists or every_round(trials.options)})
+        trials.record(choice.key, best, speeds)
         return
     fastest = max(speeds, key=speeds.__getitem__)
     if speeds[fastest] >= CHECK * mine:

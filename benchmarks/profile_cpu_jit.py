@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 from fastbp_numba import kernels as K
+from fastbp_numba.backend import SMALL_ROWS as SMALL
 from numba import njit
 
 from fastbp.devices.cpu import cblas
@@ -44,17 +45,17 @@ def partial_epoch(weights, biases, xs, ys, order, m, eta, xbuf, ybuf, acts, delt
         if stage == 1:
             for l in range(len(weights)):
                 a_prev = xbuf if l == 0 else acts[l - 1]
-                K.linear(weights[l], biases[l], a_prev, r, acts[l], scal, 1, blas)
+                K.linear(weights[l], biases[l], a_prev, r, acts[l], scal, SMALL, blas)
             continue
-        K.forward(weights, biases, xbuf, r, acts, deltas, kinds, scal, 1, blas)
+        K.forward(weights, biases, xbuf, r, acts, deltas, kinds, scal, SMALL, blas)
         if stage == 2:
             continue
-        total += K.deltas_of(weights, ybuf, r, acts, deltas, K.QUADRATIC, kinds, scal, 1, blas)
+        total += K.deltas_of(weights, ybuf, r, acts, deltas, K.QUADRATIC, kinds, scal, SMALL, blas)
         if stage == 3:
             continue
         for l in range(len(weights)):
             a_prev = xbuf if l == 0 else acts[l - 1]
-            K.sgd_update(weights[l], biases[l], deltas[l], a_prev, r, eta / r, 1.0, scal, 1,
+            K.sgd_update(weights[l], biases[l], deltas[l], a_prev, r, eta / r, 1.0, scal, SMALL,
                          blas)
     K.set_mxcsr(saved)
     return total

@@ -22,7 +22,7 @@ conformance.install(globals(), device="cpu-jit")
 SHAPES = [[6, 4], [10, 9, 7, 5, 3]]  # 1 and 4 layers
 COSTS = [fastbp.QuadraticCost, fastbp.CrossEntropyCost]
 # SMALL_ROWS values that send every product to the compiled loops, or every one to BLAS
-PATHS = {"loops": 10**9, "blas": 0}
+PATHS = {"loops": (10**9, 10**9), "blas": (0, 0)}
 
 
 def batch(rng, sizes, m, dtype="float64"):
@@ -76,6 +76,30 @@ def test_compiled_backprop_matches_per_sample_loop(sizes, m, cost, path, rng):
     for got, want in zip(nb + nw, rb + rw):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_feedforward_dot_products_within_rounding_bounds(dtype, rng):
+    """``kernels.dots`` (the feedforward at few rows): every entry of ``A Wᵀ + bᵀ`` within the
+    bound of a sum of ``k + 1`` products in any order, ``γ_{k+1} (Σ_p |a_ip w_jp| + |b_j|)``,
+    for every block shape: pairs of rows and an odd one, fours of neurons and the rest."""
+    from fastbp_numba import kernels
+
+    u = np.finfo(dtype).eps / 2
+    for k in (1, 3, 17, 64):
+        for n in range(1, 10):
+            for r in range(1, 6):
+                w = (rng.random((n, k)) - 0.5).astype(dtype)
+                b = (rng.random((n, 1)) - 0.5).astype(dtype)
+                a = (rng.random((r + 2, k)) - 0.5).astype(dtype)  # rows past r stay untouched
+                z = np.full((r + 2, n), 7.0, dtype)
+                kernels.dots(w, b, a, r, z)
+                w64, a64, b64 = (v.astype(np.float64) for v in (w, a[:r], b))
+                exact = a64 @ w64.T + b64.T
+                size = np.abs(a64) @ np.abs(w64).T + np.abs(b64).T
+                gamma = (k + 1) * u / (1 - (k + 1) * u)
+                assert np.all(np.abs(z[:r] - exact) <= gamma * size), (k, n, r)
+                assert np.all(z[r:] == 7.0)
 
 
 def compiled_gradient(net, scale=1.0):
@@ -200,7 +224,7 @@ def assert_epoch_is_the_oracles(rng, cost, batch_size, n, lmbda=2.0):
 
 @pytest.mark.parametrize("cost", COSTS)
 def test_compiled_epoch_on_each_blas_matches_reference_sgd(library, cost, monkeypatch, rng):
-    monkeypatch.setattr(jit_backend, "SMALL_ROWS", 0)  # every product through BLAS
+    monkeypatch.setattr(jit_backend, "SMALL_ROWS", (0, 0))  # every product through BLAS
     assert_epoch_is_the_oracles(rng, cost, 7, 50)
 
 

@@ -112,7 +112,7 @@ def test_every_suite_path_runs_the_techniques_compiled(path: str,
 @pytest.mark.parametrize("setting", sorted(SETTINGS))
 def test_compiled_loops_run_the_techniques(setting: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every product in the compiled loops (``SMALL_ROWS`` above the batch), batches of 7."""
-    monkeypatch.setattr(jit_backend, "SMALL_ROWS", 10**9)
+    monkeypatch.setattr(jit_backend, "SMALL_ROWS", (10**9, 10**9))
     monkeypatch.setenv("FASTBP_PLAN", "one-thread")
     X, labels = data(SIZES, 60, seed=2)
     want = train("cpu", SIZES, X, labels, 7, **SETTINGS[setting])

@@ -604,6 +604,27 @@ def test_cpu_jit_a_candidate_far_behind_after_one_trial_takes_no_more(auto, monk
     assert entry["finalists"] == [[[names[0], names[2]], [names[0]]]]
 
 
+@pytest.mark.parametrize("slow_starter,chosen", [
+    ("two-threads/openblas", "two-threads/openblas"), ("overlap/openblas", "one-thread/openblas")])
+def test_cpu_jit_a_two_core_candidate_slowed_in_its_first_trial_takes_the_next(
+        auto, monkeypatch, slow_starter, chosen):
+    """A second core that runs a slow stretch during a candidate's first trial (its warm-up
+    and timed steps at 0.45 of the fastest) does not end a candidate that computes on two
+    cores: its next trials show it fastest. One that computes on one core, as slow, is done."""
+    names = ["one-thread/openblas", "overlap/openblas", "two-threads/openblas"]
+    monkeypatch.setattr(jit, "candidates", lambda sizes, m, rows: names)
+    monkeypatch.setattr(jit, "default", lambda sizes, m, rows: names[0])
+    row = 1e-6
+
+    def pace(name, call):
+        if name == slow_starter:
+            return row / 0.45 if call <= 2 else row / 1.5
+        return row if name == names[0] else 4 * row
+
+    choice = measured_choice(pace)
+    assert choice.name == chosen
+
+
 def test_cpu_jit_a_candidate_that_fails_a_later_trial_is_never_chosen(auto, monkeypatch):
     """A candidate that passes its warm-up and first trial, then fails, is left out however
     fast it was: its steps run again as one-thread (the parameters put back)."""

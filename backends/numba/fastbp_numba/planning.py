@@ -214,15 +214,31 @@ def schedule(sizes: list[int], m: int, rows: int, options: list[str],
 
 
 KEEP = (0.7, 0.8)  # after round r + 1, a candidate below this share of the fastest is done
+# ... but after the first round, one that computes on two cores only below this share: a second
+# core runs in slow stretches on some machines (2-vCPU AMD EPYCs: for seconds, at 0.4–0.5 of
+# its speed), and a first trial that falls in one halves such a candidate's speed
+KEEP_TWO_CORES = 0.4
 
 
-def finalists_of(previous: list[str], best: dict[str, float], keep: float) -> list[str]:
-    """Who of ``previous`` (the round's candidates) takes the next round: those whose fastest
-    trial so far (``best``: a disturbance only slows a trial) ran at ``keep`` or more of the
-    fastest candidate's. (The default needs no more trials to be beaten by more than
-    :data:`~fastbp.devices.planner.MARGIN` where it is that far behind.)"""
+def on_two_cores(name: str) -> bool:
+    """Whether candidate ``name`` computes on two cores (``two-threads``, ``blas-threads``)."""
+    return name.split("/")[0] in ("two-threads", "blas-threads")
+
+
+def keep_share(name: str, rounds: int) -> float:
+    """The share of the fastest below which candidate ``name`` is done after ``rounds + 1``
+    rounds (:data:`KEEP`, :data:`KEEP_TWO_CORES`)."""
+    return KEEP_TWO_CORES if rounds == 0 and on_two_cores(name) else KEEP[rounds]
+
+
+def finalists_of(previous: list[str], best: dict[str, float], rounds: int) -> list[str]:
+    """Who of ``previous`` (the candidates of round ``rounds + 1``) takes the next round: those
+    whose fastest trial so far (``best``: a disturbance only slows a trial) ran at
+    :func:`keep_share` or more of the fastest candidate's. (The default needs no more trials to
+    be beaten by more than :data:`~fastbp.devices.planner.MARGIN` where it is that far
+    behind.)"""
     top = max(best.values(), default=0.0)
-    return [c for c in previous if best.get(c, 0.0) >= keep * top]
+    return [c for c in previous if best.get(c, 0.0) >= keep_share(c, rounds) * top]
 
 
 def every_round(options: list[str]) -> Finalists:
@@ -429,7 +445,7 @@ def advance(plan: EpochPlan, choice: planner.Choice, trials: Trials, started_pas
     rounds = finalists[g]
     best = {k: max(f) for k, f in trials.figures().items() if k in trials.eligible}
     previous = rounds[-1] if rounds else options[g]
-    kept = [c for c in finalists_of(previous, best, KEEP[len(rounds)])
+    kept = [c for c in finalists_of(previous, best, len(rounds))
             if c not in trials.failed]
     rounds.append(kept)
     trials.plan_trials()

@@ -215,8 +215,8 @@ def schedule(sizes: list[int], m: int, rows: int, options: list[str],
 
 KEEP = (0.7, 0.8)  # after round r + 1, a candidate below this share of the fastest is done
 # ... but after the first round, one that computes on two cores only below this share: a second
-# core runs in slow stretches on some machines (2-vCPU AMD EPYCs: for seconds, at 0.4–0.5 of
-# its speed), and a first trial that falls in one halves such a candidate's speed
+# core runs in slow stretches on some machines (2-vCPU AMD EPYCs: for seconds or minutes, at
+# 0.4–0.5 of its speed), and a first trial that falls in one halves such a candidate's speed
 KEEP_TWO_CORES = 0.4
 
 

@@ -439,6 +439,23 @@ def test_the_cpu_jit_fingerprint_holds_the_gemm_libraries_and_numba():
     info = jit.fingerprint()
     assert info["numba"] == numba.__version__ and set(info["gemm"]) == {"mkl", "openblas"}
     assert "blas_threads" in info and info["cpu"]
+    assert info["kernels"] == jit.kernels_digest()
+
+
+def test_a_plan_timed_on_other_kernels_is_not_reused(tmp_path):
+    """The fingerprint holds a hash of the compiled steps' sources: a change in any of them
+    (an upgrade) gives another fingerprint, so its plans are measured again."""
+    for name in jit.KERNEL_SOURCES:
+        (tmp_path / name).write_text(f"# {name}\n")
+    before = jit.kernels_digest(tmp_path)
+    for name in jit.KERNEL_SOURCES:
+        jit.kernels_digest.cache_clear()
+        text = (tmp_path / name).read_text()
+        (tmp_path / name).write_text(text + "x = 1\n")
+        assert jit.kernels_digest(tmp_path) != before, name
+        (tmp_path / name).write_text(text)
+    jit.kernels_digest.cache_clear()
+    assert jit.kernels_digest(tmp_path) == before
 
 
 def test_a_plan_from_another_cpu_is_not_reused(auto):

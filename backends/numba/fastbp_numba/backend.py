@@ -114,11 +114,12 @@ class NumbaBackend(LayerOps):
                 self._warned_cost = True
             return super().sgd_epoch(plan)
         choice = planning.choose(self, plan)
-        t0 = time.perf_counter()
+        mark, t0 = planning.planner.load_mark(), time.perf_counter()
         total, trials = planning.run_epoch(plan, choice,
                                            lambda p, name: self._epoch(p, code, name))
         if not trials:
-            planning.after_epoch(plan, choice, time.perf_counter() - t0)
+            planning.after_epoch(plan, choice, time.perf_counter() - t0,
+                                 planning.planner.others_since(mark))
         return total
 
     def stack_backprop(self, stack: Any, params: Any, x: Any, y: Any,

@@ -562,11 +562,14 @@ def check(choice: planner.Choice, trials: Trials) -> None:
                  fastest)
 
 
-def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float) -> None:
-    """Judge an epoch against its plan's trial. A plan that ran on two cores at under
-    :data:`SLOW` of its trial's speed (another process holds a core) moves to a candidate that
-    rounds as it does (``overlap`` to ``one-thread``; a split step has none, and keeps its plan:
-    a seed's numbers never change mid-run). A recorded choice whose epoch runs at over
+def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float,
+                others: float = 0.0) -> None:
+    """Judge an epoch against its plan's trial (``others``: the cores other processes kept busy
+    meanwhile, :func:`fastbp.devices.planner.others_since`). A plan that ran on two cores at
+    under :data:`SLOW` of its trial's speed (another process holds a core, or the machine's
+    host slows one) moves to a candidate that rounds as it does (``overlap`` to
+    ``one-thread``; a split step has none, and keeps its plan: a seed's numbers never change
+    mid-run). A recorded choice whose epoch runs at over
     :data:`FAST` times its trial's speed was measured while another process held a core: the
     next run measures it again, against the candidates that round as it does. The first epoch
     of a choice is not judged (it also loads the compiled code and starts the helper thread),
@@ -588,14 +591,16 @@ def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float) -> None
         return
     if strategy not in TWO_CORES or speed >= SLOW * choice.speed:
         return
+    why = ("the machine is busy" if others >= planner.BUSY_CORES else
+           "a core ran slow with nothing else running (a virtual machine's host can do that)")
     if strategy == "overlap":
         log.warning("fastbp: cpu-jit ran an epoch at %.0f %% of the speed its plan %s measured: "
-                    "the machine is busy, so training moves to one-thread/%s (the same numbers)",
-                    100 * speed / choice.speed, choice.name, lib)
+                    "%s, so training moves to one-thread/%s (the same numbers)",
+                    100 * speed / choice.speed, choice.name, why, lib)
         choice.name, choice.source = f"one-thread/{lib}", "busy"
     elif choice.source != "busy, kept":
         log.warning("fastbp: cpu-jit ran an epoch at %.0f %% of the speed its plan %s measured: "
-                    "the machine is busy; the plan is kept, since one thread would round "
-                    "differently (FASTBP_PLAN=one-thread runs on one core)",
-                    100 * speed / choice.speed, choice.name)
+                    "%s; the plan is kept, since one thread would round differently "
+                    "(FASTBP_PLAN=one-thread runs on one core)",
+                    100 * speed / choice.speed, choice.name, why)
         choice.source = "busy, kept"

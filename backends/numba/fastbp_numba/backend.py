@@ -43,8 +43,9 @@ log = logging.getLogger("fastbp")
 
 # Mini-batches of at most this many rows run compiled loops, larger ones BLAS (see kernels):
 # the feedforward's products (dot products: BLAS packs all of W for a few rows; one core of an
-# AMD EPYC, OpenBLAS: 1.1–2.8× faster at 4–32 rows for every layer of the table), then BP2's
-# and the update's (matrix-vector products).
+# AMD EPYC: 1.05–3.7× OpenBLAS's speed at 4–32 rows on the table's layers, but 10 × 30 at
+# 16–32 rows, 1.2–3.6× MKL's; benchmarks/dot_products.py), then BP2's and the update's
+# (matrix-vector products).
 SMALL_ROWS = (32, 1)
 
 

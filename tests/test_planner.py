@@ -626,7 +626,7 @@ def test_cpu_jit_a_candidate_far_behind_after_one_trial_takes_no_more(auto, monk
     def pace(name, call):
         timed.append(name)
         # overlap (the default) far behind, two-threads behind by 1/4
-        return {names[0]: 1e-6, names[1]: 5e-6, names[2]: 1.33e-6}[name]
+        return {names[0]: 1e-5, names[1]: 5e-5, names[2]: 1.33e-5}[name]  # sleeps of ms
 
     choice = measured_choice(pace)
     assert choice.name == names[0]
@@ -643,16 +643,16 @@ def test_cpu_jit_a_candidate_far_behind_after_one_trial_takes_no_more(auto, monk
 def test_cpu_jit_a_two_core_candidate_slowed_in_its_first_trial_takes_the_next(
         auto, monkeypatch, slow_starter, chosen):
     """A second core that runs a slow stretch during a candidate's first trial (its warm-up
-    and timed steps at 0.45 of the fastest) does not end a candidate that computes on two
+    and timed steps at half the fastest's speed) does not end a candidate that computes on two
     cores: its next trials show it fastest. One that computes on one core, as slow, is done."""
     names = ["one-thread/openblas", "overlap/openblas", "two-threads/openblas"]
     monkeypatch.setattr(jit, "candidates", lambda sizes, m, rows: names)
     monkeypatch.setattr(jit, "default", lambda sizes, m, rows: names[0])
-    row = 1e-6
+    row = 1e-5  # sleeps of milliseconds: a loaded machine's scheduling noise is small beside them
 
     def pace(name, call):
         if name == slow_starter:
-            return row / 0.45 if call <= 2 else row / 1.5
+            return row / 0.5 if call <= 2 else row / 1.5
         return row if name == names[0] else 4 * row
 
     choice = measured_choice(pace)

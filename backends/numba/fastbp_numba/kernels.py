@@ -160,12 +160,17 @@ def dots(w, b, a_prev, r, z):
             z[i, q] = s + b[q, 0]
 
 
+THIN, LONG = 32, 256  # a layer of at most THIN neurons over at least LONG inputs is thin
+
+
 @njit(**JIT)
 def linear(w, b, a_prev, r, z, scal, small, blas):
     """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``:
-    :func:`dots` for at most ``small[0]`` rows, else one GEMM."""
+    :func:`dots` for at most ``small[0]`` rows, or four times as many where the layer is thin
+    (:data:`THIN` neurons, :data:`LONG` inputs: packing ``W`` is then most of a BLAS call),
+    else one GEMM."""
     n, k = w.shape
-    if r <= small[0]:
+    if r <= small[0] or (r <= 4 * small[0] and n <= THIN and k >= LONG):
         dots(w, b, a_prev, r, z)
     else:
         for i in range(r):

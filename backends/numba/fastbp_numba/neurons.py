@@ -21,6 +21,10 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .sources import stamp_numba_cache
+
+stamp_numba_cache()  # before any function here or in the modules that import this one is cached
+
 CHUNK = 4096  # elements the sigmoid works on at a time
 QUADRATIC = 0
 CROSS_ENTROPY = 1

@@ -22,12 +22,9 @@ per machine and configuration, and a run never moves to one that rounds differen
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -49,6 +46,7 @@ from fastbp.devices.cpu import (
 
 from .cache import JitCache
 from .loading import retryable_import
+from .sources import KERNEL_SOURCES, kernels_digest  # noqa: F401 - re-exported
 
 log = logging.getLogger("fastbp")
 
@@ -119,22 +117,6 @@ def fingerprint() -> dict[str, Any]:
     return planner.fingerprint({"numba": numba.__version__, "gemm": libs,
                                 "blas_threads": library_threads(),
                                 "kernels": kernels_digest()})
-
-
-# the modules whose compiled code a candidate's steps run
-KERNEL_SOURCES = ("machine.py", "neurons.py", "kernels.py", "techniques.py", "epoch.py")
-
-
-@functools.lru_cache(maxsize=4)
-def kernels_digest(folder: Path = Path(__file__).parent) -> str:
-    """A short hash of the sources of the compiled steps (:data:`KERNEL_SOURCES` in
-    ``folder``): a plan timed on other kernels (an upgrade, a local change) is not comparable,
-    and is measured again."""
-    h = hashlib.sha256()
-    for name in KERNEL_SOURCES:
-        path = folder / name
-        h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b""))
-    return h.hexdigest()[:12]
 
 
 def rounding(name: str) -> str:

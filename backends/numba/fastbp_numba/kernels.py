@@ -160,18 +160,71 @@ def dots(w, b, a_prev, r, z):
             z[i, q] = s + b[q, 0]
 
 
+@njit(**JIT)
+def dots_fours(w, b, a_prev, r, z):
+    """:func:`dots` for four rows or more: four rows by three neurons at a time, twelve sums in
+    registers (:func:`dots`' eight wait on the FMA's latency; twelve keep both FMA units busy:
+    whole epochs of ``[784,30,10]`` on one core of an AMD EPYC 1.05–1.12× as fast at batches
+    10–100), the rows past the last four by :func:`dots`. Each sum runs over ``p`` as there."""
+    n, k = w.shape
+    zero = z.dtype.type(0.0)
+    r4 = r - r % 4
+    j = 0
+    while j + 3 <= n:
+        for i in range(0, r4, 4):
+            s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = zero
+            for p in range(k):
+                a0, a1, a2, a3 = a_prev[i, p], a_prev[i + 1, p], a_prev[i + 2, p], a_prev[i + 3, p]
+                w0, w1, w2 = w[j, p], w[j + 1, p], w[j + 2, p]
+                s00 += a0 * w0
+                s01 += a0 * w1
+                s02 += a0 * w2
+                s10 += a1 * w0
+                s11 += a1 * w1
+                s12 += a1 * w2
+                s20 += a2 * w0
+                s21 += a2 * w1
+                s22 += a2 * w2
+                s30 += a3 * w0
+                s31 += a3 * w1
+                s32 += a3 * w2
+            b0, b1, b2 = b[j, 0], b[j + 1, 0], b[j + 2, 0]
+            z[i, j], z[i, j + 1], z[i, j + 2] = s00 + b0, s01 + b1, s02 + b2
+            z[i + 1, j], z[i + 1, j + 1], z[i + 1, j + 2] = s10 + b0, s11 + b1, s12 + b2
+            z[i + 2, j], z[i + 2, j + 1], z[i + 2, j + 2] = s20 + b0, s21 + b1, s22 + b2
+            z[i + 3, j], z[i + 3, j + 1], z[i + 3, j + 2] = s30 + b0, s31 + b1, s32 + b2
+        j += 3
+    for q in range(j, n):  # the last neuron or two
+        for i in range(0, r4, 4):
+            s00 = s10 = s20 = s30 = zero
+            for p in range(k):
+                wq = w[q, p]
+                s00 += a_prev[i, p] * wq
+                s10 += a_prev[i + 1, p] * wq
+                s20 += a_prev[i + 2, p] * wq
+                s30 += a_prev[i + 3, p] * wq
+            z[i, q], z[i + 1, q] = s00 + b[q, 0], s10 + b[q, 0]
+            z[i + 2, q], z[i + 3, q] = s20 + b[q, 0], s30 + b[q, 0]
+    if r4 < r:
+        dots(w, b, a_prev[r4:], r - r4, z[r4:])
+
+
 THIN, LONG = 32, 256  # a layer of at most THIN neurons over at least LONG inputs is thin
 
 
 @njit(**JIT)
 def linear(w, b, a_prev, r, z, scal, small, blas):
     """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``:
-    :func:`dots` for at most ``small[0]`` rows, or four times as many where the layer is thin
+    :func:`dots` (:func:`dots_fours` from four rows) for at most ``small[0]`` rows, or four
+    times as many where the layer is thin
     (:data:`THIN` neurons, :data:`LONG` inputs: packing ``W`` is then most of a BLAS call),
     else one GEMM."""
     n, k = w.shape
     if r <= small[0] or (r <= 4 * small[0] and n <= THIN and k >= LONG):
-        dots(w, b, a_prev, r, z)
+        if r < 4:
+            dots(w, b, a_prev, r, z)
+        else:
+            dots_fours(w, b, a_prev, r, z)
     else:
         for i in range(r):
             for j in range(n):

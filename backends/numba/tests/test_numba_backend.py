@@ -79,12 +79,16 @@ def test_compiled_backprop_matches_per_sample_loop(sizes, m, cost, path, rng):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_feedforward_dot_products_within_rounding_bounds(dtype, rng):
-    """``kernels.dots`` (the feedforward at few rows): every entry of ``A Wᵀ + bᵀ`` within the
-    bound of a sum of ``k + 1`` products in any order, ``γ_{k+1} (Σ_p |a_ip w_jp| + |b_j|)``,
-    for every block shape: pairs of rows and an odd one, fours of neurons and the rest."""
+@pytest.mark.parametrize("form", ["dots", "dots_fours"])
+def test_feedforward_dot_products_within_rounding_bounds(dtype, form, rng):
+    """``kernels.dots`` and ``kernels.dots_fours`` (the feedforward at few rows): every entry of
+    ``A Wᵀ + bᵀ`` within the bound of a sum of ``k + 1`` products in any order,
+    ``γ_{k+1} (Σ_p |a_ip w_jp| + |b_j|)``, for every block shape: fours of rows by threes of
+    neurons and the last neuron or two, pairs of rows by fours of neurons, an odd row, the last
+    neurons; the rows past ``r`` untouched."""
     from fastbp_numba import kernels
 
+    products = getattr(kernels, form)
     u = np.finfo(dtype).eps / 2
     for k in (1, 3, 17, 64):
         for n in range(1, 10):
@@ -93,7 +97,7 @@ def test_feedforward_dot_products_within_rounding_bounds(dtype, rng):
                 b = (rng.random((n, 1)) - 0.5).astype(dtype)
                 a = (rng.random((r + 2, k)) - 0.5).astype(dtype)  # rows past r stay untouched
                 z = np.full((r + 2, n), 7.0, dtype)
-                kernels.dots(w, b, a, r, z)
+                products(w, b, a, r, z)
                 w64, a64, b64 = (v.astype(np.float64) for v in (w, a[:r], b))
                 exact = a64 @ w64.T + b64.T
                 size = np.abs(a64) @ np.abs(w64).T + np.abs(b64).T

@@ -152,6 +152,7 @@ def test_an_unwritable_cache_costs_only_a_warning(auto, monkeypatch, caplog, tmp
 
 # -- cpu-jit ----------------------------------------------------------------------------------
 jit = pytest.importorskip("fastbp_numba.planning")
+sources = pytest.importorskip("fastbp_numba.sources")
 
 
 def data(n=jit.TRIAL_ROWS, sizes=(20, 8, 4), seed=0):  # the fewest rows that are measured
@@ -212,10 +213,12 @@ def test_cpu_jit_on_a_busy_machine_records_its_default(auto, monkeypatch, caplog
     assert entry["choice"] == jit.default([20, 8, 4], 10, jit.TRIAL_ROWS) and entry["busy"]
 
 
-def test_a_busy_epoch_moves_only_to_a_plan_that_rounds_alike(caplog):
+def test_a_busy_epoch_moves_only_to_a_plan_that_rounds_alike(monkeypatch, caplog):
     """Under load ``overlap`` moves to ``one-thread`` (the same steps in the same order); a
     split step (``two-threads``) keeps its plan: a seed's numbers never change mid-run."""
     from fastbp.core.plan import Cursor
+
+    monkeypatch.setattr(planner, "busy_since", lambda mark: True)  # other processes ran
 
     class Plan:
         cursor = Cursor(np.arange(10_000))
@@ -227,15 +230,17 @@ def test_a_busy_epoch_moves_only_to_a_plan_that_rounds_alike(caplog):
             assert choice.name == name
             jit.after_epoch(Plan(), choice, seconds=0.009)  # 1.1 M samples/s: as planned
             assert choice.name == name
-            jit.after_epoch(Plan(), choice, seconds=0.1, others=1.0)  # 100 k samples/s: busy
+            jit.after_epoch(Plan(), choice, seconds=0.1)  # 100 k samples/s: busy
         assert choice.name == after and jit.rounding(after) == jit.rounding(name)
     assert any("machine is busy" in r.getMessage() for r in caplog.records)
 
 
-def test_a_slow_epoch_with_nothing_else_running_says_a_core_ran_slow(caplog):
+def test_a_slow_epoch_with_nothing_else_running_says_a_core_ran_slow(monkeypatch, caplog):
     """An epoch on two cores at a third of its trial's speed while no other process ran (a
     virtual machine's host slowing a core) is not blamed on a busy machine."""
     from fastbp.core.plan import Cursor
+
+    monkeypatch.setattr(planner, "busy_since", lambda mark: False)  # nothing else ran
 
     class Plan:
         cursor = Cursor(np.arange(10_000))
@@ -243,7 +248,7 @@ def test_a_slow_epoch_with_nothing_else_running_says_a_core_ran_slow(caplog):
     choice = planner.Choice("two-threads/mkl", "cache", {"two-threads/mkl": 1e6})
     with caplog.at_level(logging.WARNING, logger="fastbp"):
         jit.after_epoch(Plan(), choice, seconds=1.0)
-        jit.after_epoch(Plan(), choice, seconds=0.03, others=0.0)
+        jit.after_epoch(Plan(), choice, seconds=0.03)
     (message,) = [r.getMessage() for r in caplog.records]
     assert "a core ran slow with nothing else running" in message and "busy" not in message
     assert choice.name == "two-threads/mkl"
@@ -456,23 +461,23 @@ def test_the_cpu_jit_fingerprint_holds_the_gemm_libraries_and_numba():
     info = jit.fingerprint()
     assert info["numba"] == numba.__version__ and set(info["gemm"]) == {"mkl", "openblas"}
     assert "blas_threads" in info and info["cpu"]
-    assert info["kernels"] == jit.kernels_digest()
+    assert info["kernels"] == sources.kernels_digest()
 
 
 def test_a_plan_timed_on_other_kernels_is_not_reused(tmp_path):
     """The fingerprint holds a hash of the compiled steps' sources: a change in any of them
     (an upgrade) gives another fingerprint, so its plans are measured again."""
-    for name in jit.KERNEL_SOURCES:
+    for name in sources.KERNEL_SOURCES:
         (tmp_path / name).write_text(f"# {name}\n")
-    before = jit.kernels_digest(tmp_path)
-    for name in jit.KERNEL_SOURCES:
-        jit.kernels_digest.cache_clear()
+    before = sources.kernels_digest(tmp_path)
+    for name in sources.KERNEL_SOURCES:
+        sources.kernels_digest.cache_clear()
         text = (tmp_path / name).read_text()
         (tmp_path / name).write_text(text + "x = 1\n")
-        assert jit.kernels_digest(tmp_path) != before, name
+        assert sources.kernels_digest(tmp_path) != before, name
         (tmp_path / name).write_text(text)
-    jit.kernels_digest.cache_clear()
-    assert jit.kernels_digest(tmp_path) == before
+    sources.kernels_digest.cache_clear()
+    assert sources.kernels_digest(tmp_path) == before
 
 
 def test_a_plan_from_another_cpu_is_not_reused(auto):

@@ -119,8 +119,7 @@ class NumbaBackend(LayerOps):
         total, trials = planning.run_epoch(plan, choice,
                                            lambda p, name: self._epoch(p, code, name))
         if not trials:
-            planning.after_epoch(plan, choice, time.perf_counter() - t0,
-                                 planning.planner.others_since(mark))
+            planning.after_epoch(plan, choice, time.perf_counter() - t0, mark)
         return total
 
     def stack_backprop(self, stack: Any, params: Any, x: Any, y: Any,

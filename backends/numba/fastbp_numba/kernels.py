@@ -216,9 +216,8 @@ THIN, LONG = 32, 256  # a layer of at most THIN neurons over at least LONG input
 def linear(w, b, a_prev, r, z, scal, small, blas):
     """``Z[:r] = A^{l-1}[:r] Wᵀ + bᵀ`` with ``W`` ``(n, k)``, ``A`` ``(m, k)``, ``Z`` ``(m, n)``:
     :func:`dots` (:func:`dots_fours` from four rows) for at most ``small[0]`` rows, or four
-    times as many where the layer is thin
-    (:data:`THIN` neurons, :data:`LONG` inputs: packing ``W`` is then most of a BLAS call),
-    else one GEMM."""
+    times as many where the layer is thin (:data:`THIN` neurons, :data:`LONG` inputs: packing
+    ``W`` is then most of a BLAS call), else one GEMM."""
     n, k = w.shape
     if r <= small[0] or (r <= 4 * small[0] and n <= THIN and k >= LONG):
         if r < 4:

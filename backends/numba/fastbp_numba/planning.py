@@ -46,7 +46,7 @@ from fastbp.devices.cpu import (
 
 from .cache import JitCache
 from .loading import retryable_import
-from .sources import KERNEL_SOURCES, kernels_digest  # noqa: F401 - re-exported
+from .sources import kernels_digest
 
 log = logging.getLogger("fastbp")
 
@@ -545,17 +545,17 @@ def check(choice: planner.Choice, trials: Trials) -> None:
 
 
 def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float,
-                others: float = 0.0) -> None:
-    """Judge an epoch against its plan's trial (``others``: the cores other processes kept busy
-    meanwhile, :func:`fastbp.devices.planner.others_since`). A plan that ran on two cores at
-    under :data:`SLOW` of its trial's speed (another process holds a core, or the machine's
-    host slows one) moves to a candidate that rounds as it does (``overlap`` to
-    ``one-thread``; a split step has none, and keeps its plan: a seed's numbers never change
-    mid-run). A recorded choice whose epoch runs at over
-    :data:`FAST` times its trial's speed was measured while another process held a core: the
-    next run measures it again, against the candidates that round as it does. The first epoch
-    of a choice is not judged (it also loads the compiled code and starts the helper thread),
-    nor one that ran trials (:func:`run_epoch`)."""
+                mark: planner.LoadMark | None = None) -> None:
+    """Judge an epoch against its plan's trial (``mark``: the load when it started, to tell
+    other processes from a slow core: :func:`fastbp.devices.planner.busy_since`). A plan that
+    ran on two cores at under :data:`SLOW` of its trial's speed (another process holds a core,
+    or the machine's host slows one) moves to a candidate that rounds as it does (``overlap``
+    to ``one-thread``; a split step has none, and keeps its plan: a seed's numbers never
+    change mid-run). A recorded choice whose epoch runs at over :data:`FAST` times its trial's
+    speed was measured while another process held a core: the next run measures it again,
+    against the candidates that round as it does. The first epoch of a choice is not judged
+    (it also loads the compiled code and starts the helper thread), nor one that ran trials
+    (:func:`run_epoch`)."""
     strategy, lib = choice.name.split("/")
     rows = int(plan.cursor.order.shape[0])
     if rows < TRIAL_ROWS:  # a slice of an epoch (the progress bar's) is too short to judge
@@ -573,7 +573,7 @@ def after_epoch(plan: EpochPlan, choice: planner.Choice, seconds: float,
         return
     if strategy not in TWO_CORES or speed >= SLOW * choice.speed:
         return
-    why = ("the machine is busy" if others >= planner.BUSY_CORES else
+    why = ("the machine is busy" if planner.busy_since(mark) else
            "a core ran slow with nothing else running (a virtual machine's host can do that)")
     if strategy == "overlap":
         log.warning("fastbp: cpu-jit ran an epoch at %.0f %% of the speed its plan %s measured: "

@@ -1,9 +1,10 @@
 """The feedforward's product at few rows: ``cpu-jit``'s dot products against one BLAS call.
 
 ``Z = A Wᵀ + bᵀ`` with ``A`` ``(r, k)`` (a mini-batch, one sample a row) and ``W`` ``(n, k)``,
-each layer shape of the speed table, on one thread: :func:`fastbp_numba.kernels.dots`
-(register-blocked, four neurons by two rows) against :func:`fastbp_numba.kernels.linear` sent
-to the GEMM (``small = (0, 0)``), which packs all of ``W`` before it multiplies. Microseconds a
+each layer shape of the speed table, on one thread: the dot products
+:func:`fastbp_numba.kernels.linear` runs (:func:`~fastbp_numba.kernels.dots` below four rows,
+:func:`~fastbp_numba.kernels.dots_fours` from four: register-blocked) against ``linear`` sent to
+the GEMM (``small = (0, 0)``), which packs all of ``W`` before it multiplies. Microseconds a
 product, best of five runs of many, and the ratio; ``kernels.linear`` takes the dot products up
 to ``SMALL_ROWS[0]`` rows (:mod:`fastbp_numba.backend`)::
 
@@ -30,7 +31,10 @@ ROWS = [1, 2, 4, 10, 16, 32, 64, 100]
 @njit(nogil=True)
 def repeat_dots(w, b, a, r, z, reps):
     for _ in range(reps):
-        K.dots(w, b, a, r, z)
+        if r < 4:  # as kernels.linear takes them
+            K.dots(w, b, a, r, z)
+        else:
+            K.dots_fours(w, b, a, r, z)
 
 
 @njit(nogil=True)

@@ -446,6 +446,7 @@ def driver(args: argparse.Namespace) -> None:
     if args.more_batches:  # e.g. "10000": large batches of the small networks too
         more = tuple(int(b) for b in args.more_batches.split(","))
         jobs = [(s, bs + more) if s in SMALL else (s, bs) for s, bs in jobs]
+    jobs = [(s, bs) for s, bs in jobs if bs]  # a network left with no batch size is not run
     os.environ.update(thread_env(args.threads))  # the book's runs too
     results: dict[str, Any] = {"machine": machine(), "sgemm_peak": sgemm_peak(args.threads),
                                "threads": args.threads or "library defaults",

@@ -21,6 +21,10 @@ same buffers). With ``A^l`` ``(m, n_l)``, ``W^l`` ``(n_l, n_{l-1})`` and ``b^l``
 
 - BP3 + BP4 folded into the SGD step, one GEMM with ``β = decay``:
   ``W^l ← decay · W^l − (η/m) (Δ^l)ᵀ A^{l-1}``, ``b^l ← b^l − (η/m) Σ_rows Δ^l``
+- a large batch of a narrow network in blocks of rows (:func:`block_sums`): each block's
+  feedforward, BP1, BP2 and its BP3 and BP4 added to the batch's sums
+  ``G^l = Σ_blocks (Δ^l)ᵀ A^{l-1}``, ``g^l = Σ_rows Δ^l`` while its rows are in the cache, then
+  ``W^l ← decay · W^l − (η/m) G^l``, ``b^l ← b^l − (η/m) g^l`` (:func:`apply_sums`)
 
 ``spec`` is the network's ``(cost code, kinds)``: the cost (:data:`QUADRATIC`,
 :data:`CROSS_ENTROPY`, :data:`LOG_LIKELIHOOD`) and an int64 array with each layer's neuron
@@ -355,6 +359,64 @@ def bias_step(b, d, r, j0, j1, alpha):
         for i in range(r):
             s += d[i, j]
         b[j, 0] -= a * s
+
+
+# -- a large batch in blocks of rows ---------------------------------------------------------
+@njit(**JIT)
+def block_sums(weights, biases, x, y, rows, first, acts, deltas, sums, spec, scal, small, blas):
+    """Feedforward, BP1 and BP2 of ``rows`` rows (a block of a large batch), and their BP3 and
+    BP4 added to the batch's sums: ``G^l ← [G^l +] (Δ^l)ᵀ A^{l-1}``, ``g^l ← [g^l +] Σ_i Δ^l_i``
+    (``first``: the batch's first block, which starts the sums). Returns the block's cost.
+
+    A block's rows stay in the cache from its gather to its last product, where a whole batch of
+    thousands of rows is read from memory by each pass (``sums``: ``(G, g)``, one pair per
+    layer, :func:`apply_sums` applies them)."""
+    cost, kinds = spec[0], spec[1]
+    forward(weights, biases, x, rows, acts, deltas, kinds, scal, small, blas)
+    c = deltas_of(weights, y, rows, acts, deltas, cost, kinds, scal, small, blas)
+    grads, gbs = sums
+    beta = 0.0 if first else 1.0
+    for l in range(len(weights)):
+        n, k = weights[l].shape
+        a_prev = x if l == 0 else acts[l - 1]
+        d, gb = deltas[l], gbs[l]
+        # column-major: Gᵀ (k × n) ← β Gᵀ + A^{l-1}ᵀ (k × rows) · Δ (rows × n)
+        gemm(_N, _T, k, n, rows, 1.0, a_prev, k, d, n, beta, grads[l], k, scal, blas)
+        if first:
+            for j in range(n):
+                gb[j] = 0.0
+        for i in range(rows):
+            for j in range(n):
+                gb[j] += d[i, j]
+    return c
+
+
+@njit(**JIT)
+def apply_sums(w, b, g, gb, alpha, decay, c0, c1, j0, j1):
+    """The SGD step from a batch's sums (:func:`block_sums`), columns ``c0:c1`` of ``W`` and
+    entries ``j0:j1`` of ``b``: ``W ← decay·W − α G``, ``b ← b − α g``."""
+    n = w.shape[0]
+    a = w.dtype.type(alpha)
+    dec = w.dtype.type(decay)
+    for j in range(n):
+        for c in range(c0, c1):
+            w[j, c] = dec * w[j, c] - a * g[j, c]
+    for j in range(j0, j1):
+        b[j, 0] -= a * gb[j]
+
+
+@njit(**JIT)
+def apply_two_sums(w, b, g0, g1, gb0, gb1, alpha, decay, c0, c1, j0, j1):
+    """:func:`apply_sums` of the sum of two threads' sums: ``W ← decay·W − α (G₀ + G₁)``,
+    ``b ← b − α (g₀ + g₁)``."""
+    n = w.shape[0]
+    a = w.dtype.type(alpha)
+    dec = w.dtype.type(decay)
+    for j in range(n):
+        for c in range(c0, c1):
+            w[j, c] = dec * w[j, c] - a * (g0[j, c] + g1[j, c])
+    for j in range(j0, j1):
+        b[j, 0] -= a * (gb0[j] + gb1[j])
 
 
 @njit(**JIT)

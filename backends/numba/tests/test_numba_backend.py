@@ -247,6 +247,67 @@ def test_two_thread_epoch_matches_reference_sgd(library, cost, batch_size, n, tw
     assert calls, "the two-thread epoch did not run"
 
 
+def spy_blocks(monkeypatch, rows):
+    """``BLOCK_ROWS`` set to ``rows``; the ``(block, sums)`` each epoch of the test gets."""
+    monkeypatch.setattr(jit_backend, "BLOCK_ROWS", rows)
+    seen = []
+    real = jit_backend.NumbaBackend._blocks
+    monkeypatch.setattr(jit_backend.NumbaBackend, "_blocks",
+                        lambda self, *a: seen.append(real(self, *a)) or seen[-1])
+    return seen
+
+
+def summed(sums) -> bool:
+    """Whether a thread's sums hold a batch's gradient (they are written by blocks alone)."""
+    grads, gbs = sums
+    return all(np.abs(g).sum() > 0 for g in (*grads, *gbs))
+
+
+@pytest.mark.parametrize("cost", COSTS)
+@pytest.mark.parametrize("plan,batch_size,n", [("one-thread", 7, 50), ("one-thread", 20, 43),
+                                               ("two-threads", 20, 43),
+                                               ("two-threads", 9, 50)])
+def test_a_batch_in_blocks_of_rows_is_the_books_sgd(library, cost, plan, batch_size, n,
+                                                     monkeypatch, rng):
+    """A batch of more rows than ``BLOCK_ROWS`` (3 here) runs in blocks, each block's BP3 and
+    BP4 added to the batch's sums, then one step from them (two threads: each its own rows in
+    blocks, then the step from both threads' sums, split by units): the book's SGD, with the
+    last batch shorter (43 = 2·20 + 3: a last batch within one block on each thread; 50 =
+    5·9 + 5)."""
+    if plan == "two-threads" and not any(c.startswith("two-threads/") for c in
+                                         planning.candidates([20, 8, 6, 5], batch_size, n)):
+        pytest.skip("two threads cannot run here")
+    seen = spy_blocks(monkeypatch, 3)
+    monkeypatch.setenv("FASTBP_PLAN", plan)
+    assert_epoch_is_the_oracles(rng, cost, batch_size, n)
+    block, sums = seen[-1]
+    assert block == 3 and summed(sums[0])
+    assert summed(sums[1]) == (plan == "two-threads")
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_rows_gathered_ahead_in_blocks_are_the_books_sgd(cost, monkeypatch, rng):
+    """``overlap`` (rows gathered ahead in chunks, :func:`fastbp_numba.epoch.sgd_rows`) takes a
+    batch of 100 in blocks of 30, 30, 30 and 10: the book's SGD over 2103 samples."""
+    monkeypatch.setenv("FASTBP_PLAN", "overlap")
+    monkeypatch.setenv("FASTBP_PREFETCH", "1")
+    if not any(c.startswith("overlap/") for c in planning.candidates([20, 8, 6, 5], 100, 2103)):
+        pytest.skip("rows are not gathered ahead here (one core)")
+    seen = spy_blocks(monkeypatch, 30)
+    assert_epoch_is_the_oracles(rng, cost, 100, 2103)
+    assert seen[-1][0] == 30 and summed(seen[-1][1][0])
+
+
+def test_a_wide_network_runs_its_batches_whole():
+    """Blocks are for narrow networks: a network of :data:`BLOCKED_WEIGHTS` weights or more
+    streams its large products whole (and keeps no sums)."""
+    backend = jit_backend.NumbaBackend()
+    block, sums = backend._blocks([784, 30, 10], {})
+    assert block == jit_backend.BLOCK_ROWS and sums[0][0][0].shape == (30, 784)
+    block, sums = backend._blocks([784, 1024, 1024, 10], {})
+    assert block > 10**9 and all(g.size == 0 for pair in sums for part in pair for g in part)
+
+
 def test_one_row_steps_are_not_split_between_two_threads(two_threads):
     """A step of one row has no halves: ``two-threads`` is no candidate at batch 1 (timed
     there, its second thread only waits: a tenth of the others' speed, and most of the

@@ -186,7 +186,8 @@ class NumbaBackend(LayerOps):
     def _epoch(self, plan: EpochPlan, code: Spec, candidate: str) -> float:
         """One epoch of ``plan`` run as ``candidate`` (``STRATEGY/LIBRARY``, see
         :mod:`fastbp_numba.planning`); returns the summed cost. A plan that is not plain runs
-        the same strategy on the ``*_tech`` epochs of :mod:`fastbp_numba.epoch`."""
+        the same strategy on the ``*_tech`` epochs of :mod:`fastbp_numba.epoch`, a plain one of
+        batches past :meth:`_blocks`' rows on the ``*_blocks`` ones."""
         strategy, library = candidate.split("/")
         lib = planning.library(library)
         k = self.epoch
@@ -216,18 +217,26 @@ class NumbaBackend(LayerOps):
                     return k.sgd_epoch_tech(weights, biases, xs, ys, order, m, eta, decay, code,
                                             tech[0], first_step, xbuf, ybuf, acts, deltas,
                                             tech[1], scal, SMALL_ROWS, blas)
+                if m > block:
+                    return k.sgd_epoch_blocks(weights, biases, xs, ys, order, m, eta, decay, code,
+                                              xbuf, ybuf, acts, deltas, scal, SMALL_ROWS, blas,
+                                              block, sums[0])
                 return k.sgd_epoch(weights, biases, xs, ys, order, m, eta, decay, code, xbuf,
-                                   ybuf, acts, deltas, scal, SMALL_ROWS, blas, block, sums[0])
+                                   ybuf, acts, deltas, scal, SMALL_ROWS, blas)
             total = 0.0  # the same steps, on rows gathered ahead (prefetch_chunks)
             done = 0  # rows of the epoch already trained (whole batches: chunks hold whole ones)
             chunks = prefetch_chunks(xs, ys, order, chunk_buffers(self, plan),
                                      parallel=gathering == "parallel")
             with contextlib.closing(chunks):  # an error waits for the gather in flight
                 for x, y in chunks:
+                    if tech is None and m > block:
+                        total = k.sgd_rows_blocks(weights, biases, x, y, x.shape[0], m, eta,
+                                                  decay, code, acts, deltas, scal, SMALL_ROWS,
+                                                  blas, block, sums[0], total)
+                        continue
                     if tech is None:
                         total = k.sgd_rows(weights, biases, x, y, x.shape[0], m, eta, decay,
-                                           code, acts, deltas, scal, SMALL_ROWS, blas, block,
-                                           sums[0], total)
+                                           code, acts, deltas, scal, SMALL_ROWS, blas, total)
                         continue
                     total = k.sgd_rows_tech(
                         weights, biases, x, y, x.shape[0], m, eta, decay, code, tech[0],
@@ -282,7 +291,8 @@ class NumbaBackend(LayerOps):
                      first_step: int = 0, block: int = 0, sums: tuple = ()) -> float:
         """The epoch on two threads (:func:`fastbp_numba.epoch.sgd_epoch_half`, or
         :func:`fastbp_numba.epoch.sgd_epoch_half_tech` with ``tech``, the pair
-        :meth:`_techniques` gives): this one and a helper, each with half of every step and
+        :meth:`_techniques` gives; :func:`fastbp_numba.epoch.sgd_epoch_half_blocks` for halves
+        of more than ``block`` rows): this one and a helper, each with half of every step and
         BLAS on one thread. ``work``: the epoch's row buffers; ``block``, ``sums``: a large
         batch's blocks and each thread's sums (:meth:`_blocks`); ``blas``: :meth:`gemm_pointer`;
         ``first_step``: the number of the first mini-batch in its epoch."""
@@ -301,11 +311,15 @@ class NumbaBackend(LayerOps):
         def run(t: int) -> None:
             try:
                 with lib.one_thread_here() if lib else contextlib.nullcontext():
-                    if tech is None:
+                    if tech is None and h > block:
+                        totals[t] = k.sgd_epoch_half_blocks(
+                            t, weights, biases, xs, ys, order, m, eta, decay, code, views[t],
+                            np.empty(4, self.dtype), SMALL_ROWS, blas, sync, block, sums)
+                    elif tech is None:
                         totals[t] = k.sgd_epoch_half(t, weights, biases, xs, ys, order, m, eta,
                                                      decay, code, xbuf, acts, deltas, views[t],
                                                      np.empty(4, self.dtype), SMALL_ROWS, blas,
-                                                     sync, block, sums)
+                                                     sync)
                     else:
                         assert extra_views is not None
                         totals[t] = k.sgd_epoch_half_tech(

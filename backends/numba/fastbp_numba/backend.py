@@ -30,6 +30,7 @@ from fastbp.devices.cpu import (
     one_thread,
     prefetch_chunks,
     prefetch_mode,
+    step_work,
 )
 from fastbp.errors import ConfigError, MissingDependency
 
@@ -379,9 +380,8 @@ class NumbaBackend(LayerOps):
         network of fewer than :data:`BLOCKED_WEIGHTS` weights, else no blocks) and two threads'
         sums ``(G, g)`` of one batch (``G^l`` shaped like ``W^l``, ``g^l`` like ``b^l``; empty
         where there are no blocks), made once per shape in ``cache``."""
-        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        blocked = weights < BLOCKED_WEIGHTS
-        key = ("sums", tuple(sizes), blocked, self.dtype)
+        blocked = step_work(sizes, 1) < BLOCKED_WEIGHTS  # the network's weights
+        key = ("sums", tuple(sizes), self.dtype)
         sums = cache.get(key)
         if sums is None:
             dt = self.dtype

@@ -146,8 +146,7 @@ def apply_all(weights, biases, sums, alpha, decay):
     """Every layer's SGD step from a batch's sums (:func:`fastbp_numba.kernels.apply_sums`)."""
     grads, gbs = sums
     for l in range(len(weights)):
-        n, k = weights[l].shape
-        apply_sums(weights[l], biases[l], grads[l], gbs[l], alpha, decay, 0, k, 0, n)
+        apply_sums(weights[l], biases[l], grads[l], gbs[l], alpha, decay)
 
 
 @njit(**JIT)

@@ -392,22 +392,22 @@ def block_sums(weights, biases, x, y, rows, first, acts, deltas, sums, spec, sca
 
 
 @njit(**JIT)
-def apply_sums(w, b, g, gb, alpha, decay, c0, c1, j0, j1):
-    """The SGD step from a batch's sums (:func:`block_sums`), columns ``c0:c1`` of ``W`` and
-    entries ``j0:j1`` of ``b``: ``W ← decay·W − α G``, ``b ← b − α g``."""
-    n = w.shape[0]
+def apply_sums(w, b, g, gb, alpha, decay):
+    """The SGD step from a batch's sums (:func:`block_sums`): ``W ← decay·W − α G``,
+    ``b ← b − α g``."""
+    n, k = w.shape
     a = w.dtype.type(alpha)
     dec = w.dtype.type(decay)
     for j in range(n):
-        for c in range(c0, c1):
+        for c in range(k):
             w[j, c] = dec * w[j, c] - a * g[j, c]
-    for j in range(j0, j1):
         b[j, 0] -= a * gb[j]
 
 
 @njit(**JIT)
 def apply_two_sums(w, b, g0, g1, gb0, gb1, alpha, decay, c0, c1, j0, j1):
-    """:func:`apply_sums` of the sum of two threads' sums: ``W ← decay·W − α (G₀ + G₁)``,
+    """:func:`apply_sums` of the sum of two threads' sums, on columns ``c0:c1`` of ``W`` and
+    entries ``j0:j1`` of ``b`` (a thread's share): ``W ← decay·W − α (G₀ + G₁)``,
     ``b ← b − α (g₀ + g₁)``."""
     n = w.shape[0]
     a = w.dtype.type(alpha)
